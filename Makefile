@@ -1,0 +1,65 @@
+# clawvisor developer entry points. Every target that needs the environment depends on
+# `setup`, which is idempotent and fast when nothing changed.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PY        := /usr/bin/python3
+VENV      := .venv
+VPY       := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+KREL      := $(shell uname -r)
+APT_PKGS  := nftables python3-nftables python3-bpfcc bpfcc-tools python3-systemd \
+             linux-headers-amd64 socat dbus acl python3-venv python3-pip iproute2 \
+             util-linux passwd
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test lint typecheck pytest clean
+
+help:
+	@echo "make run    set up, then run the daemon in the foreground (embedded demo config)"
+	@echo "make test   set up, then ruff, mypy and the whole pytest suite"
+
+setup: $(STAMP) /lib/modules/$(KREL)/build
+
+.apt-stamp-check:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "apt: installing $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# BCC compiles bpf/*.c against kernel headers. This VM's kernel has no headers package, so
+# link the installed Debian ones: bpf/ uses tracepoints only, whose ABI is stable.
+/lib/modules/$(KREL)/build: | .apt-stamp-check
+	@hdr=$$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1); \
+	if [ -z "$$hdr" ]; then echo "no kernel headers under /usr/src" >&2; exit 1; fi; \
+	mkdir -p /lib/modules/$(KREL); ln -sfn "$$hdr" /lib/modules/$(KREL)/build; \
+	echo "linked $$hdr -> /lib/modules/$(KREL)/build"
+
+$(STAMP): pyproject.toml | .apt-stamp-check
+	@test -x $(VPY) || $(PY) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/clawvisor serve
+
+test: setup lint typecheck pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check supervisor policy executors
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	@mkdir -p build
+	$(VPY) -m pytest -q $(PYTEST_ARGS) 2>&1 | tee build/pytest.log | tail -n 40; \
+	    exit $${PIPESTATUS[0]}
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,127 @@
+"""What every executor shares: the intent base Struct, the action descriptor, the context."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+
+import msgspec
+
+#: A workload name as it appears on the wire, in workloads.toml and in the policy.
+WORKLOAD_NAME_PATTERN = r"^[a-zA-Z0-9-]+$"
+WorkloadName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=WORKLOAD_NAME_PATTERN,
+        min_length=1,
+        max_length=64,
+        description="A workload name: letters, digits and '-'.",
+    ),
+]
+
+
+class IntentBase(
+    msgspec.Struct,
+    tag_field="action",
+    forbid_unknown_fields=True,
+    kw_only=True,
+    frozen=True,
+):
+    """Base of every intent: the action tag plus an optional target workload.
+
+    The sender is never part of the message; it comes from SO_PEERCRED.
+    """
+
+    target: WorkloadName | None = None
+
+
+class ResultBase(msgspec.Struct, tag_field="action", kw_only=True, frozen=True):
+    """Base of every executor result; tagged with the action that produced it."""
+
+
+class ExecError(Exception):
+    """An executor ran and failed; becomes `executor_failed` in the reply."""
+
+    def __init__(self, message: str, *, exit_status: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_status = exit_status
+        self.stderr = stderr
+
+
+@dataclass(frozen=True, slots=True)
+class TargetUser:
+    """The Linux account an executor acts as (the target workload's user)."""
+
+    workload: str
+    user: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+class DaemonView(Protocol):
+    """Read-only facts about the running daemon that `status` reports."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def uptime(self) -> float: ...
+    @property
+    def workload_names(self) -> Sequence[str]: ...
+    @property
+    def policy_files(self) -> Sequence[str]: ...
+    @property
+    def policy_rules(self) -> int: ...
+    @property
+    def policy_error(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """Per-action settings from clawvisor.toml: the argv template and limits."""
+
+    argv: tuple[str, ...] = ()
+    timeout: float = 30.0
+    output_cap: int = 64 * 1024
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecContext:
+    """Everything an executor may use besides its params. Built by the daemon."""
+
+    source: str
+    target: TargetUser | None
+    settings: ExecutorSettings
+    daemon: DaemonView
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One fixed action: its wire params, its result, and how it runs.
+
+    Exactly one of `run_inline` (pure, in-process, no I/O that can block) and
+    `run` (a coroutine, typically starting a process) is set.
+    """
+
+    name: str
+    params: type[IntentBase]
+    result: type[ResultBase]
+    summary: str
+    mutating: bool
+    needs_target: bool
+    default_argv: tuple[str, ...] = ()
+    run_inline: Callable[[Any, ExecContext], ResultBase] | None = None
+    run: Callable[[Any, ExecContext], Awaitable[ResultBase]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.run_inline is None) == (self.run is None):
+            raise TypeError(f"action {self.name}: set exactly one of run_inline and run")
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The params an intent for this action may carry (the target is not one)."""
+        return tuple(f for f in self.params.__struct_fields__ if f != "target")

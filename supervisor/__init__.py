@@ -1,0 +1,1 @@
+"""clawvisor's daemon: sockets, identity, dispatch, approvals, audit, monitors, provisioning."""

@@ -1,0 +1,178 @@
+"""The audit trail: every decision, result and refusal, to journald or, failing that, a file.
+
+Records go to journald with SYSLOG_IDENTIFIER=clawvisor, a fixed MESSAGE_ID per kind
+(catalogued in units/clawvisor.catalog), PRIORITY and CLAWVISOR_* fields. When journald
+does not take a record, it goes to a JSONL file in the log directory and a warning says
+so; when neither can take it, `AuditUnavailable` is raised and the caller must not act.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Final, Literal, TextIO
+
+import msgspec
+
+from .journal import JournalSender, JournalUnavailable, encode_fields
+
+Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit"]
+
+#: One MESSAGE_ID per kind of record; never change one once released.
+MESSAGE_IDS: Final[dict[str, str]] = {
+    "decision": "8d84773198a141a9bc27ab30805207fd",
+    "result": "0e36f5a3f35a4904b10e9b7b06176831",
+    "rejected": "62426a21e13e48c2a1ac686dd5039760",
+    "policy": "ce208390551c48af8129f26783fd7b6a",
+    "daemon": "9f70dbaea324429794bc6d42cdd8c406",
+    "audit": "feac2aee63a24ab1819a3a6e8f300aa3",
+}
+
+# syslog priorities
+CRIT, ERR, WARNING, NOTICE, INFO = 2, 3, 4, 5, 6
+
+
+class AuditUnavailable(Exception):
+    """Neither journald nor the fallback file took the record."""
+
+
+class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One audit record. Field names map to CLAWVISOR_<NAME> journald fields."""
+
+    kind: Kind
+    priority: int
+    message: str
+    intent_id: str | None = None
+    workload: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+    action: str | None = None
+    target: str | None = None
+    decision: str | None = None
+    rule: str | None = None
+    params: str | None = None
+    outcome: str | None = None
+    detail: str | None = None
+    seq: int = 0
+    ts: float = 0.0
+
+
+_FIELDS: Final = tuple(
+    f for f in AuditRecord.__struct_fields__ if f not in ("priority", "message", "ts")
+)
+
+
+class FallbackRecord(msgspec.Struct, kw_only=True):
+    """A record as the JSONL fallback stores it: the record plus its MESSAGE_ID."""
+
+    message_id: str
+    record: AuditRecord
+
+
+def bounded_json(value: object, cap: int) -> str:
+    """JSON of `value`, cut to `cap` bytes with a marker when longer."""
+    data = msgspec.json.encode(value)
+    if len(data) <= cap:
+        return data.decode("utf-8")
+    return data[: cap - 16].decode("utf-8", "ignore") + "...(truncated)"
+
+
+class Auditor:
+    """Writes records in order, numbering them; journald first, the JSONL file second."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        fallback_name: str = "audit.jsonl",
+        sender: JournalSender | None = None,
+        warn: TextIO = sys.stderr,
+    ) -> None:
+        self.log_dir = log_dir
+        self.fallback_path = log_dir / fallback_name
+        self._sender = sender if sender is not None else JournalSender()
+        self._warn = warn
+        self._fd: int | None = None
+        self._journal_ok = True
+        self._seq = 0
+        self._encoder = msgspec.json.Encoder()
+        self.written_journal = 0
+        self.written_fallback = 0
+
+    @property
+    def journal_ok(self) -> bool:
+        """False while records are going to the fallback file."""
+        return self._journal_ok
+
+    def write(self, rec: AuditRecord) -> None:
+        """Record `rec` durably or raise AuditUnavailable. Never drops it silently."""
+        self._seq += 1
+        rec.seq = self._seq
+        rec.ts = time.time()
+        try:
+            self._sender.send(self._journal_payload(rec))
+        except JournalUnavailable as exc:
+            if self._journal_ok:
+                self._journal_ok = False
+                self._say(
+                    f"journald unreachable ({exc.strerror}); audit records go to "
+                    f"{self.fallback_path} until it is back"
+                )
+            self._fallback(rec)
+            self.written_fallback += 1
+            return
+        self.written_journal += 1
+        if not self._journal_ok:
+            self._journal_ok = True
+            self._say("journald reachable again; audit records go to journald")
+            self.write(
+                AuditRecord(
+                    kind="audit",
+                    priority=WARNING,
+                    message=f"audit records between journald outages are in {self.fallback_path}",
+                )
+            )
+
+    def _journal_payload(self, rec: AuditRecord) -> bytes:
+        fields: list[tuple[str, str]] = [
+            ("MESSAGE", rec.message),
+            ("MESSAGE_ID", MESSAGE_IDS[rec.kind]),
+            ("PRIORITY", str(rec.priority)),
+            ("SYSLOG_IDENTIFIER", "clawvisor"),
+        ]
+        for name in _FIELDS:
+            value = getattr(rec, name)
+            if value is not None:
+                fields.append(("CLAWVISOR_" + name.upper(), str(value)))
+        return encode_fields(fields)
+
+    def _fallback(self, rec: AuditRecord) -> None:
+        line = (
+            self._encoder.encode(FallbackRecord(message_id=MESSAGE_IDS[rec.kind], record=rec))
+            + b"\n"
+        )
+        try:
+            if self._fd is None:
+                self.log_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+                self._fd = os.open(
+                    self.fallback_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
+        except OSError as exc:
+            raise AuditUnavailable(
+                f"journald and {self.fallback_path} both failed: {exc}"
+            ) from None
+
+    def _say(self, text: str) -> None:
+        print(f"clawvisor: audit: {text}", file=self._warn, flush=True)
+
+    def close(self) -> None:
+        """Close the fallback file and the journald socket."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._sender.close()

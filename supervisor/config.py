@@ -1,0 +1,257 @@
+"""The daemon's configuration: clawvisor.toml, workloads.toml, and the embedded default.
+
+Each file is declared as a msgspec Struct, which is its schema, its validator and its
+documentation. Workload users are resolved to uids once, here, never per request.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from executors import ACTIONS
+from executors.base import ExecutorSettings, TargetUser, WorkloadName
+from executors.runner import TemplateError, template_fields
+
+DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
+DEFAULT_RUNTIME_DIR = Path("/run/clawvisor")
+DEFAULT_STATE_DIR = Path("/var/lib/clawvisor")
+DEFAULT_LOG_DIR = Path("/var/log/clawvisor")
+EMBEDDED_POLICY_NAME = "<embedded>/policy.toml"
+DEMO_WORKLOAD = "demo"
+
+T = TypeVar("T")
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400)]
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and field."""
+
+
+class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Limits on the two sockets."""
+
+    max_connections_per_uid: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+    max_inflight: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 128
+    idle_timeout: Seconds = 600.0
+    frame_timeout: Seconds = 10.0
+    socket_group: str = "clawvisor-gw"
+
+
+class ExecutorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Per-action settings; `argv` is a template whose `{param}` fields are filled per call."""
+
+    argv: list[str] | None = None
+    timeout: Seconds = 30.0
+    output_cap: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+
+
+class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Audit trail settings."""
+
+    params_cap: Annotated[int, msgspec.Meta(ge=256, le=65536)] = 4096
+    fallback_file: str = "audit.jsonl"
+
+
+class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The whole of clawvisor.toml; every table is optional."""
+
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    executors: dict[str, ExecutorConfig] = {}
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+
+
+class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One workload in workloads.toml."""
+
+    user: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,31}\$?$")]
+
+
+class WorkloadsFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """workloads.toml: `[workloads.NAME]` tables."""
+
+    workloads: dict[WorkloadName, WorkloadSpec] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where the daemon reads config and keeps its sockets, state and logs."""
+
+    config_dir: Path
+    runtime_dir: Path
+    state_dir: Path
+    log_dir: Path
+
+    @property
+    def intents_socket(self) -> Path:
+        return self.runtime_dir / "intents.sock"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.runtime_dir / "control.sock"
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.config_dir / "policy.d"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A loaded, resolved configuration."""
+
+    paths: Paths
+    settings: DaemonSettings
+    executors: Mapping[str, ExecutorSettings]
+    workloads: Mapping[str, TargetUser]
+    by_uid: Mapping[int, TargetUser]
+    embedded: bool
+    warnings: tuple[str, ...]
+
+    @property
+    def workload_names(self) -> tuple[str, ...]:
+        return tuple(self.workloads)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _convert(data: dict[str, Any], kind: type[T], path: Path | str) -> T:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def resolve_user(workload: str, user: str) -> TargetUser:
+    """Look a workload's account up once; raises KeyError if it does not exist."""
+    pw = pwd.getpwnam(user)
+    groups = tuple(g for g in os.getgrouplist(pw.pw_name, pw.pw_gid) if g != pw.pw_gid)
+    return TargetUser(
+        workload=workload,
+        user=pw.pw_name,
+        uid=pw.pw_uid,
+        gid=pw.pw_gid,
+        groups=groups,
+        home=pw.pw_dir,
+    )
+
+
+def build_executor_settings(settings: DaemonSettings, origin: str) -> dict[str, ExecutorSettings]:
+    """Merge each action's defaults with clawvisor.toml and check its argv template."""
+    unknown = set(settings.executors) - set(ACTIONS)
+    if unknown:
+        raise ConfigError(f"{origin}: [executors] names unknown actions: {sorted(unknown)}")
+    out: dict[str, ExecutorSettings] = {}
+    for name, action in ACTIONS.items():
+        cfg = settings.executors.get(name, ExecutorConfig())
+        argv = tuple(cfg.argv) if cfg.argv is not None else action.default_argv
+        try:
+            names = template_fields(argv)
+        except TemplateError as exc:
+            raise ConfigError(f"{origin}: executors.{name}.argv: {exc}") from None
+        extra = names - set(action.param_names)
+        if extra:
+            raise ConfigError(
+                f"{origin}: executors.{name}.argv uses unknown fields "
+                f"{sorted(extra)} (this action has {list(action.param_names)})"
+            )
+        if action.run is not None and action.default_argv and not argv:
+            raise ConfigError(f"{origin}: executors.{name}.argv must not be empty")
+        out[name] = ExecutorSettings(argv=argv, timeout=cfg.timeout, output_cap=cfg.output_cap)
+    return out
+
+
+def _resolve_workloads(
+    specs: Mapping[str, WorkloadSpec], origin: str
+) -> tuple[dict[str, TargetUser], dict[int, TargetUser], list[str]]:
+    workloads: dict[str, TargetUser] = {}
+    by_uid: dict[int, TargetUser] = {}
+    warnings: list[str] = []
+    for name, spec in specs.items():
+        try:
+            account = resolve_user(name, spec.user)
+        except KeyError:
+            warnings.append(
+                f"{origin}: workload {name!r}: user {spec.user!r} does not exist; "
+                "it can neither send intents nor be a target"
+            )
+            continue
+        if account.uid in by_uid:
+            raise ConfigError(
+                f"{origin}: workloads {by_uid[account.uid].workload!r} and "
+                f"{name!r} share uid {account.uid}; identity would be ambiguous"
+            )
+        workloads[name] = account
+        by_uid[account.uid] = account
+    return workloads, by_uid, warnings
+
+
+def load_config(paths: Paths) -> Config:
+    """Load clawvisor.toml and workloads.toml from the config directory."""
+    settings_path = paths.config_dir / "clawvisor.toml"
+    workloads_path = paths.config_dir / "workloads.toml"
+    settings = _convert(_read_toml(settings_path), DaemonSettings, settings_path)
+    specs = _convert(_read_toml(workloads_path), WorkloadsFile, workloads_path)
+    executors = build_executor_settings(settings, str(settings_path))
+    workloads, by_uid, warnings = _resolve_workloads(specs.workloads, str(workloads_path))
+    return Config(
+        paths=paths,
+        settings=settings,
+        executors=MappingProxyType(executors),
+        workloads=MappingProxyType(workloads),
+        by_uid=MappingProxyType(by_uid),
+        embedded=False,
+        warnings=tuple(warnings),
+    )
+
+
+def demo_uid() -> int:
+    """The uid of whoever started the daemon through sudo, else root."""
+    raw = os.environ.get("SUDO_UID", "")
+    return int(raw) if raw.isdigit() else 0
+
+
+def embedded_config(paths: Paths) -> Config:
+    """The built-in demo config: the invoking user is the workload `demo`."""
+    settings = DaemonSettings()
+    pw = pwd.getpwuid(demo_uid())
+    account = resolve_user(DEMO_WORKLOAD, pw.pw_name)
+    return Config(
+        paths=paths,
+        settings=settings,
+        executors=MappingProxyType(build_executor_settings(settings, "<embedded>")),
+        workloads=MappingProxyType({DEMO_WORKLOAD: account}),
+        by_uid=MappingProxyType({account.uid: account}),
+        embedded=True,
+        warnings=(),
+    )
+
+
+def embedded_policy_text() -> str:
+    """The text of the embedded demo policy."""
+    return resources.files("supervisor").joinpath("defaults/policy.toml").read_text("utf-8")
+
+
+def group_gid(name: str) -> int | None:
+    """The gid of a group, or None when it does not exist."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None

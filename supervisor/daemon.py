@@ -1,0 +1,238 @@
+"""`clawvisor serve`: load config and policy, open the sockets, serve until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from policy import Policy, PolicyError, load_policy_dir, load_policy_text
+
+from . import sdnotify
+from .approvals import Broker
+from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
+from .catalog import POLICY_CATALOG
+from .config import (
+    EMBEDDED_POLICY_NAME,
+    Config,
+    ConfigError,
+    Paths,
+    embedded_config,
+    embedded_policy_text,
+    group_gid,
+    load_config,
+)
+from .dispatch import Caller, Dispatcher
+from .identity import Peer
+from .posix_acl import grant_users
+from .server import Acceptance, Endpoint, Limits, bind_unix_socket
+from .state import DaemonState
+
+
+def load_policy(config: Config) -> Policy:
+    """The policy for `config`; raises PolicyError (never returns half a policy)."""
+    if config.embedded:
+        return load_policy_text(embedded_policy_text(), EMBEDDED_POLICY_NAME, POLICY_CATALOG)
+    return load_policy_dir(
+        config.paths.policy_dir, POLICY_CATALOG, display_root=config.paths.config_dir
+    )
+
+
+class Daemon:
+    """The running daemon: state, auditor, broker, and the two endpoints."""
+
+    def __init__(self, config: Config, auditor: Auditor) -> None:
+        self.auditor = auditor
+        policy = self._initial_policy(config)
+        self.state = DaemonState(config, policy)
+        self.broker = Broker()
+        self.dispatcher = Dispatcher(self.state, auditor, self.broker)
+        s = config.settings.server
+        limits = Limits(
+            max_connections_per_uid=s.max_connections_per_uid,
+            max_inflight=s.max_inflight,
+            idle_timeout=s.idle_timeout,
+            frame_timeout=s.frame_timeout,
+        )
+        over_cap = self._over_cap
+        self.intents = Endpoint(
+            "intents", limits, self._accept_gateway, self.dispatcher.reject_frame, over_cap
+        )
+        self.control = Endpoint(
+            "control", limits, self._accept_operator, self.dispatcher.reject_frame, over_cap
+        )
+        self._stop = asyncio.Event()
+
+    def _initial_policy(self, config: Config) -> Policy:
+        try:
+            policy = load_policy(config)
+        except PolicyError as exc:
+            reason = f"policy not loaded, running deny-all: {exc}"
+            print(f"clawvisor: {reason}", file=sys.stderr, flush=True)
+            self._audit_policy(CRIT, reason, exc.where)
+            return Policy.deny_all(str(exc))
+        self._audit_policy(
+            INFO, f"policy loaded: {len(policy.rules)} rules from {len(policy.files)} files", None
+        )
+        return policy
+
+    def _audit_policy(self, priority: int, message: str, where: str | None) -> None:
+        with contextlib.suppress(AuditUnavailable):
+            self.auditor.write(
+                AuditRecord(kind="policy", priority=priority, message=message, rule=where)
+            )
+
+    def _accept_gateway(self, peer: Peer) -> Acceptance:
+        account = self.state.config.by_uid.get(peer.uid)
+        if account is None:
+            return Acceptance(
+                refusal=self.dispatcher.reject_connection(
+                    peer, "unauthorized", f"uid {peer.uid} is not a workload of this daemon"
+                )
+            )
+        caller = Caller(peer=peer, workload=account)
+        handle = self.dispatcher.handle_intent
+        return Acceptance(handler=lambda line: handle(caller, line), workload=account.workload)
+
+    def _accept_operator(self, peer: Peer) -> Acceptance:
+        if peer.uid != 0:
+            return Acceptance(
+                refusal=self.dispatcher.reject_connection(
+                    peer, "unauthorized", "the control socket is for root"
+                )
+            )
+        handle = self.dispatcher.handle_control
+        return Acceptance(handler=lambda line: handle(peer, line))
+
+    def _over_cap(self, peer: Peer) -> bytes:
+        cap = self.state.config.settings.server.max_connections_per_uid
+        return self.dispatcher.reject_connection(
+            peer, "rate_limited", f"too many connections from uid {peer.uid} (cap {cap})"
+        )
+
+    def reload(self) -> str | None:
+        """Re-read config and policy; swap both in one step, or keep the old ones.
+
+        Returns None on success, else the error (the old config and policy stay in force).
+        """
+        sdnotify.notify("RELOADING=1")
+        try:
+            config = (
+                embedded_config(self.state.config.paths)
+                if self.state.config.embedded
+                else load_config(self.state.config.paths)
+            )
+            policy = load_policy(config)
+        except (ConfigError, PolicyError) as exc:
+            where = exc.where if isinstance(exc, PolicyError) else None
+            message = f"reload refused, previous policy stays in force: {exc}"
+            print(f"clawvisor: {message}", file=sys.stderr, flush=True)
+            self._audit_policy(CRIT, message, where)
+            sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
+            return str(exc)
+        self.state.config, self.state.policy = config, policy
+        self._audit_policy(
+            NOTICE,
+            f"policy reloaded: {len(policy.rules)} rules from {len(policy.files)} files",
+            None,
+        )
+        sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
+        return None
+
+    def status_line(self) -> str:
+        """One line for systemctl status."""
+        p = self.state.policy
+        mode = f"DENY-ALL ({p.error})" if p.error else f"{len(p.rules)} rules"
+        return f"{len(self.state.config.workloads)} workloads, policy: {mode}"
+
+    async def run(self) -> int:
+        """Bind, serve until SIGTERM/SIGINT, then shut down cleanly."""
+        paths = self.state.config.paths
+        paths.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        intents_sock = self._bind_intents(paths.intents_socket)
+        control_sock = bind_unix_socket(paths.control_socket, mode=0o600)
+        await self.intents.start(intents_sock)
+        await self.control.start(control_sock)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._audit_daemon(f"clawvisor started (pid {os.getpid()}); {self.status_line()}")
+        sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
+        await self._stop.wait()
+        sdnotify.notify("STOPPING=1")
+        self.broker.close()
+        await self.intents.close()
+        await self.control.close()
+        for path in (paths.intents_socket, paths.control_socket):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._audit_daemon("clawvisor stopped")
+        self.auditor.close()
+        return 0
+
+    def _bind_intents(self, path: Path) -> socket.socket:
+        cfg = self.state.config
+        gid = group_gid(cfg.settings.server.socket_group)
+        if gid is not None:
+            return bind_unix_socket(path, mode=0o660, gid=gid)
+        # No gateway group on this box (a hand-started daemon): grant exactly the
+        # configured workload users, by uid, through an ACL.
+        sock = bind_unix_socket(path, mode=0o660)
+        grant_users(path, 0o660, cfg.by_uid.keys(), 0o6)
+        return sock
+
+    def _audit_daemon(self, message: str) -> None:
+        with contextlib.suppress(AuditUnavailable):
+            self.auditor.write(AuditRecord(kind="daemon", priority=NOTICE, message=message))
+
+    def stop(self) -> None:
+        """Ask the daemon to shut down."""
+        self._stop.set()
+
+
+def embedded_banner(config: Config) -> str:
+    """What `make run` prints so the user can try the demo from another terminal."""
+    demo = next(iter(config.workloads.values()))
+    sock = config.paths.intents_socket
+    prefix = "" if demo.uid == 0 else f"(as {demo.user}) "
+    return "\n".join(
+        [
+            "clawvisor: no config directory, running the embedded demo config:",
+            f"  workload 'demo' is uid {demo.uid} ({demo.user}); `status` is allowed,",
+            "  `open-url` asks (nobody can answer yet, so it times out), all else is denied.",
+            f"Try it {prefix}from a second terminal:",
+            f"  {sys.prefix}/bin/clawvisor send --socket {sock} status",
+            f"  {sys.prefix}/bin/clawvisor send --socket {sock} open-url url=https://example.org/",
+            f'  echo \'{{"id":"1","intent":{{"action":"status"}}}}\' | socat - UNIX-CONNECT:{sock}',
+            "Stop with Ctrl-C.",
+        ]
+    )
+
+
+def serve(paths: Paths, *, embedded: bool) -> int:
+    """Run the daemon in the foreground; the exit status for the CLI."""
+    try:
+        config = embedded_config(paths) if embedded else load_config(paths)
+    except ConfigError as exc:
+        print(f"clawvisor: cannot start: {exc}", file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        print(f"clawvisor: warning: {warning}", file=sys.stderr)
+    auditor = Auditor(paths.log_dir, fallback_name=config.settings.audit.fallback_file)
+
+    async def main() -> int:
+        daemon = Daemon(config, auditor)
+        if config.embedded:
+            print(embedded_banner(config), file=sys.stderr, flush=True)
+        return await daemon.run()
+
+    try:
+        return asyncio.run(main())
+    except RuntimeError as exc:
+        print(f"clawvisor: cannot start: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,281 @@
+"""The wire protocol: newline-delimited JSON, one object per line, at most 64 KiB a line.
+
+This module is the one source of truth for what gateways and operators may send and
+what they get back. Requests::
+
+    {"id": "r1", "intent": {"action": "open-url", "target": "social", "url": "https://..."}}
+
+Replies::
+
+    {"id": "r1", "status": "ok", "decision": "allow", "rule": "policy.d/30.toml:12",
+     "result": {"action": "open-url", ...}}
+    {"id": "r2", "status": "denied", "decision": "deny", "rule": "default",
+     "error": {"code": "policy_denied", "message": "..."}}
+
+The intent is a msgspec tagged union on `action`; unknown actions and unknown fields are
+rejected. Decoding classifies every failure into one closed set of error codes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from executors import ACTIONS
+from executors.base import IntentBase
+from executors.open_url import Params as OpenUrl
+from executors.open_url import Result as OpenUrlResult
+from executors.status import Params as Status
+from executors.status import Result as StatusResult
+
+#: Longest accepted line, not counting its terminating newline.
+MAX_LINE: Final = 64 * 1024
+
+ErrorCode = Literal[
+    "bad_frame",
+    "bad_request",
+    "unauthorized",
+    "unknown_action",
+    "invalid_params",
+    "policy_denied",
+    "approval_denied",
+    "approval_timeout",
+    "rate_limited",
+    "executor_failed",
+    "unavailable",
+]
+
+#: What each error code means; the README's table is generated from this.
+ERROR_CODES: Final[dict[str, str]] = {
+    "bad_frame": "The line is not UTF-8 JSON, is nested too deeply, or is longer than 64 KiB.",
+    "bad_request": "Valid JSON, but not a request: missing or malformed `id` or `intent`.",
+    "unauthorized": "The peer's uid (from SO_PEERCRED) is not allowed on this socket.",
+    "unknown_action": "The intent's `action` is not one clawvisor can carry out.",
+    "invalid_params": "The action is known but a param is missing, unknown or invalid.",
+    "policy_denied": "The policy denied the intent (a deny rule, or no rule matched).",
+    "approval_denied": "The policy asked a human, who refused.",
+    "approval_timeout": "The policy asked a human and nobody answered in time.",
+    "rate_limited": "Too many requests or connections from this workload.",
+    "executor_failed": "The action was allowed but the executor failed; see the message.",
+    "unavailable": "The daemon cannot carry out the intent now (shutting down, audit down).",
+}
+
+Decision = Literal["allow", "ask", "deny"]
+ReplyStatus = Literal["ok", "denied", "error"]
+
+#: Codes that are a refusal by policy or a human rather than a malfunction.
+DENIAL_CODES: Final = frozenset(
+    {"policy_denied", "approval_denied", "approval_timeout", "rate_limited"}
+)
+
+RequestId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Caller-chosen id (printable ASCII, no spaces), echoed in the reply.",
+    ),
+]
+
+#: Every intent the daemon understands, tagged on `action`.
+Intent = Status | OpenUrl
+#: Every executor result, tagged on `action`.
+Result = StatusResult | OpenUrlResult
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """One gateway request: an id of the caller's choosing and one intent."""
+
+    id: RequestId
+    intent: Intent
+
+
+class ErrorInfo(msgspec.Struct, omit_defaults=True):
+    """Why a request did not produce a result (`executor_failed` adds status and stderr)."""
+
+    code: ErrorCode
+    message: str
+    exit_status: int | None = None
+    stderr: str | None = None
+
+
+class Reply(msgspec.Struct, omit_defaults=True):
+    """The answer to one request (`id` is null only when the request had no usable id)."""
+
+    id: str | None
+    status: ReplyStatus
+    decision: Decision | None = None
+    rule: str | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+class ProtocolError(Exception):
+    """A request that cannot be decoded; carries the code, message and the id if known."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+        self.request_id = request_id
+
+
+# --- control socket ---------------------------------------------------------------
+
+
+class ControlBase(msgspec.Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
+    """Base of every operator command on control.sock (flat: `{"id":..,"op":..}`)."""
+
+    id: RequestId
+
+
+class StatusOp(ControlBase, tag="status"):
+    """The daemon's status, as the `status` action reports it."""
+
+
+ControlRequest = StatusOp
+
+
+# --- decoding ----------------------------------------------------------------------
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    id: RequestId
+    intent: msgspec.Raw
+
+
+class _IdProbe(msgspec.Struct):
+    id: Any = None
+
+
+class _Head(msgspec.Struct):
+    action: str
+
+
+_request_decoder: Final = msgspec.json.Decoder(Request)
+_envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
+_id_decoder: Final = msgspec.json.Decoder(_IdProbe)
+_head_decoder: Final = msgspec.json.Decoder(_Head)
+_action_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+    name: msgspec.json.Decoder(a.params) for name, a in ACTIONS.items()
+}
+_control_decoder: Final = msgspec.json.Decoder(ControlRequest)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def decode_request(line: bytes) -> Request:
+    """Decode one request line (without its newline) or raise ProtocolError."""
+    try:
+        return _request_decoder.decode(line)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        pass
+    # The fast path failed; find out exactly why, so the caller gets a precise code.
+    raise _classify(line)
+
+
+def _classify(line: bytes) -> ProtocolError:
+    try:
+        probe = _id_decoder.decode(line)
+    except msgspec.ValidationError:
+        return ProtocolError("bad_request", "a request must be a JSON object")
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        return ProtocolError("bad_frame", _frame_message(exc))
+    rid = probe.id if _usable_id(probe.id) else None
+    try:
+        env = _envelope_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        return ProtocolError("bad_request", str(exc), rid)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        return ProtocolError("bad_frame", _frame_message(exc), rid)
+    try:
+        head = _head_decoder.decode(env.intent)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return ProtocolError(
+            "bad_request", "`intent` must be an object with a string `action`", rid
+        )
+    decoder = _action_decoders.get(head.action)
+    if decoder is None:
+        return ProtocolError("unknown_action", f"unknown action {_shown(head.action)}", rid)
+    try:
+        decoder.decode(env.intent)
+    except msgspec.ValidationError as exc:
+        return ProtocolError("invalid_params", f"{head.action}: {exc}", rid)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        return ProtocolError("bad_frame", _frame_message(exc), rid)
+    # Each part decodes on its own; whatever remains is a whole-request problem.
+    return ProtocolError("bad_request", "request does not match the protocol", rid)
+
+
+def decode_control(line: bytes) -> ControlRequest:
+    """Decode one control-socket line or raise ProtocolError."""
+    try:
+        return _control_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        rid: str | None = None
+        try:
+            probe = _id_decoder.decode(line)
+            rid = probe.id if _usable_id(probe.id) else None
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass
+        return_code: ErrorCode = "unknown_action" if "`$.op`" in str(exc) else "bad_request"
+        raise ProtocolError(return_code, str(exc), rid) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_frame", _frame_message(exc)) from None
+
+
+def _usable_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 128
+        and all("\x21" <= c <= "\x7e" for c in value)
+    )
+
+
+def _frame_message(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON is nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "line is not valid UTF-8"
+    return str(exc)
+
+
+def _shown(value: str) -> str:
+    """A bounded, printable rendering of untrusted text for an error message."""
+    text = value[:64].encode("unicode_escape").decode("ascii")
+    return repr(text + ("..." if len(value) > 64 else ""))
+
+
+def encode_reply(reply: Reply) -> bytes:
+    """Encode a reply as one JSON line (with its newline)."""
+    return _encoder.encode(reply) + b"\n"
+
+
+def error_reply(
+    request_id: str | None,
+    code: ErrorCode,
+    message: str,
+    *,
+    decision: Decision | None = None,
+    rule: str | None = None,
+) -> Reply:
+    """A reply carrying an error; its status follows from the code."""
+    status: ReplyStatus = "denied" if code in DENIAL_CODES else "error"
+    return Reply(
+        id=request_id,
+        status=status,
+        decision=decision,
+        rule=rule,
+        error=ErrorInfo(code=code, message=message),
+    )
+
+
+def intent_params(intent: IntentBase) -> dict[str, Any]:
+    """The intent's params as a plain dict (target and action tag excluded)."""
+    return {f: getattr(intent, f) for f in intent.__struct_fields__ if f != "target"}
+
+
+def encode_json(value: object) -> bytes:
+    """Encode any msgspec-encodable value as compact JSON (no newline)."""
+    return _encoder.encode(value)

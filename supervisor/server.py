@@ -1,0 +1,337 @@
+"""The two Unix sockets: framing, kernel identity, per-connection flow control, limits.
+
+Each connection is an asyncio.Protocol. Lines are handled in small batches so one
+flooding client cannot monopolise the loop; a connection stops being read while its
+queue, its in-flight requests or its unsent replies are over their caps, so a client
+that never reads cannot grow the daemon's memory. Replies go out as they complete,
+matched to requests by id, so a slow `ask` never holds up an `allow` behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .framing import FrameTooLong, LineFramer
+from .identity import Peer, peer_credentials
+from .protocol import MAX_LINE
+
+Answer = bytes | Coroutine[Any, Any, bytes]
+LineHandler = Callable[[bytes], Answer]
+
+_BATCH = 32
+#: After refusing a peer, how long its further input is read and discarded before the
+#: socket closes: closing with unread data would reset the connection and could destroy
+#: the refusal before the peer reads it.
+_LINGER = 1.0
+_WRITE_HIGH = 256 * 1024
+_WRITE_LOW = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-endpoint limits."""
+
+    max_connections_per_uid: int
+    max_inflight: int
+    idle_timeout: float
+    frame_timeout: float
+
+
+class Acceptance:
+    """What an endpoint decides about a new peer: a line handler, or a refusal to send."""
+
+    __slots__ = ("handler", "refusal", "workload")
+
+    def __init__(
+        self,
+        handler: LineHandler | None = None,
+        refusal: bytes | None = None,
+        workload: str | None = None,
+    ) -> None:
+        self.handler = handler
+        self.refusal = refusal
+        self.workload = workload
+
+
+class Endpoint:
+    """One listening socket and the connections on it."""
+
+    def __init__(
+        self,
+        name: str,
+        limits: Limits,
+        accept: Callable[[Peer], Acceptance],
+        on_bad_frame: Callable[[Peer, str | None, str], bytes],
+        on_over_cap: Callable[[Peer], bytes],
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        self.accept = accept
+        self.on_bad_frame = on_bad_frame
+        self.on_over_cap = on_over_cap
+        self.connections: set[Connection] = set()
+        self.per_uid: dict[int, int] = {}
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve connections on an already bound and listening socket."""
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self._server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        period = max(0.05, min(self.limits.idle_timeout, self.limits.frame_timeout) / 4)
+        self._sweeper = asyncio.get_running_loop().call_later(period, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+        self._schedule_sweep()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: lines in, replies out, with bounded memory."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.workload: str | None = None
+        self.handler: LineHandler | None = None
+        self.framer = LineFramer(MAX_LINE)
+        self.queue: deque[bytes] = deque()
+        self.tasks: set[asyncio.Task[bytes]] = set()
+        self.last_activity = time.monotonic()
+        self.partial_since: float | None = None
+        self._write_paused = False
+        self._reading_paused = False
+        self._pump_scheduled = False
+        self._closed = False
+        self._counted = False
+        self._eof = False
+
+    # --- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+        ep = self.endpoint
+        sock = transport.get_extra_info("socket")
+        self.peer = peer_credentials(sock)
+        ep.connections.add(self)
+        acceptance = ep.accept(self.peer)
+        if acceptance.handler is None:
+            self._refuse(acceptance.refusal or b"")
+            return
+        if ep.per_uid.get(self.peer.uid, 0) >= ep.limits.max_connections_per_uid:
+            self._refuse(ep.on_over_cap(self.peer))
+            return
+        ep.per_uid[self.peer.uid] = ep.per_uid.get(self.peer.uid, 0) + 1
+        self._counted = True
+        self.handler = acceptance.handler
+        self.workload = acceptance.workload
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed or self.handler is None:
+            return  # refused or closing: input is discarded, never buffered
+        self.last_activity = time.monotonic()
+        try:
+            lines = self.framer.feed(data)
+        except FrameTooLong as exc:
+            assert self.peer is not None
+            self._refuse(self.endpoint.on_bad_frame(self.peer, self.workload, str(exc)))
+            return
+        self.partial_since = (
+            (self.partial_since or self.last_activity) if self.framer.partial else None
+        )
+        if lines:
+            self.queue.extend(lines)
+            self._pump()
+
+    def eof_received(self) -> bool:
+        # Half-close (`socat` at the end of its input): keep the socket open until the
+        # replies still owed have been written, then close.
+        self._eof = True
+        self._close_if_done()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        ep = self.endpoint
+        ep.connections.discard(self)
+        if self._counted and self.peer is not None:
+            left = ep.per_uid.get(self.peer.uid, 1) - 1
+            if left > 0:
+                ep.per_uid[self.peer.uid] = left
+            else:
+                ep.per_uid.pop(self.peer.uid, None)
+            self._counted = False
+        for task in list(self.tasks):
+            task.cancel()
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pump()
+
+    # --- internals -------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        handler = self.handler
+        if handler is None or self._closed:
+            return
+        limit = self.endpoint.limits.max_inflight
+        n = 0
+        while self.queue and len(self.tasks) < limit and not self._write_paused:
+            answer = handler(self.queue.popleft())
+            if isinstance(answer, bytes):
+                self._write(answer)
+            else:
+                task = asyncio.get_running_loop().create_task(answer)
+                self.tasks.add(task)
+                task.add_done_callback(self._task_done)
+            n += 1
+            if n >= _BATCH and self.queue:
+                # Yield to other connections; continue on the next loop iteration.
+                self._pump_scheduled = True
+                asyncio.get_running_loop().call_soon(self._pump)
+                break
+        self._update_reading()
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self._eof and not self.queue and not self.tasks:
+            self.close()
+
+    def _task_done(self, task: asyncio.Task[bytes]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled() or self._closed:
+            return
+        exc = task.exception()
+        if exc is not None:
+            print(f"clawvisor: internal error handling a request: {exc!r}", file=sys.stderr)
+            self.close()
+            return
+        self._write(task.result())
+        if not self._pump_scheduled:
+            self._pump()
+        else:
+            self._close_if_done()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self._closed:
+            return
+        should_pause = (
+            bool(self.queue)
+            or self._write_paused
+            or len(self.tasks) >= self.endpoint.limits.max_inflight
+        )
+        if should_pause and not self._reading_paused:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        elif not should_pause and self._reading_paused:
+            self.transport.resume_reading()
+            self._reading_paused = False
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    def _refuse(self, reply: bytes) -> None:
+        """Send a final reply, stop serving, and close after a short linger."""
+        self.handler = None
+        self.queue.clear()
+        for task in list(self.tasks):
+            task.cancel()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if reply:
+            transport.write(reply)
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._reading_paused:
+            transport.resume_reading()
+            self._reading_paused = False
+        asyncio.get_running_loop().call_later(_LINGER, self.close)
+
+    def check_timeouts(self, now: float) -> None:
+        """Close the connection if idle too long or a line has been arriving too slowly."""
+        if self.handler is None:
+            return  # already refused; its linger timer closes it
+        limits = self.endpoint.limits
+        if self.partial_since is not None and now - self.partial_since > limits.frame_timeout:
+            assert self.peer is not None
+            self._refuse(
+                self.endpoint.on_bad_frame(
+                    self.peer,
+                    self.workload,
+                    f"line not completed within {limits.frame_timeout:g} s",
+                )
+            )
+        elif not self.tasks and not self.queue and now - self.last_activity > limits.idle_timeout:
+            self.close()
+
+    def close(self) -> None:
+        """Flush what was written and close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:
+    """Bind and listen on `path` with `mode`, replacing a stale socket but never a live one."""
+    if path.exists() or path.is_symlink():
+        st = path.lstat()
+        if not stat.S_ISSOCK(st.st_mode):
+            raise RuntimeError(f"{path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+        else:
+            raise RuntimeError(f"{path} is in use by another process (is clawvisor running?)")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)  # born 0600: never reachable before its mode is set
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    sock.listen(512)
+    return sock

@@ -1,0 +1,53 @@
+"""The daemon's live state: config and policy in force, swapped whole, never edited."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from importlib import metadata
+
+from policy import Policy
+
+from .config import Config
+
+
+def daemon_version() -> str:
+    """The installed distribution's version."""
+    try:
+        return metadata.version("clawvisor")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class DaemonState:
+    """What the dispatcher reads per request; attributes are replaced atomically."""
+
+    def __init__(self, config: Config, policy: Policy) -> None:
+        self.config = config
+        self.policy = policy
+        self._started = time.monotonic()
+        self._version = daemon_version()
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def workload_names(self) -> Sequence[str]:
+        return self.config.workload_names
+
+    @property
+    def policy_files(self) -> Sequence[str]:
+        return self.policy.files
+
+    @property
+    def policy_rules(self) -> int:
+        return len(self.policy.rules)
+
+    @property
+    def policy_error(self) -> str | None:
+        return self.policy.error

@@ -1,0 +1,57 @@
+"""Fixtures: a real journald, real Linux users, a real daemon process per test module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.helpers import rig
+
+if os.geteuid() != 0:
+    pytest.exit("clawvisor's tests create users, namespaces and mounts: run them as root",
+                returncode=2)
+
+
+@pytest.fixture(scope="session")
+def journal() -> Iterator[rig.Journald]:
+    with rig.journald() as j:
+        yield j
+
+
+@pytest.fixture(scope="module")
+def make_user() -> Iterator[Callable[[], rig.User]]:
+    made: list[rig.User] = []
+
+    def make() -> rig.User:
+        user = rig.create_user()
+        made.append(user)
+        return user
+
+    yield make
+    for user in made:
+        rig.delete_user(user)
+
+
+@pytest.fixture(scope="module")
+def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
+    """Start daemons on generated configs; each is stopped and its files removed after."""
+    started: list[rig.Daemon] = []
+
+    def make(workloads: dict[str, rig.User | None | str], policy: dict[str, str],
+             settings: str = "", wrapper: list[str] | None = None) -> rig.Daemon:
+        root = rig.shared_tmpdir("clawvisor-test-")
+        rig.write_config(root, workloads=workloads, policy=policy, settings=settings)
+        try:
+            daemon = rig.start_daemon(root, wrapper=wrapper)
+        except Exception:
+            rig.cleanup_root(root)
+            raise
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+        rig.cleanup_root(daemon.root)

@@ -1,0 +1,31 @@
+"""A stand-in for an executor's command: records how it was started, then exits.
+
+argv: recorder.py OUTFILE [ARGS...]; appends one JSON line to OUTFILE. Exit status and
+stderr can be forced with RECORDER_EXIT / RECORDER_STDERR args of the form
+`--exit=N` given as the first argument after OUTFILE (they are recorded too).
+"""
+
+import json
+import os
+import sys
+
+out = sys.argv[1]
+args = sys.argv[2:]
+record = {
+    "argv": sys.argv[1:],
+    "args": args,
+    "uid": os.getuid(),
+    "euid": os.geteuid(),
+    "gid": os.getgid(),
+    "groups": sorted(os.getgroups()),
+    "cwd": os.getcwd(),
+    "env": dict(os.environ),
+    "umask": os.umask(0),
+    "pgid_is_pid": os.getpgid(0) == os.getpid(),
+    "stdin_is_devnull": os.path.samestat(os.fstat(0), os.stat("/dev/null")),
+}
+with open(out, "a", encoding="utf-8") as f:
+    f.write(json.dumps(record) + "\n")
+if args and args[0].startswith("--exit="):
+    sys.stderr.write("recorder: forced failure\n")
+    sys.exit(int(args[0].split("=", 1)[1]))

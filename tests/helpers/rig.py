@@ -1,0 +1,301 @@
+"""Real system resources for tests: users, journald, a clawvisor daemon. All cleaned up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.prefix) / "bin"
+CLAWVISOR = VENV_BIN / "clawvisor"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+JOURNALD = "/lib/systemd/systemd-journald"
+
+
+# --- users --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+
+
+def create_user(prefix: str = "cvt") -> User:
+    """A real system user with its own group, no home, no login shell."""
+    name = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home",
+         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+        check=True, capture_output=True)
+    pw = pwd.getpwnam(name)
+    return User(name=name, uid=pw.pw_uid, gid=pw.pw_gid)
+
+
+def delete_user(user: User) -> None:
+    subprocess.run(["userdel", user.name], check=False, capture_output=True)
+    subprocess.run(["groupdel", user.name], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def as_euid(uid: int, gid: int) -> Iterator[None]:
+    """Run a block with the effective uid/gid of another user (the kernel records the
+    effective ids of a connecting process in SO_PEERCRED)."""
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def connect_as(path: Path | str, user: User | None, timeout: float = 10.0) -> socket.socket:
+    """A Unix stream socket connected to `path` as `user` (root when None)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    if user is None:
+        sock.connect(str(path))
+    else:
+        with as_euid(user.uid, user.gid):
+            sock.connect(str(path))
+    return sock
+
+
+# --- journald -----------------------------------------------------------------------
+
+
+def journald_listening() -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect(JOURNAL_SOCKET)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@dataclass
+class Journald:
+    proc: subprocess.Popen[bytes] | None
+
+    def entries(self, **match: str) -> list[dict[str, str]]:
+        """Journal entries matching FIELD=value pairs, oldest first."""
+        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
+        argv += [f"{k}={v}" for k, v in match.items()]
+        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_entries(self, count: int, timeout: float = 10.0, **match: str
+                     ) -> list[dict[str, str]]:
+        """Poll until at least `count` matching entries are readable."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.entries(**match)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def journald() -> Iterator[Journald]:
+    """A listening journald: the running one, else one started here (and stopped after)."""
+    if journald_listening():
+        yield Journald(proc=None)
+        return
+    proc = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not journald_listening():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("systemd-journald did not start")
+        time.sleep(0.05)
+    try:
+        yield Journald(proc=proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- the daemon ---------------------------------------------------------------------
+
+
+def shared_tmpdir(prefix: str) -> Path:
+    """A temporary directory other users can traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class Daemon:
+    root: Path
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+    workloads: dict[str, User | None] = field(default_factory=dict)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def intents(self) -> Path:
+        return self.root / "run" / "intents.sock"
+
+    @property
+    def control(self) -> Path:
+        return self.root / "run" / "control.sock"
+
+    @property
+    def fallback(self) -> Path:
+        return self.root / "log" / "audit.jsonl"
+
+    def fallback_records(self) -> list[dict[str, object]]:
+        if not self.fallback.exists():
+            return []
+        return [json.loads(line)["record"] for line in
+                self.fallback.read_text().splitlines() if line.strip()]
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def write_config(root: Path, *, workloads: dict[str, User | None | str],
+                 policy: dict[str, str], settings: str = "") -> None:
+    etc = root / "etc"
+    (etc / "policy.d").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, user in workloads.items():
+        account = user if isinstance(user, str) else ("root" if user is None else user.name)
+        lines += [f"[workloads.{name}]", f'user = "{account}"', ""]
+    (etc / "workloads.toml").write_text("\n".join(lines))
+    # A group that does not exist: the daemon grants the workload users by ACL.
+    base = '[server]\nsocket_group = "cvt-no-such-group"\n'
+    (etc / "clawvisor.toml").write_text(base + settings if "[server]" not in settings
+                                        else settings)
+    for name, text in policy.items():
+        (etc / "policy.d" / name).write_text(text)
+
+
+def start_daemon(root: Path, *, wrapper: list[str] | None = None,
+                 env: dict[str, str] | None = None, ready_timeout: float = 20.0) -> Daemon:
+    """Start `clawvisor serve` on the config under root/etc; wait for READY=1."""
+    notify_path = root / "notify.sock"
+    with contextlib.suppress(FileNotFoundError):
+        notify_path.unlink()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(0.2)
+    argv = [str(CLAWVISOR), "serve", "--config-dir", str(root / "etc"),
+            "--runtime-dir", str(root / "run"), "--state-dir", str(root / "state"),
+            "--log-dir", str(root / "log")]
+    stderr_path = root / "daemon.stderr"
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NOTIFY_SOCKET": str(notify_path),
+                "LANG": "C.UTF-8", **(env or {})}
+    with stderr_path.open("wb") as err:
+        proc = subprocess.Popen([*(wrapper or []), *argv], stdout=err, stderr=err,
+                                env=full_env)
+    daemon = Daemon(root=root, proc=proc, stderr_path=stderr_path)
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {proc.returncode}: {daemon.stderr()}")
+            if time.monotonic() > deadline:
+                daemon.stop()
+                raise RuntimeError(f"daemon not ready: {daemon.stderr()}")
+            try:
+                msg = notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "READY=1" in msg.split("\n"):
+                return daemon
+    finally:
+        notify.close()
+
+
+def cleanup_root(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# --- talking to it ------------------------------------------------------------------
+
+
+def request_line(rid: str, intent: dict[str, object]) -> bytes:
+    return json.dumps({"id": rid, "intent": intent}).encode() + b"\n"
+
+
+def read_lines(sock: socket.socket, count: int, timeout: float = 10.0) -> list[dict]:
+    """Read `count` reply lines (fewer if the daemon closes first)."""
+    sock.settimeout(timeout)
+    buf = b""
+    out: list[dict] = []
+    while len(out) < count:
+        while b"\n" in buf and len(out) < count:
+            line, _, buf = buf.partition(b"\n")
+            out.append(json.loads(line))
+        if len(out) >= count:
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return out
+
+
+def call(path: Path, user: User | None, intent: dict[str, object], rid: str = "r1"
+         ) -> dict:
+    """One request over a fresh connection as `user`; the decoded reply."""
+    with connect_as(path, user) as sock:
+        sock.sendall(request_line(rid, intent))
+        replies = read_lines(sock, 1)
+    assert replies, "daemon closed the connection without replying"
+    return replies[0]
+
+
+def is_closed(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True when the peer closes the connection (reads return EOF) within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+    except (TimeoutError, BlockingIOError):
+        return False
+    except ConnectionResetError:
+        return True
