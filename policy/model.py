@@ -41,11 +41,12 @@ class Rule(msgspec.Struct, frozen=True):
     timeout: float
     file: str
     line: int
+    #: `file:line`, the rule's name in replies and audit records.
+    where: str = ""
 
-    @property
-    def where(self) -> str:
-        """`file:line`, the rule's name in replies and audit records."""
-        return f"{self.file}:{self.line}"
+    def __post_init__(self) -> None:
+        if not self.where:
+            msgspec.structs.force_setattr(self, "where", f"{self.file}:{self.line}")
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -43,7 +43,9 @@ class RuleDraft(msgspec.Struct, frozen=True):
 
     def line_of(self, key: str) -> int:
         """The line where `key` (or `params.key`) is written, else the rule's header."""
-        return self.key_lines.get(key, self.line)
+        if key in self.key_lines:
+            return self.key_lines[key]
+        return self.key_lines.get(key.split(".", 1)[0], self.line)
 
 
 def parse_toml_policy(text: str, file: str) -> list[RuleDraft]:

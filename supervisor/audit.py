@@ -16,7 +16,7 @@ from typing import Final, Literal, TextIO
 
 import msgspec
 
-from .journal import JournalSender, JournalUnavailable, encode_fields
+from .journal import JournalSender, JournalUnavailable, field_bytes
 
 Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit"]
 
@@ -59,9 +59,24 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     ts: float = 0.0
 
 
-_FIELDS: Final = tuple(
-    f for f in AuditRecord.__struct_fields__ if f not in ("priority", "message", "ts")
+# Precomputed journald bytes: the hot path only joins them with the record's values.
+_KEYS: Final = tuple(
+    (f, b"CLAWVISOR_" + f.upper().encode())
+    for f in AuditRecord.__struct_fields__
+    if f not in ("kind", "priority", "message", "ts")
 )
+_PREFIX: Final = {
+    kind: b"MESSAGE_ID=%s\nSYSLOG_IDENTIFIER=clawvisor\nCLAWVISOR_KIND=%s\n"
+    % (mid.encode(), kind.encode())
+    for kind, mid in MESSAGE_IDS.items()
+}
+_PRIORITY: Final = {p: b"PRIORITY=%d\n" % p for p in range(8)}
+# Fields that repeat from record to record (one connection, one rule); their encoded
+# bytes are cached, bounded.
+_REPEATING: Final = frozenset(
+    {"workload", "uid", "pid", "action", "target", "decision", "rule", "outcome"}
+)
+_CACHE_MAX: Final = 4096
 
 
 class FallbackRecord(msgspec.Struct, kw_only=True):
@@ -98,6 +113,7 @@ class Auditor:
         self._journal_ok = True
         self._seq = 0
         self._encoder = msgspec.json.Encoder()
+        self._encoded: dict[tuple[bytes, object], bytes] = {}
         self.written_journal = 0
         self.written_fallback = 0
 
@@ -136,17 +152,22 @@ class Auditor:
             )
 
     def _journal_payload(self, rec: AuditRecord) -> bytes:
-        fields: list[tuple[str, str]] = [
-            ("MESSAGE", rec.message),
-            ("MESSAGE_ID", MESSAGE_IDS[rec.kind]),
-            ("PRIORITY", str(rec.priority)),
-            ("SYSLOG_IDENTIFIER", "clawvisor"),
-        ]
-        for name in _FIELDS:
+        parts = [_PREFIX[rec.kind], _PRIORITY[rec.priority], field_bytes(b"MESSAGE", rec.message)]
+        cache = self._encoded
+        for name, key in _KEYS:
             value = getattr(rec, name)
-            if value is not None:
-                fields.append(("CLAWVISOR_" + name.upper(), str(value)))
-        return encode_fields(fields)
+            if value is None:
+                continue
+            if name in _REPEATING:
+                encoded = cache.get((key, value))
+                if encoded is None:
+                    if len(cache) >= _CACHE_MAX:
+                        cache.clear()
+                    encoded = cache[(key, value)] = field_bytes(key, str(value))
+                parts.append(encoded)
+            else:
+                parts.append(field_bytes(key, value if type(value) is str else str(value)))
+        return b"".join(parts)
 
     def _fallback(self, rec: AuditRecord) -> None:
         line = (

@@ -88,13 +88,14 @@ class Dispatcher:
             return encode_reply(error_reply(exc.request_id, exc.code, exc.message))
         intent = request.intent
         action = _ACTION_OF[type(intent)]
+        params = protocol.intent_params(intent)
         cap = self.state.config.settings.audit.params_cap
         it = _Intent(
             caller=caller,
             request_id=request.id,
             intent=intent,
             action=action,
-            params_json=bounded_json(intent, cap),
+            params_json=bounded_json(params, cap),
         )
         if intent.target is not None and intent.target not in self.state.config.workloads:
             message = f"target: unknown workload {intent.target!r}"
@@ -107,7 +108,6 @@ class Dispatcher:
                 action=action.name,
             )
             return encode_reply(error_reply(request.id, "invalid_params", message))
-        params = protocol.intent_params(intent)
         verdict = evaluate(
             self.state.policy, caller.workload.workload, action.name, intent.target, params
         )

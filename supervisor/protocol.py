@@ -176,6 +176,12 @@ def decode_request(line: bytes) -> Request:
 
 
 def _classify(line: bytes) -> ProtocolError:
+    # A request that decodes has valid UTF-8 in every string; the probes below skip
+    # values without checking them, so check the whole line first.
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return ProtocolError("bad_frame", "line is not valid UTF-8")
     try:
         probe = _id_decoder.decode(line)
     except msgspec.ValidationError:
@@ -191,10 +197,12 @@ def _classify(line: bytes) -> ProtocolError:
         return ProtocolError("bad_frame", _frame_message(exc), rid)
     try:
         head = _head_decoder.decode(env.intent)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+    except msgspec.ValidationError:
         return ProtocolError(
             "bad_request", "`intent` must be an object with a string `action`", rid
         )
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        return ProtocolError("bad_frame", _frame_message(exc), rid)
     decoder = _action_decoders.get(head.action)
     if decoder is None:
         return ProtocolError("unknown_action", f"unknown action {_shown(head.action)}", rid)

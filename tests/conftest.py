@@ -39,7 +39,7 @@ def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
     """Start daemons on generated configs; each is stopped and its files removed after."""
     started: list[rig.Daemon] = []
 
-    def make(workloads: dict[str, rig.User | None | str], policy: dict[str, str],
+    def make(workloads: dict[str, rig.User | str | None], policy: dict[str, str],
              settings: str = "", wrapper: list[str] | None = None) -> rig.Daemon:
         root = rig.shared_tmpdir("clawvisor-test-")
         rig.write_config(root, workloads=workloads, policy=policy, settings=settings)

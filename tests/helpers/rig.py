@@ -194,7 +194,7 @@ class Daemon:
         return self.proc.returncode
 
 
-def write_config(root: Path, *, workloads: dict[str, User | None | str],
+def write_config(root: Path, *, workloads: dict[str, User | str | None],
                  policy: dict[str, str], settings: str = "") -> None:
     etc = root / "etc"
     (etc / "policy.d").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,44 @@
+"""Shared bench plumbing: machine facts, per-process CPU time, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": str(os.cpu_count()), "cpu": cpu, "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Per-key median over repeated rounds."""
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
+def write_result(name: str, data: object) -> Path:
+    """Store one benchmark's figures as JSON under bench/results/."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path

@@ -1,0 +1,141 @@
+"""Policy v1: TOML [[rule]] tables, file:line on every rule, first match wins, default deny."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy import PolicyError, evaluate, load_policy_dir, load_policy_text
+from supervisor.catalog import POLICY_CATALOG
+
+
+def load(text: str):
+    return load_policy_text(text, "t.toml", POLICY_CATALOG)
+
+
+RULES = """
+# comment line
+[[rule]]
+action = "status"
+source = "a"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "open-url"
+source = "*"
+target = "@self"
+decision = "ask"
+timeout = 5
+[rule.params]
+url = { glob = "https://*.example.org/*" }
+
+[[rule]]
+action = "open-url"
+source = "a"
+target = "b"
+decision = "allow"
+params.url = "https://exact.example/"
+"""
+
+
+def test_first_matching_rule_wins_and_names_file_and_line():
+    p = load(RULES)
+    v = evaluate(p, "a", "status", None, {})
+    assert (v.decision, v.rule_name) == ("allow", "t.toml:3")
+
+
+def test_nothing_matching_is_default_deny():
+    v = evaluate(load(RULES), "b", "status", None, {})
+    assert (v.decision, v.rule_name) == ("deny", "default")
+
+
+def test_empty_policy_denies_everything():
+    v = evaluate(load(""), "a", "status", None, {})
+    assert v.decision == "deny" and v.rule is None
+
+
+def test_glob_constraint_and_self_target():
+    p = load(RULES)
+    ok = evaluate(p, "a", "open-url", "a", {"url": "https://www.example.org/x"})
+    assert (ok.decision, ok.rule_name, ok.rule.timeout) == ("ask", "t.toml:9", 5)
+    other_target = evaluate(p, "a", "open-url", "c", {"url": "https://www.example.org/x"})
+    assert other_target.decision == "deny"
+    no_match = evaluate(p, "a", "open-url", "a", {"url": "https://evil.com/x"})
+    assert no_match.decision == "deny"
+
+
+def test_exact_constraint_written_as_dotted_key():
+    p = load(RULES)
+    assert evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/"}).rule_name \
+        == "t.toml:18"
+    assert evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/x"}).decision \
+        == "deny"
+
+
+def test_star_target_matches_a_missing_target_but_self_does_not():
+    p = load('[[rule]]\naction="status"\nsource="a"\ntarget="@self"\ndecision="allow"\n')
+    assert evaluate(p, "a", "status", None, {}).decision == "deny"
+    assert evaluate(p, "a", "status", "a", {}).decision == "allow"
+
+
+def test_exact_match_is_type_strict():
+    from policy.constraints import Exact
+
+    assert not Exact(param="n", value=1).matches(True)
+    assert not Exact(param="n", value=1).matches("1")
+    assert Exact(param="n", value=1).matches(1)
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "maybe"\n', 5,
+     "decision"),
+    ('[[rule]]\naction = "reboot"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n', 2,
+     "unknown action"),
+    ('[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+     'params.path = "x"\n', 6, "no param 'path'"),
+    ('[[rule]]\naction = "status"\nsource = "a b"\ntarget = "*"\ndecision = "allow"\n', 3,
+     "source"),
+    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+     'colour = "red"\n', 6, "colour"),
+    ('[[rule]]\naction = "status"\nsource = "a"\ndecision = "allow"\n', 1, "target"),
+    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+     'timeout = -1\n', 6, "timeout"),
+    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+     'params = { x = 1 }\n', 6, "param"),
+    ('[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+     'params.url = 5\n', 6, "str"),
+    ('[[rule]]\naction = "status"\nsource = "a"\n  target = = "*"\n', 4, "Invalid"),
+    ('rule = [{action = "status"}]\n', 1, "[[rule]]"),
+    ('[[rules]]\naction = "status"\n', 1, "top-level"),
+])
+def test_bad_files_are_errors_with_file_and_line(text, line, fragment):
+    with pytest.raises(PolicyError) as info:
+        load(text)
+    assert info.value.file == "t.toml"
+    assert info.value.line == line, str(info.value)
+    assert fragment.lower() in str(info.value).lower()
+
+
+def test_directory_is_read_in_name_order_and_rules_keep_their_file(tmp_path):
+    d = tmp_path / "policy.d"
+    d.mkdir()
+    (d / "20-b.toml").write_text(
+        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="deny"\n')
+    (d / "10-a.toml").write_text(
+        '\n[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
+    (d / "README").write_text("not policy")
+    (d / ".hidden.toml").write_text("garbage [[")
+    p = load_policy_dir(d, POLICY_CATALOG, display_root=tmp_path)
+    assert p.files == ("policy.d/10-a.toml", "policy.d/20-b.toml")
+    assert evaluate(p, "a", "status", None, {}).rule_name == "policy.d/10-a.toml:2"
+
+
+def test_one_broken_file_fails_the_whole_directory(tmp_path):
+    d = tmp_path / "policy.d"
+    d.mkdir()
+    (d / "10-a.toml").write_text(
+        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
+    (d / "20-b.toml").write_text('[[rule]]\naction="status"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy_dir(d, POLICY_CATALOG, display_root=tmp_path)
+    assert info.value.file == "policy.d/20-b.toml"
