@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from .catalog import ActionInfo, Catalog
-from .errors import PolicyError
+from .errors import PolicyError, PolicyTestError
 from .evaluate import evaluate
-from .load import load_policy_dir, load_policy_text
-from .model import DEFAULT_RULE, Decision, Policy, Rule, Verdict
+from .explain import Explanation, explain
+from .lint import Finding, lint
+from .load import load_policy_dir, load_policy_texts
+from .model import DEFAULT_RULE, Decision, Policy, Rule, Verdict, Workloads
+from .testing import Normaliser, TestFailure, run_tests
 
 __all__ = [
     "DEFAULT_RULE",
     "ActionInfo",
     "Catalog",
     "Decision",
+    "Explanation",
+    "Finding",
+    "Normaliser",
     "Policy",
     "PolicyError",
+    "PolicyTestError",
     "Rule",
+    "TestFailure",
     "Verdict",
+    "Workloads",
     "evaluate",
+    "explain",
+    "lint",
     "load_policy_dir",
-    "load_policy_text",
+    "load_policy_texts",
+    "run_tests",
 ]

@@ -1,6 +1,8 @@
-"""The one error type the policy package raises, always with a position."""
+"""The errors the policy package raises, always with a position."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class PolicyError(Exception):
@@ -17,3 +19,13 @@ class PolicyError(Exception):
     def where(self) -> str:
         """`file:line:column` of the problem."""
         return f"{self.file}:{self.line}:{self.column}"
+
+
+class PolicyTestError(PolicyError):
+    """The policy compiled but its own `[[test]]` tables fail: refused like a broken file."""
+
+    def __init__(
+        self, file: str, line: int, column: int, message: str, failures: Sequence[object]
+    ) -> None:
+        super().__init__(file, line, column, message)
+        self.failures = list(failures)

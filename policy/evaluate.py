@@ -4,32 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .model import ANY, DEFAULT_DENY, SELF, Policy, Rule, Verdict
+from .model import DEFAULT_DENY, Policy, Rule, Verdict
+from .subjects import source_matches, target_matches
 
 
-def target_matches(pattern: str, source: str, target: str | None) -> bool:
-    """`*` matches anything (also no target); `@self` only the source; a name only itself."""
-    if pattern == ANY:
-        return True
-    if pattern == SELF:
-        return target == source
-    return target == pattern
-
-
-def rule_matches(rule: Rule, source: str, target: str | None, params: Mapping[str, object]) -> bool:
-    """True when the rule applies to this request (action already selected)."""
-    if rule.source not in (ANY, source):
+def rule_matches(
+    rule: Rule, source: str, target: str | None, params: Mapping[str, object], policy: Policy
+) -> bool:
+    """True when the rule applies to this request (its action already known to match)."""
+    if not source_matches(rule.source, source, policy.workloads):
         return False
-    if not target_matches(rule.target, source, target):
+    if not target_matches(rule.target, source, target, policy.workloads):
         return False
     return all(c.matches(params.get(c.param)) for c in rule.constraints)
+
+
+def candidates(policy: Policy, source: str, action: str) -> tuple[Rule, ...]:
+    """The rules that may apply to `source` asking `action`, in order."""
+    found = policy.index.get((action, source))
+    if found is not None:
+        return found
+    return tuple(
+        r
+        for r in policy.by_action.get(action, ())
+        if source_matches(r.source, source, policy.workloads)
+    )
 
 
 def evaluate(
     policy: Policy, source: str, action: str, target: str | None, params: Mapping[str, object]
 ) -> Verdict:
     """The verdict for `source` asking `action` on `target` with `params`."""
-    for rule in policy.by_action.get(action, ()):
-        if rule_matches(rule, source, target, params):
-            return Verdict(decision=rule.decision, rule=rule)
+    workloads = policy.workloads
+    for rule in candidates(policy, source, action):
+        # Sources were matched when the index was built.
+        if not target_matches(rule.target, source, target, workloads):
+            continue
+        for c in rule.constraints:
+            if not c.matches(params.get(c.param)):
+                break
+        else:
+            verdict: Verdict = rule.verdict
+            return verdict
     return DEFAULT_DENY

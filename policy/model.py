@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 Decision = Literal["allow", "ask", "deny"]
+DECISIONS: tuple[Decision, ...] = ("allow", "ask", "deny")
 DEFAULT_RULE = "default"
-#: A target pattern: a workload name, `*` (anything, also no target) or `@self`.
-ANY = "*"
-SELF = "@self"
+APPROVERS = ("desktop", "telegram", "cli")
+
+#: Workload names to their tags, as the policy is compiled against them.
+Workloads = Mapping[str, frozenset[str]]
 
 
 class Constraint(Protocol):
@@ -29,24 +31,39 @@ class Constraint(Protocol):
         ...
 
 
-class Rule(msgspec.Struct, frozen=True):
+class Rate(msgspec.Struct, frozen=True):
+    """At most `count` matches per `per` seconds, per source workload (a token bucket)."""
+
+    count: int
+    per: float
+    text: str
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True):
     """One compiled rule, with the file and line it came from."""
 
     index: int
     action: str
+    actions: frozenset[str]
     source: str
     target: str
     decision: Decision
-    constraints: tuple[Constraint, ...]
-    timeout: float
+    constraints: tuple[Constraint, ...] = ()
+    timeout: float = 120.0
+    rate: Rate | None = None
+    default_target: str | None = None
+    approvers: tuple[str, ...] = APPROVERS
     file: str
     line: int
     #: `file:line`, the rule's name in replies and audit records.
     where: str = ""
+    #: The verdict this rule gives, built once.
+    verdict: Any = None
 
     def __post_init__(self) -> None:
         if not self.where:
             msgspec.structs.force_setattr(self, "where", f"{self.file}:{self.line}")
+        msgspec.structs.force_setattr(self, "verdict", Verdict(decision=self.decision, rule=self))
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -64,19 +81,41 @@ class Verdict(msgspec.Struct, frozen=True):
 DEFAULT_DENY = Verdict(decision="deny", rule=None)
 
 
-class Policy(msgspec.Struct, frozen=True):
+class PolicyTest(msgspec.Struct, frozen=True, kw_only=True):
+    """A `[[test]]` table: a request and the decision (and optionally the rule) it must get."""
+
+    source: str
+    action: str
+    target: str | None
+    params: dict[str, Any]
+    expect: Decision
+    rule: str | None
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True):
     """A complete, compiled policy. Never partially built: construction is all or nothing.
 
-    `by_action` holds, for every known action, the rules that can apply to it in file
-    order, so evaluation never scans rules for other actions.
+    `index` holds, for every known (action, source workload), the rules that can apply
+    in file order; `by_action` is the fallback for sources the policy was not compiled
+    against.
     """
 
     rules: tuple[Rule, ...]
     files: tuple[str, ...]
-    by_action: Mapping[str, tuple[Rule, ...]]
+    groups: Mapping[str, frozenset[str]] = {}
+    workloads: Workloads = {}
+    index: Mapping[tuple[str, str], tuple[Rule, ...]] = {}
+    by_action: Mapping[str, tuple[Rule, ...]] = {}
+    tests: tuple[PolicyTest, ...] = ()
     error: str | None = None
 
     @classmethod
     def deny_all(cls, reason: str) -> Policy:
         """The policy in force when none could be loaded: no rules, so everything is denied."""
-        return cls(rules=(), files=(), by_action={}, error=reason)
+        return cls(rules=(), files=(), error=reason)

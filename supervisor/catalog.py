@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
+import msgspec
 import msgspec.inspect as mi
 
 from executors import ACTIONS
@@ -38,3 +41,20 @@ def action_info(action: Action) -> ActionInfo:
 POLICY_CATALOG: MappingProxyType[str, ActionInfo] = MappingProxyType(
     {name: action_info(a) for name, a in ACTIONS.items()}
 )
+
+
+def normalise_params(action: str, target: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as the daemon's decoder would hand them to the policy; ValueError if invalid.
+
+    Policy tests and `policy explain` go through this, so they are decided on exactly
+    what a real intent would be decided on (a normalised URL, say).
+    """
+    spec = ACTIONS[action]
+    raw: dict[str, Any] = {"action": action, **params}
+    if target is not None:
+        raw["target"] = target
+    try:
+        intent = msgspec.convert(raw, spec.params)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    return {f: getattr(intent, f) for f in spec.param_names}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -63,18 +63,28 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     fallback_file: str = "audit.jsonl"
 
 
+class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which approval agents this box runs (`policy check` warns on asks none can answer)."""
+
+    agents: list[Literal["desktop", "telegram", "cli"]] = msgspec.field(
+        default_factory=lambda: ["cli", "desktop", "telegram"]
+    )
+
+
 class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole of clawvisor.toml; every table is optional."""
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     executors: dict[str, ExecutorConfig] = {}
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+    approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
 
 
 class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One workload in workloads.toml."""
 
     user: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,31}\$?$")]
+    tags: list[Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]] = []
 
 
 class WorkloadsFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -116,6 +126,8 @@ class Config:
     by_uid: Mapping[int, TargetUser]
     embedded: bool
     warnings: tuple[str, ...]
+    #: Every configured workload (also those whose user is missing) and its tags.
+    tags: Mapping[str, frozenset[str]]
 
     @property
     def workload_names(self) -> tuple[str, ...]:
@@ -219,6 +231,7 @@ def load_config(paths: Paths) -> Config:
         by_uid=MappingProxyType(by_uid),
         embedded=False,
         warnings=tuple(warnings),
+        tags=MappingProxyType({n: frozenset(s.tags) for n, s in specs.workloads.items()}),
     )
 
 
@@ -241,6 +254,7 @@ def embedded_config(paths: Paths) -> Config:
         by_uid=MappingProxyType({account.uid: account}),
         embedded=True,
         warnings=(),
+        tags=MappingProxyType({DEMO_WORKLOAD: frozenset()}),
     )
 
 

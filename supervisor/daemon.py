@@ -8,14 +8,16 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-from policy import Policy, PolicyError, load_policy_dir, load_policy_text
+from executors.base import TargetUser
+from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
 from .approvals import Broker
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
-from .catalog import POLICY_CATALOG
+from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
     EMBEDDED_POLICY_NAME,
     Config,
@@ -36,9 +38,18 @@ from .state import DaemonState
 def load_policy(config: Config) -> Policy:
     """The policy for `config`; raises PolicyError (never returns half a policy)."""
     if config.embedded:
-        return load_policy_text(embedded_policy_text(), EMBEDDED_POLICY_NAME, POLICY_CATALOG)
+        return load_policy_texts(
+            [(EMBEDDED_POLICY_NAME, embedded_policy_text())],
+            POLICY_CATALOG,
+            config.tags,
+            normalise=normalise_params,
+        )
     return load_policy_dir(
-        config.paths.policy_dir, POLICY_CATALOG, display_root=config.paths.config_dir
+        config.paths.policy_dir,
+        POLICY_CATALOG,
+        config.tags,
+        display_root=config.paths.config_dir,
+        normalise=normalise_params,
     )
 
 
@@ -50,7 +61,7 @@ class Daemon:
         policy = self._initial_policy(config)
         self.state = DaemonState(config, policy)
         self.broker = Broker()
-        self.dispatcher = Dispatcher(self.state, auditor, self.broker)
+        self.dispatcher = Dispatcher(self.state, auditor, self.broker, reload=self.reload)
         s = config.settings.server
         limits = Limits(
             max_connections_per_uid=s.max_connections_per_uid,
@@ -134,7 +145,10 @@ class Daemon:
             self._audit_policy(CRIT, message, where)
             sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
             return str(exc)
+        old_by_uid = self.state.config.by_uid
         self.state.config, self.state.policy = config, policy
+        self.dispatcher.limiter.retain(policy.rules)
+        self._drop_remapped(old_by_uid)
         self._audit_policy(
             NOTICE,
             f"policy reloaded: {len(policy.rules)} rules from {len(policy.files)} files",
@@ -142,6 +156,16 @@ class Daemon:
         )
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         return None
+
+    def _drop_remapped(self, old_by_uid: Mapping[int, TargetUser]) -> None:
+        """Close gateway connections whose uid no longer maps to the same workload."""
+        new_by_uid = self.state.config.by_uid
+        for conn in list(self.intents.connections):
+            if conn.peer is None:
+                continue
+            old, new = old_by_uid.get(conn.peer.uid), new_by_uid.get(conn.peer.uid)
+            if old is not None and (new is None or new.workload != old.workload):
+                conn.close()
 
     def status_line(self) -> str:
         """One line for systemctl status."""

@@ -9,7 +9,7 @@ audited.
 from __future__ import annotations
 
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from .approvals import Broker, Outcome
 from .audit import INFO, NOTICE, WARNING, Auditor, AuditRecord, AuditUnavailable, bounded_json
 from .identity import Peer
 from .protocol import ErrorCode, ProtocolError, Reply, encode_reply, error_reply
+from .ratelimit import RateLimiter
 from .state import DaemonState
 
 _ACTION_OF: Final[dict[type[IntentBase], Action]] = {a.params: a for a in ACTIONS.values()}
@@ -70,10 +71,18 @@ class _Intent:
 class Dispatcher:
     """Turns request lines into reply lines for gateway and control connections."""
 
-    def __init__(self, state: DaemonState, auditor: Auditor, broker: Broker) -> None:
+    def __init__(
+        self,
+        state: DaemonState,
+        auditor: Auditor,
+        broker: Broker,
+        reload: Callable[[], str | None] | None = None,
+    ) -> None:
         self.state = state
         self.auditor = auditor
         self.broker = broker
+        self.limiter = RateLimiter()
+        self._reload = reload
 
     # --- gateways ------------------------------------------------------------------
 
@@ -114,6 +123,14 @@ class Dispatcher:
         it.verdict = verdict
         if verdict.decision == "deny":
             return self._deny(it, "policy_denied", self._deny_message(it))
+        assert verdict.rule is not None
+        if not self.limiter.allow(verdict.rule, caller.workload.workload):
+            assert verdict.rule.rate is not None
+            return self._deny(
+                it,
+                "rate_limited",
+                f"rule {verdict.rule.where} allows {verdict.rule.rate.text} per workload",
+            )
         if verdict.decision == "ask":
             return self._ask_then_run(it)
         if not self._audit(
@@ -211,6 +228,9 @@ class Dispatcher:
     def _context(self, it: _Intent) -> ExecContext:
         cfg = self.state.config
         name = it.intent.target
+        rule = it.verdict.rule if it.verdict is not None else None
+        if name is None and rule is not None:
+            name = rule.default_target
         if name is None and it.action.needs_target:
             name = it.caller.workload.workload  # no target given: the workload itself
         target = cfg.workloads.get(name) if name is not None else None
@@ -332,6 +352,8 @@ class Dispatcher:
         except ProtocolError as exc:
             self._audit_rejected(peer, None, exc.request_id, exc.code, exc.message)
             return encode_reply(error_reply(exc.request_id, exc.code, exc.message))
+        if isinstance(op, protocol.ReloadOp):
+            return self._control_reload(peer, op)
         status = ACTIONS["status"]
         assert status.run_inline is not None
         ctx = ExecContext(
@@ -342,3 +364,26 @@ class Dispatcher:
         )
         result = status.run_inline(status.params(), ctx)
         return encode_reply(Reply(id=op.id, status="ok", result=result))
+
+    def _control_reload(self, peer: Peer, op: protocol.ReloadOp) -> bytes:
+        if self._reload is None:
+            return encode_reply(error_reply(op.id, "unavailable", "reload is not available"))
+        error = self._reload()
+        if error is not None:
+            return encode_reply(
+                error_reply(
+                    op.id, "unavailable", f"reload refused, previous policy stays in force: {error}"
+                )
+            )
+        p = self.state.policy
+        return encode_reply(
+            Reply(
+                id=op.id,
+                status="ok",
+                result=protocol.ReloadResult(
+                    files=list(p.files),
+                    rules=len(p.rules),
+                    workloads=list(self.state.config.workload_names),
+                ),
+            )
+        )

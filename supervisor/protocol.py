@@ -135,7 +135,19 @@ class StatusOp(ControlBase, tag="status"):
     """The daemon's status, as the `status` action reports it."""
 
 
-ControlRequest = StatusOp
+class ReloadOp(ControlBase, tag="reload"):
+    """Re-read config and policy; swapped in whole, or refused with the old one kept."""
+
+
+class ReloadResult(msgspec.Struct, tag_field="op", tag="reload"):
+    """A reload that took effect: what is in force now."""
+
+    files: list[str]
+    rules: int
+    workloads: list[str]
+
+
+ControlRequest = StatusOp | ReloadOp
 
 
 # --- decoding ----------------------------------------------------------------------
@@ -219,7 +231,8 @@ def _classify(line: bytes) -> ProtocolError:
 def decode_control(line: bytes) -> ControlRequest:
     """Decode one control-socket line or raise ProtocolError."""
     try:
-        return _control_decoder.decode(line)
+        op: ControlRequest = _control_decoder.decode(line)
+        return op
     except msgspec.ValidationError as exc:
         rid: str | None = None
         try:

@@ -1,15 +1,17 @@
-"""Policy v1: TOML [[rule]] tables, file:line on every rule, first match wins, default deny."""
+"""TOML policy files: [[rule]] tables, file:line on every rule, first match wins, default deny."""
 
 from __future__ import annotations
 
 import pytest
 
-from policy import PolicyError, evaluate, load_policy_dir, load_policy_text
+from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
 from supervisor.catalog import POLICY_CATALOG
+
+WORKLOADS = {"a": frozenset(), "b": frozenset(), "c": frozenset()}
 
 
 def load(text: str):
-    return load_policy_text(text, "t.toml", POLICY_CATALOG)
+    return load_policy_texts([("t.toml", text)], POLICY_CATALOG, WORKLOADS)
 
 
 RULES = """
@@ -90,9 +92,9 @@ def test_exact_match_is_type_strict():
     ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "maybe"\n', 5,
      "decision"),
     ('[[rule]]\naction = "reboot"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n', 2,
-     "unknown action"),
+     "unknown action or group"),
     ('[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
-     'params.path = "x"\n', 6, "no param 'path'"),
+     'params.path = "x"\n', 6, "'path' is not a param"),
     ('[[rule]]\naction = "status"\nsource = "a b"\ntarget = "*"\ndecision = "allow"\n', 3,
      "source"),
     ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
@@ -125,7 +127,7 @@ def test_directory_is_read_in_name_order_and_rules_keep_their_file(tmp_path):
         '\n[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
     (d / "README").write_text("not policy")
     (d / ".hidden.toml").write_text("garbage [[")
-    p = load_policy_dir(d, POLICY_CATALOG, display_root=tmp_path)
+    p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
     assert p.files == ("policy.d/10-a.toml", "policy.d/20-b.toml")
     assert evaluate(p, "a", "status", None, {}).rule_name == "policy.d/10-a.toml:2"
 
@@ -137,5 +139,5 @@ def test_one_broken_file_fails_the_whole_directory(tmp_path):
         '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
     (d / "20-b.toml").write_text('[[rule]]\naction="status"\n')
     with pytest.raises(PolicyError) as info:
-        load_policy_dir(d, POLICY_CATALOG, display_root=tmp_path)
+        load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
     assert info.value.file == "policy.d/20-b.toml"

@@ -1,0 +1,65 @@
+"""Who a rule is about: source and target patterns and how they match.
+
+Sources: a workload name, `*` or `@anyvm` (any workload), `@tag:NAME`.
+Targets: a workload name, `*` (anything, also no target), `@anyvm` (any named target),
+`@default` (no target given), `@self` (the source itself), `@tag:NAME`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .model import Workloads
+
+ANY = "*"
+ANYVM = "@anyvm"
+DEFAULT = "@default"
+SELF = "@self"
+TAG = "@tag:"
+NAME = re.compile(r"^[a-zA-Z0-9-]{1,64}$")
+_TAG_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def source_error(pattern: str) -> str | None:
+    """Why `pattern` is not a valid source, or None."""
+    if pattern in (ANY, ANYVM) or NAME.match(pattern):
+        return None
+    if pattern.startswith(TAG) and _TAG_NAME.match(pattern[len(TAG) :]):
+        return None
+    return f"source must be a workload name, '*', '@anyvm' or '@tag:NAME', not {pattern!r}"
+
+
+def target_error(pattern: str) -> str | None:
+    """Why `pattern` is not a valid target, or None."""
+    if pattern in (ANY, ANYVM, DEFAULT, SELF) or NAME.match(pattern):
+        return None
+    if pattern.startswith(TAG) and _TAG_NAME.match(pattern[len(TAG) :]):
+        return None
+    return (
+        f"target must be a workload name, '*', '@anyvm', '@default', '@self' or "
+        f"'@tag:NAME', not {pattern!r}"
+    )
+
+
+def source_matches(pattern: str, source: str, workloads: Workloads) -> bool:
+    """True when the rule's source pattern covers the sending workload."""
+    if pattern in (ANY, ANYVM):
+        return True
+    if pattern.startswith(TAG):
+        return pattern[len(TAG) :] in workloads.get(source, ())
+    return pattern == source
+
+
+def target_matches(pattern: str, source: str, target: str | None, workloads: Workloads) -> bool:
+    """True when the rule's target pattern covers the requested target (None = none given)."""
+    if pattern == ANY:
+        return True
+    if target is None:
+        return pattern == DEFAULT
+    if pattern == ANYVM:
+        return True
+    if pattern == SELF:
+        return target == source
+    if pattern.startswith(TAG):
+        return pattern[len(TAG) :] in workloads.get(target, ())
+    return pattern == target

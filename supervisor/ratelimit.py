@@ -1,0 +1,37 @@
+"""Per-rule, per-source token buckets for rules with `rate = "N/period"`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from policy import Rule
+
+
+class RateLimiter:
+    """A token bucket for each (rule, source workload) pair that has used its rule."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # key -> (tokens, last refill time)
+        self._buckets: dict[tuple[str, str, str], tuple[float, float]] = {}
+
+    def allow(self, rule: Rule, source: str) -> bool:
+        """Take one token from the rule's bucket for `source`; False when it is empty."""
+        rate = rule.rate
+        if rate is None:
+            return True
+        now = self._clock()
+        key = (rule.where, rate.text, source)
+        tokens, last = self._buckets.get(key, (float(rate.count), now))
+        tokens = min(float(rate.count), tokens + (now - last) * rate.count / rate.per)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def retain(self, rules: Iterable[Rule]) -> None:
+        """Forget buckets of rules that are no longer in the policy (after a reload)."""
+        live = {(r.where, r.rate.text) for r in rules if r.rate is not None}
+        self._buckets = {k: v for k, v in self._buckets.items() if (k[0], k[1]) in live}
