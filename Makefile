@@ -14,11 +14,12 @@ APT_PKGS  := nftables python3-nftables python3-bpfcc bpfcc-tools python3-systemd
              util-linux passwd
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint typecheck pytest clean
+.PHONY: help setup run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run    set up, then run the daemon in the foreground (embedded demo config)"
 	@echo "make test   set up, then ruff, mypy and the whole pytest suite"
+	@echo "make bench  set up, then every benchmark beside its peers (bench/results/)"
 
 setup: $(STAMP) /lib/modules/$(KREL)/build
 
@@ -60,6 +61,11 @@ pytest:
 	@mkdir -p build
 	$(VPY) -m pytest -q $(PYTEST_ARGS) 2>&1 | tee build/pytest.log | tail -n 40; \
 	    exit $${PIPESTATUS[0]}
+
+bench: setup
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	$(VPY) -m bench.roundtrip
+	$(VPY) -m bench.policy_eval
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -24,6 +24,7 @@ from .model import Constraint
 
 _HOST_CHARS = re.compile(r"^[a-z0-9.-]+$")
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+_WEB_SCHEMES = ("http", "https")
 
 
 def _each(value: object, kind: ParamKind) -> list[object] | None:
@@ -152,6 +153,8 @@ def host_of(value: str) -> str | None:
         return None
     if "://" in value:
         parts = urlsplit(value)
+        if parts.scheme.lower() not in _WEB_SCHEMES:
+            return None  # javascript://host/... names a host but is not a request to it
         if "@" in parts.netloc:
             return None  # credentials would make the host ambiguous to a reader
         hostname = parts.hostname
@@ -164,7 +167,7 @@ def host_of(value: str) -> str | None:
 
 
 class Domain(msgspec.Struct, frozen=True):
-    """The host (of a URL or a host param) is one of the names, `*.name` meaning subdomains.
+    """The host (of an http(s) URL or a host param) is one of the names; `*.name` = subdomains.
 
     `*.example.com` matches `a.example.com` and `a.b.example.com`, never `example.com`
     itself and never `evilexample.com`.

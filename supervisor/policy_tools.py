@@ -1,0 +1,333 @@
+"""`clawvisor policy check | explain | replay`: the operator's tools around the pure policy.
+
+These read files, the journal and the audit fallback; the policy package itself stays
+pure. Output is plain text for people; exit codes are for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from policy import (
+    Policy,
+    PolicyError,
+    evaluate,
+    explain,
+    lint,
+    load_policy_dir,
+    run_tests,
+)
+
+from .catalog import POLICY_CATALOG, normalise_params
+from .config import Config, ConfigError, Paths, load_config
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _load_config(config_dir: Path, out: TextIO) -> Config | None:
+    paths = Paths(
+        config_dir=config_dir,
+        runtime_dir=Path("/run/clawvisor"),
+        state_dir=Path("/var/lib/clawvisor"),
+        log_dir=Path("/var/log/clawvisor"),
+    )
+    try:
+        return load_config(paths)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=out)
+        return None
+
+
+def _load(config: Config, policy_dir: Path | None = None, *, check_tests: bool = True) -> Policy:
+    directory = policy_dir or config.paths.policy_dir
+    return load_policy_dir(
+        directory,
+        POLICY_CATALOG,
+        config.tags,
+        display_root=directory.parent,
+        normalise=normalise_params,
+        check_tests=check_tests,
+    )
+
+
+# --- check ---------------------------------------------------------------------------
+
+
+def writable_by_others(path: Path) -> str | None:
+    """Why someone other than root could change `path`, or None."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror}"
+    if st.st_uid != 0:
+        return f"owned by uid {st.st_uid}, not root"
+    # With an ACL, the group bits of the mode are the ACL mask, so an ACL entry that
+    # grants write to anyone shows here as group-write too.
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"mode {stat.S_IMODE(st.st_mode):04o} lets its group, an ACL entry or "
+                "others write")
+    return None
+
+
+def permission_findings(config_dir: Path) -> list[str]:
+    """The config dir, policy dir and policy files that someone other than root can change."""
+    policy_dir = config_dir / "policy.d"
+    paths = [config_dir, policy_dir]
+    if policy_dir.is_dir():
+        for p in sorted(policy_dir.rglob("*")):
+            paths.append(p)
+    out = []
+    for p in paths:
+        why = writable_by_others(p)
+        if why is not None:
+            out.append(
+                f"{p}: warning: writable by someone other than root ({why}); the "
+                "policy could be widened from there"
+            )
+    return out
+
+
+def check(config_dir: Path, out: TextIO = sys.stdout) -> int:
+    """Lint the policy: errors exit 1, warnings are printed and exit 0."""
+    config = _load_config(config_dir, out)
+    if config is None:
+        return 1
+    errors = 0
+    try:
+        policy = _load(config, check_tests=False)
+    except PolicyError as exc:
+        print(f"{exc.where}: error: {exc.message}", file=out)
+        return 1
+    failures = run_tests(policy, normalise_params)
+    for f in failures:
+        print(f"{f.test.where}: error: policy test failed: {f.message}", file=out)
+        errors += 1
+    findings = lint(policy, POLICY_CATALOG, config.settings.approvals.agents)
+    for finding in findings:
+        print(f"{finding.where}: warning: {finding.message}", file=out)
+    perms = permission_findings(config_dir)
+    for line in perms:
+        print(line, file=out)
+    warnings = len(findings) + len(perms)
+    print(
+        f"{len(policy.rules)} rules in {len(policy.files)} files, "
+        f"{len(policy.tests) - len(failures)}/{len(policy.tests)} tests passed: "
+        f"{errors} errors, {warnings} warnings",
+        file=out,
+    )
+    return 1 if errors else 0
+
+
+# --- explain -------------------------------------------------------------------------
+
+
+def explain_request(
+    config_dir: Path,
+    source: str,
+    action: str,
+    target: str | None,
+    params: Mapping[str, Any],
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print the decision, the rule, and why each earlier rule did not match."""
+    config = _load_config(config_dir, out)
+    if config is None:
+        return 2
+    try:
+        policy = _load(config)
+    except PolicyError as exc:
+        print(f"the policy does not load (the daemon would deny everything): {exc}", file=out)
+        return 2
+    if action not in POLICY_CATALOG:
+        print(f"unknown action {action!r}: it would be refused as unknown_action", file=out)
+        return 2
+    try:
+        normal = normalise_params(action, target, params)
+    except ValueError as exc:
+        print(f"invalid params: {exc} (it would be refused as invalid_params)", file=out)
+        return 2
+    ex = explain(policy, source, action, target, normal)
+    v = ex.verdict
+    assert v.decision == evaluate(policy, source, action, target, normal).decision
+    print(f"decision: {v.decision} (rule {v.rule_name})", file=out)
+    rule = v.rule
+    if rule is not None:
+        if target is None and rule.default_target:
+            print(f"  no target given: runs on default_target {rule.default_target!r}", file=out)
+        if rule.rate is not None:
+            print(f"  rate limit: {rule.rate.text} per source workload", file=out)
+        if rule.decision == "ask":
+            print(
+                f"  asks {', '.join(rule.approvers)}; times out to deny after {rule.timeout:g} s",
+                file=out,
+            )
+    for step in ex.steps:
+        mark = "->" if step.matched else "  "
+        print(
+            f"{mark} {step.rule.where}: {step.rule.decision} {step.rule.action}: {step.reason}",
+            file=out,
+        )
+    if not ex.steps:
+        print(f"   no rule names {action!r}", file=out)
+    if ex.other_actions:
+        n = ex.other_actions
+        print(f"   ({n} rule{'s' if n != 1 else ''} for other actions not considered)",
+              file=out)
+    return 0
+
+
+# --- replay --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One decision as the audit trail recorded it."""
+
+    ts: float
+    seq: int
+    intent_id: str
+    workload: str
+    action: str
+    target: str | None
+    decision: str
+    rule: str
+    params: str
+
+
+_INITIAL_OUTCOMES = (None, "", "policy_denied", "pending", "rate_limited")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`30m`, `2h`, `1d` ago, or an ISO 8601 time; seconds since the epoch."""
+    m = _RELATIVE.match(text.strip())
+    if m:
+        return (now if now is not None else time.time()) - int(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ValueError(f"--since must be like 30m, 2h, 1d or an ISO time, not {text!r}") from None
+
+
+def _from_fields(f: Mapping[str, Any], ts: float) -> Recorded | None:
+    """A decision from an audit record's fields (the fallback's lowercase names)."""
+    if f.get("kind") != "decision" or f.get("outcome") not in _INITIAL_OUTCOMES:
+        return None  # not a decision, or the later record of an ask's outcome
+    needed = ("intent_id", "workload", "action", "decision", "rule", "params")
+    if any(f.get(k) is None for k in needed):
+        return None
+    target = f.get("target")
+    return Recorded(
+        ts=ts,
+        seq=int(f.get("seq") or 0),
+        intent_id=str(f["intent_id"]),
+        workload=str(f["workload"]),
+        action=str(f["action"]),
+        target=str(target) if target is not None else None,
+        decision=str(f["decision"]),
+        rule=str(f["rule"]),
+        params=str(f["params"]),
+    )
+
+
+def journal_records(since: float) -> Iterator[Recorded]:
+    """Decision records from journald (all journal files this user can read)."""
+    from systemd import journal
+
+    reader = journal.Reader()
+    try:
+        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_KIND="decision")
+        reader.seek_realtime(since)
+        for entry in reader:
+            fields = {
+                k[len("CLAWVISOR_") :].lower(): str(v)
+                for k, v in entry.items()
+                if k.startswith("CLAWVISOR_")
+            }
+            rec = _from_fields(fields, entry["__REALTIME_TIMESTAMP"].timestamp())
+            if rec is not None:
+                yield rec
+    finally:
+        reader.close()
+
+
+def fallback_records(path: Path, since: float) -> Iterator[Recorded]:
+    """Decision records from the JSONL fallback file (unparseable lines are skipped)."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)["record"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        ts = float(record.get("ts", 0.0))
+        if ts >= since:
+            rec = _from_fields(record, ts)
+            if rec is not None:
+                yield rec
+
+
+def replay(
+    policy_dir: Path,
+    config_dir: Path,
+    since: float,
+    log_dir: Path,
+    *,
+    use_journal: bool = True,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Re-decide recorded intents under the policy in `policy_dir`; list what changes."""
+    config = _load_config(config_dir, out)
+    if config is None:
+        return 2
+    try:
+        policy = _load(config, policy_dir, check_tests=False)
+    except PolicyError as exc:
+        print(f"the new policy does not load: {exc}", file=out)
+        return 2
+    if run_tests(policy, normalise_params):
+        print("note: the new policy's own tests fail; a reload would refuse it", file=out)
+    records: list[Recorded] = []
+    if use_journal:
+        records.extend(journal_records(since))
+    records.extend(fallback_records(log_dir / config.settings.audit.fallback_file, since))
+    records.sort(key=lambda r: (r.ts, r.seq))
+    changed = skipped = 0
+    for r in records:
+        if r.params.endswith("...(truncated)") or r.action not in POLICY_CATALOG:
+            skipped += 1
+            continue
+        try:
+            params = normalise_params(r.action, r.target, msgspec.json.decode(r.params))
+        except (ValueError, msgspec.DecodeError):
+            skipped += 1
+            continue
+        v = evaluate(policy, r.workload, r.action, r.target, params)
+        if v.decision != r.decision:
+            changed += 1
+            when = datetime.fromtimestamp(r.ts).isoformat(timespec="seconds")
+            print(
+                f"{when} {r.workload} {r.action} -> {r.target or '@default'} "
+                f"[{r.intent_id}]: {r.decision} ({r.rule}) -> {v.decision} "
+                f"({v.rule_name})  params {r.params}",
+                file=out,
+            )
+    print(
+        f"{len(records)} recorded decisions, {changed} would change, {skipped} could not "
+        "be replayed (truncated or invalid params)",
+        file=out,
+    )
+    return 0

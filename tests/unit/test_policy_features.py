@@ -1,0 +1,198 @@
+"""Groups, built-in groups, targets, rates, approvers, tests tables, explain and lint."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy import (
+    PolicyError,
+    PolicyTestError,
+    evaluate,
+    explain,
+    lint,
+    load_policy_dir,
+    load_policy_texts,
+)
+from policy.compile import parse_rate
+from supervisor.catalog import POLICY_CATALOG, normalise_params
+
+WORKLOADS = {"a": frozenset({"red"}), "b": frozenset(), "c": frozenset({"red"})}
+
+
+def load(text: str, **kw):
+    return load_policy_texts([("t.toml", text)], POLICY_CATALOG, WORKLOADS, **kw)
+
+
+def rule(action="status", source="*", target="*", decision="allow", extra=""):
+    return (f'[[rule]]\naction = "{action}"\nsource = "{source}"\ntarget = "{target}"\n'
+            f'decision = "{decision}"\n{extra}\n')
+
+
+def test_groups_expand_to_their_actions():
+    p = load('[groups]\nread = ["status"]\n' + rule(action="@read"))
+    assert evaluate(p, "a", "status", None, {}).decision == "allow"
+    assert evaluate(p, "a", "open-url", None, {"url": "https://x/"}).decision == "deny"
+
+
+def test_builtin_readonly_and_mutating_groups_exist_without_definition():
+    p = load(rule(action="@readonly"))
+    assert p.groups["readonly"] == frozenset({"status", "open-url"})
+    assert p.groups["mutating"] == frozenset()
+    assert evaluate(p, "a", "open-url", "b", {"url": "https://x/"}).decision == "allow"
+
+
+@pytest.mark.parametrize("groups, fragment", [
+    ('[groups]\nread = ["reboot"]\n', "unknown actions"),
+    ('[groups]\nreadonly = ["status"]\n', "built-in"),
+    ('[groups]\nstatus = ["status"]\n', "built-in group or an action"),
+    ('[groups]\nempty = []\n', "empty"),
+    ('[groups]\nread = "status"\n', "list"),
+])
+def test_bad_groups_are_errors(groups, fragment):
+    with pytest.raises(PolicyError, match=fragment):
+        load(groups)
+
+
+def test_constraint_on_a_group_needs_the_param_in_every_member():
+    with pytest.raises(PolicyError, match="not a param of"):
+        load(rule(action="@readonly", extra='params.url = "x"'))
+
+
+def test_target_patterns():
+    p = load(rule(target="@default", decision="deny") + rule(target="@self", decision="ask")
+             + rule(target="@tag:red"))
+    assert evaluate(p, "a", "status", None, {}).decision == "deny"
+    assert evaluate(p, "a", "status", "a", {}).decision == "ask"
+    assert evaluate(p, "a", "status", "c", {}).decision == "allow"
+    assert evaluate(p, "a", "status", "b", {}).decision == "deny"
+
+
+def test_sources_not_compiled_against_are_still_decided():
+    p = load(rule(source="*"))
+    assert evaluate(p, "newcomer", "status", None, {}).decision == "allow"
+    q = load(rule(source="@tag:red"))
+    assert evaluate(q, "newcomer", "status", None, {}).decision == "deny"
+
+
+@pytest.mark.parametrize("text, count, per", [
+    ("10/min", 10, 60), ("5/30s", 5, 30), ("100/hour", 100, 3600), ("1/day", 1, 86400),
+    ("3 / 2 minutes", 3, 120), ("7/sec", 7, 1),
+])
+def test_rate_specs(text, count, per):
+    r = parse_rate(text)
+    assert (r.count, r.per) == (count, per)
+
+
+@pytest.mark.parametrize("text", ["ten/min", "0/min", "5/fortnight", "5", "/min"])
+def test_bad_rate_specs(text):
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+def test_unknown_approver_is_an_error():
+    with pytest.raises(PolicyError, match="unknown approvers"):
+        load(rule(decision="ask", extra='approvers = ["pager"]'))
+
+
+# --- [[test]] tables -----------------------------------------------------------------
+
+TESTED = rule(action="open-url", source="a", extra='params.url = { domain = "*.ok.org" }')
+
+
+def test_passing_tests_load():
+    p = load(TESTED + '[[test]]\nsource = "a"\naction = "open-url"\n'
+             'params = { url = "https://x.OK.org/" }\nexpect = "allow"\nrule = "t.toml:1"\n',
+             normalise=normalise_params)
+    assert len(p.tests) == 1
+
+
+def test_a_failing_test_refuses_the_policy_with_its_position():
+    text = TESTED + ('\n[[test]]\nsource = "a"\naction = "open-url"\n'
+                     'params = { url = "https://evil.org/" }\nexpect = "allow"\n')
+    with pytest.raises(PolicyTestError) as info:
+        load(text, normalise=normalise_params)
+    assert info.value.line == 8
+    assert "expected allow, got deny" in info.value.message
+
+
+def test_a_test_with_invalid_params_fails():
+    text = TESTED + ('[[test]]\nsource = "a"\naction = "open-url"\n'
+                     'params = { url = "ftp://x.ok.org/" }\nexpect = "deny"\n')
+    with pytest.raises(PolicyTestError, match="params invalid"):
+        load(text, normalise=normalise_params)
+
+
+def test_tests_directory_is_read_and_may_hold_only_tests(tmp_path):
+    d = tmp_path / "policy.d"
+    (d / "tests").mkdir(parents=True)
+    (d / "10.toml").write_text(rule(source="a"))
+    (d / "tests" / "must.toml").write_text(
+        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n')
+    p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
+    assert [t.where for t in p.tests] == ["policy.d/tests/must.toml:1"]
+    (d / "tests" / "bad.toml").write_text(rule())
+    with pytest.raises(PolicyError, match="unknown top-level key 'rule'"):
+        load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
+
+
+def test_an_edit_that_undoes_a_must_deny_is_refused(tmp_path):
+    d = tmp_path / "policy.d"
+    (d / "tests").mkdir(parents=True)
+    (d / "tests" / "never.toml").write_text(
+        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n')
+    (d / "10.toml").write_text(rule(source="a"))
+    load_policy_dir(d, POLICY_CATALOG, WORKLOADS)
+    (d / "10.toml").write_text(rule(source="*"))  # quietly widened
+    with pytest.raises(PolicyTestError, match="expected deny, got allow"):
+        load_policy_dir(d, POLICY_CATALOG, WORKLOADS)
+
+
+# --- explain -------------------------------------------------------------------------
+
+
+def test_explain_gives_a_reason_for_every_earlier_rule():
+    p = load(rule(source="b") + rule(target="@default", decision="deny")
+             + rule(action="open-url") + rule(extra='params = {}'))
+    ex = explain(p, "a", "status", "c", {})
+    assert ex.verdict.rule_name == "t.toml:19"
+    assert [s.matched for s in ex.steps] == [False, False, True]
+    assert "source 'b' does not cover 'a'" in ex.steps[0].reason
+    assert "target '@default'" in ex.steps[1].reason
+    assert ex.other_actions == 1
+
+
+def test_explain_names_the_failing_constraint():
+    p = load(TESTED)
+    ex = explain(p, "a", "open-url", None, {"url": "https://evil.org/"})
+    assert ex.verdict.rule is None
+    assert "param url = 'https://evil.org/' fails: url host is one of" in ex.steps[0].reason
+
+
+# --- lint ----------------------------------------------------------------------------
+
+
+def lint_messages(text, available=("cli",)):
+    return [f"{f.where}: {f.message}" for f in lint(load(text), POLICY_CATALOG, available)]
+
+
+def test_lint_finds_a_rule_shadowed_by_an_earlier_catch_all():
+    msgs = lint_messages(rule(action="*", decision="deny") + rule(source="a"))
+    assert any("t.toml:7: never decides: rule t.toml:1" in m for m in msgs)
+
+
+def test_lint_does_not_flag_a_narrower_earlier_rule():
+    msgs = lint_messages(rule(source="a") + rule())
+    assert not any("never decides" in m for m in msgs)
+
+
+def test_lint_finds_an_ask_nobody_can_answer():
+    msgs = lint_messages(rule(decision="ask", extra='approvers = ["telegram"]'))
+    assert any("ask with no approver" in m for m in msgs)
+    assert not any("ask with no approver" in m
+                   for m in lint_messages(rule(decision="ask", extra='approvers = ["cli"]')))
+
+
+def test_lint_finds_unknown_workloads_and_tags():
+    msgs = lint_messages(rule(source="ghost") + rule(target="@tag:blue"))
+    assert any("'ghost', which is not in workloads.toml" in m for m in msgs)
+    assert any("no workload has this tag" in m for m in msgs)
