@@ -76,8 +76,7 @@ def writable_by_others(path: Path) -> str | None:
     # With an ACL, the group bits of the mode are the ACL mask, so an ACL entry that
     # grants write to anyone shows here as group-write too.
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return (f"mode {stat.S_IMODE(st.st_mode):04o} lets its group, an ACL entry or "
-                "others write")
+        return f"mode {stat.S_IMODE(st.st_mode):04o} lets its group, an ACL entry or others write"
     return None
 
 
@@ -183,8 +182,7 @@ def explain_request(
         print(f"   no rule names {action!r}", file=out)
     if ex.other_actions:
         n = ex.other_actions
-        print(f"   ({n} rule{'s' if n != 1 else ''} for other actions not considered)",
-              file=out)
+        print(f"   ({n} rule{'s' if n != 1 else ''} for other actions not considered)", file=out)
     return 0
 
 
