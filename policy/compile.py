@@ -13,39 +13,12 @@ from .catalog import Catalog
 from .constraints import Exact, parse_constraint
 from .drafts import FileDraft, GroupDraft, Positioned, RuleDraft, TestDraft
 from .errors import PolicyError
-from .model import APPROVERS, Constraint, Policy, PolicyTest, Rate, Rule, Workloads
+from .model import APPROVERS, Constraint, Policy, PolicyTest, Rule, Workloads
 from .subjects import ANY, NAME, source_error, source_matches, target_error
+from .units import parse_grant, parse_rate
 
 BUILTIN_GROUPS = ("readonly", "mutating")
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
-_UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-}
-
-
-def parse_rate(text: str) -> Rate:
-    """`"10/min"`, `"5/30s"`, `"100/hour"` -> Rate; raises ValueError."""
-    m = _RATE.match(text)
-    if not m:
-        raise ValueError(f"rate must look like '10/min' or '5/30s', not {text!r}")
-    count, mult, unit = int(m.group(1)), m.group(2), m.group(3)
-    unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _UNITS else unit
-    if unit not in _UNITS:
-        raise ValueError(f"rate unit must be one of s, min, hour, day; not {m.group(3)!r}")
-    per = _UNITS[unit] * (int(mult) if mult else 1)
-    if count < 1 or per <= 0:
-        raise ValueError("rate must allow at least one request per period")
-    return Rate(count=count, per=per, text=text.strip())
 
 
 def compile_groups(groups: Iterable[GroupDraft], catalog: Catalog) -> dict[str, frozenset[str]]:
@@ -157,6 +130,15 @@ def _compile_rule(
             )
         if s.decision == "deny":
             raise fail("default_target", "default_target means nothing on a deny rule")
+    try:
+        grant_max = parse_grant(s.grant)
+    except ValueError as exc:
+        raise fail("grant", str(exc)) from None
+    if s.decision != "ask" and (s.grant != "once" or s.quorum != 1):
+        raise fail(
+            "grant" if s.grant != "once" else "quorum",
+            "grant and quorum only mean something on an ask rule",
+        )
     approvers = tuple(s.approvers) if s.approvers is not None else APPROVERS
     bad = [a for a in approvers if a not in APPROVERS]
     if bad:
@@ -173,6 +155,9 @@ def _compile_rule(
         rate=rate,
         default_target=s.default_target,
         approvers=approvers,
+        grant=s.grant,
+        grant_max=grant_max,
+        quorum=s.quorum,
         file=at.file,
         line=at.line,
     )

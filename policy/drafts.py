@@ -23,6 +23,10 @@ class RuleSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rate: str | None = None
     default_target: str | None = None
     approvers: list[str] | None = None
+    #: What an approval may grant: once, a duration such as 30m, or always.
+    grant: str = "once"
+    #: How many distinct approvers must allow.
+    quorum: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     #: qrexec's `+ARGUMENT`: an exact match on the action's primary param.
     arg: str | None = None
 

@@ -53,6 +53,10 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     rate: Rate | None = None
     default_target: str | None = None
     approvers: tuple[str, ...] = APPROVERS
+    #: What an approval may grant, as written, and as seconds (0 once, inf always).
+    grant: str = "once"
+    grant_max: float = 0.0
+    quorum: int = 1
     file: str
     line: int
     #: `file:line`, the rule's name in replies and audit records.

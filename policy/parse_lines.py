@@ -20,7 +20,7 @@ from .errors import PolicyError
 from .model import DECISIONS, Decision
 
 _TOKEN = re.compile(r"\S+")
-_PARAMS = {"default_target", "timeout", "rate"}
+_PARAMS = {"default_target", "timeout", "rate", "grant", "quorum"}
 _UNSUPPORTED = {
     "target": "target= redirection is not supported; name the target in the TARGET column",
     "user": "user= is not supported: executors run as the target workload's user",
@@ -112,6 +112,11 @@ def _rule(tokens: list[tuple[str, int]], file: str, n: int) -> RuleDraft:
             raise fail(keys["timeout"][1], "timeout must be a number of seconds") from None
         if not 0 < timeout <= 86400:
             raise fail(keys["timeout"][1], "timeout must be in (0, 86400] seconds")
+    quorum = 1
+    if "quorum" in extra:
+        if not extra["quorum"].isdigit() or not 1 <= int(extra["quorum"]) <= 5:
+            raise fail(keys["quorum"][1], "quorum must be a number from 1 to 5")
+        quorum = int(extra["quorum"])
     spec = RuleSpec(
         action=service,
         source=source,
@@ -121,5 +126,7 @@ def _rule(tokens: list[tuple[str, int]], file: str, n: int) -> RuleDraft:
         rate=extra.get("rate"),
         default_target=extra.get("default_target"),
         arg=arg_value,
+        grant=extra.get("grant", "once"),
+        quorum=quorum,
     )
     return RuleDraft(spec=spec, at=Positioned(file=file, line=n, keys=keys))

@@ -18,7 +18,7 @@ import msgspec
 
 from .journal import JournalSender, JournalUnavailable, field_bytes
 
-Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit"]
+Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit", "approval"]
 
 #: One MESSAGE_ID per kind of record; never change one once released.
 MESSAGE_IDS: Final[dict[str, str]] = {
@@ -28,6 +28,7 @@ MESSAGE_IDS: Final[dict[str, str]] = {
     "policy": "ce208390551c48af8129f26783fd7b6a",
     "daemon": "9f70dbaea324429794bc6d42cdd8c406",
     "audit": "feac2aee63a24ab1819a3a6e8f300aa3",
+    "approval": "23b1feb7d9dc4c3dbfbb763e197b0dca",
 }
 
 # syslog priorities
@@ -54,6 +55,8 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     rule: str | None = None
     params: str | None = None
     outcome: str | None = None
+    approver: str | None = None
+    pending: str | None = None
     detail: str | None = None
     seq: int = 0
     ts: float = 0.0
@@ -74,7 +77,7 @@ _PRIORITY: Final = {p: b"PRIORITY=%d\n" % p for p in range(8)}
 # Fields that repeat from record to record (one connection, one rule); their encoded
 # bytes are cached, bounded.
 _REPEATING: Final = frozenset(
-    {"workload", "uid", "pid", "action", "target", "decision", "rule", "outcome"}
+    {"workload", "uid", "pid", "action", "target", "decision", "rule", "outcome", "approver"}
 )
 _CACHE_MAX: Final = 4096
 

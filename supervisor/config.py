@@ -46,6 +46,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     idle_timeout: Seconds = 600.0
     frame_timeout: Seconds = 10.0
     socket_group: str = "clawvisor-gw"
+    #: Members of this group may use control.sock (answer approvals, manage grants).
+    control_group: str = "clawvisor-ops"
 
 
 class ExecutorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -69,6 +71,10 @@ class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     agents: list[Literal["desktop", "telegram", "cli"]] = msgspec.field(
         default_factory=lambda: ["cli", "desktop", "telegram"]
     )
+    #: Asks of one workload that may wait at once; more are rate_limited.
+    max_pending_per_workload: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    #: The user the Telegram agent runs as: only it may answer as `telegram`.
+    telegram_agent_user: str | None = None
 
 
 class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -15,7 +16,7 @@ from executors.base import TargetUser
 from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
-from .approvals import Broker
+from .approvals import Broker, deny_leftovers
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
@@ -28,10 +29,12 @@ from .config import (
     group_gid,
     load_config,
 )
+from .control import ControlServices, OperatorSession
 from .dispatch import Caller, Dispatcher
-from .identity import Peer
+from .grants import GrantStore
+from .identity import Peer, peer_groups
 from .posix_acl import grant_users
-from .server import Acceptance, Endpoint, Limits, bind_unix_socket
+from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_unix_socket
 from .state import DaemonState
 
 
@@ -60,8 +63,34 @@ class Daemon:
         self.auditor = auditor
         policy = self._initial_policy(config)
         self.state = DaemonState(config, policy)
-        self.broker = Broker()
-        self.dispatcher = Dispatcher(self.state, auditor, self.broker, reload=self.reload)
+        state_dir = config.paths.state_dir
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.grants = GrantStore(state_dir / "grants.json")
+        self.grants.load()
+        pending_file = state_dir / "pending.json"
+        self._audit_fn = self._audit_safely
+        left = deny_leftovers(pending_file, self._audit_fn)
+        if left:
+            print(
+                f"clawvisor: {left} request(s) pending when the daemon last stopped are "
+                "recorded as denied",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.broker = Broker(
+            self._audit_fn,
+            pending_file,
+            max_pending_per_workload=config.settings.approvals.max_pending_per_workload,
+        )
+        self.dispatcher = Dispatcher(self.state, auditor, self.broker, self.grants)
+        self.services = ControlServices(
+            state=self.state,
+            broker=self.broker,
+            grants=self.grants,
+            audit=self._audit_fn,
+            reload=self.reload,
+            telegram_uid=self._telegram_uid,
+        )
         s = config.settings.server
         limits = Limits(
             max_connections_per_uid=s.max_connections_per_uid,
@@ -91,13 +120,30 @@ class Daemon:
         )
         return policy
 
+    def _audit_safely(self, record: AuditRecord) -> bool:
+        try:
+            self.auditor.write(record)
+        except AuditUnavailable as exc:
+            print(f"clawvisor: AUDIT FAILED: {exc}", file=sys.stderr, flush=True)
+            return False
+        return True
+
+    def _telegram_uid(self) -> int | None:
+        name = self.state.config.settings.approvals.telegram_agent_user
+        if name is None:
+            return None
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            return None
+
     def _audit_policy(self, priority: int, message: str, where: str | None) -> None:
         with contextlib.suppress(AuditUnavailable):
             self.auditor.write(
                 AuditRecord(kind="policy", priority=priority, message=message, rule=where)
             )
 
-    def _accept_gateway(self, peer: Peer) -> Acceptance:
+    def _accept_gateway(self, peer: Peer, sock: socket.socket) -> Acceptance:
         account = self.state.config.by_uid.get(peer.uid)
         if account is None:
             return Acceptance(
@@ -109,15 +155,29 @@ class Daemon:
         handle = self.dispatcher.handle_intent
         return Acceptance(handler=lambda line: handle(caller, line), workload=account.workload)
 
-    def _accept_operator(self, peer: Peer) -> Acceptance:
-        if peer.uid != 0:
+    def _accept_operator(self, peer: Peer, sock: socket.socket) -> Acceptance:
+        group = self.state.config.settings.server.control_group
+        gid = group_gid(group)
+        if peer.uid != 0 and not (
+            gid is not None and (peer.gid == gid or gid in peer_groups(sock))
+        ):
             return Acceptance(
                 refusal=self.dispatcher.reject_connection(
-                    peer, "unauthorized", "the control socket is for root"
+                    peer, "unauthorized", f"the control socket is for root and group {group}"
                 )
             )
-        handle = self.dispatcher.handle_control
-        return Acceptance(handler=lambda line: handle(peer, line))
+        holder: list[OperatorSession] = []
+
+        def bind(conn: Connection) -> LineHandler:
+            session = OperatorSession(peer, conn, self.services)
+            holder.append(session)
+            return session.handle
+
+        def on_close() -> None:
+            for session in holder:
+                session.close()
+
+        return Acceptance(bind=bind, on_close=on_close)
 
     def _over_cap(self, peer: Peer) -> bytes:
         cap = self.state.config.settings.server.max_connections_per_uid
@@ -178,7 +238,12 @@ class Daemon:
         paths = self.state.config.paths
         paths.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         intents_sock = self._bind_intents(paths.intents_socket)
-        control_sock = bind_unix_socket(paths.control_socket, mode=0o600)
+        ops_gid = group_gid(self.state.config.settings.server.control_group)
+        control_sock = (
+            bind_unix_socket(paths.control_socket, mode=0o660, gid=ops_gid)
+            if ops_gid is not None
+            else bind_unix_socket(paths.control_socket, mode=0o600)
+        )
         await self.intents.start(intents_sock)
         await self.control.start(control_sock)
         loop = asyncio.get_running_loop()

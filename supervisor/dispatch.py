@@ -3,23 +3,25 @@
 `handle_intent` answers synchronously whenever it can (decode errors, denials, in-process
 executors) and returns a coroutine only when it must wait (an `ask`, a process). Every
 decision is audited before its reply is returned; nothing runs unless its decision was
-audited.
+audited; an approval runs only the exact intent it was given for.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
 from executors import ACTIONS
 from executors.base import Action, ExecContext, ExecError, IntentBase, TargetUser
-from policy import Verdict, evaluate
+from policy import Rule, Verdict, evaluate
 
 from . import protocol
-from .approvals import Broker, Outcome
+from .approvals import Broker, Resolution, bound_digest
 from .audit import INFO, NOTICE, WARNING, Auditor, AuditRecord, AuditUnavailable, bounded_json
+from .grants import GrantStore, intent_key
 from .identity import Peer
 from .protocol import ErrorCode, ProtocolError, Reply, encode_reply, error_reply
 from .ratelimit import RateLimiter
@@ -27,6 +29,13 @@ from .state import DaemonState
 
 _ACTION_OF: Final[dict[type[IntentBase], Action]] = {a.params: a for a in ACTIONS.values()}
 _STDERR_IN_REPLY: Final = 4096
+_REFUSALS: Final[dict[str, tuple[ErrorCode, str]]] = {
+    "denied": ("approval_denied", "a human refused the request"),
+    "timeout": ("approval_timeout", "nobody answered in time"),
+    "cancelled": ("approval_timeout", "the request was withdrawn"),
+    "unavailable": ("unavailable", "the daemon is shutting down"),
+    "rate_limited": ("rate_limited", "too many requests of this workload await approval"),
+}
 
 Answer = bytes | Coroutine[Any, Any, bytes]
 
@@ -47,8 +56,11 @@ class _Intent:
     request_id: str
     intent: IntentBase
     action: Action
+    params: dict[str, Any]
     params_json: str
     verdict: Verdict | None = None
+    #: Where it runs: the named target, the rule's default_target, or the workload itself.
+    target: str | None = None
 
     def record(self, **fields: Any) -> AuditRecord:
         """An audit record pre-filled with who asked for what."""
@@ -58,7 +70,7 @@ class _Intent:
             "uid": self.caller.peer.uid,
             "pid": self.caller.peer.pid,
             "action": self.action.name,
-            "target": self.intent.target,
+            "target": self.target if self.target is not None else self.intent.target,
             "params": self.params_json,
         }
         if self.verdict is not None:
@@ -67,24 +79,27 @@ class _Intent:
         base.update(fields)
         return AuditRecord(**base)
 
+    def key(self) -> str:
+        """The canonical identity of what would run (approvals and grants bind to it)."""
+        return intent_key(
+            self.caller.workload.workload,
+            self.action.name,
+            self.target,
+            protocol.intent_params(self.intent),
+        )
+
 
 class Dispatcher:
-    """Turns request lines into reply lines for gateway and control connections."""
+    """Turns gateway request lines into reply lines."""
 
     def __init__(
-        self,
-        state: DaemonState,
-        auditor: Auditor,
-        broker: Broker,
-        reload: Callable[[], str | None] | None = None,
+        self, state: DaemonState, auditor: Auditor, broker: Broker, grants: GrantStore
     ) -> None:
         self.state = state
         self.auditor = auditor
         self.broker = broker
+        self.grants = grants
         self.limiter = RateLimiter()
-        self._reload = reload
-
-    # --- gateways ------------------------------------------------------------------
 
     def handle_intent(self, caller: Caller, line: bytes) -> Answer:
         """Answer one request line from a gateway."""
@@ -104,6 +119,7 @@ class Dispatcher:
             request_id=request.id,
             intent=intent,
             action=action,
+            params=params,
             params_json=bounded_json(params, cap),
         )
         if intent.target is not None and intent.target not in self.state.config.workloads:
@@ -123,21 +139,28 @@ class Dispatcher:
         it.verdict = verdict
         if verdict.decision == "deny":
             return self._deny(it, "policy_denied", self._deny_message(it))
-        assert verdict.rule is not None
-        if not self.limiter.allow(verdict.rule, caller.workload.workload):
-            assert verdict.rule.rate is not None
+        rule = verdict.rule
+        assert rule is not None
+        it.target = self._effective_target(it, rule)
+        if not self.limiter.allow(rule, caller.workload.workload):
+            assert rule.rate is not None
             return self._deny(
-                it,
-                "rate_limited",
-                f"rule {verdict.rule.where} allows {verdict.rule.rate.text} per workload",
+                it, "rate_limited", f"rule {rule.where} allows {rule.rate.text} per workload"
             )
         if verdict.decision == "ask":
-            return self._ask_then_run(it)
+            return self._ask_then_run(it, rule)
         if not self._audit(
             it.record(kind="decision", priority=INFO, message=self._summary(it, "allow"))
         ):
             return self._reply_error(it, "unavailable", "audit trail unavailable; not executed")
         return self._execute(it)
+
+    def _effective_target(self, it: _Intent, rule: Rule) -> str | None:
+        if it.intent.target is not None:
+            return it.intent.target
+        if rule.default_target is not None:
+            return rule.default_target
+        return it.caller.workload.workload if it.action.needs_target else None
 
     def _deny(self, it: _Intent, code: ErrorCode, message: str) -> bytes:
         self._audit(
@@ -156,9 +179,24 @@ class Dispatcher:
             return f"no rule allows {it.action.name} for workload {it.caller.workload.workload}"
         return f"denied by rule {it.verdict.rule_name}"
 
-    async def _ask_then_run(self, it: _Intent) -> bytes:
-        assert it.verdict is not None and it.verdict.rule is not None
-        rule = it.verdict.rule
+    # --- ask ---------------------------------------------------------------------------
+
+    async def _ask_then_run(self, it: _Intent, rule: Rule) -> bytes:
+        key = it.key()
+        grant = self.grants.match(key)
+        if grant is not None:
+            if not self._audit(
+                it.record(
+                    kind="decision",
+                    priority=INFO,
+                    outcome="granted",
+                    approver=", ".join(grant.approvers),
+                    detail=grant.id,
+                    message=self._summary(it, f"ask: let through by grant {grant.id}"),
+                )
+            ):
+                return self._reply_error(it, "unavailable", "audit trail unavailable")
+            return await self._run_now(it)
         if not self._audit(
             it.record(
                 kind="decision",
@@ -168,37 +206,68 @@ class Dispatcher:
             )
         ):
             return self._reply_error(it, "unavailable", "audit trail unavailable; not asked")
-        outcome: Outcome = await self.broker.ask(
+        res = await self.broker.ask(
+            intent_id=it.request_id,
             workload=it.caller.workload.workload,
             action=it.action.name,
-            target=it.intent.target,
-            params=it.params_json,
-            rule=rule.where,
-            timeout=rule.timeout,
+            target=it.target,
+            params=it.params,
+            rule=rule,
         )
-        if outcome == "approved":
-            if not self._audit(
+        if res.outcome != "approved":
+            code, message = _REFUSALS[res.outcome]
+            if res.outcome == "timeout":
+                message = f"nobody answered within {rule.timeout:g} s"
+            if res.reason:
+                message += f": {res.reason}"
+            return self._deny(it, code, message)
+        if not self._bound(it, res):
+            return self._deny(
+                it, "approval_denied", "the approval does not match this intent; not executed"
+            )
+        if not self._audit(
+            it.record(
+                kind="decision",
+                priority=INFO,
+                outcome="approved",
+                approver=", ".join(res.approvers),
+                pending=res.pending_id,
+                message=self._summary(it, f"ask: approved by {', '.join(res.approvers)}"),
+            )
+        ):
+            return self._reply_error(it, "unavailable", "audit trail unavailable")
+        if res.grant > 0:
+            g = self.grants.add(
+                key=res.key,
+                workload=it.caller.workload.workload,
+                action=it.action.name,
+                target=it.target,
+                params=it.params_json,
+                rule=rule.where,
+                approvers=list(res.approvers),
+                seconds=res.grant,
+            )
+            self._audit(
                 it.record(
-                    kind="decision",
-                    priority=INFO,
-                    outcome="approved",
-                    message=self._summary(it, "ask: approved"),
+                    kind="approval",
+                    priority=NOTICE,
+                    outcome="granted",
+                    approver=", ".join(res.approvers),
+                    detail=g.id,
+                    message=self._summary(it, f"grant {g.id} recorded"),
                 )
-            ):
-                return self._reply_error(it, "unavailable", "audit trail unavailable")
-            result = self._execute(it)
-            return result if isinstance(result, bytes) else await result
-        code: ErrorCode = {
-            "denied": "approval_denied",
-            "timeout": "approval_timeout",
-            "unavailable": "unavailable",
-        }[outcome]  # type: ignore[assignment]
-        message = {
-            "approval_denied": "a human refused the request",
-            "approval_timeout": f"nobody answered within {rule.timeout:g} s",
-            "unavailable": "the daemon is shutting down",
-        }[code]
-        return self._deny(it, code, message)
+            )
+        return await self._run_now(it)
+
+    def _bound(self, it: _Intent, res: Resolution) -> bool:
+        """Check, just before running, that the approval was for exactly this intent."""
+        return secrets.compare_digest(bound_digest(res.nonce, it.key()), res.digest)
+
+    async def _run_now(self, it: _Intent) -> bytes:
+        result = self._execute(it)
+        return result if isinstance(result, bytes) else await result
+
+    # --- execution -----------------------------------------------------------------------
 
     def _execute(self, it: _Intent) -> Answer:
         ctx = self._context(it)
@@ -227,13 +296,7 @@ class Dispatcher:
 
     def _context(self, it: _Intent) -> ExecContext:
         cfg = self.state.config
-        name = it.intent.target
-        rule = it.verdict.rule if it.verdict is not None else None
-        if name is None and rule is not None:
-            name = rule.default_target
-        if name is None and it.action.needs_target:
-            name = it.caller.workload.workload  # no target given: the workload itself
-        target = cfg.workloads.get(name) if name is not None else None
+        target = cfg.workloads.get(it.target) if it.target is not None else None
         return ExecContext(
             source=it.caller.workload.workload,
             target=target,
@@ -291,16 +354,16 @@ class Dispatcher:
 
     @staticmethod
     def _summary(it: _Intent, what: str) -> str:
-        target = it.intent.target or "-"
+        target = it.target or it.intent.target or "-"
         rule = it.verdict.rule_name if it.verdict is not None else "-"
         return (
             f"{it.caller.workload.workload} {it.action.name} -> {target}: {what} "
             f"[rule {rule}, id {it.request_id}]"
         )
 
-    # --- auditing --------------------------------------------------------------------
+    # --- auditing ------------------------------------------------------------------------
 
-    def _audit(self, record: AuditRecord) -> bool:
+    def audit(self, record: AuditRecord) -> bool:
         """Write one record; False (and a loud message) when it could not be written."""
         try:
             self.auditor.write(record)
@@ -308,6 +371,8 @@ class Dispatcher:
             print(f"clawvisor: AUDIT FAILED, refusing to act: {exc}", file=sys.stderr, flush=True)
             return False
         return True
+
+    _audit = audit
 
     def _audit_rejected(
         self,
@@ -342,48 +407,3 @@ class Dispatcher:
         """Audit and answer a line that breaks framing (too long, never completed)."""
         self._audit_rejected(peer, workload, None, "bad_frame", message)
         return encode_reply(error_reply(None, "bad_frame", message))
-
-    # --- operators -------------------------------------------------------------------
-
-    def handle_control(self, peer: Peer, line: bytes) -> Answer:
-        """Answer one request line on the control socket."""
-        try:
-            op = protocol.decode_control(line)
-        except ProtocolError as exc:
-            self._audit_rejected(peer, None, exc.request_id, exc.code, exc.message)
-            return encode_reply(error_reply(exc.request_id, exc.code, exc.message))
-        if isinstance(op, protocol.ReloadOp):
-            return self._control_reload(peer, op)
-        status = ACTIONS["status"]
-        assert status.run_inline is not None
-        ctx = ExecContext(
-            source="@operator",
-            target=None,
-            settings=self.state.config.executors["status"],
-            daemon=self.state,
-        )
-        result = status.run_inline(status.params(), ctx)
-        return encode_reply(Reply(id=op.id, status="ok", result=result))
-
-    def _control_reload(self, peer: Peer, op: protocol.ReloadOp) -> bytes:
-        if self._reload is None:
-            return encode_reply(error_reply(op.id, "unavailable", "reload is not available"))
-        error = self._reload()
-        if error is not None:
-            return encode_reply(
-                error_reply(
-                    op.id, "unavailable", f"reload refused, previous policy stays in force: {error}"
-                )
-            )
-        p = self.state.policy
-        return encode_reply(
-            Reply(
-                id=op.id,
-                status="ok",
-                result=protocol.ReloadResult(
-                    files=list(p.files),
-                    rules=len(p.rules),
-                    workloads=list(self.state.config.workload_names),
-                ),
-            )
-        )

@@ -139,6 +139,136 @@ class ReloadOp(ControlBase, tag="reload"):
     """Re-read config and policy; swapped in whole, or refused with the old one kept."""
 
 
+Agent = Literal["desktop", "telegram", "cli"]
+ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+PendingId = Annotated[str, msgspec.Meta(pattern=r"^p-[0-9a-f]{10}$")]
+GrantId = Annotated[str, msgspec.Meta(pattern=r"^g-[0-9a-f]{10}$")]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+GrantSpec = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(once|always|\d{1,6}\s*[a-z]{1,7})$",
+        description="once, always, or a duration such as 30m",
+    ),
+]
+
+
+class SubscribeOp(ControlBase, tag="subscribe"):
+    """Become an approval agent: get the pending requests now and each new one as an event."""
+
+    agent: Agent
+
+
+class PendingOp(ControlBase, tag="pending"):
+    """List the pending requests."""
+
+
+class ShowOp(ControlBase, tag="show"):
+    """One pending request with every value in full (made safe to show)."""
+
+    request: PendingId
+
+
+class VerdictOp(ControlBase, tag="verdict"):
+    """Allow or deny one pending request, as shown: `digest` binds it to that exact intent."""
+
+    request: PendingId
+    digest: Digest
+    allow: bool
+    agent: Agent = "cli"
+    grant: GrantSpec = "once"
+    reason: ShortText | None = None
+    #: Who pressed, as the agent knows them (the Telegram user id, for Telegram).
+    detail: ShortText | None = None
+
+
+class GrantsOp(ControlBase, tag="grants"):
+    """List the grants in force."""
+
+
+class RevokeOp(ControlBase, tag="revoke"):
+    """Revoke one grant."""
+
+    grant: GrantId
+
+
+class ReportOp(ControlBase, tag="report"):
+    """An agent reports something the audit trail must hold (an ignored button press)."""
+
+    agent: Agent
+    what: Literal["ignored_press", "forged_callback"]
+    detail: ShortText
+
+
+class PendingView(msgspec.Struct, kw_only=True):
+    """A pending request as a human sees it: every value made safe to show."""
+
+    id: str
+    workload: str
+    action: str
+    target: str | None
+    params: dict[str, str]
+    cut: bool
+    rule: str
+    deadline: float
+    digest: str
+    grant: str
+    quorum: int
+    votes: int
+
+
+class PendingList(msgspec.Struct, tag_field="op", tag="pending"):
+    """The pending requests (also the reply to `subscribe`)."""
+
+    pending: list[PendingView]
+
+
+class GrantView(msgspec.Struct, kw_only=True):
+    """A grant in force."""
+
+    id: str
+    workload: str
+    action: str
+    target: str | None
+    params: str
+    rule: str
+    approvers: list[str]
+    created: float
+    expires: float | None
+
+
+class GrantList(msgspec.Struct, tag_field="op", tag="grants"):
+    """The grants in force."""
+
+    grants: list[GrantView]
+
+
+class VerdictResult(msgspec.Struct, tag_field="op", tag="verdict"):
+    """A verdict taken: whether it decided the request or waits for more approvers."""
+
+    request: str
+    decided: bool
+    votes: int
+    quorum: int
+
+
+class PendingEvent(msgspec.Struct, tag_field="event", tag="pending"):
+    """Pushed to subscribed agents: a new request to show."""
+
+    request: PendingView
+
+
+class WithdrawnEvent(msgspec.Struct, tag_field="event", tag="withdrawn", kw_only=True):
+    """Pushed to subscribed agents: stop showing this request."""
+
+    id: str
+    reason: Literal["approved", "denied", "timeout", "cancelled", "unavailable"]
+    by: str | None = None
+
+
+Event = PendingEvent | WithdrawnEvent
+
+
 class ReloadResult(msgspec.Struct, tag_field="op", tag="reload"):
     """A reload that took effect: what is in force now."""
 
@@ -147,7 +277,17 @@ class ReloadResult(msgspec.Struct, tag_field="op", tag="reload"):
     workloads: list[str]
 
 
-ControlRequest = StatusOp | ReloadOp
+ControlRequest = (
+    StatusOp
+    | ReloadOp
+    | SubscribeOp
+    | PendingOp
+    | ShowOp
+    | VerdictOp
+    | GrantsOp
+    | RevokeOp
+    | ReportOp
+)
 
 
 # --- decoding ----------------------------------------------------------------------
@@ -295,6 +435,11 @@ def error_reply(
 def intent_params(intent: IntentBase) -> dict[str, Any]:
     """The intent's params as a plain dict (target and action tag excluded)."""
     return {f: getattr(intent, f) for f in intent.__struct_fields__ if f != "target"}
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an agent event as one JSON line."""
+    return _encoder.encode(event) + b"\n"
 
 
 def encode_json(value: object) -> bytes:

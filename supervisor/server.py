@@ -34,6 +34,8 @@ _BATCH = 32
 #: socket closes: closing with unread data would reset the connection and could destroy
 #: the refusal before the peer reads it.
 _LINGER = 1.0
+#: An agent whose unsent events pass this is not reading them; it is disconnected.
+_PUSH_LIMIT = 1024 * 1024
 _WRITE_HIGH = 256 * 1024
 _WRITE_LOW = 64 * 1024
 
@@ -49,19 +51,27 @@ class Limits:
 
 
 class Acceptance:
-    """What an endpoint decides about a new peer: a line handler, or a refusal to send."""
+    """What an endpoint decides about a new peer: a line handler, or a refusal to send.
 
-    __slots__ = ("handler", "refusal", "workload")
+    `bind`, instead of `handler`, builds the handler from the connection (for sessions
+    that push events); `on_close` runs when the connection ends.
+    """
+
+    __slots__ = ("bind", "handler", "on_close", "refusal", "workload")
 
     def __init__(
         self,
         handler: LineHandler | None = None,
         refusal: bytes | None = None,
         workload: str | None = None,
+        bind: Callable[[Connection], LineHandler] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
         self.refusal = refusal
         self.workload = workload
+        self.bind = bind
+        self.on_close = on_close
 
 
 class Endpoint:
@@ -71,7 +81,7 @@ class Endpoint:
         self,
         name: str,
         limits: Limits,
-        accept: Callable[[Peer], Acceptance],
+        accept: Callable[[Peer, socket.socket], Acceptance],
         on_bad_frame: Callable[[Peer, str | None, str], bytes],
         on_over_cap: Callable[[Peer], bytes],
     ) -> None:
@@ -135,6 +145,7 @@ class Connection(asyncio.Protocol):
         self._closed = False
         self._counted = False
         self._eof = False
+        self._on_close: Callable[[], None] | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -146,8 +157,8 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         self.peer = peer_credentials(sock)
         ep.connections.add(self)
-        acceptance = ep.accept(self.peer)
-        if acceptance.handler is None:
+        acceptance = ep.accept(self.peer, sock)
+        if acceptance.handler is None and acceptance.bind is None:
             self._refuse(acceptance.refusal or b"")
             return
         if ep.per_uid.get(self.peer.uid, 0) >= ep.limits.max_connections_per_uid:
@@ -155,8 +166,9 @@ class Connection(asyncio.Protocol):
             return
         ep.per_uid[self.peer.uid] = ep.per_uid.get(self.peer.uid, 0) + 1
         self._counted = True
-        self.handler = acceptance.handler
+        self.handler = acceptance.bind(self) if acceptance.bind else acceptance.handler
         self.workload = acceptance.workload
+        self._on_close = acceptance.on_close
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self.handler is None:
@@ -196,6 +208,9 @@ class Connection(asyncio.Protocol):
         for task in list(self.tasks):
             task.cancel()
         self.queue.clear()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -264,6 +279,16 @@ class Connection(asyncio.Protocol):
         elif not should_pause and self._reading_paused:
             self.transport.resume_reading()
             self._reading_paused = False
+
+    def push(self, data: bytes) -> None:
+        """Send an unsolicited line (an event); drop a peer that does not read them."""
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > _PUSH_LIMIT:
+            self.close()
+            return
+        transport.write(data)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:

@@ -78,7 +78,8 @@ def test_embedded_demo_config_maps_the_sudo_user_to_demo(make_user, journal):
             with rig.connect_as(sock, user) as s:
                 s.sendall(rig.request_line(rid, {"action": "open-url",
                                                  "url": "https://example.org/"}))
-                [pending] = journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid)
+                [pending] = journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid,
+                                                 CLAWVISOR_KIND="decision")
             assert pending["CLAWVISOR_DECISION"] == "ask"
             assert pending["CLAWVISOR_OUTCOME"] == "pending"
             denied = call(sock, user, {"action": "search", "query": "x"})

@@ -13,7 +13,7 @@ from policy import (
     load_policy_dir,
     load_policy_texts,
 )
-from policy.compile import parse_rate
+from policy.units import parse_duration, parse_grant, parse_rate
 from supervisor.catalog import POLICY_CATALOG, normalise_params
 
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset(), "c": frozenset({"red"})}
@@ -196,3 +196,28 @@ def test_lint_finds_unknown_workloads_and_tags():
     msgs = lint_messages(rule(source="ghost") + rule(target="@tag:blue"))
     assert any("'ghost', which is not in workloads.toml" in m for m in msgs)
     assert any("no workload has this tag" in m for m in msgs)
+
+
+# --- grants and quorum on ask rules --------------------------------------------------
+
+
+@pytest.mark.parametrize("text, seconds", [("once", 0.0), ("always", float("inf")),
+                                           ("30m", 1800.0), ("2h", 7200.0), ("45s", 45.0)])
+def test_grant_specs(text, seconds):
+    assert parse_grant(text) == seconds
+
+
+def test_durations_refuse_nonsense():
+    for bad in ("soon", "0m", "5 fortnights", "-3m"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_grant_and_quorum_are_kept_on_ask_rules():
+    p = load(rule(decision="ask", extra='grant = "30m"\nquorum = 2'))
+    assert (p.rules[0].grant_max, p.rules[0].quorum) == (1800.0, 2)
+
+
+def test_grant_on_an_allow_rule_is_an_error():
+    with pytest.raises(PolicyError, match="only mean something on an ask rule"):
+        load(rule(extra='grant = "always"'))

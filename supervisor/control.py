@@ -1,0 +1,218 @@
+"""The control socket's operator and agent commands: status, reload, approvals, grants.
+
+Who may connect is decided by the kernel's view of the peer (root, or a member of the
+operators' group); what an agent says about the human who pressed a button is trusted
+only from the Telegram agent's own user, and only as that agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from executors import ACTIONS
+from executors.base import ExecContext
+from policy.units import parse_grant
+
+from . import protocol
+from .approvals import Broker
+from .audit import WARNING, AuditRecord
+from .grants import Grant, GrantStore
+from .identity import Peer
+from .protocol import (
+    Agent,
+    ErrorCode,
+    GrantList,
+    GrantView,
+    PendingList,
+    ProtocolError,
+    Reply,
+    encode_reply,
+    error_reply,
+)
+from .server import Connection
+from .state import DaemonState
+
+
+@dataclass(frozen=True, slots=True)
+class ControlServices:
+    """What operator commands act on."""
+
+    state: DaemonState
+    broker: Broker
+    grants: GrantStore
+    audit: Callable[[AuditRecord], bool]
+    reload: Callable[[], str | None]
+    telegram_uid: Callable[[], int | None]
+
+
+def grant_view(g: Grant) -> GrantView:
+    """A grant as the control socket shows it."""
+    return GrantView(
+        id=g.id,
+        workload=g.workload,
+        action=g.action,
+        target=g.target,
+        params=g.params,
+        rule=g.rule,
+        approvers=g.approvers,
+        created=g.created,
+        expires=g.expires,
+    )
+
+
+class OperatorSession:
+    """One operator connection; it becomes an approval agent when it subscribes."""
+
+    def __init__(self, peer: Peer, conn: Connection, services: ControlServices) -> None:
+        self.peer = peer
+        self.conn = conn
+        self.services = services
+        self.agent: Agent = "cli"
+        self.subscribed = False
+
+    def push(self, data: bytes) -> None:
+        self.conn.push(data)
+
+    def close(self) -> None:
+        """The connection ended: stop sending it events."""
+        if self.subscribed:
+            self.services.broker.unsubscribe(self)
+
+    def handle(self, line: bytes) -> bytes:
+        """Answer one command line."""
+        try:
+            op = protocol.decode_control(line)
+        except ProtocolError as exc:
+            return encode_reply(error_reply(exc.request_id, exc.code, exc.message))
+        s = self.services
+        match op:
+            case protocol.StatusOp():
+                return self._ok(op.id, self._status())
+            case protocol.ReloadOp():
+                return self._reload(op)
+            case protocol.SubscribeOp():
+                self.agent = op.agent
+                self.subscribed = True
+                return self._ok(op.id, PendingList(pending=s.broker.subscribe(self)))
+            case protocol.PendingOp():
+                return self._ok(op.id, PendingList(pending=s.broker.pending))
+            case protocol.ShowOp():
+                view = s.broker.show(op.request)
+                if view is None:
+                    return self._error(op.id, "invalid_params", f"{op.request} is not pending")
+                return self._ok(op.id, PendingList(pending=[view]))
+            case protocol.VerdictOp():
+                return self._verdict(op)
+            case protocol.GrantsOp():
+                return self._ok(op.id, GrantList(grants=[grant_view(g) for g in s.grants.list()]))
+            case protocol.RevokeOp():
+                return self._revoke(op)
+            case protocol.ReportOp():
+                s.audit(
+                    AuditRecord(
+                        kind="approval",
+                        priority=WARNING,
+                        outcome=op.what,
+                        approver=f"{op.agent} uid:{self.peer.uid}",
+                        detail=op.detail,
+                        message=f"{op.agent} agent reports {op.what}: {op.detail}",
+                    )
+                )
+                return self._ok(op.id, None)
+        raise AssertionError(f"unhandled control op {op!r}")  # pragma: no cover
+
+    def _status(self) -> object:
+        status = ACTIONS["status"]
+        assert status.run_inline is not None
+        ctx = ExecContext(
+            source="@operator",
+            target=None,
+            settings=self.services.state.config.executors["status"],
+            daemon=self.services.state,
+        )
+        return status.run_inline(status.params(), ctx)
+
+    def _reload(self, op: protocol.ReloadOp) -> bytes:
+        error = self.services.reload()
+        if error is not None:
+            return self._error(
+                op.id, "unavailable", f"reload refused, previous policy stays in force: {error}"
+            )
+        st = self.services.state
+        return self._ok(
+            op.id,
+            protocol.ReloadResult(
+                files=list(st.policy.files),
+                rules=len(st.policy.rules),
+                workloads=list(st.config.workload_names),
+            ),
+        )
+
+    def principal(self, agent: Agent, detail: str | None) -> str | None:
+        """Who answers, for quorum and the audit trail; None when the claim is refused."""
+        if agent == "telegram":
+            tg_uid = self.services.telegram_uid()
+            if tg_uid is None or self.peer.uid != tg_uid or not detail:
+                return None
+            return f"telegram:{detail}"
+        return f"uid:{self.peer.uid}"
+
+    def _verdict(self, op: protocol.VerdictOp) -> bytes:
+        who = self.principal(op.agent, op.detail)
+        if who is None:
+            return self._error(
+                op.id,
+                "unauthorized",
+                "only the Telegram agent's user may answer as telegram, "
+                "naming the Telegram user who pressed",
+            )
+        try:
+            grant = parse_grant(op.grant)
+        except ValueError as exc:
+            return self._error(op.id, "invalid_params", str(exc))
+        if not op.allow:
+            grant = 0.0
+        ok, message, votes, quorum = self.services.broker.verdict(
+            pending_id=op.request,
+            digest=op.digest,
+            allow=op.allow,
+            agent=op.agent,
+            principal=who,
+            grant=grant,
+            reason=op.reason,
+        )
+        if not ok:
+            return self._error(op.id, "invalid_params", message)
+        decided = message in ("approved", "denied")
+        return self._ok(
+            op.id,
+            protocol.VerdictResult(request=op.request, decided=decided, votes=votes, quorum=quorum),
+        )
+
+    def _revoke(self, op: protocol.RevokeOp) -> bytes:
+        gone = self.services.grants.revoke(op.grant)
+        if gone is None:
+            return self._error(op.id, "invalid_params", f"no grant {op.grant}")
+        self.services.audit(
+            AuditRecord(
+                kind="approval",
+                priority=WARNING,
+                outcome="revoked",
+                workload=gone.workload,
+                action=gone.action,
+                target=gone.target,
+                rule=gone.rule,
+                approver=f"{self.agent} uid:{self.peer.uid}",
+                message=f"grant {gone.id} revoked by uid {self.peer.uid}",
+            )
+        )
+        return self._ok(op.id, GrantList(grants=[grant_view(gone)]))
+
+    @staticmethod
+    def _ok(rid: str, result: object) -> bytes:
+        return encode_reply(Reply(id=rid, status="ok", result=result))
+
+    @staticmethod
+    def _error(rid: str, code: ErrorCode, message: str) -> bytes:
+        return encode_reply(error_reply(rid, code, message))
