@@ -1,0 +1,119 @@
+"""`clawvisor pending | approve | deny | grants`: one command, one answer, then exit."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from ..client import Client
+from ..protocol import GrantView, PendingView, Reply
+from .prompt import body, title
+
+EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
+
+
+def _call(socket: Path, op: str, **fields: Any) -> Reply:
+    with Client(socket, timeout=30) as client:
+        reply, _ = client.control(op, **fields)
+    return reply
+
+
+def _views(reply: Reply) -> list[PendingView]:
+    return msgspec.convert(reply.result["pending"], list[PendingView])
+
+
+def _fail(reply: Reply, out: TextIO) -> int:
+    message = reply.error.message if reply.error else "failed"
+    print(f"clawvisor: {message}", file=out)
+    return EXIT_REFUSED
+
+
+def pending(socket: Path, show: str | None, out: TextIO = sys.stdout) -> int:
+    """List pending requests, or one in full."""
+    reply = _call(socket, "show", request=show) if show else _call(socket, "pending")
+    if reply.status != "ok":
+        return _fail(reply, out)
+    views = _views(reply)
+    if not views:
+        print("no pending requests", file=out)
+    for p in views:
+        print(f"{p.id}  {title(p)}", file=out)
+        for line in body(p).splitlines():
+            print(f"    {line}", file=out)
+    return EXIT_OK
+
+
+def verdict(
+    socket: Path,
+    request: str,
+    *,
+    allow: bool,
+    grant: str = "once",
+    reason: str | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Show the request, then allow or deny exactly what was shown (its digest)."""
+    with Client(socket, timeout=30) as client:
+        shown, _ = client.control("show", request=request)
+        if shown.status != "ok":
+            return _fail(shown, out)
+        [p] = _views(shown)
+        print(f"{p.id}  {title(p)}", file=out)
+        for line in body(p).splitlines():
+            print(f"    {line}", file=out)
+        fields: dict[str, Any] = {
+            "request": p.id,
+            "digest": p.digest,
+            "allow": allow,
+            "agent": "cli",
+            "grant": grant,
+        }
+        if reason:
+            fields["reason"] = reason
+        reply, _ = client.control("verdict", **fields)
+    if reply.status != "ok":
+        return _fail(reply, out)
+    r = reply.result
+    if not allow:
+        print("denied", file=out)
+    elif r["decided"]:
+        print("approved" + (f" (granted {grant})" if grant != "once" else ""), file=out)
+    else:
+        print(f"approval recorded: {r['votes']} of {r['quorum']} needed", file=out)
+    return EXIT_OK
+
+
+def expiry(expires: float | None, now: float) -> str:
+    """`always`, or how long a grant has left."""
+    if expires is None or math.isinf(expires):
+        return "always"
+    left = max(0, int(expires - now))
+    if left >= 3600:
+        return f"{left // 3600}h{left % 3600 // 60:02d}m left"
+    return f"{left // 60}m{left % 60:02d}s left"
+
+
+def grants(socket: Path, revoke: str | None, out: TextIO = sys.stdout) -> int:
+    """List grants, or revoke one."""
+    reply = _call(socket, "revoke", grant=revoke) if revoke else _call(socket, "grants")
+    if reply.status != "ok":
+        return _fail(reply, out)
+    views = msgspec.convert(reply.result["grants"], list[GrantView])
+    if revoke:
+        print(f"revoked {revoke}", file=out)
+        return EXIT_OK
+    if not views:
+        print("no grants", file=out)
+    now = time.time()
+    for g in views:
+        print(
+            f"{g.id}  {g.workload} {g.action} -> {g.target or '-'}  {g.params}  "
+            f"[{expiry(g.expires, now)}; rule {g.rule}; by {', '.join(g.approvers)}]",
+            file=out,
+        )
+    return EXIT_OK

@@ -1,0 +1,177 @@
+"""`clawvisor approver desktop`: freedesktop notifications in the operator's session.
+
+Runs as the operator, talks to the session bus with jeepney (pure Python, asyncio,
+no compiled parts to audit) and to control.sock. Each pending request becomes a
+critical, resident notification with Allow, Allow 30 min (when the rule lets an
+approval grant that long) and Deny; the button pressed becomes a verdict on exactly the
+request shown. A notification closed without an action gives no verdict: the request
+then waits for another approver or times out to deny.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+from typing import TextIO
+from xml.sax.saxutils import escape
+
+import msgspec
+from jeepney import DBusAddress, MatchRule, MessageType, new_method_call
+from jeepney.bus_messages import message_bus
+from jeepney.io.asyncio import DBusRouter, Proxy, open_dbus_router
+from jeepney.low_level import HeaderFields
+
+from ..protocol import PendingEvent, PendingView, WithdrawnEvent
+from .link import ControlLink
+from .prompt import body, offers_thirty_minutes, title
+
+NOTIFICATIONS = DBusAddress(
+    "/org/freedesktop/Notifications",
+    bus_name="org.freedesktop.Notifications",
+    interface="org.freedesktop.Notifications",
+)
+_CHOICES = {"allow": (True, "once"), "allow-30m": (True, "30m"), "deny": (False, "once")}
+
+
+class DesktopAgent:
+    """Keeps notifications and pending requests in step."""
+
+    def __init__(self, link: ControlLink, router: DBusRouter, out: TextIO) -> None:
+        self.link = link
+        self.router = router
+        self.out = out
+        self.markup = False
+        self.by_request: dict[str, int] = {}
+        self.by_notification: dict[int, PendingView] = {}
+
+    async def start(self) -> None:
+        reply = await self.router.send_and_get_reply(
+            new_method_call(NOTIFICATIONS, "GetCapabilities")
+        )
+        caps = reply.body[0] if reply.header.message_type == MessageType.method_return else []
+        # A server that renders body markup would render `<b>` in a URL: escape it.
+        self.markup = "body-markup" in caps
+        if "actions" not in caps:
+            print(
+                "clawvisor: the notification server does not support actions; "
+                "requests will be shown but must be answered elsewhere",
+                file=self.out,
+            )
+
+    def text(self, p: PendingView) -> str:
+        text = body(p)
+        return escape(text) if self.markup else text
+
+    async def show(self, p: PendingView) -> None:
+        actions = ["allow", "Allow"]
+        if offers_thirty_minutes(p):
+            actions += ["allow-30m", "Allow 30 min"]
+        actions += ["deny", "Deny"]
+        hints = {
+            "urgency": ("y", 2),
+            "resident": ("b", True),
+            "category": ("s", "clawvisor.approval"),
+        }
+        summary = escape(title(p)) if self.markup else title(p)
+        msg = new_method_call(
+            NOTIFICATIONS,
+            "Notify",
+            "susssasa{sv}i",
+            ("clawvisor", 0, "dialog-warning", summary, self.text(p), actions, hints, 0),
+        )
+        reply = await self.router.send_and_get_reply(msg)
+        if reply.header.message_type != MessageType.method_return:
+            print(f"clawvisor: Notify failed: {reply.body}", file=self.out, flush=True)
+            return
+        nid = int(reply.body[0])
+        self.by_request[p.id] = nid
+        self.by_notification[nid] = p
+
+    async def withdraw(self, request_id: str) -> None:
+        nid = self.by_request.pop(request_id, None)
+        if nid is None:
+            return
+        self.by_notification.pop(nid, None)
+        await self.router.send_and_get_reply(
+            new_method_call(NOTIFICATIONS, "CloseNotification", "u", (nid,))
+        )
+
+    async def invoked(self, nid: int, key: str) -> None:
+        p = self.by_notification.get(nid)
+        choice = _CHOICES.get(key)
+        if p is None or choice is None:
+            return
+        allow, grant = choice
+        reply = await self.link.call(
+            "verdict", request=p.id, digest=p.digest, allow=allow, agent="desktop", grant=grant
+        )
+        if reply.status != "ok":
+            print(
+                f"clawvisor: verdict on {p.id} not taken: "
+                f"{reply.error.message if reply.error else '?'}",
+                file=self.out,
+                flush=True,
+            )
+
+    def closed(self, nid: int) -> None:
+        p = self.by_notification.pop(nid, None)
+        if p is not None:
+            self.by_request.pop(p.id, None)  # dismissed: no verdict from this agent
+
+    async def follow_daemon(self) -> None:
+        while True:
+            event = await self.link.events.get()
+            if event is None:
+                return
+            if isinstance(event, PendingEvent):
+                await self.show(event.request)
+            elif isinstance(event, WithdrawnEvent):
+                await self.withdraw(event.id)
+
+    async def follow_bus(self, signals: asyncio.Queue[object]) -> None:
+        while True:
+            msg = await signals.get()
+            member = msg.header.fields.get(HeaderFields.member)  # type: ignore[attr-defined]
+            if member == "ActionInvoked":
+                nid, key = msg.body  # type: ignore[attr-defined]
+                await self.invoked(int(nid), str(key))
+            elif member == "NotificationClosed":
+                self.closed(int(msg.body[0]))  # type: ignore[attr-defined]
+
+
+async def run(socket: Path, *, bus: str = "SESSION", out: TextIO = sys.stdout) -> int:
+    """Subscribe as the desktop agent and mirror requests as notifications until stopped."""
+    link = await ControlLink.open(socket)
+    try:
+        reply = await link.call("subscribe", agent="desktop")
+        if reply.status != "ok":
+            print(f"clawvisor: {reply.error.message if reply.error else 'refused'}", file=out)
+            return 1
+        async with open_dbus_router(bus) as router:
+            agent = DesktopAgent(link, router, out)
+            await agent.start()
+            rule = MatchRule(
+                type="signal", interface=NOTIFICATIONS.interface, path=NOTIFICATIONS.object_path
+            )
+            await Proxy(message_bus, router).AddMatch(rule)
+            with router.filter(rule, bufsize=256) as signals:
+                for p in msgspec.convert(reply.result["pending"], list[PendingView]):
+                    await agent.show(p)
+                print(
+                    "clawvisor approver (desktop): showing requests as notifications",
+                    file=out,
+                    flush=True,
+                )
+                bus_task = asyncio.ensure_future(agent.follow_bus(signals))
+                try:
+                    await agent.follow_daemon()
+                finally:
+                    bus_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await bus_task
+        print("clawvisor: the daemon closed the connection", file=out)
+        return 1
+    finally:
+        await link.close()
