@@ -379,10 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="list or revoke standing approvals",
         description="Grants let one exact intent through without asking until they expire.",
     )
-    p.add_argument("--socket", type=Path, default=control, help=socket_help)
     gsub = p.add_subparsers(dest="grants_command", required=True, metavar="COMMAND")
-    gsub.add_parser("list", help="list grants in force")
+    r = gsub.add_parser("list", help="list grants in force")
+    r.add_argument("--socket", type=Path, default=control, help=socket_help)
     r = gsub.add_parser("revoke", help="revoke one grant")
+    r.add_argument("--socket", type=Path, default=control, help=socket_help)
     r.add_argument("grant", metavar="ID")
     p.set_defaults(func=_cmd_grants)
 

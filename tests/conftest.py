@@ -24,8 +24,8 @@ def journal() -> Iterator[rig.Journald]:
 def make_user() -> Iterator[Callable[[], rig.User]]:
     made: list[rig.User] = []
 
-    def make() -> rig.User:
-        user = rig.create_user()
+    def make(groups: tuple[str, ...] = ()) -> rig.User:
+        user = rig.create_user(groups=groups)
         made.append(user)
         return user
 
@@ -55,3 +55,17 @@ def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
     for daemon in started:
         daemon.stop()
         rig.cleanup_root(daemon.root)
+
+
+@pytest.fixture(scope="module")
+def make_group() -> Iterator[Callable[[], str]]:
+    made: list[str] = []
+
+    def make() -> str:
+        name = rig.create_group()
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        rig.delete_group(name)

@@ -35,15 +35,33 @@ class User:
     gid: int
 
 
-def create_user(prefix: str = "cvt") -> User:
+def create_user(prefix: str = "cvt", groups: tuple[str, ...] = ()) -> User:
     """A real system user with its own group, no home, no login shell."""
     name = f"{prefix}{secrets.token_hex(3)}"
+    extra = ["--groups", ",".join(groups)] if groups else []
     subprocess.run(
         ["useradd", "--system", "--user-group", "--no-create-home",
-         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", *extra, name],
         check=True, capture_output=True)
     pw = pwd.getpwnam(name)
     return User(name=name, uid=pw.pw_uid, gid=pw.pw_gid)
+
+
+def create_group(prefix: str = "cvtops") -> str:
+    """A real group; its name."""
+    name = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+    return name
+
+
+def delete_group(name: str) -> None:
+    subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def as_user(user: User) -> dict[str, object]:
+    """subprocess keyword arguments that run a child as `user` with its real groups."""
+    return {"user": user.uid, "group": user.gid,
+            "extra_groups": os.getgrouplist(user.name, user.gid)}
 
 
 def delete_user(user: User) -> None:
@@ -53,8 +71,10 @@ def delete_user(user: User) -> None:
 
 @contextlib.contextmanager
 def as_euid(uid: int, gid: int) -> Iterator[None]:
-    """Run a block with the effective uid/gid of another user (the kernel records the
-    effective ids of a connecting process in SO_PEERCRED)."""
+    """Run a block with another user's effective uid, gid and supplementary groups (the
+    kernel records these for a connecting process: SO_PEERCRED, SO_PEERGROUPS)."""
+    saved = os.getgroups()
+    os.setgroups(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
     os.setegid(gid)
     os.seteuid(uid)
     try:
@@ -62,6 +82,7 @@ def as_euid(uid: int, gid: int) -> Iterator[None]:
     finally:
         os.seteuid(0)
         os.setegid(0)
+        os.setgroups(saved)
 
 
 def connect_as(path: Path | str, user: User | None, timeout: float = 10.0) -> socket.socket:
@@ -182,6 +203,11 @@ class Daemon:
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
+
+    def restart(self) -> None:
+        """Stop this daemon and start it again on the same files, in place."""
+        self.stop()
+        self.proc = start_daemon(self.root).proc
 
     def stop(self) -> int:
         if self.proc.poll() is None:

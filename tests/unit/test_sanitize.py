@@ -1,0 +1,31 @@
+"""What a human sees is what will run: nothing invisible, nothing re-ordered."""
+
+import pytest
+
+from supervisor.sanitize import shown, visible
+
+
+@pytest.mark.parametrize("raw, safe", [
+    ("plain https://a.org/x?q=1", "plain https://a.org/x?q=1"),
+    ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
+    ("evil\u202egnp.exe", "evil\\u202egnp.exe"),
+    ("a\u200bb\u200dc\ufeffd", "a\\u200bb\\u200dc\\ufeffd"),
+    ("line\nbreak\r", "line\\x0abreak\\x0d"),
+    ("nul\x00here", "nul\\x00here"),
+    ("\u2066isolate\u2069", "\\u2066isolate\\u2069"),
+    ("del\x7f c1\x9b", "del\\x7f c1\\x9b"),
+    ("emoji 🙂 and ü stay", "emoji 🙂 and ü stay"),
+])
+def test_invisible_and_control_characters_become_visible(raw, safe):
+    assert visible(raw) == safe
+
+
+def test_long_values_are_cut_with_a_marker():
+    text, cut = shown("x" * 500, 100)
+    assert cut and text.startswith("x" * 100) and "400 more characters" in text
+    assert shown("short", 100) == ("short", False)
+
+
+def test_escapes_are_counted_after_making_them_visible():
+    text, cut = shown("\u202e" * 10, 20)
+    assert cut and "\u202e" not in text
