@@ -66,6 +66,7 @@ bench: setup
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(VPY) -m bench.roundtrip
 	$(VPY) -m bench.policy_eval
+	$(VPY) -m bench.ask_latency
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

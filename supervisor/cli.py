@@ -116,7 +116,9 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"clawvisor policy explain: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return explain_request(args.config_dir, args.source, args.action, args.target, params)
+    return explain_request(
+        args.config_dir, args.source, args.action, args.target, params, state_dir=args.state_dir
+    )
 
 
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
@@ -307,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
         "file:line, and why each earlier rule did not match.",
     )
     p.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help=config_help)
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where grants are kept (default %(default)s)",
+    )
     p.add_argument("--source", required=True, help="the sending workload")
     p.add_argument("--target", default=None, help="target workload (default: none given)")
     p.add_argument("action", help="the action")

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from executors import ACTIONS
 from policy import (
     Policy,
     PolicyError,
@@ -31,6 +32,7 @@ from policy import (
 
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config
+from .grants import Grant, GrantStore, intent_key
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -139,6 +141,7 @@ def explain_request(
     target: str | None,
     params: Mapping[str, Any],
     out: TextIO = sys.stdout,
+    state_dir: Path | None = None,
 ) -> int:
     """Print the decision, the rule, and why each earlier rule did not match."""
     config = _load_config(config_dir, out)
@@ -172,6 +175,18 @@ def explain_request(
                 f"  asks {', '.join(rule.approvers)}; times out to deny after {rule.timeout:g} s",
                 file=out,
             )
+            grant = _grant_for(state_dir, source, action, target, rule.default_target, normal)
+            if grant is not None:
+                until = (
+                    "always"
+                    if grant.expires is None
+                    else datetime.fromtimestamp(grant.expires).isoformat(timespec="seconds")
+                )
+                print(
+                    f"  but grant {grant.id} lets this exact intent through without asking "
+                    f"(until {until}; approved by {', '.join(grant.approvers)})",
+                    file=out,
+                )
     for step in ex.steps:
         mark = "->" if step.matched else "  "
         print(
@@ -184,6 +199,26 @@ def explain_request(
         n = ex.other_actions
         print(f"   ({n} rule{'s' if n != 1 else ''} for other actions not considered)", file=out)
     return 0
+
+
+def _grant_for(
+    state_dir: Path | None,
+    source: str,
+    action: str,
+    target: str | None,
+    default_target: str | None,
+    params: Mapping[str, Any],
+) -> Grant | None:
+    """The live grant the daemon would find for this request, as dispatch computes it."""
+    if state_dir is None:
+        return None
+    store = GrantStore(state_dir / "grants.json")
+    try:
+        store.load()
+    except (OSError, msgspec.DecodeError):
+        return None
+    effective = target or default_target or (source if ACTIONS[action].needs_target else None)
+    return store.match(intent_key(source, action, effective, params))
 
 
 # --- replay --------------------------------------------------------------------------

@@ -380,3 +380,25 @@ def test_sigkill_mid_ask_is_denied_at_the_next_start(make_group, make_user, make
             assert read_lines(c, 1)[0]["result"]["grants"] == []  # nobody granted anything
     finally:
         again.stop()
+
+
+def test_policy_explain_shows_a_grant_that_lets_an_intent_through(env):
+    url = f"https://explained.example/{uuid.uuid4().hex[:6]}"
+    sock, _ = env.ask(url)
+    with sock:
+        p = env.wait_pending(url)
+        assert env.cli("approve", "--always", p["id"], user=env.op).returncode == 0
+        read_lines(sock, 1)
+    out = subprocess.run([str(rig.CLAWVISOR), "policy", "explain", "--config-dir",
+                          str(env.daemon.config_dir), "--state-dir",
+                          str(env.daemon.root / "state"), "--source", "alpha",
+                          "--target", "alpha", "open-url", f"url={url}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[0] == "decision: ask (rule policy.d/10.toml:18)"
+    assert "lets this exact intent through without asking (until always" in out.stdout
+    other = subprocess.run([str(rig.CLAWVISOR), "policy", "explain", "--config-dir",
+                            str(env.daemon.config_dir), "--state-dir",
+                            str(env.daemon.root / "state"), "--source", "alpha",
+                            "--target", "alpha", "open-url", f"url={url}x"],
+                           capture_output=True, text=True, timeout=60)
+    assert "grant" not in other.stdout.split("\n", 2)[2]
