@@ -152,3 +152,12 @@ def test_an_answer_elsewhere_withdraws_the_notification(desk):
                         str(desk.daemon.control)], capture_output=True, check=True)
         assert read_lines(sock, 1)[0]["status"] == "ok"
     assert desk.wait_call("CloseNotification", closes + 1)[-1]["args"] == [n]
+
+
+def test_no_answer_times_out_and_the_notification_is_withdrawn(desk):
+    closes = len(desk.calls("CloseNotification"))
+    with desk.ask("https://timeout.example/desk") as sock:
+        n = len(desk.calls("Notify")) + 1
+        desk.wait_call("Notify", n)
+        assert read_lines(sock, 1)[0]["error"]["code"] == "approval_timeout"
+    assert desk.wait_call("CloseNotification", closes + 1)[-1]["args"] == [n]
