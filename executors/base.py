@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
@@ -41,13 +41,21 @@ class ResultBase(msgspec.Struct, tag_field="action", kw_only=True, frozen=True):
 
 
 class ExecError(Exception):
-    """An executor ran and failed; becomes `executor_failed` in the reply."""
+    """An executor ran (or tried to) and failed; `executor_failed` unless `code` says else."""
 
-    def __init__(self, message: str, *, exit_status: int | None = None, stderr: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_status: int | None = None,
+        stderr: str = "",
+        code: Literal["executor_failed", "rate_limited", "invalid_params"] = "executor_failed",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.exit_status = exit_status
         self.stderr = stderr
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +85,34 @@ class DaemonView(Protocol):
     def policy_rules(self) -> int: ...
     @property
     def policy_error(self) -> str | None: ...
+    @property
+    def grants(self) -> int: ...
+
+
+class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """An action with nothing to configure beyond argv, timeout and output cap."""
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutorSettings:
-    """Per-action settings from clawvisor.toml: the argv template and limits."""
+    """Per-action settings from clawvisor.toml: the argv template, limits and options."""
 
     argv: tuple[str, ...] = ()
     timeout: float = 30.0
     output_cap: int = 64 * 1024
-    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Fixed environment entries the command gets on top of the clean environment.
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: The action's own `Options` Struct, filled from clawvisor.toml.
+    options: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadFiles:
+    """Where a workload's files are: its overlay upper layer, sync destination, ops tier."""
+
+    upper: str | None
+    destination: str | None
+    ops: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +123,9 @@ class ExecContext:
     target: TargetUser | None
     settings: ExecutorSettings
     daemon: DaemonView
+    files: WorkloadFiles | None = None
+    #: Delivers a notice to the operator's approval agents; returns how many got it.
+    notify: Callable[[str, str], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +143,13 @@ class Action:
     mutating: bool
     needs_target: bool
     default_argv: tuple[str, ...] = ()
+    #: Placeholders its argv template may use (default: its params).
+    placeholders: tuple[str, ...] | None = None
+    options: type[msgspec.Struct] = NoOptions
+    default_env: tuple[tuple[str, str], ...] = ()
+    default_timeout: float = 30.0
+    #: Put the result (bounded) in the audit record, e.g. the sha256 of copied files.
+    audit_result: bool = False
     run_inline: Callable[[Any, ExecContext], ResultBase] | None = None
     run: Callable[[Any, ExecContext], Awaitable[ResultBase]] | None = None
 
@@ -125,3 +161,8 @@ class Action:
     def param_names(self) -> tuple[str, ...]:
         """The params an intent for this action may carry (the target is not one)."""
         return tuple(f for f in self.params.__struct_fields__ if f != "target")
+
+    @property
+    def template_names(self) -> tuple[str, ...]:
+        """The `{name}` placeholders its argv template may use."""
+        return self.placeholders if self.placeholders is not None else self.param_names

@@ -140,8 +140,11 @@ async def run_argv(
     timeout: float,
     output_cap: int = 64 * 1024,
     limits: Limits = Limits(),
+    extra_env: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Run argv as `user` (root when None) and wait for it, within `timeout` seconds.
+
+    `extra_env` comes from clawvisor.toml (trusted), never from a request.
 
     Raises FileNotFoundError / PermissionError when the command cannot be started.
     """
@@ -156,7 +159,7 @@ async def run_argv(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=clean_env(user),
+        env={**clean_env(user), **(extra_env or {})},
         cwd=cwd,
         close_fds=True,
         umask=0o077,

@@ -26,6 +26,8 @@ class Result(ResultBase, tag="status", frozen=True):
     uptime: float
     workloads: list[str]
     policy: PolicyState
+    #: Standing approvals in force.
+    grants: int = 0
 
 
 def run(params: Params, ctx: ExecContext) -> Result:
@@ -36,6 +38,7 @@ def run(params: Params, ctx: ExecContext) -> Result:
         uptime=round(d.uptime, 3),
         workloads=list(d.workload_names),
         policy=PolicyState(files=list(d.policy_files), rules=d.policy_rules, error=d.policy_error),
+        grants=d.grants,
     )
 
 

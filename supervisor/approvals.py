@@ -26,7 +26,14 @@ from policy import Rule
 
 from .audit import INFO, NOTICE, WARNING, AuditRecord
 from .grants import intent_key
-from .protocol import Agent, PendingEvent, PendingView, WithdrawnEvent, encode_event
+from .protocol import (
+    Agent,
+    NoticeEvent,
+    PendingEvent,
+    PendingView,
+    WithdrawnEvent,
+    encode_event,
+)
 from .sanitize import shown
 from .statefile import read_or_none, write_atomic
 
@@ -358,6 +365,11 @@ class Broker:
             ", ".join(approvers),
         )
         return True, "approved", len(p.votes), p.rule.quorum
+
+    def notice(self, workload: str, message: str) -> int:
+        """Show every connected agent a message from a workload; how many got it."""
+        safe, _ = shown(message, 500)
+        return self._push(encode_event(NoticeEvent(workload=workload, message=safe)))
 
     def close(self) -> None:
         """Refuse new asks and answer every waiting one as `unavailable`."""

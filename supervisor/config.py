@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from executors import ACTIONS
-from executors.base import ExecutorSettings, TargetUser, WorkloadName
+from executors.base import ExecutorSettings, TargetUser, WorkloadFiles, WorkloadName
 from executors.runner import TemplateError, template_fields
 
 DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
@@ -50,12 +50,19 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     control_group: str = "clawvisor-ops"
 
 
-class ExecutorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Per-action settings; `argv` is a template whose `{param}` fields are filled per call."""
+class ExecutorConfig(msgspec.Struct, kw_only=True):
+    """The keys every `[executors.NAME]` table may have; the rest are the action's options.
+
+    `argv` is a template whose `{name}` fields are each filled with one whole argument.
+    """
 
     argv: list[str] | None = None
-    timeout: Seconds = 30.0
+    timeout: Seconds | None = None
     output_cap: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    env: dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] | None = None
+
+
+_COMMON_KEYS = frozenset(ExecutorConfig.__struct_fields__)
 
 
 class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -81,9 +88,18 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole of clawvisor.toml; every table is optional."""
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
-    executors: dict[str, ExecutorConfig] = {}
+    executors: dict[str, dict[str, Any]] = {}
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
+
+
+AbsPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\x00]*$", max_length=4096)]
+
+
+class OverlaySpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The workload's view of a host directory: `lower` read-only, writes to its upper layer."""
+
+    lower: AbsPath
 
 
 class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -91,6 +107,9 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     user: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,31}\$?$")]
     tags: list[Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]] = []
+    #: Where `sync-out` copies the workload's files to, on the host side.
+    destination: AbsPath | None = None
+    overlay: OverlaySpec | None = None
 
 
 class WorkloadsFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -134,6 +153,8 @@ class Config:
     warnings: tuple[str, ...]
     #: Every configured workload (also those whose user is missing) and its tags.
     tags: Mapping[str, frozenset[str]]
+    #: Where each workload's files are (overlay upper layer, sync destination, ops tier).
+    files: Mapping[str, WorkloadFiles]
 
     @property
     def workload_names(self) -> tuple[str, ...]:
@@ -150,7 +171,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _convert(data: dict[str, Any], kind: type[T], path: Path | str) -> T:
+def _convert(data: Mapping[str, Any], kind: type[T], path: Path | str) -> T:
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
@@ -178,21 +199,30 @@ def build_executor_settings(settings: DaemonSettings, origin: str) -> dict[str, 
         raise ConfigError(f"{origin}: [executors] names unknown actions: {sorted(unknown)}")
     out: dict[str, ExecutorSettings] = {}
     for name, action in ACTIONS.items():
-        cfg = settings.executors.get(name, ExecutorConfig())
+        table = settings.executors.get(name, {})
+        where = f"{origin}: [executors.{name}]"
+        cfg = _convert({k: v for k, v in table.items() if k in _COMMON_KEYS}, ExecutorConfig, where)
+        options = _convert(
+            {k: v for k, v in table.items() if k not in _COMMON_KEYS}, action.options, where
+        )
         argv = tuple(cfg.argv) if cfg.argv is not None else action.default_argv
         try:
             names = template_fields(argv)
         except TemplateError as exc:
             raise ConfigError(f"{origin}: executors.{name}.argv: {exc}") from None
-        extra = names - set(action.param_names)
+        extra = names - set(action.template_names)
         if extra:
             raise ConfigError(
                 f"{origin}: executors.{name}.argv uses unknown fields "
-                f"{sorted(extra)} (this action has {list(action.param_names)})"
+                f"{sorted(extra)} (this action has {list(action.template_names)})"
             )
         if action.run is not None and action.default_argv and not argv:
             raise ConfigError(f"{origin}: executors.{name}.argv must not be empty")
-        out[name] = ExecutorSettings(argv=argv, timeout=cfg.timeout, output_cap=cfg.output_cap)
+        env = dict(action.default_env) if cfg.env is None else dict(cfg.env)
+        timeout = cfg.timeout if cfg.timeout is not None else action.default_timeout
+        out[name] = ExecutorSettings(
+            argv=argv, timeout=timeout, output_cap=cfg.output_cap, env=env, options=options
+        )
     return out
 
 
@@ -238,6 +268,24 @@ def load_config(paths: Paths) -> Config:
         embedded=False,
         warnings=tuple(warnings),
         tags=MappingProxyType({n: frozenset(s.tags) for n, s in specs.workloads.items()}),
+        files=MappingProxyType(
+            {n: workload_files(paths, n, specs.workloads[n], w) for n, w in workloads.items()}
+        ),
+    )
+
+
+def overlay_dir(paths: Paths, workload: str) -> Path:
+    """Where a workload's overlay upper and work directories live."""
+    return paths.state_dir / "overlay" / workload
+
+
+def workload_files(
+    paths: Paths, name: str, spec: WorkloadSpec, account: TargetUser
+) -> WorkloadFiles:
+    """A workload's file locations, as executors see them."""
+    upper = str(overlay_dir(paths, name) / "upper") if spec.overlay is not None else None
+    return WorkloadFiles(
+        upper=upper, destination=spec.destination, ops=str(Path(account.home) / "ops")
     )
 
 
@@ -261,6 +309,13 @@ def embedded_config(paths: Paths) -> Config:
         embedded=True,
         warnings=(),
         tags=MappingProxyType({DEMO_WORKLOAD: frozenset()}),
+        files=MappingProxyType(
+            {
+                DEMO_WORKLOAD: WorkloadFiles(
+                    upper=None, destination=None, ops=str(Path(account.home) / "ops")
+                )
+            }
+        ),
     )
 
 

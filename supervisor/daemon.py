@@ -62,7 +62,7 @@ class Daemon:
     def __init__(self, config: Config, auditor: Auditor) -> None:
         self.auditor = auditor
         policy = self._initial_policy(config)
-        self.state = DaemonState(config, policy)
+        self.state = DaemonState(config, policy, grant_count=lambda: len(self.grants.list()))
         state_dir = config.paths.state_dir
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.grants = GrantStore(state_dir / "grants.json")

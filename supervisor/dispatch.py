@@ -17,6 +17,7 @@ from typing import Any, Final
 from executors import ACTIONS
 from executors.base import Action, ExecContext, ExecError, IntentBase, TargetUser
 from policy import Rule, Verdict, evaluate
+from policy.units import parse_rate
 
 from . import protocol
 from .approvals import Broker, Resolution, bound_digest
@@ -287,9 +288,18 @@ class Dispatcher:
             return self._failed(it, exc)
         except Exception as exc:  # an executor bug must not take the daemon down
             return self._failed(it, ExecError(f"internal error: {type(exc).__name__}: {exc}"))
+        detail = (
+            bounded_json(result, self.state.config.settings.audit.params_cap)
+            if it.action.audit_result
+            else None
+        )
         self._audit(
             it.record(
-                kind="result", priority=INFO, outcome="ok", message=self._summary(it, "executed")
+                kind="result",
+                priority=INFO,
+                outcome="ok",
+                detail=detail,
+                message=self._summary(it, "executed"),
             )
         )
         return self._reply_ok(it, result)
@@ -297,26 +307,38 @@ class Dispatcher:
     def _context(self, it: _Intent) -> ExecContext:
         cfg = self.state.config
         target = cfg.workloads.get(it.target) if it.target is not None else None
+        files = cfg.files.get(it.target) if it.target is not None else None
         return ExecContext(
             source=it.caller.workload.workload,
             target=target,
             settings=cfg.executors[it.action.name],
             daemon=self.state,
+            files=files,
+            notify=self._notify,
         )
+
+    def _notify(self, workload: str, message: str) -> int:
+        """The `notify` executor's way to the operator, at most its configured rate."""
+        rate = parse_rate(self.state.config.executors["notify"].options.rate)
+        if not self.limiter.take(("notify", rate.text, workload), rate):
+            raise ExecError(
+                f"workload {workload} may send {rate.text} notices", code="rate_limited"
+            )
+        return self.broker.notice(workload, message)
 
     def _failed(self, it: _Intent, exc: ExecError) -> bytes:
         self._audit(
             it.record(
                 kind="result",
                 priority=WARNING,
-                outcome="executor_failed",
+                outcome=exc.code,
                 detail=exc.stderr[:_STDERR_IN_REPLY] or None,
                 message=self._summary(it, f"failed: {exc.message}"),
             )
         )
         reply = error_reply(
             it.request_id,
-            "executor_failed",
+            exc.code,
             exc.message,
             decision=self._decision(it),
             rule=self._rule(it),

@@ -22,12 +22,19 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from executors import ACTIONS
+from executors import (
+    ACTIONS,
+    egress_allow,
+    install_app,
+    notify,
+    open_url,
+    run_ops,
+    search,
+    status,
+    sync_out,
+    workload_control,
+)
 from executors.base import IntentBase
-from executors.open_url import Params as OpenUrl
-from executors.open_url import Result as OpenUrlResult
-from executors.status import Params as Status
-from executors.status import Result as StatusResult
 
 #: Longest accepted line, not counting its terminating newline.
 MAX_LINE: Final = 64 * 1024
@@ -80,9 +87,31 @@ RequestId = Annotated[
 ]
 
 #: Every intent the daemon understands, tagged on `action`.
-Intent = Status | OpenUrl
+Intent = (
+    status.Params
+    | open_url.Params
+    | search.Params
+    | install_app.Params
+    | egress_allow.Params
+    | sync_out.Params
+    | workload_control.StartParams
+    | workload_control.StopParams
+    | workload_control.RestartParams
+    | notify.Params
+    | run_ops.Params
+)
 #: Every executor result, tagged on `action`.
-Result = StatusResult | OpenUrlResult
+Result = (
+    status.Result
+    | open_url.Result
+    | search.Result
+    | install_app.Result
+    | egress_allow.Result
+    | sync_out.Result
+    | workload_control.Result
+    | notify.Result
+    | run_ops.Result
+)
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -266,7 +295,14 @@ class WithdrawnEvent(msgspec.Struct, tag_field="event", tag="withdrawn", kw_only
     by: str | None = None
 
 
-Event = PendingEvent | WithdrawnEvent
+class NoticeEvent(msgspec.Struct, tag_field="event", tag="notice", kw_only=True):
+    """Pushed to subscribed agents: a message from a workload (already made safe to show)."""
+
+    workload: str
+    message: str
+
+
+Event = PendingEvent | WithdrawnEvent | NoticeEvent
 
 
 class ReloadResult(msgspec.Struct, tag_field="op", tag="reload"):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from policy import Rule
+from policy.model import Rate
 
 
 class RateLimiter:
@@ -18,11 +19,13 @@ class RateLimiter:
 
     def allow(self, rule: Rule, source: str) -> bool:
         """Take one token from the rule's bucket for `source`; False when it is empty."""
-        rate = rule.rate
-        if rate is None:
+        if rule.rate is None:
             return True
+        return self.take((rule.where, rule.rate.text, source), rule.rate)
+
+    def take(self, key: tuple[str, str, str], rate: Rate) -> bool:
+        """Take one token from the bucket `key` refilled at `rate`; False when empty."""
         now = self._clock()
-        key = (rule.where, rate.text, source)
         tokens, last = self._buckets.get(key, (float(rate.count), now))
         tokens = min(float(rate.count), tokens + (now - last) * rate.count / rate.per)
         if tokens < 1.0:

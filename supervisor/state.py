@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from policy import Policy
@@ -22,9 +22,12 @@ def daemon_version() -> str:
 class DaemonState:
     """What the dispatcher reads per request; attributes are replaced atomically."""
 
-    def __init__(self, config: Config, policy: Policy) -> None:
+    def __init__(
+        self, config: Config, policy: Policy, grant_count: Callable[[], int] = lambda: 0
+    ) -> None:
         self.config = config
         self.policy = policy
+        self._grant_count = grant_count
         self._started = time.monotonic()
         self._version = daemon_version()
 
@@ -51,3 +54,7 @@ class DaemonState:
     @property
     def policy_error(self) -> str | None:
         return self.policy.error
+
+    @property
+    def grants(self) -> int:
+        return self._grant_count()

@@ -10,7 +10,7 @@ from typing import TextIO
 
 import msgspec
 
-from ..protocol import PendingEvent, PendingView, WithdrawnEvent
+from ..protocol import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
 from .link import ControlLink
 from .prompt import body, offers_thirty_minutes, title
 
@@ -55,6 +55,8 @@ async def run(
                     queue.append(event.request)
                 elif isinstance(event, WithdrawnEvent):
                     gone[event.id] = event.reason
+                elif isinstance(event, NoticeEvent):
+                    print(f"\nnotice from {event.workload}: {event.message}", file=out, flush=True)
             p = queue.pop(0)
             if p.id in gone:
                 continue

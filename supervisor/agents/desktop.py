@@ -23,7 +23,7 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.asyncio import DBusRouter, Proxy, open_dbus_router
 from jeepney.low_level import HeaderFields
 
-from ..protocol import PendingEvent, PendingView, WithdrawnEvent
+from ..protocol import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
 from .link import ControlLink
 from .prompt import body, offers_thirty_minutes, title
 
@@ -129,6 +129,29 @@ class DesktopAgent:
                 await self.show(event.request)
             elif isinstance(event, WithdrawnEvent):
                 await self.withdraw(event.id)
+            elif isinstance(event, NoticeEvent):
+                await self.notice(event)
+
+    async def notice(self, event: NoticeEvent) -> None:
+        summary = f"{event.workload} says"
+        text = escape(event.message) if self.markup else event.message
+        await self.router.send_and_get_reply(
+            new_method_call(
+                NOTIFICATIONS,
+                "Notify",
+                "susssasa{sv}i",
+                (
+                    "clawvisor",
+                    0,
+                    "dialog-information",
+                    summary,
+                    text,
+                    [],
+                    {"urgency": ("y", 1)},
+                    -1,
+                ),
+            )
+        )
 
     async def follow_bus(self, signals: asyncio.Queue[object]) -> None:
         while True:

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import httpx
 import msgspec
 
-from ..protocol import PendingEvent, PendingView, WithdrawnEvent
+from ..protocol import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
 from ..statefile import read_or_none, write_atomic
 from .link import ControlLink
 from .prompt import body, offers_thirty_minutes, title
@@ -316,6 +316,14 @@ class TelegramAgent:
                 await self.show(event.request)
             elif isinstance(event, WithdrawnEvent):
                 await self.withdraw(event)
+            elif isinstance(event, NoticeEvent):
+                for chat in sorted(self.state.paired):
+                    with contextlib.suppress(TelegramError):
+                        await self.api.call(
+                            "sendMessage",
+                            chat_id=chat,
+                            text=f"{event.workload} says:\n{event.message}",
+                        )
 
 
 async def run(

@@ -1,0 +1,150 @@
+"""`egress-allow`: let the target workload reach a host name for a while.
+
+The name is resolved by an unprivileged process as the target workload's user (the
+configured resolver argv, `getent ahosts` by default), so the root daemon never opens a
+network connection itself. Every address the resolver returns must be a public one: a
+private, loopback, link-local, CGNAT, multicast or metadata answer refuses the whole
+request (a DNS rebinding attempt gets nothing). The addresses go into the workload's
+nftables allow set with the requested timeout, in one transaction.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import msgspec
+
+from .base import Action, ExecContext, ExecError, IntentBase, ResultBase
+from .common import need_target, run_template
+from .nft import TABLE, Nft, NftError, set_name
+from .validate import field_check, normalise_host
+
+MAX_TTL = 24 * 3600
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Options(msgspec.Struct, forbid_unknown_fields=True):
+    """The nftables table the workload sets live in, and a cap on addresses per request."""
+
+    table: str = TABLE
+    max_addresses: Annotated[int, msgspec.Meta(ge=1, le=256)] = 32
+
+
+class Params(IntentBase, tag="egress-allow", frozen=True):
+    """Allow the target to reach `host` (a DNS name, not an IP) on `port` for `ttl` seconds."""
+
+    host: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=253, description="A DNS host name (IDNA); no IP literals."
+        ),
+    ]
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    ttl: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL, description="Seconds, at most 24 h.")] = 3600
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(
+            self, "host", field_check("host", lambda: normalise_host(self.host))
+        )
+
+
+class Result(ResultBase, tag="egress-allow", frozen=True):
+    """What the workload may now reach, and until when."""
+
+    host: str
+    addresses: list[str]
+    port: int | None
+    ttl: int
+    sets: list[str]
+
+
+def public_address(text: str) -> IPAddress:
+    """Parse a resolver answer and insist it is a public address; ValueError otherwise."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    for a in (address, mapped):
+        if a is not None and (not a.is_global or a.is_multicast or a.is_reserved):
+            raise ValueError(f"{text} is not a public address")
+    return address
+
+
+def parse_answers(output: str) -> list[str]:
+    """Addresses in `getent ahosts` output (first column), in order, without repeats."""
+    seen: list[str] = []
+    for line in output.splitlines():
+        first = line.split(maxsplit=1)[0] if line.strip() else ""
+        if first and first not in seen:
+            seen.append(first)
+    return seen
+
+
+async def run(params: Params, ctx: ExecContext) -> Result:
+    """Resolve as the target, check every answer, add them to its allow sets."""
+    target = need_target(ctx, "egress-allow")
+    options: Options = ctx.settings.options
+    outcome = await run_template(ctx, {"host": params.host}, user=target, what="resolver")
+    answers = parse_answers(outcome.stdout.decode("ascii", "replace"))
+    if not answers:
+        raise ExecError(f"{params.host} did not resolve to any address")
+    if len(answers) > options.max_addresses:
+        raise ExecError(
+            f"{params.host} resolved to {len(answers)} addresses (at most {options.max_addresses})"
+        )
+    addresses: list[IPAddress] = []
+    for text in answers:
+        try:
+            addresses.append(public_address(text))
+        except ValueError as exc:
+            raise ExecError(
+                f"refused: {params.host} resolved to {exc}; nothing was allowed"
+            ) from None
+    v4 = [str(a) for a in addresses if a.version == 4]
+    v6 = [str(a) for a in addresses if a.version == 6]
+    nft = Nft()
+    sets: list[str] = []
+    commands = []
+    for family, values in (("4", v4), ("6", v6)):
+        if not values:
+            continue
+        kind = f"allowp{family}" if params.port is not None else f"allow{family}"
+        name = set_name(kind, target.workload)  # type: ignore[arg-type]
+        elems = (
+            [{"concat": [v, params.port]} for v in values] if params.port is not None else values
+        )
+        commands.append(
+            {
+                "add": {
+                    "element": {
+                        "family": "inet",
+                        "table": options.table,
+                        "name": name,
+                        "elem": [{"elem": {"val": e, "timeout": params.ttl}} for e in elems],
+                    }
+                }
+            }
+        )
+        sets.append(name)
+    try:
+        nft.run(*commands)
+    except NftError as exc:
+        raise ExecError(f"nftables refused the allow-set update: {exc}") from None
+    return Result(
+        host=params.host, addresses=[*v4, *v6], port=params.port, ttl=params.ttl, sets=sets
+    )
+
+
+ACTION = Action(
+    name="egress-allow",
+    params=Params,
+    result=Result,
+    summary="Let the target workload reach a host name (resolved, public addresses only) "
+    "for up to 24 h.",
+    mutating=True,
+    needs_target=True,
+    default_argv=("getent", "ahosts", "{host}"),
+    placeholders=("host",),
+    options=Options,
+    audit_result=True,
+    run=run,
+)

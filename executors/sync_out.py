@@ -1,0 +1,286 @@
+"""`sync-out`: copy files from the workload's overlay upper layer to its host-side destination.
+
+Every path is relative, has no `..`, must match the configured allowlist, and is opened
+one component at a time with O_NOFOLLOW relative to its parent, so no symlink is ever
+followed, anywhere. A file with more than one hard link is refused (it may be a link to
+something outside the tree), as is anything that is not a regular file, a file over the
+per-file cap, and a request over the per-request cap. Each file is copied to a temporary
+file beside its destination, fsynced and scanned for secrets (detect-secrets); only when
+every file of the request is clean are they all renamed into place. The sha256 of each
+copy is in the result, and so in the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fnmatch
+import hashlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+from .base import Action, ExecContext, ExecError, IntentBase, ResultBase
+from .common import need_target
+from .validate import field_check, has_control
+
+MAX_PATHS = 100
+RelPath = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class Options(msgspec.Struct, forbid_unknown_fields=True):
+    """Caps and the allowlist (fnmatch patterns over the relative path; `*` crosses `/`)."""
+
+    max_file_bytes: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024 * 1024
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
+    allow: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    scan_secrets: bool = True
+
+
+def _check_path(path: str) -> str:
+    if path.startswith("/"):
+        raise ValueError(f"{path!r} is absolute; paths are relative to the workload's files")
+    if "\x00" in path or has_control(path):
+        raise ValueError(f"{path!r} contains control characters")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{path!r} has an empty, '.' or '..' component")
+    return path
+
+
+def _check_paths(paths: list[str]) -> list[str]:
+    if len(set(paths)) != len(paths):
+        raise ValueError("the same path is listed twice")
+    return [_check_path(p) for p in paths]
+
+
+class Params(IntentBase, tag="sync-out", frozen=True):
+    """Copy `paths` (relative to the workload's overlay upper layer) to its destination."""
+
+    paths: Annotated[
+        list[RelPath],
+        msgspec.Meta(min_length=1, max_length=MAX_PATHS, description="Relative paths, no '..'."),
+    ]
+
+    def __post_init__(self) -> None:
+        field_check("paths", lambda: _check_paths(self.paths))
+
+
+class Copied(msgspec.Struct, frozen=True):
+    """One file that arrived."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+class Result(ResultBase, tag="sync-out", frozen=True):
+    """Every file copied, with its size and sha256."""
+
+    destination: str
+    files: list[Copied]
+
+
+class Refused(Exception):
+    """A path that may not be copied, and why."""
+
+
+@dataclass
+class _Staged:
+    path: str
+    dest_dir: int
+    name: str
+    tmp: str
+    size: int
+    sha256: str
+
+
+def _open_dir(root: str) -> int:
+    return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _walk(root_fd: int, parts: list[str], path: str, *, create: bool) -> int:
+    """Open the directory `parts` below root_fd, never following a symlink."""
+    fd = os.dup(root_fd)
+    try:
+        for comp in parts:
+            try:
+                nxt = os.open(
+                    comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except FileNotFoundError:
+                if not create:
+                    raise Refused(f"{path}: {comp!r} does not exist") from None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(comp, 0o755, dir_fd=fd)
+                nxt = os.open(
+                    comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Refused(f"{path}: {comp!r} is a symlink or not a directory") from None
+                raise
+            os.close(fd)
+            fd = nxt
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _secrets_in(dest_dir: int, tmp: str) -> list[str]:
+    from detect_secrets.core.secrets_collection import SecretsCollection
+    from detect_secrets.settings import default_settings
+
+    found: list[str] = []
+    with default_settings():
+        collection = SecretsCollection()
+        # Scan our own copy, through the directory fd we hold: no path a workload
+        # controls is ever opened by name.
+        collection.scan_file(f"/proc/self/fd/{dest_dir}/{tmp}")
+        for secrets_ in collection.data.values():
+            for s in secrets_:
+                found.append(f"{s.type} on line {s.line_number}")
+    return sorted(set(found))
+
+
+def _stage(src_root: int, dst_root: int, path: str, options: Options, budget: int) -> _Staged:
+    parts = path.split("/")
+    src_dir = _walk(src_root, parts[:-1], path, create=False)
+    try:
+        try:
+            fd = os.open(
+                parts[-1],
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                dir_fd=src_dir,
+            )
+        except FileNotFoundError:
+            raise Refused(f"{path}: does not exist") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Refused(f"{path}: is a symlink") from None
+            raise
+    finally:
+        os.close(src_dir)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{path}: not a regular file")
+        if st.st_nlink != 1:
+            raise Refused(
+                f"{path}: has {st.st_nlink} hard links (it may be a file from outside the workload)"
+            )
+        limit = min(options.max_file_bytes, budget)
+        if st.st_size > limit:
+            raise Refused(f"{path}: {st.st_size} bytes is over the cap of {limit}")
+        dest_dir = _walk(dst_root, parts[:-1], path, create=True)
+        tmp = f".clawvisor-{secrets.token_hex(6)}-{parts[-1]}"[:255]
+        try:
+            out = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=dest_dir,
+            )
+            digest = hashlib.sha256()
+            size = 0
+            try:
+                while chunk := os.read(fd, 1 << 20):
+                    size += len(chunk)
+                    if size > limit:  # it grew while we copied
+                        raise Refused(f"{path}: grew past the cap of {limit} bytes")
+                    digest.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view) :]
+                os.fsync(out)
+            finally:
+                os.close(out)
+            staged = _Staged(
+                path=path,
+                dest_dir=dest_dir,
+                name=parts[-1],
+                tmp=tmp,
+                size=size,
+                sha256=digest.hexdigest(),
+            )
+            if options.scan_secrets:
+                found = _secrets_in(dest_dir, tmp)
+                if found:
+                    raise Refused(f"{path}: looks like it holds secrets ({'; '.join(found)})")
+            return staged
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dest_dir)
+            os.close(dest_dir)
+            raise
+    finally:
+        os.close(fd)
+
+
+def copy_out(upper: str, destination: str, paths: list[str], options: Options) -> list[Copied]:
+    """Copy all the paths or none of them; Refused names the first path refused and why."""
+    for path in paths:
+        if not any(fnmatch.fnmatchcase(path, pat) for pat in options.allow):
+            raise Refused(f"{path}: not in the sync-out allowlist")
+    src_root = _open_dir(upper)
+    dst_root = _open_dir(destination)
+    staged: list[_Staged] = []
+    try:
+        budget = options.max_request_bytes
+        for path in paths:
+            s = _stage(src_root, dst_root, path, options, budget)
+            staged.append(s)
+            budget -= s.size
+        for s in staged:
+            os.rename(s.tmp, s.name, src_dir_fd=s.dest_dir, dst_dir_fd=s.dest_dir)
+            os.fsync(s.dest_dir)
+        return [Copied(path=s.path, bytes=s.size, sha256=s.sha256) for s in staged]
+    except BaseException:
+        for s in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(s.tmp, dir_fd=s.dest_dir)
+        raise
+    finally:
+        for s in staged:
+            os.close(s.dest_dir)
+        os.close(src_root)
+        os.close(dst_root)
+
+
+async def run(params: Params, ctx: ExecContext) -> Result:
+    """Copy the files in a worker thread (file I/O must not stall the event loop)."""
+    target = need_target(ctx, "sync-out")
+    files = ctx.files
+    if files is None or files.upper is None:
+        raise ExecError(f"workload {target.workload} has no overlay to copy from")
+    if files.destination is None:
+        raise ExecError(f"workload {target.workload} has no sync-out destination")
+    options: Options = ctx.settings.options
+    try:
+        copied = await asyncio.to_thread(
+            copy_out, files.upper, files.destination, list(params.paths), options
+        )
+    except Refused as exc:
+        raise ExecError(f"refused: {exc}") from None
+    except OSError as exc:
+        raise ExecError(f"copy failed: {exc.strerror or exc}") from None
+    return Result(destination=files.destination, files=copied)
+
+
+ACTION = Action(
+    name="sync-out",
+    params=Params,
+    result=Result,
+    summary="Copy files from the workload's overlay upper layer to its host-side destination.",
+    mutating=True,
+    needs_target=True,
+    options=Options,
+    audit_result=True,
+    run=run,
+)
