@@ -36,9 +36,12 @@ def test_groups_expand_to_their_actions():
 
 def test_builtin_readonly_and_mutating_groups_exist_without_definition():
     p = load(rule(action="@readonly"))
-    assert p.groups["readonly"] == frozenset({"status", "open-url"})
-    assert p.groups["mutating"] == frozenset()
+    assert p.groups["readonly"] == frozenset({"status", "open-url", "search", "notify"})
+    assert p.groups["mutating"] == frozenset({
+        "install-app", "egress-allow", "sync-out", "workload-start", "workload-stop",
+        "workload-restart", "run-ops"})
     assert evaluate(p, "a", "open-url", "b", {"url": "https://x/"}).decision == "allow"
+    assert evaluate(p, "a", "install-app", None, {"package": "vim"}).decision == "deny"
 
 
 @pytest.mark.parametrize("groups, fragment", [
