@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,8 @@ def journal() -> Iterator[rig.Journald]:
 def make_user() -> Iterator[Callable[[], rig.User]]:
     made: list[rig.User] = []
 
-    def make(groups: tuple[str, ...] = ()) -> rig.User:
-        user = rig.create_user(groups=groups)
+    def make(groups: tuple[str, ...] = (), home: str = "/nonexistent") -> rig.User:
+        user = rig.create_user(groups=groups, home=home)
         made.append(user)
         return user
 
@@ -40,9 +41,15 @@ def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
     started: list[rig.Daemon] = []
 
     def make(workloads: dict[str, rig.User | str | None], policy: dict[str, str],
-             settings: str = "", wrapper: list[str] | None = None) -> rig.Daemon:
+             settings: str = "", wrapper: list[str] | None = None,
+             workload_extra: dict[str, str] | None = None,
+             prepare: Callable[[Path], None] | None = None) -> rig.Daemon:
+        """`prepare(root)` runs after the config is written, before the daemon starts."""
         root = rig.shared_tmpdir("clawvisor-test-")
-        rig.write_config(root, workloads=workloads, policy=policy, settings=settings)
+        rig.write_config(root, workloads=workloads, policy=policy, settings=settings,
+                         workload_extra=workload_extra)
+        if prepare is not None:
+            prepare(root)
         try:
             daemon = rig.start_daemon(root, wrapper=wrapper)
         except Exception:

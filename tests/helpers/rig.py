@@ -35,13 +35,14 @@ class User:
     gid: int
 
 
-def create_user(prefix: str = "cvt", groups: tuple[str, ...] = ()) -> User:
-    """A real system user with its own group, no home, no login shell."""
+def create_user(prefix: str = "cvt", groups: tuple[str, ...] = (),
+                home: str = "/nonexistent") -> User:
+    """A real system user with its own group and no login shell (home not created)."""
     name = f"{prefix}{secrets.token_hex(3)}"
     extra = ["--groups", ",".join(groups)] if groups else []
     subprocess.run(
         ["useradd", "--system", "--user-group", "--no-create-home",
-         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", *extra, name],
+         "--home-dir", home, "--shell", "/usr/sbin/nologin", *extra, name],
         check=True, capture_output=True)
     pw = pwd.getpwnam(name)
     return User(name=name, uid=pw.pw_uid, gid=pw.pw_gid)
@@ -221,13 +222,16 @@ class Daemon:
 
 
 def write_config(root: Path, *, workloads: dict[str, User | str | None],
-                 policy: dict[str, str], settings: str = "") -> None:
+                 policy: dict[str, str], settings: str = "",
+                 workload_extra: dict[str, str] | None = None) -> None:
+    """Write etc/ under root; `workload_extra` adds TOML lines to a workload's table."""
     etc = root / "etc"
     (etc / "policy.d").mkdir(parents=True, exist_ok=True)
     lines = []
     for name, user in workloads.items():
         account = user if isinstance(user, str) else ("root" if user is None else user.name)
-        lines += [f"[workloads.{name}]", f'user = "{account}"', ""]
+        lines += [f"[workloads.{name}]", f'user = "{account}"',
+                  (workload_extra or {}).get(name, ""), ""]
     (etc / "workloads.toml").write_text("\n".join(lines))
     # A group that does not exist: the daemon grants the workload users by ACL.
     base = '[server]\nsocket_group = "cvt-no-such-group"\n'
