@@ -22,6 +22,8 @@ class ActionInfo(msgspec.Struct, frozen=True):
     params: Mapping[str, ParamKind]
     mutating: bool
     primary: str | None = None
+    #: An intent of this action that names no target runs on its sender (`@self` matches).
+    runs_on_sender: bool = False
 
 
 Catalog = Mapping[str, ActionInfo]

@@ -226,4 +226,5 @@ def compile_policy(
         index=MappingProxyType(index),
         by_action=MappingProxyType(by_action),
         tests=tests,
+        sender_actions=frozenset(a for a, info in catalog.items() if info.runs_on_sender),
     )

@@ -8,17 +8,6 @@ from .model import DEFAULT_DENY, Policy, Rule, Verdict
 from .subjects import source_matches, target_matches
 
 
-def rule_matches(
-    rule: Rule, source: str, target: str | None, params: Mapping[str, object], policy: Policy
-) -> bool:
-    """True when the rule applies to this request (its action already known to match)."""
-    if not source_matches(rule.source, source, policy.workloads):
-        return False
-    if not target_matches(rule.target, source, target, policy.workloads):
-        return False
-    return all(c.matches(params.get(c.param)) for c in rule.constraints)
-
-
 def candidates(policy: Policy, source: str, action: str) -> tuple[Rule, ...]:
     """The rules that may apply to `source` asking `action`, in order."""
     found = policy.index.get((action, source))
@@ -36,9 +25,10 @@ def evaluate(
 ) -> Verdict:
     """The verdict for `source` asking `action` on `target` with `params`."""
     workloads = policy.workloads
+    on_sender = action in policy.sender_actions
     for rule in candidates(policy, source, action):
         # Sources were matched when the index was built.
-        if not target_matches(rule.target, source, target, workloads):
+        if not target_matches(rule.target, source, target, workloads, on_sender):
             continue
         for c in rule.constraints:
             if not c.matches(params.get(c.param)):

@@ -27,12 +27,18 @@ class Explanation(msgspec.Struct, frozen=True):
 
 
 def why_not(
-    rule: Rule, source: str, target: str | None, params: Mapping[str, object], policy: Policy
+    rule: Rule,
+    source: str,
+    action: str,
+    target: str | None,
+    params: Mapping[str, object],
+    policy: Policy,
 ) -> str | None:
     """Why `rule` does not apply to this request (its action matching), or None if it does."""
     if not source_matches(rule.source, source, policy.workloads):
         return f"source {rule.source!r} does not cover {source!r}"
-    if not target_matches(rule.target, source, target, policy.workloads):
+    on_sender = action in policy.sender_actions
+    if not target_matches(rule.target, source, target, policy.workloads, on_sender):
         shown = repr(target) if target is not None else "no target (@default)"
         return f"target {rule.target!r} does not cover {shown}"
     for c in rule.constraints:
@@ -53,7 +59,7 @@ def explain(
         if action not in rule.actions:
             other += 1
             continue
-        reason = why_not(rule, source, target, params, policy)
+        reason = why_not(rule, source, action, target, params, policy)
         if reason is None:
             steps.append(Step(rule=rule, matched=True, reason="matches"))
             return Explanation(verdict=rule.verdict, steps=steps, other_actions=other)

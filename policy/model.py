@@ -117,6 +117,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     index: Mapping[tuple[str, str], tuple[Rule, ...]] = {}
     by_action: Mapping[str, tuple[Rule, ...]] = {}
     tests: tuple[PolicyTest, ...] = ()
+    #: Actions that run on their sender when the intent names no target.
+    sender_actions: frozenset[str] = frozenset()
     error: str | None = None
 
     @classmethod

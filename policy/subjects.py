@@ -50,12 +50,22 @@ def source_matches(pattern: str, source: str, workloads: Workloads) -> bool:
     return pattern == source
 
 
-def target_matches(pattern: str, source: str, target: str | None, workloads: Workloads) -> bool:
-    """True when the rule's target pattern covers the requested target (None = none given)."""
+def target_matches(
+    pattern: str,
+    source: str,
+    target: str | None,
+    workloads: Workloads,
+    runs_on_sender: bool = False,
+) -> bool:
+    """True when the rule's target pattern covers the requested target (None = none given).
+
+    `runs_on_sender`: the action runs on the sender when no target is named, so `@self`
+    covers that too.
+    """
     if pattern == ANY:
         return True
     if target is None:
-        return pattern == DEFAULT
+        return pattern == DEFAULT or (pattern == SELF and runs_on_sender)
     if pattern == ANYVM:
         return True
     if pattern == SELF:

@@ -34,7 +34,13 @@ def action_info(action: Action) -> ActionInfo:
     assert isinstance(info, mi.StructType)
     params = {f.name: _kind(f.type) for f in info.fields if f.name != "target"}
     primary = next(iter(params), None)
-    return ActionInfo(name=action.name, params=params, mutating=action.mutating, primary=primary)
+    return ActionInfo(
+        name=action.name,
+        params=params,
+        mutating=action.mutating,
+        primary=primary,
+        runs_on_sender=action.needs_target,
+    )
 
 
 #: What the policy compiler checks rules against.

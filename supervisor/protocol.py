@@ -18,6 +18,7 @@ rejected. Decoding classifies every failure into one closed set of error codes.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -342,6 +343,7 @@ class _Head(msgspec.Struct):
     action: str
 
 
+_LEADING_ID: Final = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"\s*[,}]')
 _request_decoder: Final = msgspec.json.Decoder(Request)
 _envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
 _id_decoder: Final = msgspec.json.Decoder(_IdProbe)
@@ -366,16 +368,20 @@ def decode_request(line: bytes) -> Request:
 def _classify(line: bytes) -> ProtocolError:
     # A request that decodes has valid UTF-8 in every string; the probes below skip
     # values without checking them, so check the whole line first.
+    # A pipelining client needs the id to know which request failed, even when the line
+    # does not decode; trust only an id written as the object's very first key.
+    lead = _LEADING_ID.match(line)
+    lead_id = lead.group(1).decode("ascii") if lead else None
     try:
         line.decode("utf-8")
     except UnicodeDecodeError:
-        return ProtocolError("bad_frame", "line is not valid UTF-8")
+        return ProtocolError("bad_frame", "line is not valid UTF-8", lead_id)
     try:
         probe = _id_decoder.decode(line)
     except msgspec.ValidationError:
-        return ProtocolError("bad_request", "a request must be a JSON object")
+        return ProtocolError("bad_request", "a request must be a JSON object", lead_id)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        return ProtocolError("bad_frame", _frame_message(exc))
+        return ProtocolError("bad_frame", _frame_message(exc), lead_id)
     rid = probe.id if _usable_id(probe.id) else None
     try:
         env = _envelope_decoder.decode(line)

@@ -74,13 +74,14 @@ def ref_source(pattern, source):
     return pattern == source
 
 
-def ref_target(pattern, source, target):
+def ref_target(pattern, source, target, action):
     if pattern == "*":
         return True
     if pattern == "@default":
         return target is None
     if target is None:
-        return False
+        # an action that runs on its sender when no target is named: that is @self
+        return pattern == "@self" and POLICY_CATALOG[action].runs_on_sender
     if pattern == "@anyvm":
         return True
     if pattern == "@self":
@@ -121,7 +122,7 @@ def ref_constraint(c, url):
 def reference(rule_list, source, action, target, url):
     for i, (a, s, t, d, c) in enumerate(rule_list):
         if (action in ref_actions(a) and ref_source(s, source)
-                and ref_target(t, source, target) and ref_constraint(c, url)):
+                and ref_target(t, source, target, action) and ref_constraint(c, url)):
             return d, i
     return "deny", None
 

@@ -85,3 +85,13 @@ def test_control_ops_decode_and_unknown_ops_are_unknown_action():
     with pytest.raises(ProtocolError) as info:
         protocol.decode_control(b'{"id":"c","op":"rm"}')
     assert info.value.code == "unknown_action"
+
+
+def test_a_leading_id_is_recovered_from_a_line_that_does_not_decode():
+    assert code_of(b'{"id":"keep","intent":{"action":"search","query":"\\ud800"}}') \
+        == ("bad_frame", "keep")
+    assert code_of(b'{"id":"ok","intent":{"action":"status"}} trailing junk') \
+        == ("bad_frame", "ok")
+    # an id that is not the first key, or has escapes, is not trusted from a broken line
+    assert code_of(b'{"intent":{"id":"inner"},"id":"x",')[1] is None
+    assert code_of(b'{"id":"a\\\\b","intent":')[1] is None

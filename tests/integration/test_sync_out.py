@@ -1,0 +1,124 @@
+"""sync-out against a real tree full of traps: every one refused with its reason."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.rig import call
+
+POLICY = '[[rule]]\naction = "sync-out"\nsource = "alpha"\ntarget = "@self"\ndecision = "allow"\n'
+SETTINGS = """
+[server]
+socket_group = "cvt-no-such-group"
+[executors.sync-out]
+max_file_bytes = 1048576
+max_request_bytes = 1500000
+allow = ["docs/*", "big.bin", "link-out", "dirlink/*", "hard", "fifo", "mid/*", "missing"]
+"""
+KEY = ("-----BEGIN RSA PRIVATE KEY-----\n"
+       + base64.encodebytes(os.urandom(600)).decode()
+       + "-----END RSA PRIVATE KEY-----\n")
+
+
+@pytest.fixture(scope="module")
+def tree(make_user, make_daemon, journal):
+    alpha = make_user()
+    holder: dict[str, Path] = {}
+
+    def prepare(root: Path) -> None:
+        upper = root / "state" / "overlay" / "alpha" / "upper"
+        (upper / "docs").mkdir(parents=True)
+        (upper / "docs" / "clean.txt").write_text("hello, host\n")
+        (upper / "docs" / "clean2.txt").write_text("second\n")
+        (upper / "docs" / "key.pem").write_text(KEY)
+        (upper / "docs" / "half.bin").write_bytes(os.urandom(800_000))
+        (upper / "docs" / "half2.bin").write_bytes(os.urandom(800_000))
+        (upper / "big.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
+        (upper / "link-out").symlink_to("/etc/passwd")
+        (upper / "dirlink").symlink_to("/etc")
+        (upper / "mid").mkdir()
+        outside = root / "outside-secret.txt"
+        outside.write_text("not the workload's\n")
+        os.link(outside, upper / "hard")
+        os.mkfifo(upper / "fifo")
+        dest = root / "dest"
+        dest.mkdir()
+        holder["upper"], holder["dest"] = upper, dest
+
+    daemon = make_daemon(
+        {"alpha": alpha}, {"10.toml": POLICY}, SETTINGS, prepare=prepare,
+        workload_extra={"alpha": 'overlay = { lower = "/srv" }\n'
+                                 'destination = "__DEST__"'.replace("__DEST__", "/x")})
+    # The destination lives under the daemon's own temp root; point the config at it.
+    wl = daemon.config_dir / "workloads.toml"
+    wl.write_text(wl.read_text().replace('destination = "/x"',
+                                         f'destination = "{holder["dest"]}"'))
+    daemon.restart()
+    return daemon, alpha, holder["upper"], holder["dest"]
+
+
+def sync(tree, *paths):
+    daemon, alpha, _, _ = tree
+    return call(daemon.intents, alpha, {"action": "sync-out", "paths": list(paths)})
+
+
+def test_a_clean_file_arrives_with_its_sha256(tree, journal):
+    reply = sync(tree, "docs/clean.txt")
+    assert reply["status"] == "ok", reply
+    _, _, upper, dest = tree
+    data = (upper / "docs" / "clean.txt").read_bytes()
+    assert (dest / "docs" / "clean.txt").read_bytes() == data
+    [f] = reply["result"]["files"]
+    assert f == {"path": "docs/clean.txt", "bytes": len(data),
+                 "sha256": hashlib.sha256(data).hexdigest()}
+    assert not [p for p in (dest / "docs").iterdir() if p.name.startswith(".clawvisor-")]
+    recs = journal.wait_entries(1, CLAWVISOR_ACTION="sync-out", CLAWVISOR_KIND="result",
+                                CLAWVISOR_OUTCOME="ok")
+    assert any(hashlib.sha256(data).hexdigest() in r.get("CLAWVISOR_DETAIL", "") for r in recs)
+
+
+@pytest.mark.parametrize("path, why", [
+    ("link-out", "link-out: is a symlink"),
+    ("dirlink/passwd", "'dirlink' is a symlink or not a directory"),
+    ("hard", "hard: has 2 hard links"),
+    ("docs/key.pem", "looks like it holds secrets (Private Key on line 1"),
+    ("big.bin", "2097152 bytes is over the cap of 1048576"),
+    ("fifo", "fifo: not a regular file"),
+    ("notlisted.txt", "not in the sync-out allowlist"),
+    ("missing", "missing: does not exist"),
+    ("mid/../../x", ".."),
+])
+def test_traps_are_refused_with_their_reason(tree, path, why):
+    reply = sync(tree, path)
+    assert reply["status"] == "error", reply
+    assert why in reply["error"]["message"], reply["error"]["message"]
+    _, _, _, dest = tree
+    assert not (dest / path).exists()
+    assert not any(p.name.startswith(".clawvisor-") for p in dest.rglob("*"))
+
+
+def test_a_request_is_all_or_nothing(tree):
+    reply = sync(tree, "docs/clean2.txt", "docs/key.pem")
+    assert "secrets" in reply["error"]["message"]
+    assert not (tree[3] / "docs" / "clean2.txt").exists()
+
+
+def test_the_per_request_cap_counts_every_file(tree):
+    reply = sync(tree, "docs/half.bin", "docs/half2.bin")
+    assert "over the cap" in reply["error"]["message"]
+    assert not (tree[3] / "docs" / "half.bin").exists()
+
+
+def test_nothing_outside_the_destination_was_written(tree):
+    _, _, _, dest = tree
+    root = dest.parent
+    assert (root / "outside-secret.txt").read_text() == "not the workload's\n"
+    names = {str(p.relative_to(dest)) for p in dest.rglob("*")}
+    assert names <= {"docs", "docs/clean.txt"}
+    shutil.rmtree(dest / "docs", ignore_errors=True)
