@@ -110,11 +110,12 @@ def test_explain_shows_the_rule_and_why_earlier_ones_did_not_match(config):
 
 def test_explain_reports_each_failed_condition(config):
     out = run("policy", "explain", "--config-dir", str(config), "--source", "alpha",
-              "open-url", "url=https://evil.org/")
+              "--target", "beta", "open-url", "url=https://evil.org/")
     assert out.stdout.splitlines()[0] == "decision: deny (rule default)"
-    assert "target '@self' does not cover no target (@default)" in out.stdout
+    assert "target '@self' does not cover 'beta'" in out.stdout
+    # no target: open-url runs on its sender, which @self covers; the URL is what fails
     out = run("policy", "explain", "--config-dir", str(config), "--source", "alpha",
-              "--target", "alpha", "open-url", "url=https://evil.org/")
+              "open-url", "url=https://evil.org/")
     assert "param url = 'https://evil.org/' fails: url host is one of" in out.stdout
 
 
