@@ -293,7 +293,9 @@ def embedded_banner(config: Config) -> str:
         [
             "clawvisor: no config directory, running the embedded demo config:",
             f"  workload 'demo' is uid {demo.uid} ({demo.user}); `status` is allowed,",
-            "  `open-url` asks (nobody can answer yet, so it times out), all else is denied.",
+            "  `open-url` and `install-app` ask (answer with `clawvisor approve ID` or",
+            "  `clawvisor approver cli` as root; unanswered asks time out to deny);",
+            "  all else is denied.",
             f"Try it {prefix}from a second terminal:",
             f"  {sys.prefix}/bin/clawvisor send --socket {sock} status",
             f"  {sys.prefix}/bin/clawvisor send --socket {sock} open-url url=https://example.org/",

@@ -83,7 +83,8 @@ def test_embedded_demo_config_maps_the_sudo_user_to_demo(make_user, journal):
             assert pending["CLAWVISOR_DECISION"] == "ask"
             assert pending["CLAWVISOR_OUTCOME"] == "pending"
             denied = call(sock, user, {"action": "search", "query": "x"})
-            assert denied["error"]["code"] in ("unknown_action", "policy_denied")
+            assert denied["error"]["code"] == "policy_denied"
+            assert ok["result"]["policy"]["rules"] == 3
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=90)
