@@ -108,7 +108,7 @@ async def run(params: Params, ctx: ExecContext) -> Result:
         if not values:
             continue
         kind = f"allowp{family}" if params.port is not None else f"allow{family}"
-        name = set_name(kind, target.workload)  # type: ignore[arg-type]
+        name = set_name(kind, target.workload)
         elems = (
             [{"concat": [v, params.port]} for v in values] if params.port is not None else values
         )

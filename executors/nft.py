@@ -8,20 +8,24 @@ so the mapping is one-to-one).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 FAMILY = "inet"
 TABLE = "clawvisor"
-SetKind = Literal["allow4", "allow6", "allowp4", "allowp6"]
 
 
 class NftError(Exception):
     """libnftables refused a command; the message is its own."""
 
 
-def set_name(kind: SetKind, workload: str) -> str:
-    """The name of one of a workload's allow sets."""
-    return f"{kind}_{workload.replace('-', '_')}"
+def slug(workload: str) -> str:
+    """A workload name as nftables object names carry it (`-` written `_`)."""
+    return workload.replace("-", "_")
+
+
+def set_name(kind: str, workload: str) -> str:
+    """The name of one of a workload's sets (`allow4`, `static4`, ...)."""
+    return f"{kind}_{slug(workload)}"
 
 
 class Nft:

@@ -198,6 +198,79 @@ def _guard(run: Callable[[], int]) -> int:
         return EXIT_ERROR
 
 
+def _cmd_provision(args: argparse.Namespace) -> int:
+    from .config import Paths
+    from .provision.run import provision
+
+    paths = Paths(
+        config_dir=args.config_dir,
+        runtime_dir=args.runtime_dir,
+        state_dir=args.state_dir,
+        log_dir=DEFAULT_LOG_DIR,
+    )
+    only = args.only.split(",") if args.only else None
+    return provision(paths, dry_run=args.dry_run, **({"only": only} if only else {}))
+
+
+def _cmd_deprovision(args: argparse.Namespace) -> int:
+    from .config import ConfigError, Paths
+    from .provision.deprovision import deprovision
+    from .provision.run import load_box
+
+    paths = Paths(
+        config_dir=args.config_dir,
+        runtime_dir=args.runtime_dir,
+        state_dir=args.state_dir,
+        log_dir=DEFAULT_LOG_DIR,
+    )
+    try:
+        box = load_box(paths)
+    except ConfigError as exc:
+        print(f"clawvisor deprovision: {exc}", file=sys.stderr)
+        return EXIT_DENIED
+    return deprovision(box, args.name, args.purge)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .config import ConfigError, Paths
+    from .provision.run import load_box
+    from .provision.verify import verify
+
+    paths = Paths(
+        config_dir=args.config_dir,
+        runtime_dir=args.runtime_dir,
+        state_dir=args.state_dir,
+        log_dir=DEFAULT_LOG_DIR,
+    )
+    try:
+        box = load_box(paths)
+    except ConfigError as exc:
+        print(f"clawvisor verify: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return verify(box, args.workload, args.json)
+
+
+def _box_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        default=DEFAULT_CONFIG_DIR,
+        help="configuration directory (default %(default)s)",
+    )
+    p.add_argument(
+        "--runtime-dir",
+        type=Path,
+        default=DEFAULT_RUNTIME_DIR,
+        help="the daemon's sockets (default %(default)s)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="state: overlays, firewall record (default %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -440,6 +513,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the code stays valid (default %(default)s)",
     )
     p.set_defaults(func=_cmd_approver)
+
+    p = sub.add_parser(
+        "provision",
+        help="converge the box to workloads.toml",
+        description="Create the groups, users, homes and tiers, overlay "
+        "mounts, the nftables table, kernel settings and systemd "
+        "units that workloads.toml describes. Prints the plan "
+        "first; a second run changes nothing.",
+    )
+    _box_args(p)
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument(
+        "--only", metavar="KINDS", help="comma-separated: users,dirs,overlay,firewall,sysctl,units"
+    )
+    p.set_defaults(func=_cmd_provision)
+
+    p = sub.add_parser(
+        "deprovision",
+        help="remove one workload's users, mounts and rules",
+        description="Remove what provision made for one workload. Its home "
+        "and overlay data are kept unless --purge.",
+    )
+    _box_args(p)
+    p.add_argument("--purge", action="store_true", help="also delete its home and overlay data")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_cmd_deprovision)
+
+    p = sub.add_parser(
+        "verify",
+        help="probe each workload's confinement from inside it",
+        description="Run negative and positive probes as each workload's "
+        "user and print PASS/FAIL/SKIP per check; exit 1 on any "
+        "FAIL.",
+    )
+    _box_args(p)
+    p.add_argument("--workload", metavar="W", help="only this workload")
+    p.add_argument("--json", action="store_true", help="one JSON object per check")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

@@ -84,6 +84,29 @@ class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     telegram_agent_user: str | None = None
 
 
+class ProvisionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Where `clawvisor provision` puts things, and what the firewall treats as LAN."""
+
+    home_root: AbsPath = "/home"
+    unit_dir: AbsPath = "/etc/systemd/system"
+    sysctl_file: AbsPath = "/etc/sysctl.d/60-clawvisor.conf"
+    #: Resolvers workloads may query (port 53); empty: the nameservers in /etc/resolv.conf.
+    dns: list[str] = []
+    #: Extra networks treated as LAN (always dropped), beyond RFC 1918, link-local,
+    #: CGNAT, ULA, loopback and the subnets this machine's interfaces are on.
+    lan: list[str] = []
+    metadata: list[str] = msgspec.field(
+        default_factory=lambda: ["169.254.169.254", "fd00:ec2::254"]
+    )
+
+
+class VerifySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Where `clawvisor verify` aims its network probes (ADDRESS:PORT)."""
+
+    lan_probe: str | None = None
+    internet_probe: str = "1.1.1.1:443"
+
+
 class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole of clawvisor.toml; every table is optional."""
 
@@ -91,25 +114,47 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     executors: dict[str, dict[str, Any]] = {}
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
+    provision: ProvisionSettings = msgspec.field(default_factory=ProvisionSettings)
+    verify: VerifySettings = msgspec.field(default_factory=VerifySettings)
 
 
 AbsPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\x00]*$", max_length=4096)]
+#: A path overlayfs options can carry unescaped (no `,`, `:`, `\\` or whitespace).
+MountPath = Annotated[str, msgspec.Meta(pattern=r"^/[^,:\\\s\x00]*$", max_length=1024)]
+#: A host name, an IP address or CIDR, each optionally with `:PORT` (IPv6 in brackets).
+EgressEntry = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=300, pattern=r"^[\[\]0-9A-Za-z.:/-]+$")
+]
+#: `ADDRESS:PORT` (an IPv6 address in brackets).
+HostService = Annotated[
+    str, msgspec.Meta(pattern=r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$")
+]
 
 
 class OverlaySpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The workload's view of a host directory: `lower` read-only, writes to its upper layer."""
 
-    lower: AbsPath
+    lower: MountPath
 
 
 class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One workload in workloads.toml."""
 
-    user: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,31}\$?$")]
+    user: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,30}$")]
+    #: A fixed uid for the user (created with it; an existing user must already have it).
+    uid: Annotated[int, msgspec.Meta(ge=100, le=2**31 - 2)] | None = None
     tags: list[Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]] = []
+    #: Egress: `open` (anything but LAN), `none`, or only what is allowed (`allowlist`).
+    internet: Literal["open", "none", "allowlist"] = "none"
+    #: Always-allowed destinations for `allowlist` (host names are resolved at provision).
+    egress_allow: list[EgressEntry] = []
+    #: Host addresses the workload may always reach, even on the LAN (a model server...).
+    host_services: list[HostService] = []
+    overlay: OverlaySpec | None = None
+    #: The gateway's command line, run by clawvisor-workload@NAME.service as the user.
+    gateway: list[Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]] | None = None
     #: Where `sync-out` copies the workload's files to, on the host side.
     destination: AbsPath | None = None
-    overlay: OverlaySpec | None = None
 
 
 class WorkloadsFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -251,12 +296,20 @@ def _resolve_workloads(
     return workloads, by_uid, warnings
 
 
-def load_config(paths: Paths) -> Config:
-    """Load clawvisor.toml and workloads.toml from the config directory."""
+def load_settings_and_specs(paths: Paths) -> tuple[DaemonSettings, WorkloadsFile]:
+    """clawvisor.toml and workloads.toml, checked against their schemas."""
     settings_path = paths.config_dir / "clawvisor.toml"
     workloads_path = paths.config_dir / "workloads.toml"
     settings = _convert(_read_toml(settings_path), DaemonSettings, settings_path)
     specs = _convert(_read_toml(workloads_path), WorkloadsFile, workloads_path)
+    return settings, specs
+
+
+def load_config(paths: Paths) -> Config:
+    """Load clawvisor.toml and workloads.toml from the config directory."""
+    settings_path = paths.config_dir / "clawvisor.toml"
+    workloads_path = paths.config_dir / "workloads.toml"
+    settings, specs = load_settings_and_specs(paths)
     executors = build_executor_settings(settings, str(settings_path))
     workloads, by_uid, warnings = _resolve_workloads(specs.workloads, str(workloads_path))
     return Config(

@@ -1,0 +1,72 @@
+"""`clawvisor deprovision NAME [--purge]`: remove what provisioning made for one workload.
+
+The firewall table is rebuilt without it, its overlay unmounted, its units removed and
+its user deleted. Its home and overlay data stay unless `--purge`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+from .box import Box, uid_of
+from .firewall import plan_firewall
+from .overlay import mounted_at, unmount
+from .plan import Plan, ProvisionError, report, run
+from .units import SYSTEMD_RUNNING, gateway_dropin, mount_unit
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
+    """The changes that remove workload `name`."""
+    if name not in box.workloads:
+        raise ProvisionError(f"no workload {name!r} in workloads.toml")
+    spec = box.workloads[name]
+    plan = Plan()
+    rest = replace(box, workloads={n: s for n, s in box.workloads.items() if n != name})
+    plan_firewall(rest, plan)
+    if spec.overlay is not None and mounted_at(box.merged(name)) is not None:
+        plan.add("overlay", f"unmount {box.merged(name)}", partial(unmount, box, name))
+    units = Path(box.settings.provision.unit_dir)
+    files = []
+    if spec.overlay is not None:
+        files.append(units / mount_unit(box, name)[0])
+    dropin = gateway_dropin(box, name)
+    if dropin is not None:
+        files.append(units / dropin[0])
+    present = [f for f in files if f.exists()]
+    for f in present:
+        plan.add("units", f"remove {f}", partial(_remove, f))
+    if present and SYSTEMD_RUNNING.is_dir():
+        plan.add("units", "systemctl daemon-reload", partial(run, ["systemctl", "daemon-reload"]))
+    if uid_of(spec.user) is not None:
+        plan.add("users", f"delete user {spec.user}", partial(run, ["userdel", spec.user]))
+    if purge:
+        for path in (box.home(name), box.overlay_root(name)):
+            if path.exists():
+                plan.add("dirs", f"delete {path} and everything in it", partial(_remove, path))
+    else:
+        plan.note("dirs", f"kept {box.home(name)} and {box.overlay_root(name)} (use --purge)")
+    return plan
+
+
+def deprovision(box: Box, name: str, purge: bool, out: TextIO = sys.stdout) -> int:
+    """Show and apply the plan; exit 0 on success."""
+    try:
+        plan = plan_deprovision(box, name, purge)
+        plan.show(out)
+        report(plan.apply(out), out)
+    except ProvisionError as exc:
+        print(f"clawvisor deprovision: {exc}", file=out)
+        return 1
+    return 0

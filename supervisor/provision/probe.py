@@ -1,0 +1,125 @@
+"""One negative (or positive) probe, run by `clawvisor verify` as a workload's user.
+
+    python -m supervisor.provision.probe KIND ARGS...
+
+Prints one JSON object: {"outcome": "...", "detail": "..."}. The outcome is an errno
+name (EPERM, EACCES, ...), "ok", "connected", "refused", "timeout", "missing", or
+"exit N". It never raises: a probe that cannot run says so in its outcome.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+
+
+def _errno(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def connect(address: str, port: str) -> tuple[str, str]:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect((address, int(port)))
+    except TimeoutError:
+        return "timeout", "no answer in 3 s"
+    except ConnectionRefusedError:
+        return "refused", "the destination answered with a reset"
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    finally:
+        s.close()
+    return "connected", ""
+
+
+def listdir(path: str) -> tuple[str, str]:
+    try:
+        return "ok", f"{len(os.listdir(path))} entries"
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+
+
+def read(path: str) -> tuple[str, str]:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    return "ok", ""
+
+
+def write(path: str) -> tuple[str, str]:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    os.close(fd)
+    return "ok", "opened for writing"
+
+
+def rename(src: str, dst: str) -> tuple[str, str]:
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    os.rename(dst, src)  # put it back: this was a probe
+    return "ok", "renamed (and put back)"
+
+
+def run(*argv: str) -> tuple[str, str]:
+    try:
+        out = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError:
+        return "missing", f"{argv[0]} is not installed"
+    except subprocess.TimeoutExpired:
+        return "timeout", ""
+    return f"exit {out.returncode}", (out.stdout + out.stderr).strip()[:200]
+
+
+def unix(path: str, line: str) -> tuple[str, str]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(path)
+        s.sendall(line.encode() + b"\n")
+        reply = s.recv(65536).split(b"\n", 1)[0]
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    finally:
+        s.close()
+    return ("reply", reply.decode("utf-8", "replace")[:300]) if reply else ("closed", "")
+
+
+PROBES: dict[str, Callable[..., tuple[str, str]]] = {
+    "connect": connect,
+    "list": listdir,
+    "read": read,
+    "write": write,
+    "rename": rename,
+    "run": run,
+    "unix": unix,
+}
+
+
+def main() -> None:
+    kind, *args = sys.argv[1:]
+    outcome, detail = PROBES[kind](*args)
+    print(json.dumps({"outcome": outcome, "detail": detail}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""systemd units: the packaged ones, a mount unit per overlay, a drop-in per gateway.
+
+Installed and enabled only when systemd is running; otherwise listed as skipped with
+the reason (the overlays are then mounted, but will not come back after a reboot).
+"""
+
+from __future__ import annotations
+
+import string
+from functools import partial
+from pathlib import Path
+
+from ..statefile import write_atomic
+from .box import Box
+from .overlay import overlay_options
+from .plan import Plan, run
+
+SYSTEMD_RUNNING = Path("/run/systemd/system")
+UNITS_SOURCE = Path(__file__).resolve().parents[2] / "units"
+_PLAIN = set(string.ascii_letters + string.digits + ":_.")
+
+
+def systemd_escape_path(path: str) -> str:
+    """`systemd-escape --path`: what a mount unit for `path` must be called (sans suffix)."""
+    trimmed = path.strip("/")
+    if not trimmed:
+        return "-"
+    out = []
+    for i, ch in enumerate(trimmed):
+        if ch == "/":
+            out.append("-")
+        elif ch in _PLAIN and not (i == 0 and ch == "."):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return "".join(out)
+
+
+def quote_exec(argv: list[str]) -> str:
+    """An ExecStart= line for argv: each argument double-quoted, specials escaped."""
+
+    def q(arg: str) -> str:
+        escaped = (
+            arg.replace("\\", "\\\\")
+            .replace('"', '\\"')
+            .replace("%", "%%")
+            .replace("$", "$$")
+            .replace("\n", "\\n")
+        )
+        return f'"{escaped}"'
+
+    return " ".join(q(a) for a in argv)
+
+
+def mount_unit(box: Box, name: str) -> tuple[str, str]:
+    merged = str(box.merged(name))
+    unit = f"{systemd_escape_path(merged)}.mount"
+    text = (
+        f"# Written by clawvisor provision for workload {name}.\n"
+        "[Unit]\n"
+        f"Description=clawvisor overlay of workload {name}\n"
+        f"Before=clawvisor-workload@{name}.service\n\n"
+        "[Mount]\nWhat=overlay\n"
+        f"Where={merged}\nType=overlay\n"
+        f"Options=nosuid,nodev,{overlay_options(box, name)}\n\n"
+        "[Install]\nWantedBy=local-fs.target\n"
+    )
+    return unit, text
+
+
+def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
+    spec = box.workloads[name]
+    if spec.gateway is None:
+        return None
+    home = box.home(name)
+    text = (
+        f"# Written by clawvisor provision for workload {name}.\n"
+        "[Service]\n"
+        f"User={spec.user}\nGroup={spec.user}\n"
+        f"WorkingDirectory={home / 'work'}\n"
+        f"Environment=HOME={home / 'work'}\n"
+        "ExecStart=\n"
+        f"ExecStart={quote_exec(list(spec.gateway))}\n"
+    )
+    return f"clawvisor-workload@{name}.service.d/10-gateway.conf", text
+
+
+def wanted_units(box: Box) -> dict[str, str]:
+    """Every unit file (relative path -> content) provisioning installs."""
+    files: dict[str, str] = {}
+    if UNITS_SOURCE.is_dir():
+        for p in sorted(UNITS_SOURCE.glob("*")):
+            if p.suffix in (".service", ".socket", ".target", ".timer", ".path") and p.is_file():
+                files[p.name] = p.read_text()
+    for name in sorted(box.workloads):
+        if box.workloads[name].overlay is not None:
+            unit, text = mount_unit(box, name)
+            files[unit] = text
+        dropin = gateway_dropin(box, name)
+        if dropin is not None:
+            files[dropin[0]] = dropin[1]
+    return files
+
+
+def plan_units(box: Box, plan: Plan) -> None:
+    """Plan installing and enabling the units (only where systemd runs)."""
+    if not SYSTEMD_RUNNING.is_dir():
+        plan.skip(
+            "units",
+            "systemd is not running (no /run/systemd/system): no units "
+            "installed or enabled; overlays will not be remounted at boot",
+        )
+        return
+    target = Path(box.settings.provision.unit_dir)
+    written = False
+    files = wanted_units(box)
+    for rel, text in files.items():
+        path = target / rel
+        try:
+            have = path.read_text()
+        except FileNotFoundError:
+            have = None
+        if have != text:
+            plan.add("units", f"write {path}", partial(write_atomic, path, text.encode(), 0o644))
+            written = True
+    if written:
+        plan.add("units", "systemctl daemon-reload", partial(run, ["systemctl", "daemon-reload"]))
+    mounts = [u for u in files if u.endswith(".mount")]
+    if mounts and written:
+        plan.add(
+            "units", f"enable {', '.join(mounts)}", partial(run, ["systemctl", "enable", *mounts])
+        )

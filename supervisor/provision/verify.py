@@ -1,0 +1,262 @@
+"""`clawvisor verify`: attack the provisioned box from inside each workload; PASS/FAIL/SKIP.
+
+Every probe runs as the workload's user (uid, gid and groups), in a separate process.
+A network probe passes only when the connection attempt fails with EPERM, which is what
+a local nftables drop in the output hook gives; a timeout or a refusal means the packet
+left the machine, so it is not proof of anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TextIO
+
+import msgspec
+
+from ..config import WorkloadSpec
+from .box import Box
+from .firewall import parse_entry
+
+Result = Literal["PASS", "FAIL", "SKIP"]
+
+
+class Check(msgspec.Struct):
+    """One row of the report."""
+
+    workload: str
+    check: str
+    result: Result
+    reason: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A probe's outcome, as the probe process reported it."""
+
+    outcome: str
+    detail: str
+
+
+def probe(user: str, *argv: str) -> Probe:
+    """Run one probe as `user`."""
+    pw = pwd.getpwnam(user)
+    out = subprocess.run(
+        [sys.executable, "-m", "supervisor.provision.probe", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        user=pw.pw_uid,
+        group=pw.pw_gid,
+        extra_groups=os.getgrouplist(pw.pw_name, pw.pw_gid),
+        cwd="/",
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        },
+        check=False,
+    )
+    try:
+        data = json.loads(out.stdout)
+        return Probe(str(data["outcome"]), str(data["detail"]))
+    except (ValueError, KeyError):
+        return Probe("error", (out.stderr or out.stdout).strip()[-300:])
+
+
+def _denied(p: Probe, what: str) -> tuple[Result, str]:
+    if p.outcome in ("EACCES", "EPERM"):
+        return "PASS", f"{what}: {p.outcome}"
+    return "FAIL", f"{what}: {p.outcome} {p.detail}".strip()
+
+
+def _blocked(p: Probe, what: str) -> tuple[Result, str]:
+    if p.outcome == "EPERM":
+        return "PASS", f"{what}: EPERM (dropped by the firewall)"
+    return "FAIL", f"{what}: {p.outcome} {p.detail} (not dropped here)".strip()
+
+
+def _hostport(text: str) -> tuple[str, str]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), port
+
+
+def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
+    """Every check of one workload."""
+    out: list[Check] = []
+    user = spec.user
+    home = box.home(name)
+    v = box.settings.verify
+
+    def add(check: str, result: Result, reason: str) -> None:
+        out.append(Check(workload=name, check=check, result=result, reason=reason))
+
+    # network: negative
+    lan = v.lan_probe or default_gateway()
+    if lan:
+        add("LAN address unreachable", *_blocked(probe(user, "connect", *_hostport(lan)), lan))
+    else:
+        add("LAN address unreachable", "SKIP", "no [verify] lan_probe and no default gateway")
+    meta = box.settings.provision.metadata[0]
+    add("metadata address unreachable", *_blocked(probe(user, "connect", meta, "80"), f"{meta}:80"))
+    if spec.internet == "open":
+        add("non-allowlisted internet unreachable", "SKIP", "internet = open")
+    else:
+        add(
+            "non-allowlisted internet unreachable",
+            *_blocked(probe(user, "connect", *_hostport(v.internet_probe)), v.internet_probe),
+        )
+    # files: negative
+    others = [n for n in box.workloads if n != name]
+    if others:
+        other = box.home(others[0])
+        add(
+            f"other workload's home ({others[0]}) unreadable",
+            *_denied(probe(user, "list", str(other)), f"list {other}"),
+        )
+    else:
+        add("other workload's home unreadable", "SKIP", "only one workload")
+    ops = home / "ops"
+    add("own ops/ unlistable", *_denied(probe(user, "list", str(ops)), f"list {ops}"))
+    add("own ops/ unreadable", *_denied(probe(user, "read", str(ops / "x")), f"read {ops}/x"))
+    config = home / "config"
+    files = sorted(p for p in config.iterdir() if p.is_file()) if config.is_dir() else []
+    if files:
+        add(
+            "root-owned config not writable",
+            *_denied(probe(user, "write", str(files[0])), f"write {files[0]}"),
+        )
+    add(
+        "config/ not writable",
+        *_denied(
+            probe(user, "write", str(config / f".verify-{secrets.token_hex(4)}")),
+            f"create in {config}",
+        ),
+    )
+    add(
+        "config/ cannot be swapped",
+        *_denied(
+            probe(user, "rename", str(config), str(home / "config.swapped")), f"rename {config}"
+        ),
+    )
+    sudo = probe(user, "run", "sudo", "-n", "true")
+    if sudo.outcome == "missing":
+        add("sudo -n true refused", "PASS", "sudo is not installed")
+    elif sudo.outcome == "exit 0":
+        add("sudo -n true refused", "FAIL", "sudo -n true succeeded")
+    else:
+        add("sudo -n true refused", "PASS", f"sudo: {sudo.outcome}")
+    control = str(box.paths.control_socket)
+    c = probe(user, "unix", control, json.dumps({"id": "verify", "op": "status"}))
+    if c.outcome in ("EACCES", "EPERM") or (c.outcome == "reply" and "unauthorized" in c.detail):
+        add("control.sock refused", "PASS", f"{control}: {c.outcome}")
+    else:
+        add("control.sock refused", "FAIL", f"{control}: {c.outcome} {c.detail}")
+    # positive
+    target = _allow_probe(spec)
+    if spec.internet != "allowlist" or target is None:
+        add(
+            "allowlisted destination reachable",
+            "SKIP",
+            "no allowlist entry with an address and a port",
+        )
+    else:
+        p = probe(user, "connect", *target)
+        add(
+            "allowlisted destination reachable",
+            "PASS" if p.outcome == "connected" else "FAIL",
+            f"{target[0]}:{target[1]}: {p.outcome} {p.detail}".strip(),
+        )
+    add("agent/ script runs", *_agent_script(user, home / "agent"))
+    r = probe(
+        user,
+        "unix",
+        str(box.paths.intents_socket),
+        json.dumps({"id": "verify", "intent": {"action": "status"}}),
+    )
+    add(
+        "intents.sock answers",
+        "PASS" if r.outcome == "reply" and '"verify"' in r.detail else "FAIL",
+        f"{box.paths.intents_socket}: {r.outcome} {r.detail[:80]}".strip(),
+    )
+    return out
+
+
+def default_gateway() -> str | None:
+    """The IPv4 default gateway, port 80 (a LAN address every VM has), via pyroute2."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for route in ipr.get_default_routes(family=2):
+            gw = route.get_attr("RTA_GATEWAY")
+            if gw:
+                return f"{gw}:80"
+    return None
+
+
+def _allow_probe(spec: WorkloadSpec) -> tuple[str, str] | None:
+    for entry in spec.egress_allow:
+        what, port = parse_entry(entry)
+        if port is not None and "/" not in what and any(c.isdigit() for c in what[-1:]):
+            return what, str(port)
+    return None
+
+
+def _agent_script(user: str, agent: Path) -> tuple[Result, str]:
+    if not agent.is_dir():
+        return "FAIL", f"{agent} is missing"
+    script = agent / f".clawvisor-verify-{secrets.token_hex(4)}"
+    script.write_text("#!/usr/bin/python3 -S\nprint('agent tier ok')\n")
+    script.chmod(0o755)
+    try:
+        p = probe(user, "run", str(script))
+    finally:
+        script.unlink()
+    ok = p.outcome == "exit 0" and "agent tier ok" in p.detail
+    return ("PASS" if ok else "FAIL"), f"{p.outcome} {p.detail}".strip()
+
+
+def verify(
+    box: Box, workload: str | None = None, as_json: bool = False, out: TextIO = sys.stdout
+) -> int:
+    """Run every check; print a table (or JSON lines); exit 1 on any FAIL."""
+    names = [workload] if workload else sorted(box.workloads)
+    results: list[Check] = []
+    for name in names:
+        if name not in box.workloads:
+            print(f"clawvisor verify: no workload {name!r}", file=out)
+            return 2
+        spec = box.workloads[name]
+        try:
+            pwd.getpwnam(spec.user)
+        except KeyError:
+            results.append(
+                Check(
+                    workload=name,
+                    check="provisioned",
+                    result="FAIL",
+                    reason=f"user {spec.user} does not exist",
+                )
+            )
+            continue
+        results += checks_for(box, name, spec)
+    if as_json:
+        for r in results:
+            print(msgspec.json.encode(r).decode(), file=out)
+    else:
+        width = max(len(r.check) for r in results) if results else 10
+        for r in results:
+            print(f"{r.result:4}  {r.workload:12} {r.check:{width}}  {r.reason}", file=out)
+        fails = sum(r.result == "FAIL" for r in results)
+        print(
+            f"{len(results)} checks: {sum(r.result == 'PASS' for r in results)} PASS, "
+            f"{fails} FAIL, {sum(r.result == 'SKIP' for r in results)} SKIP",
+            file=out,
+        )
+    return 1 if any(r.result == "FAIL" for r in results) else 0
