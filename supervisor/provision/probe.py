@@ -22,14 +22,14 @@ def _errno(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
-def connect(address: str, port: str) -> tuple[str, str]:
+def connect(address: str, port: str, timeout: str = "3") -> tuple[str, str]:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(3)
+    s.settimeout(float(timeout))
     try:
         s.connect((address, int(port)))
     except TimeoutError:
-        return "timeout", "no answer in 3 s"
+        return "timeout", f"no answer in {timeout} s"
     except ConnectionRefusedError:
         return "refused", "the destination answered with a reset"
     except OSError as exc:

@@ -20,9 +20,11 @@ from typing import Literal, TextIO
 
 import msgspec
 
+from executors.nft import FAMILY, TABLE, Nft, NftError
+
 from ..config import WorkloadSpec
 from .box import Box
-from .firewall import parse_entry
+from .firewall import counter_name, parse_entry
 
 Result = Literal["PASS", "FAIL", "SKIP"]
 
@@ -76,10 +78,51 @@ def _denied(p: Probe, what: str) -> tuple[Result, str]:
     return "FAIL", f"{what}: {p.outcome} {p.detail}".strip()
 
 
-def _blocked(p: Probe, what: str) -> tuple[Result, str]:
-    if p.outcome == "EPERM":
-        return "PASS", f"{what}: EPERM (dropped by the firewall)"
-    return "FAIL", f"{what}: {p.outcome} {p.detail} (not dropped here)".strip()
+def counter_packets(workload: str, reason: str) -> int | None:
+    """Packets the workload's named counter has seen, None if there is no such counter."""
+    try:
+        out = Nft().run(
+            {
+                "list": {
+                    "counter": {
+                        "family": FAMILY,
+                        "table": TABLE,
+                        "name": counter_name(workload, reason),
+                    }
+                }
+            }
+        )
+    except NftError:
+        return None
+    for item in (out or {}).get("nftables", []):
+        if "counter" in item:
+            return int(item["counter"]["packets"])
+    return None
+
+
+def blocked(user: str, workload: str, target: str, reason: str) -> tuple[Result, str]:
+    """Try a TCP connection as `user`; PASS only if it failed AND the drop counter moved.
+
+    A SYN dropped in the output hook just times out, which on its own proves nothing
+    (a host that does not answer looks the same); the workload's own counter for this
+    reason going up proves clawvisor's firewall dropped it.
+    """
+    before = counter_packets(workload, reason)
+    p = probe(user, "connect", *_hostport(target), "1")
+    after = counter_packets(workload, reason)
+    if p.outcome == "connected":
+        return "FAIL", f"{target}: connected"
+    if before is None or after is None:
+        return "FAIL", f"{target}: {p.outcome}; no counter {counter_name(workload, reason)}"
+    if after > before:
+        return "PASS", (
+            f"{target}: {p.outcome}, dropped by the firewall "
+            f"({counter_name(workload, reason)} +{after - before})"
+        )
+    return "FAIL", (
+        f"{target}: {p.outcome} {p.detail}, but "
+        f"{counter_name(workload, reason)} did not move: not dropped here"
+    ).strip()
 
 
 def _hostport(text: str) -> tuple[str, str]:
@@ -100,18 +143,15 @@ def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
     # network: negative
     lan = v.lan_probe or default_gateway()
     if lan:
-        add("LAN address unreachable", *_blocked(probe(user, "connect", *_hostport(lan)), lan))
+        add("LAN address unreachable", *blocked(user, name, lan, "drop_lan"))
     else:
         add("LAN address unreachable", "SKIP", "no [verify] lan_probe and no default gateway")
     meta = box.settings.provision.metadata[0]
-    add("metadata address unreachable", *_blocked(probe(user, "connect", meta, "80"), f"{meta}:80"))
+    add("metadata address unreachable", *blocked(user, name, f"{meta}:80", "drop_meta"))
     if spec.internet == "open":
         add("non-allowlisted internet unreachable", "SKIP", "internet = open")
     else:
-        add(
-            "non-allowlisted internet unreachable",
-            *_blocked(probe(user, "connect", *_hostport(v.internet_probe)), v.internet_probe),
-        )
+        add("non-allowlisted internet unreachable", *blocked(user, name, v.internet_probe, "drop"))
     # files: negative
     others = [n for n in box.workloads if n != name]
     if others:
