@@ -67,6 +67,7 @@ bench: setup
 	$(VPY) -m bench.roundtrip
 	$(VPY) -m bench.policy_eval
 	$(VPY) -m bench.ask_latency
+	$(VPY) -m bench.provision
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

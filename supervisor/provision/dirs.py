@@ -139,6 +139,9 @@ def make(w: Want, user: str) -> None:
     if not w.path.exists():
         if w.is_file:
             raise ProvisionError(f"{w.path} vanished")
+        # A missing parent (a fresh home_root, say) is made root-owned 0755; an existing
+        # one is not ours to change.
+        w.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         w.path.mkdir(mode=0o700)
     if w.path.is_symlink():
         raise ProvisionError(f"{w.path} is a symlink; refusing to follow it")

@@ -9,8 +9,8 @@ settings provisioning changes are put back.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -73,8 +73,6 @@ internet = "none"
         entries = {}
         for base in (self.home, self.state):
             for p in sorted([base, *base.rglob("*")]):
-                if "upper" in p.parts or "work" in p.parts[-1:]:
-                    pass
                 try:
                     st = p.lstat()
                 except FileNotFoundError:
@@ -212,7 +210,8 @@ def test_homes_and_tiers_have_their_owners_modes_and_acls(box):
     st = home.stat()
     assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o750")  # 0700 + ACL (mask r-x)
     assert f"user:{uid}:r-x" in getfacl(home) and "other::---" in getfacl(home)
-    assert (home / "work").stat().st_uid == uid and oct((home / "work").stat().st_mode & 0o777) == "0o700"
+    work = (home / "work").stat()
+    assert work.st_uid == uid and oct(work.st_mode & 0o777) == "0o700"
     assert oct((home / "ops").stat().st_mode & 0o777) == "0o700" and "user:" not in \
         getfacl(home / "ops").replace("user::", "")
     agent = getfacl(home / "agent")
