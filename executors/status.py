@@ -19,6 +19,14 @@ class PolicyState(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+class MonitorInfo(msgspec.Struct, frozen=True):
+    """One monitor: bpf, overlay or nftables; `ok`, `degraded` (and why), or `off`."""
+
+    name: str
+    state: str
+    detail: str = ""
+
+
 class Result(ResultBase, tag="status", frozen=True):
     """The daemon's version, uptime in seconds, workloads and policy state."""
 
@@ -28,6 +36,7 @@ class Result(ResultBase, tag="status", frozen=True):
     policy: PolicyState
     #: Standing approvals in force.
     grants: int = 0
+    monitors: list[MonitorInfo] = []
 
 
 def run(params: Params, ctx: ExecContext) -> Result:
@@ -39,6 +48,7 @@ def run(params: Params, ctx: ExecContext) -> Result:
         workloads=list(d.workload_names),
         policy=PolicyState(files=list(d.policy_files), rules=d.policy_rules, error=d.policy_error),
         grants=d.grants,
+        monitors=[MonitorInfo(name=n, state=s, detail=t) for n, s, t in d.monitors],
     )
 
 

@@ -249,7 +249,7 @@ def _inside(path: str, base: str) -> bool:
 class ConstraintSpec(msgspec.Struct, forbid_unknown_fields=True):
     """A constraint written as a table: exactly one key, naming the kind."""
 
-    glob: str | None = None
+    glob: str | list[str] | None = None
     regex: str | None = None
     prefix: str | None = None
     domain: str | list[str] | None = None
@@ -293,9 +293,13 @@ def _parse_table(param: str, kind: ParamKind, t: ConstraintSpec) -> Constraint:
     strings: tuple[ParamKind, ...] = ("str", "list")
     if t.glob is not None:
         _need(kind, strings, "glob", param)
-        return Glob(
-            param=param, pattern=t.glob, kind=kind, compiled=re.compile(fnmatch.translate(t.glob))
-        )
+        globs = _as_list(t.glob)
+        if not globs:
+            raise ValueError("glob needs at least one pattern")
+        # One regex for all the patterns: any of them may match the whole value.
+        compiled = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+        shown = globs[0] if len(globs) == 1 else ", ".join(globs)
+        return Glob(param=param, pattern=shown, kind=kind, compiled=compiled)
     if t.regex is not None:
         _need(kind, strings, "regex", param)
         try:

@@ -28,6 +28,7 @@ from .audit import INFO, NOTICE, WARNING, AuditRecord
 from .grants import intent_key
 from .protocol import (
     Agent,
+    AlertEvent,
     NoticeEvent,
     PendingEvent,
     PendingView,
@@ -365,6 +366,10 @@ class Broker:
             ", ".join(approvers),
         )
         return True, "approved", len(p.votes), p.rule.quorum
+
+    def alert(self, event: AlertEvent) -> int:
+        """Show every connected agent an alert; how many got it."""
+        return self._push(encode_event(event))
 
     def notice(self, workload: str, message: str) -> int:
         """Show every connected agent a message from a workload; how many got it."""

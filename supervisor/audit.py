@@ -18,7 +18,7 @@ import msgspec
 
 from .journal import JournalSender, JournalUnavailable, field_bytes
 
-Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit", "approval"]
+Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit", "approval", "alert"]
 
 #: One MESSAGE_ID per kind of record; never change one once released.
 MESSAGE_IDS: Final[dict[str, str]] = {
@@ -29,6 +29,7 @@ MESSAGE_IDS: Final[dict[str, str]] = {
     "daemon": "9f70dbaea324429794bc6d42cdd8c406",
     "audit": "feac2aee63a24ab1819a3a6e8f300aa3",
     "approval": "23b1feb7d9dc4c3dbfbb763e197b0dca",
+    "alert": "68dfb4a068674d4fbd0e8b454b972652",
 }
 
 # syslog priorities

@@ -250,6 +250,39 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return verify(box, args.workload, args.json)
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from .agents.monitor_view import run
+
+    return _guard(
+        lambda: run(
+            args.socket,
+            workload=args.workload,
+            kinds=args.kind or [],
+            severity=args.severity,
+            alerts_only=args.alerts,
+            as_json=args.json,
+        )
+    )
+
+
+def _cmd_respond(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    def go() -> int:
+        with Client(args.socket, timeout=60) as client:
+            reply, _ = client.control("respond", response=args.command, workload=args.workload)
+        if reply.status == "ok":
+            print(reply.result["result"])
+            return EXIT_OK
+        print(
+            f"clawvisor {args.command}: {reply.error.message if reply.error else '?'}",
+            file=sys.stderr,
+        )
+        return EXIT_DENIED
+
+    return _guard(go)
+
+
 def _box_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config-dir",
@@ -551,6 +584,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", metavar="W", help="only this workload")
     p.add_argument("--json", action="store_true", help="one JSON object per check")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "monitor",
+        help="watch monitor events and alerts live",
+        description="Show the workloads' syscall, file and network events and "
+        "the alerts they raise, as they happen.",
+    )
+    p.add_argument("--socket", type=Path, default=control, help=socket_help)
+    p.add_argument("--workload", metavar="W", help="only this workload")
+    p.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help="only this event kind (exec, connect, open, file, net, ...); repeatable",
+    )
+    p.add_argument(
+        "--severity",
+        default="info",
+        choices=["info", "low", "medium", "high", "critical"],
+        help="only alerts at least this severe (events count as info)",
+    )
+    p.add_argument("--alerts", action="store_true", help="only alerts")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line: kind, severity, workload, uid, pid, comm "
+        "and the event's own fields",
+    )
+    p.set_defaults(func=_cmd_monitor)
+
+    for name, what in (
+        ("freeze", "freeze every process of a workload (cgroup)"),
+        ("thaw", "thaw a frozen workload"),
+        ("kill", "kill every process of a workload"),
+        ("cut-network", "drop all of a workload's traffic and empty its allow sets"),
+        ("restore-network", "undo cut-network"),
+        ("revoke-grants", "revoke every grant a workload holds"),
+    ):
+        p = sub.add_parser(name, help=what, description=what.capitalize() + " (audited).")
+        p.add_argument("--socket", type=Path, default=control, help=socket_help)
+        p.add_argument("workload", metavar="W")
+        p.set_defaults(func=_cmd_respond)
     return parser
 
 

@@ -74,6 +74,16 @@ class Client:
         line, _, self._buf = self._buf.partition(b"\n")
         return _reply_decoder.decode(line), line
 
+    def read_line(self) -> bytes:
+        """The next line, undecoded (events pushed on a subscription are not replies)."""
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionLost("clawvisor closed the connection")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
     def wait_for(self, request_id: str) -> tuple[Reply, bytes]:
         """The reply to `request_id`; replies to other ids are kept for later.
 

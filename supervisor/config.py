@@ -100,6 +100,22 @@ class ProvisionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     )
 
 
+class MonitorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The monitors, and the kernel-side limits of the syscall monitor."""
+
+    enabled: bool = True
+    bpf: bool = True
+    overlay: bool = True
+    counters: bool = True
+    counters_interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 2.0
+    #: Events a second one workload uid may produce before it is throttled (an alert).
+    rate: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 200_000
+    burst: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 400_000
+    #: Ring buffer size in 4 KiB pages (a power of two).
+    ringbuf_pages: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 4096
+    default_triggers: bool = True
+
+
 class VerifySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Where `clawvisor verify` aims its network probes (ADDRESS:PORT)."""
 
@@ -116,6 +132,7 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
     provision: ProvisionSettings = msgspec.field(default_factory=ProvisionSettings)
     verify: VerifySettings = msgspec.field(default_factory=VerifySettings)
+    monitors: MonitorSettings = msgspec.field(default_factory=MonitorSettings)
 
 
 AbsPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\x00]*$", max_length=4096)]

@@ -19,6 +19,7 @@ from .approvals import Broker
 from .audit import WARNING, AuditRecord
 from .grants import Grant, GrantStore
 from .identity import Peer
+from .monitors.manager import Monitors, ViewerFilter
 from .protocol import (
     Agent,
     ErrorCode,
@@ -30,6 +31,7 @@ from .protocol import (
     encode_reply,
     error_reply,
 )
+from .responses import Responder, ResponseError
 from .server import Connection
 from .state import DaemonState
 
@@ -44,6 +46,8 @@ class ControlServices:
     audit: Callable[[AuditRecord], bool]
     reload: Callable[[], str | None]
     telegram_uid: Callable[[], int | None]
+    monitors: Monitors | None = None
+    responder: Responder | None = None
 
 
 def grant_view(g: Grant) -> GrantView:
@@ -78,6 +82,8 @@ class OperatorSession:
         """The connection ended: stop sending it events."""
         if self.subscribed:
             self.services.broker.unsubscribe(self)
+        if self.services.monitors is not None:
+            self.services.monitors.remove_viewer(self)
 
     def handle(self, line: bytes) -> bytes:
         """Answer one command line."""
@@ -108,6 +114,28 @@ class OperatorSession:
                 return self._ok(op.id, GrantList(grants=[grant_view(g) for g in s.grants.list()]))
             case protocol.RevokeOp():
                 return self._revoke(op)
+            case protocol.MonitorOp():
+                if s.monitors is None:
+                    return self._error(op.id, "unavailable", "the monitors are turned off")
+                s.monitors.add_viewer(
+                    self,
+                    ViewerFilter(
+                        workload=op.workload,
+                        kinds=frozenset(op.kinds),
+                        min_severity=op.min_severity,
+                        alerts_only=op.alerts_only,
+                    ),
+                    self.push,
+                )
+                return self._ok(op.id, None)
+            case protocol.RespondOp():
+                if s.responder is None:
+                    return self._error(op.id, "unavailable", "the monitors are turned off")
+                try:
+                    result = s.responder.operator(op.response, op.workload, f"uid:{self.peer.uid}")
+                except ResponseError as exc:
+                    return self._error(op.id, "executor_failed", str(exc))
+                return self._ok(op.id, protocol.RespondResult(result=result))
             case protocol.ReportOp():
                 s.audit(
                     AuditRecord(

@@ -33,9 +33,14 @@ from .control import ControlServices, OperatorSession
 from .dispatch import Caller, Dispatcher
 from .grants import GrantStore
 from .identity import Peer, peer_groups
+from .monitors.manager import Monitors
 from .posix_acl import grant_users
+from .protocol import AlertEvent
+from .responses import Responder, alert_json, summary
+from .sanitize import visible
 from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_unix_socket
 from .state import DaemonState
+from .triggers import Alert, Trigger, TriggerError, load_triggers
 
 
 def load_policy(config: Config) -> Policy:
@@ -83,6 +88,20 @@ class Daemon:
             max_pending_per_workload=config.settings.approvals.max_pending_per_workload,
         )
         self.dispatcher = Dispatcher(self.state, auditor, self.broker, self.grants)
+        self.monitors: Monitors | None = None
+        self.responder: Responder | None = None
+        ms = config.settings.monitors
+        if ms.enabled:
+            self.responder = Responder(
+                lambda: self.state.config, self.grants, self._audit_fn, self._show_alert
+            )
+            self.monitors = Monitors(
+                ms,
+                self._initial_triggers(config),
+                self.responder.handle,
+                config.settings.provision.home_root,
+            )
+            self.state.monitor_status = self.monitors.status
         self.services = ControlServices(
             state=self.state,
             broker=self.broker,
@@ -90,6 +109,8 @@ class Daemon:
             audit=self._audit_fn,
             reload=self.reload,
             telegram_uid=self._telegram_uid,
+            monitors=self.monitors,
+            responder=self.responder,
         )
         s = config.settings.server
         limits = Limits(
@@ -119,6 +140,32 @@ class Daemon:
             INFO, f"policy loaded: {len(policy.rules)} rules from {len(policy.files)} files", None
         )
         return policy
+
+    def _initial_triggers(self, config: Config) -> list[Trigger]:
+        ms = config.settings.monitors
+        try:
+            return load_triggers(
+                config.paths.config_dir / "triggers.d", defaults=ms.default_triggers
+            )
+        except TriggerError as exc:
+            message = f"triggers not loaded, only the defaults are in force: {exc}"
+            print(f"clawvisor: {message}", file=sys.stderr, flush=True)
+            self._audit_policy(CRIT, message, None)
+            return load_triggers(None, defaults=True)
+
+    def _show_alert(self, alert: Alert) -> None:
+        if self.monitors is not None:
+            self.monitors.show_alert(alert, alert_json(alert))
+        if "alert" in alert.responses:
+            self.broker.alert(
+                AlertEvent(
+                    trigger=alert.trigger,
+                    severity=alert.severity,
+                    workload=alert.event.workload,
+                    summary=visible(summary(alert.event))[:300],
+                    results=alert.results,
+                )
+            )
 
     def _audit_safely(self, record: AuditRecord) -> bool:
         try:
@@ -198,7 +245,15 @@ class Daemon:
                 else load_config(self.state.config.paths)
             )
             policy = load_policy(config)
-        except (ConfigError, PolicyError) as exc:
+            triggers = (
+                load_triggers(
+                    config.paths.config_dir / "triggers.d",
+                    defaults=config.settings.monitors.default_triggers,
+                )
+                if self.monitors is not None
+                else []
+            )
+        except (ConfigError, PolicyError, TriggerError) as exc:
             where = exc.where if isinstance(exc, PolicyError) else None
             message = f"reload refused, previous policy stays in force: {exc}"
             print(f"clawvisor: {message}", file=sys.stderr, flush=True)
@@ -209,6 +264,8 @@ class Daemon:
         self.state.config, self.state.policy = config, policy
         self.dispatcher.limiter.retain(policy.rules)
         self._drop_remapped(old_by_uid)
+        if self.monitors is not None:
+            self.monitors.configure(config, triggers)
         self._audit_policy(
             NOTICE,
             f"policy reloaded: {len(policy.rules)} rules from {len(policy.files)} files",
@@ -250,10 +307,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if self.monitors is not None:
+            self.monitors.start(loop, self.state.config)
         self._audit_daemon(f"clawvisor started (pid {os.getpid()}); {self.status_line()}")
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         await self._stop.wait()
         sdnotify.notify("STOPPING=1")
+        if self.monitors is not None:
+            self.monitors.stop()
         self.broker.close()
         await self.intents.close()
         await self.control.close()

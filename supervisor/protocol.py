@@ -222,6 +222,28 @@ class RevokeOp(ControlBase, tag="revoke"):
     grant: GrantId
 
 
+class MonitorOp(ControlBase, tag="monitor"):
+    """Receive monitor events and alerts as they happen (`{"event": "monitor", ...}`)."""
+
+    workload: str | None = None
+    kinds: list[Annotated[str, msgspec.Meta(max_length=32)]] = []
+    min_severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+    alerts_only: bool = False
+
+
+class RespondOp(ControlBase, tag="respond"):
+    """Carry out a response on a workload now (audited with who asked)."""
+
+    response: Literal["freeze", "thaw", "kill", "cut-network", "restore-network", "revoke-grants"]
+    workload: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9-]{1,64}$")]
+
+
+class RespondResult(msgspec.Struct, tag_field="op", tag="respond"):
+    """What the response did."""
+
+    result: str
+
+
 class ReportOp(ControlBase, tag="report"):
     """An agent reports something the audit trail must hold (an ignored button press)."""
 
@@ -303,7 +325,17 @@ class NoticeEvent(msgspec.Struct, tag_field="event", tag="notice", kw_only=True)
     message: str
 
 
-Event = PendingEvent | WithdrawnEvent | NoticeEvent
+class AlertEvent(msgspec.Struct, tag_field="event", tag="alert", kw_only=True):
+    """Pushed to subscribed agents: a trigger fired (the text is already safe to show)."""
+
+    trigger: str
+    severity: str
+    workload: str | None
+    summary: str
+    results: list[str] = []
+
+
+Event = PendingEvent | WithdrawnEvent | NoticeEvent | AlertEvent
 
 
 class ReloadResult(msgspec.Struct, tag_field="op", tag="reload"):
@@ -324,6 +356,8 @@ ControlRequest = (
     | GrantsOp
     | RevokeOp
     | ReportOp
+    | MonitorOp
+    | RespondOp
 )
 
 

@@ -28,6 +28,8 @@ class DaemonState:
         self.config = config
         self.policy = policy
         self._grant_count = grant_count
+        #: (monitor, state, detail) of each monitor; set by the daemon when monitors run.
+        self.monitor_status: Callable[[], list[tuple[str, str, str]]] = list
         self._started = time.monotonic()
         self._version = daemon_version()
 
@@ -58,3 +60,7 @@ class DaemonState:
     @property
     def grants(self) -> int:
         return self._grant_count()
+
+    @property
+    def monitors(self) -> Sequence[tuple[str, str, str]]:
+        return self.monitor_status()

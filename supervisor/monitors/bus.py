@@ -30,5 +30,7 @@ class Bus:
             try:
                 listener(event)
             except Exception as exc:  # one bad listener must not blind the others
-                print(f"clawvisor: monitor listener failed on {type(event).__name__}: {exc!r}",
-                      file=sys.stderr)
+                print(
+                    f"clawvisor: monitor listener failed on {type(event).__name__}: {exc!r}",
+                    file=sys.stderr,
+                )

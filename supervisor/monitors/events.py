@@ -144,6 +144,23 @@ class MonitorState(MonitorEvent, tag="monitor"):
 
 
 Event = (
-    Exec | Connect | Open | Ptrace | Setid | Capset | Mount | Umount | Bpf | Module
-    | Namespace | Fork | Exit | Throttled | Lost | FileChange | Overflow | Net | MonitorState
+    Exec
+    | Connect
+    | Open
+    | Ptrace
+    | Setid
+    | Capset
+    | Mount
+    | Umount
+    | Bpf
+    | Module
+    | Namespace
+    | Fork
+    | Exit
+    | Throttled
+    | Lost
+    | FileChange
+    | Overflow
+    | Net
+    | MonitorState
 )

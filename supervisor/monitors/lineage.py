@@ -64,5 +64,5 @@ def read_ppid(pid: int) -> int | None:
     except OSError:
         return None
     # The comm field is in parentheses and may contain spaces: split after the last ')'.
-    rest = data[data.rfind(b")") + 2:].split()
+    rest = data[data.rfind(b")") + 2 :].split()
     return int(rest[1]) if len(rest) > 1 else None

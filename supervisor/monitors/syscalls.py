@@ -26,15 +26,27 @@ from .lineage import Lineage
 BPF_SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "monitor.c"
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINTS = (
-    "syscalls/sys_enter_execve", "syscalls/sys_enter_execveat", "sched/sched_process_exec",
-    "syscalls/sys_enter_connect", "syscalls/sys_enter_openat", "syscalls/sys_enter_ptrace",
-    "syscalls/sys_enter_setuid", "syscalls/sys_enter_setreuid",
-    "syscalls/sys_enter_setresuid", "syscalls/sys_enter_setgid",
-    "syscalls/sys_enter_setresgid", "syscalls/sys_enter_capset",
-    "syscalls/sys_enter_mount", "syscalls/sys_enter_umount", "syscalls/sys_enter_bpf",
-    "syscalls/sys_enter_init_module", "syscalls/sys_enter_finit_module",
-    "syscalls/sys_enter_unshare", "syscalls/sys_enter_setns",
-    "sched/sched_process_fork", "sched/sched_process_exit",
+    "syscalls/sys_enter_execve",
+    "syscalls/sys_enter_execveat",
+    "sched/sched_process_exec",
+    "syscalls/sys_enter_connect",
+    "syscalls/sys_enter_openat",
+    "syscalls/sys_enter_ptrace",
+    "syscalls/sys_enter_setuid",
+    "syscalls/sys_enter_setreuid",
+    "syscalls/sys_enter_setresuid",
+    "syscalls/sys_enter_setgid",
+    "syscalls/sys_enter_setresgid",
+    "syscalls/sys_enter_capset",
+    "syscalls/sys_enter_mount",
+    "syscalls/sys_enter_umount",
+    "syscalls/sys_enter_bpf",
+    "syscalls/sys_enter_init_module",
+    "syscalls/sys_enter_finit_module",
+    "syscalls/sys_enter_unshare",
+    "syscalls/sys_enter_setns",
+    "sched/sched_process_fork",
+    "sched/sched_process_exit",
 )
 HEADER = struct.Struct("<IIIIQ4q16s")  # kind, pid, tid, uid, ts, num[4], comm
 PATH_OFF, PATH_LEN, ARGV_OFF, ARGC, ARGLEN = 72, 256, 328, 8, 64
@@ -44,7 +56,7 @@ O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o1, 0o2, 0o100, 0o1000
 
 
 def _cstr(raw: bytes, start: int, length: int) -> str:
-    chunk = raw[start:start + length]
+    chunk = raw[start : start + length]
     end = chunk.find(b"\0")
     return (chunk if end < 0 else chunk[:end]).decode("utf-8", "replace")
 
@@ -57,8 +69,9 @@ def tracefs() -> Path | None:
     try:
         import subprocess
 
-        subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS[0])], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mount", "-t", "tracefs", "tracefs", str(TRACEFS[0])], check=True, capture_output=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return TRACEFS[0] if (TRACEFS[0] / "events").is_dir() else None
@@ -72,8 +85,11 @@ def decode_sockaddr(raw: bytes) -> tuple[str, str | None, int | None]:
     if family == socket.AF_INET and len(raw) >= 8:
         return "inet", socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big")
     if family == socket.AF_INET6 and len(raw) >= 24:
-        return ("inet6", socket.inet_ntop(socket.AF_INET6, raw[8:24]),
-                int.from_bytes(raw[2:4], "big"))
+        return (
+            "inet6",
+            socket.inet_ntop(socket.AF_INET6, raw[8:24]),
+            int.from_bytes(raw[2:4], "big"),
+        )
     if family == socket.AF_UNIX:
         path = raw[2:].split(b"\0", 1)[0].decode("utf-8", "replace")
         return "unix", path or None, None
@@ -104,9 +120,16 @@ class SyscallStatus:
 class SyscallMonitor:
     """The eBPF syscall monitor."""
 
-    def __init__(self, publish: Callable[[ev.Event], None], *, rate: int = 20000,
-                 burst: int = 40000, ringbuf_pages: int = 4096, home_root: str = "/home",
-                 lost_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        publish: Callable[[ev.Event], None],
+        *,
+        rate: int = 20000,
+        burst: int = 40000,
+        ringbuf_pages: int = 4096,
+        home_root: str = "/home",
+        lost_interval: float = 1.0,
+    ) -> None:
         self.publish = publish
         self.rate, self.burst, self.pages = rate, burst, ringbuf_pages
         self.home_root = home_root.rstrip("/") + "/"
@@ -157,15 +180,15 @@ class SyscallMonitor:
         self.status.detail = f"{len(present)} tracepoints attached"
         self._sync_watched()
         self._lost_timer = loop.call_later(self.lost_interval, self._poll_lost)
-        self.publish(ev.MonitorState(ts=time.time(), monitor="bpf", state="ok",
-                                     detail=self.status.detail))
+        self.publish(
+            ev.MonitorState(ts=time.time(), monitor="bpf", state="ok", detail=self.status.detail)
+        )
         return True
 
     def _degraded(self, why: str) -> bool:
         self.status.state = "degraded"
         self.status.detail = why
-        self.publish(ev.MonitorState(ts=time.time(), monitor="bpf", state="degraded",
-                                     detail=why))
+        self.publish(ev.MonitorState(ts=time.time(), monitor="bpf", state="degraded", detail=why))
         return False
 
     def stop(self) -> None:
@@ -186,7 +209,7 @@ class SyscallMonitor:
         if self._bpf is None:
             return
         watched = self._bpf["watched"]
-        current = {k.value for k in watched.keys()}
+        current = {k.value for k in watched}
         for uid in current - set(self._workloads):
             del watched[ctypes.c_uint32(uid)]
         for i, uid in enumerate(sorted(self._workloads)):
@@ -228,8 +251,13 @@ class SyscallMonitor:
         view = self._workloads.get(uid)
         ts = self._boot_offset + ts_ns / 1e9
         comm = comm_b.split(b"\0", 1)[0].decode("utf-8", "replace")
-        base: dict[str, Any] = {"ts": ts, "workload": view.name if view else None, "uid": uid,
-                                "pid": pid, "comm": comm}
+        base: dict[str, Any] = {
+            "ts": ts,
+            "workload": view.name if view else None,
+            "uid": uid,
+            "pid": pid,
+            "comm": comm,
+        }
         if kind == 15:  # fork: lineage only, published for completeness
             self.lineage.fork(int(n0), int(n1), uid, ts, comm)
             return ev.Fork(child=int(n1), ppid=int(n0), **base)
@@ -237,7 +265,7 @@ class SyscallMonitor:
         if kind in (1, 2):
             filename = _cstr(raw, PATH_OFF, PATH_LEN)
             argv = [a for a in (_cstr(raw, ARGV_OFF + i * ARGLEN, ARGLEN) for i in range(ARGC))]
-            argv = argv[:argv.index("")] if "" in argv else argv
+            argv = argv[: argv.index("")] if "" in argv else argv
             memfd = False
             if kind == 2 and (int(n1) & AT_EMPTY_PATH or filename in ("", None)):
                 memfd = self._is_memfd(pid, int(n0))
@@ -246,8 +274,9 @@ class SyscallMonitor:
                 memfd = fd.isdigit() and self._is_memfd(pid, int(fd))
             path = self._absolute(pid, filename)
             self.lineage.exec(pid, uid, ts, path, comm)
-            return ev.Exec(filename=path, argv=argv, memfd=memfd,
-                           dropped=self._dropped(view, path), **base)
+            return ev.Exec(
+                filename=path, argv=argv, memfd=memfd, dropped=self._dropped(view, path), **base
+            )
         if kind == 3:  # the exec happened: only a memfd one is news (the attempt was seen)
             try:
                 exe = os.readlink(f"/proc/{pid}/exe")
@@ -258,25 +287,37 @@ class SyscallMonitor:
             return None
         if kind == 4:
             addrlen = int(n1)
-            family, addr, port = decode_sockaddr(raw[PATH_OFF:PATH_OFF + min(addrlen, 28)])
+            family, addr, port = decode_sockaddr(raw[PATH_OFF : PATH_OFF + min(addrlen, 28)])
             return ev.Connect(family=family, addr=addr, port=port, **base)
         if kind == 5:
             flags = int(n0)
             path = self._absolute(pid, _cstr(raw, PATH_OFF, PATH_LEN))
-            return ev.Open(path=path, flags=flags, write=bool(flags & (O_WRONLY | O_RDWR)),
-                           create=bool(flags & (O_CREAT | O_TRUNC)),
-                           other_home=self._other_home(view, path), **base)
+            return ev.Open(
+                path=path,
+                flags=flags,
+                write=bool(flags & (O_WRONLY | O_RDWR)),
+                create=bool(flags & (O_CREAT | O_TRUNC)),
+                other_home=self._other_home(view, path),
+                **base,
+            )
         if kind == 6:
             return ev.Ptrace(request=int(n0), target_pid=int(n1), **base)
         if kind == 7:
-            return ev.Setid(call=SETID_CALLS.get(int(n0), str(n0)),
-                            ids=[int(x) for x in (n1, n2, n3) if x != -1], **base)
+            return ev.Setid(
+                call=SETID_CALLS.get(int(n0), str(n0)),
+                ids=[int(x) for x in (n1, n2, n3) if x != -1],
+                **base,
+            )
         if kind == 8:
             return ev.Capset(**base)
         if kind == 9:
-            return ev.Mount(target=_cstr(raw, PATH_OFF, PATH_LEN),
-                            fstype=_cstr(raw, ARGV_OFF, ARGLEN),
-                            source=_cstr(raw, ARGV_OFF + ARGLEN, ARGLEN), flags=int(n0), **base)
+            return ev.Mount(
+                target=_cstr(raw, PATH_OFF, PATH_LEN),
+                fstype=_cstr(raw, ARGV_OFF, ARGLEN),
+                source=_cstr(raw, ARGV_OFF + ARGLEN, ARGLEN),
+                flags=int(n0),
+                **base,
+            )
         if kind == 10:
             return ev.Umount(target=_cstr(raw, PATH_OFF, PATH_LEN), **base)
         if kind == 11:
@@ -321,14 +362,14 @@ class SyscallMonitor:
         if path.startswith(view.home.rstrip("/") + "/work/"):
             return True
         if view.merged and view.upper and path.startswith(view.merged.rstrip("/") + "/"):
-            rel = path[len(view.merged.rstrip("/")) + 1:]
+            rel = path[len(view.merged.rstrip("/")) + 1 :]
             return os.path.lexists(os.path.join(view.upper, rel))
         return False
 
     def _other_home(self, view: WorkloadView | None, path: str) -> str | None:
         if not path.startswith(self.home_root):
             return None
-        owner = path[len(self.home_root):].split("/", 1)[0]
+        owner = path[len(self.home_root) :].split("/", 1)[0]
         names = {v.name for v in self._workloads.values()}
         if owner in names and (view is None or owner != view.name):
             return owner

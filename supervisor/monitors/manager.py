@@ -1,0 +1,164 @@
+"""The monitors together: the bus, the three monitors, the trigger engine, live viewers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from ..config import Config, MonitorSettings, overlay_dir
+from ..triggers import Alert, Trigger, TriggerEngine
+from . import events as ev
+from .bus import Bus
+from .counters import CounterMonitor
+from .overlay import OverlayWatcher
+from .syscalls import SyscallMonitor, WorkloadView
+
+SEVERITY_RANK = {s: i for i, s in enumerate(ev.SEVERITIES)}
+
+
+@dataclass
+class ViewerFilter:
+    """What a live viewer (`clawvisor monitor`) wants to see."""
+
+    workload: str | None = None
+    kinds: frozenset[str] = frozenset()
+    min_severity: ev.Severity = "info"
+    alerts_only: bool = False
+
+    def wants(self, workload: str | None, kind: str, severity: ev.Severity) -> bool:
+        if self.workload is not None and workload != self.workload:
+            return False
+        if self.kinds and kind not in self.kinds:
+            return False
+        return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
+
+
+class Monitors:
+    """Owns every monitor; the daemon starts it once and reconfigures it on reload."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        triggers: list[Trigger],
+        respond: Callable[[Alert], None],
+        home_root: str,
+    ) -> None:
+        self.settings = settings
+        self.bus = Bus()
+        self.syscalls = SyscallMonitor(
+            self.bus.publish,
+            rate=settings.rate,
+            burst=settings.burst,
+            ringbuf_pages=settings.ringbuf_pages,
+            home_root=home_root,
+        )
+        self.overlay = OverlayWatcher(self.bus.publish)
+        self.counters = CounterMonitor(self.bus.publish, interval=settings.counters_interval)
+        self._respond = respond
+        self.engine = TriggerEngine(triggers, {}, self._fired)
+        self.viewers: dict[object, tuple[ViewerFilter, Callable[[bytes], None]]] = {}
+        self.bus.subscribe(self.engine.on_event)
+        self.bus.subscribe(self._to_viewers)
+        self._encoder = msgspec.json.Encoder()
+
+    def start(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
+        """Start what the settings enable; a monitor that cannot start is degraded."""
+        if self.settings.bpf:
+            self.syscalls.start(loop)
+        if self.settings.overlay:
+            self.overlay.start(loop)
+        if self.settings.counters:
+            self.counters.start(loop)
+        self.configure(config)
+
+    def stop(self) -> None:
+        self.syscalls.stop()
+        self.overlay.stop()
+        self.counters.stop()
+
+    def configure(self, config: Config, triggers: list[Trigger] | None = None) -> None:
+        """Follow the workloads (and triggers) of a (re)loaded config."""
+        home_root = config.settings.provision.home_root.rstrip("/")
+        views = {}
+        for name, account in config.workloads.items():
+            files = config.files.get(name)
+            upper = files.upper if files is not None else None
+            merged = f"{home_root}/{name}/shared" if upper else None
+            views[account.uid] = WorkloadView(
+                name=name, home=f"{home_root}/{name}", merged=merged, upper=upper
+            )
+        self.syscalls.set_workloads(views)
+        self.counters.set_workloads(list(config.workloads))
+        if self.overlay.notifier is not None:
+            wanted = {
+                str(overlay_dir(config.paths, n) / "upper"): n
+                for n, f in config.files.items()
+                if f.upper
+            }
+            for upper in list(self.overlay.roots):
+                if upper not in wanted:
+                    self.overlay.unwatch(upper)
+            for upper, name in wanted.items():
+                self.overlay.watch(name, upper)
+        self.engine.set_rules(
+            triggers if triggers is not None else self.engine.triggers, config.tags
+        )
+
+    def status(self) -> list[tuple[str, str, str]]:
+        """(monitor, state, detail) for `status` and `doctor`."""
+        s = self.syscalls.status
+        bpf_detail = s.detail
+        if s.missing:
+            bpf_detail += f"; tracepoints this kernel lacks: {', '.join(s.missing)}"
+        out = [("bpf", s.state if self.settings.bpf else "off", bpf_detail)]
+        out.append(
+            (
+                "overlay",
+                "ok"
+                if self.overlay.notifier is not None
+                else ("off" if not self.settings.overlay else "stopped"),
+                f"watching {len(self.overlay.roots)} upper layers",
+            )
+        )
+        out.append(
+            (
+                "nftables",
+                self.counters.state if self.settings.counters else "off",
+                self.counters.detail,
+            )
+        )
+        return out
+
+    # --- alerts and viewers ---------------------------------------------------------------
+
+    def _fired(self, alert: Alert) -> None:
+        self._respond(alert)
+
+    def show_alert(self, alert: Alert, line: bytes) -> None:
+        """Push an alert line to the viewers that want it."""
+        kind = alert.event.__struct_config__.tag
+        for f, push in list(self.viewers.values()):
+            if f.wants(alert.event.workload, str(kind), alert.severity):
+                push(line)
+
+    def _to_viewers(self, event: ev.Event) -> None:
+        if not self.viewers:
+            return
+        kind = str(event.__struct_config__.tag)
+        line: bytes | None = None
+        for f, push in list(self.viewers.values()):
+            if f.alerts_only or not f.wants(event.workload, kind, "info"):
+                continue
+            if line is None:
+                body = self._encoder.encode(event)
+                line = b'{"event":"monitor","severity":"info",' + body[1:] + b"\n"
+            push(line)
+
+    def add_viewer(self, key: object, f: ViewerFilter, push: Callable[[bytes], None]) -> None:
+        self.viewers[key] = (f, push)
+
+    def remove_viewer(self, key: object) -> None:
+        self.viewers.pop(key, None)
