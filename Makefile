@@ -14,14 +14,14 @@ APT_PKGS  := nftables python3-nftables python3-bpfcc bpfcc-tools python3-systemd
              util-linux passwd
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint typecheck pytest bench clean
+.PHONY: help setup headers tracefs run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run    set up, then run the daemon in the foreground (embedded demo config)"
 	@echo "make test   set up, then ruff, mypy and the whole pytest suite"
 	@echo "make bench  set up, then every benchmark beside its peers (bench/results/)"
 
-setup: $(STAMP) /lib/modules/$(KREL)/build
+setup: $(STAMP) headers tracefs
 
 .apt-stamp-check:
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -33,12 +33,21 @@ setup: $(STAMP) /lib/modules/$(KREL)/build
 	fi
 
 # BCC compiles bpf/*.c against kernel headers. This VM's kernel has no headers package, so
-# link the installed Debian ones: bpf/ uses tracepoints only, whose ABI is stable.
-/lib/modules/$(KREL)/build: | .apt-stamp-check
-	@hdr=$$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1); \
+# link the installed Debian ones (build/ and source/: kbuild needs both): bpf/ uses
+# tracepoints only, whose ABI is stable. BCC also needs tracefs for tracepoint ids.
+headers: | .apt-stamp-check
+	@test -e /lib/modules/$(KREL)/build/Makefile -a -e /lib/modules/$(KREL)/source/Makefile \
+	    && exit 0; \
+	hdr=$$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1); \
 	if [ -z "$$hdr" ]; then echo "no kernel headers under /usr/src" >&2; exit 1; fi; \
+	common=$$(sed -n 's|^include \(/.*\)/Makefile$$|\1|p' "$$hdr/Makefile"); \
+	[ -n "$$common" ] || common="$$hdr"; \
 	mkdir -p /lib/modules/$(KREL); ln -sfn "$$hdr" /lib/modules/$(KREL)/build; \
-	echo "linked $$hdr -> /lib/modules/$(KREL)/build"
+	ln -sfn "$$common" /lib/modules/$(KREL)/source; \
+	echo "linked $$hdr -> /lib/modules/$(KREL)/build, $$common -> source"
+
+tracefs:
+	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
 
 $(STAMP): pyproject.toml | .apt-stamp-check
 	@test -x $(VPY) || $(PY) -m venv --system-site-packages $(VENV)
@@ -52,7 +61,7 @@ test: setup lint typecheck pytest
 
 lint:
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check supervisor policy executors
+	$(VENV)/bin/ruff format --check .
 
 typecheck:
 	$(VENV)/bin/mypy

@@ -64,14 +64,26 @@ def main() -> int:
                 rig.read_lines(gateway, 1)
                 allow_ms.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                gateway.sendall(rig.request_line(
-                    f"a{i}", {"action": "open-url", "url": f"https://bench.example/{i}"}))
+                gateway.sendall(
+                    rig.request_line(
+                        f"a{i}", {"action": "open-url", "url": f"https://bench.example/{i}"}
+                    )
+                )
                 [event] = rig.read_lines(agent, 1)
                 ask_ms.append(time.perf_counter() - t0)
                 p = event["request"]
-                agent.sendall(json.dumps({"id": f"v{i}", "op": "verdict", "request": p["id"],
-                                          "digest": p["digest"], "allow": False}).encode()
-                              + b"\n")
+                agent.sendall(
+                    json.dumps(
+                        {
+                            "id": f"v{i}",
+                            "op": "verdict",
+                            "request": p["id"],
+                            "digest": p["digest"],
+                            "allow": False,
+                        }
+                    ).encode()
+                    + b"\n"
+                )
                 rig.read_lines(agent, 2)  # the verdict's reply and the withdrawal
                 rig.read_lines(gateway, 1)
             agent.close()
@@ -81,21 +93,31 @@ def main() -> int:
             daemon.stop()
         rig.cleanup_root(root)
     rows = {
-        "ask_to_prompt_p50_ms": pct(ask_ms, 0.5), "ask_to_prompt_p99_ms": pct(ask_ms, 0.99),
+        "ask_to_prompt_p50_ms": pct(ask_ms, 0.5),
+        "ask_to_prompt_p99_ms": pct(ask_ms, 0.99),
         "allow_round_trip_p50_ms": pct(allow_ms, 0.5),
         "allow_round_trip_p99_ms": pct(allow_ms, 0.99),
         "rounds": args.rounds,
     }
-    table = "\n".join([
-        "| figure | ask: intent to prompt at agent | floor: allow round trip | ratio |",
-        "| --- | --- | --- | --- |",
-        f"| p50 ms | {rows['ask_to_prompt_p50_ms']:.2f} | {rows['allow_round_trip_p50_ms']:.2f}"
-        f" | {rows['ask_to_prompt_p50_ms'] / rows['allow_round_trip_p50_ms']:.1f}x |",
-        f"| p99 ms | {rows['ask_to_prompt_p99_ms']:.2f} | {rows['allow_round_trip_p99_ms']:.2f}"
-        f" | {rows['ask_to_prompt_p99_ms'] / rows['allow_round_trip_p99_ms']:.1f}x |",
-    ])
-    write_result("ask_latency", {"machine": machine(), **rows, "table": table,
-                                 "median_ask_ms": statistics.median(ask_ms) * 1e3})
+    table = "\n".join(
+        [
+            "| figure | ask: intent to prompt at agent | floor: allow round trip | ratio |",
+            "| --- | --- | --- | --- |",
+            f"| p50 ms | {rows['ask_to_prompt_p50_ms']:.2f} | {rows['allow_round_trip_p50_ms']:.2f}"
+            f" | {rows['ask_to_prompt_p50_ms'] / rows['allow_round_trip_p50_ms']:.1f}x |",
+            f"| p99 ms | {rows['ask_to_prompt_p99_ms']:.2f} | {rows['allow_round_trip_p99_ms']:.2f}"
+            f" | {rows['ask_to_prompt_p99_ms'] / rows['allow_round_trip_p99_ms']:.1f}x |",
+        ]
+    )
+    write_result(
+        "ask_latency",
+        {
+            "machine": machine(),
+            **rows,
+            "table": table,
+            "median_ask_ms": statistics.median(ask_ms) * 1e3,
+        },
+    )
     print(f"machine: {machine()}")
     print(table)
     return 0

@@ -21,8 +21,12 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"cores": str(os.cpu_count()), "cpu": cpu, "kernel": platform.release(),
-            "python": platform.python_version()}
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
 
 
 def cpu_seconds(pid: int) -> float:

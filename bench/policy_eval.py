@@ -62,13 +62,21 @@ def generate(n: int, rng: random.Random, *, worst: bool = False) -> list[Rule]:
             s, t = next(status_pairs)
             rules.append(("status", s, t, decision, None))
         else:
-            rules.append(("open-url", rng.choice(WORKLOADS), rng.choice(WORKLOADS), decision,
-                          f"https://h{i}.example/*"))
+            rules.append(
+                (
+                    "open-url",
+                    rng.choice(WORKLOADS),
+                    rng.choice(WORKLOADS),
+                    decision,
+                    f"https://h{i}.example/*",
+                )
+            )
     return rules
 
 
-def requests_for(rules: list[Rule], count: int, rng: random.Random, *, worst: bool = False
-                 ) -> list[Request]:
+def requests_for(
+    rules: list[Rule], count: int, rng: random.Random, *, worst: bool = False
+) -> list[Request]:
     out: list[Request] = []
     for k in range(count):
         if worst:
@@ -87,11 +95,13 @@ def requests_for(rules: list[Rule], count: int, rng: random.Random, *, worst: bo
 def clawvisor_engine(rules: list[Rule]) -> Callable[[Request], bool]:
     text = []
     for action, s, t, d, glob in rules:
-        text.append(f'[[rule]]\naction = "{action}"\nsource = "{s}"\ntarget = "{t}"\n'
-                    f'decision = "{d}"\n' + (f'params.url = {{ glob = "{glob}" }}\n'
-                                             if glob else ""))
-    policy = load_policy_texts([("bench.toml", "\n".join(text))], POLICY_CATALOG,
-                               {w: frozenset() for w in WORKLOADS})
+        text.append(
+            f'[[rule]]\naction = "{action}"\nsource = "{s}"\ntarget = "{t}"\n'
+            f'decision = "{d}"\n' + (f'params.url = {{ glob = "{glob}" }}\n' if glob else "")
+        )
+    policy = load_policy_texts(
+        [("bench.toml", "\n".join(text))], POLICY_CATALOG, {w: frozenset() for w in WORKLOADS}
+    )
 
     def decide(req: Request) -> bool:
         s, action, t, url = req
@@ -107,15 +117,21 @@ def cedar_engine(rules: list[Rule]) -> Callable[[Request], bool]:
     for action, s, t, d, glob in rules:
         effect = "permit" if d == "allow" else "forbid"
         when = f' when {{ context.url like "{glob}" }}' if glob else ""
-        text.append(f'{effect}(principal == Workload::"{s}", action == Action::"{action}", '
-                    f'resource == Workload::"{t}"){when};')
+        text.append(
+            f'{effect}(principal == Workload::"{s}", action == Action::"{action}", '
+            f'resource == Workload::"{t}"){when};'
+        )
     policies = cedarpy.PolicySet.from_str("\n".join(text))
     entities = cedarpy.Entities.from_json_str("[]")
 
     def decide(req: Request) -> bool:
         s, action, t, url = req
-        request = {"principal": f'Workload::"{s}"', "action": f'Action::"{action}"',
-                   "resource": f'Workload::"{t}"', "context": {"url": url or ""}}
+        request = {
+            "principal": f'Workload::"{s}"',
+            "action": f'Action::"{action}"',
+            "resource": f'Workload::"{t}"',
+            "context": {"url": url or ""},
+        }
         result = cedarpy.is_authorized(request, policies, entities)
         return bool(result.allowed)
 
@@ -160,38 +176,63 @@ def main() -> int:
             rng = random.Random(n)
             rules = generate(n, rng)
             reqs = requests_for(rules, args.requests, rng)
-            engines = {"clawvisor": clawvisor_engine(rules), "cedarpy": cedar_engine(rules),
-                       "casbin": casbin_engine(rules, Path(tmp))}
+            engines = {
+                "clawvisor": clawvisor_engine(rules),
+                "cedarpy": cedar_engine(rules),
+                "casbin": casbin_engine(rules, Path(tmp)),
+            }
             answers = {name: [e(r) for r in reqs] for name, e in engines.items()}
             agree = all(answers[name] == answers["clawvisor"] for name in answers)
             if not agree:
-                print(f"engines disagree at {n} rules; figures would compare different "
-                      "things", file=sys.stderr)
+                print(
+                    f"engines disagree at {n} rules; figures would compare different things",
+                    file=sys.stderr,
+                )
                 return 1
-            row: dict[str, Any] = {"rules": n, "requests": len(reqs),
-                                   "allowed": sum(answers["clawvisor"])}
+            row: dict[str, Any] = {
+                "rules": n,
+                "requests": len(reqs),
+                "allowed": sum(answers["clawvisor"]),
+            }
             for name, e in engines.items():
                 row[f"{name}_us"] = median_us(e, reqs, args.repeat)
             rows.append(row)
         n = max(args.sizes)
         worst = generate(n, random.Random(0), worst=True)
         worst_reqs = requests_for(worst, 50, random.Random(1), worst=True)
-        worst_row = {"rules": n, "case": "worst: all rules for one action and source, no match",
-                     "clawvisor_us": median_us(clawvisor_engine(worst), worst_reqs, 5),
-                     "cedarpy_us": median_us(cedar_engine(worst), worst_reqs, 5)}
-    lines = ["| rules | clawvisor µs | cedarpy µs | casbin µs | cedarpy / clawvisor | "
-             "casbin / clawvisor |", "| --- | --- | --- | --- | --- | --- |"]
+        worst_row = {
+            "rules": n,
+            "case": "worst: all rules for one action and source, no match",
+            "clawvisor_us": median_us(clawvisor_engine(worst), worst_reqs, 5),
+            "cedarpy_us": median_us(cedar_engine(worst), worst_reqs, 5),
+        }
+    lines = [
+        "| rules | clawvisor µs | cedarpy µs | casbin µs | cedarpy / clawvisor | "
+        "casbin / clawvisor |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         c = r["clawvisor_us"]
-        lines.append(f"| {r['rules']} | {c:.2f} | {r['cedarpy_us']:.2f} | {r['casbin_us']:.1f} "
-                     f"| {r['cedarpy_us'] / c:.1f}x | {r['casbin_us'] / c:.0f}x |")
+        lines.append(
+            f"| {r['rules']} | {c:.2f} | {r['cedarpy_us']:.2f} | {r['casbin_us']:.1f} "
+            f"| {r['cedarpy_us'] / c:.1f}x | {r['casbin_us'] / c:.0f}x |"
+        )
     w = worst_row
-    lines.append(f"| {w['rules']} (worst case) | {w['clawvisor_us']:.1f} | "
-                 f"{w['cedarpy_us']:.2f} | - | {w['cedarpy_us'] / w['clawvisor_us']:.2f}x | - |")
+    lines.append(
+        f"| {w['rules']} (worst case) | {w['clawvisor_us']:.1f} | "
+        f"{w['cedarpy_us']:.2f} | - | {w['cedarpy_us'] / w['clawvisor_us']:.2f}x | - |"
+    )
     table = "\n".join(lines)
-    write_result("policy_eval", {"machine": machine(), "rows": rows, "worst": worst_row,
-                                 "table": table, "agreement": "all engines agreed on every "
-                                                              "request"})
+    write_result(
+        "policy_eval",
+        {
+            "machine": machine(),
+            "rows": rows,
+            "worst": worst_row,
+            "table": table,
+            "agreement": "all engines agreed on every request",
+        },
+    )
     print(f"machine: {machine()}")
     print(table)
     print("all three engines gave the same decision for every request")

@@ -69,18 +69,25 @@ def measure(path: str, clients: int, total: int, pids: dict[str, int]) -> dict[s
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    out = ["| clients | figure | clawvisor | echo floor | ratio |",
-           "| --- | --- | --- | --- | --- |"]
+    out = [
+        "| clients | figure | clawvisor | echo floor | ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         c, f, n = row["clawvisor"], row["floor"], row["clients"]
         assert isinstance(c, dict) and isinstance(f, dict)
-        for key, label, fmt in (("p50_us", "p50 µs", ".0f"), ("p99_us", "p99 µs", ".0f"),
-                                ("throughput_rps", "req/s", ".0f"),
-                                ("server_cpu_us_per_req", "server CPU µs/req", ".1f")):
-            out.append(f"| {n} | {label} | {c[key]:{fmt}} | {f[key]:{fmt}} | "
-                       f"{c[key] / f[key]:.2f}x |")
-        out.append(f"| {n} | journald CPU µs/req | {c['journald_cpu_us_per_req']:.1f} | "
-                   "0 (no audit) | - |")
+        for key, label, fmt in (
+            ("p50_us", "p50 µs", ".0f"),
+            ("p99_us", "p99 µs", ".0f"),
+            ("throughput_rps", "req/s", ".0f"),
+            ("server_cpu_us_per_req", "server CPU µs/req", ".1f"),
+        ):
+            out.append(
+                f"| {n} | {label} | {c[key]:{fmt}} | {f[key]:{fmt}} | {c[key] / f[key]:.2f}x |"
+            )
+        out.append(
+            f"| {n} | journald CPU µs/req | {c['journald_cpu_us_per_req']:.1f} | 0 (no audit) | - |"
+        )
     return "\n".join(out)
 
 
@@ -92,14 +99,16 @@ def main() -> int:
     args = parser.parse_args()
     root = rig.shared_tmpdir("clawvisor-bench-")
     floor_path = str(root / "echo.sock")
-    floor = subprocess.Popen([sys.executable, str(HERE / "echo_floor.py"), floor_path],
-                             stdout=subprocess.PIPE, text=True)
+    floor = subprocess.Popen(
+        [sys.executable, str(HERE / "echo_floor.py"), floor_path], stdout=subprocess.PIPE, text=True
+    )
     assert floor.stdout is not None and floor.stdout.readline().strip() == "ready"
     daemon = None
     try:
         with rig.journald() as journal:
-            rig.write_config(root, workloads={"bench": "root"}, policy={"10.toml": POLICY},
-                             settings=SETTINGS)
+            rig.write_config(
+                root, workloads={"bench": "root"}, policy={"10.toml": POLICY}, settings=SETTINGS
+            )
             daemon = rig.start_daemon(root)
             jpid = journal.proc.pid if journal.proc is not None else None
             rows: list[dict[str, object]] = []
@@ -107,8 +116,7 @@ def main() -> int:
                 fr: list[dict[str, float]] = []
                 cr: list[dict[str, float]] = []
                 for _ in range(args.rounds):
-                    fr.append(measure(floor_path, clients, args.requests,
-                                      {"server": floor.pid}))
+                    fr.append(measure(floor_path, clients, args.requests, {"server": floor.pid}))
                     pids = {"server": daemon.proc.pid}
                     if jpid is not None:
                         pids["journald"] = jpid
@@ -124,9 +132,15 @@ def main() -> int:
             daemon.stop()
         rig.cleanup_root(root)
     unix_qlen = Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip()
-    result = {"machine": machine(), "rounds": args.rounds, "requests": args.requests,
-              "net.unix.max_dgram_qlen": unix_qlen, "audit_fallback_records": fallback,
-              "rows": rows, "table": table(rows)}
+    result = {
+        "machine": machine(),
+        "rounds": args.rounds,
+        "requests": args.requests,
+        "net.unix.max_dgram_qlen": unix_qlen,
+        "audit_fallback_records": fallback,
+        "rows": rows,
+        "table": table(rows),
+    }
     write_result("roundtrip", result)
     print(f"machine: {result['machine']}; net.unix.max_dgram_qlen={unix_qlen}")
     print(result["table"])

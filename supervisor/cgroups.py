@@ -32,16 +32,19 @@ def cgroup2_root() -> Path:
 
 
 def pids_of(uid: int) -> list[int]:
-    """Processes whose real uid is `uid`."""
+    """Living processes whose real uid is `uid` (zombies are dead: only unreaped)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status", "rb") as f:
+                state = b""
                 for line in f:
-                    if line.startswith(b"Uid:"):
-                        if int(line.split()[1]) == uid:
+                    if line.startswith(b"State:"):
+                        state = line.split()[1]
+                    elif line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == uid and state not in (b"Z", b"X"):
                             out.append(int(entry))
                         break
         except OSError:

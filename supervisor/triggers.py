@@ -117,6 +117,8 @@ def _matcher(field_name: str, ftype: Any, spec: Any) -> Any:
         )
         return _Cidr(param=field_name, nets=nets)
     kind = _kind_of(ftype)
+    if kind == "list":
+        kind = "str"  # matched element by element: any element may match
     if isinstance(spec, list) and not isinstance(spec, dict):
         spec = {"one_of": spec}
     if isinstance(spec, bool) and kind != "bool":

@@ -11,8 +11,9 @@ import pytest
 from tests.helpers import rig
 
 if os.geteuid() != 0:
-    pytest.exit("clawvisor's tests create users, namespaces and mounts: run them as root",
-                returncode=2)
+    pytest.exit(
+        "clawvisor's tests create users, namespaces and mounts: run them as root", returncode=2
+    )
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +41,23 @@ def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
     """Start daemons on generated configs; each is stopped and its files removed after."""
     started: list[rig.Daemon] = []
 
-    def make(workloads: dict[str, rig.User | str | None], policy: dict[str, str],
-             settings: str = "", wrapper: list[str] | None = None,
-             workload_extra: dict[str, str] | None = None,
-             prepare: Callable[[Path], None] | None = None) -> rig.Daemon:
+    def make(
+        workloads: dict[str, rig.User | str | None],
+        policy: dict[str, str],
+        settings: str = "",
+        wrapper: list[str] | None = None,
+        workload_extra: dict[str, str] | None = None,
+        prepare: Callable[[Path], None] | None = None,
+    ) -> rig.Daemon:
         """`prepare(root)` runs after the config is written, before the daemon starts."""
         root = rig.shared_tmpdir("clawvisor-test-")
-        rig.write_config(root, workloads=workloads, policy=policy, settings=settings,
-                         workload_extra=workload_extra)
+        rig.write_config(
+            root,
+            workloads=workloads,
+            policy=policy,
+            settings=settings,
+            workload_extra=workload_extra,
+        )
         if prepare is not None:
             prepare(root)
         try:

@@ -159,7 +159,7 @@ class SyscallMonitor:
         try:
             from bcc import BPF  # python3-bpfcc; imported only where BPF is used
 
-            self._bpf = BPF(src_file=str(BPF_SOURCE), cflags=cflags)
+            self._bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=cflags)
             config = self._bpf["config"]
             config[ctypes.c_int(0)] = ctypes.c_uint64(self.rate)
             config[ctypes.c_int(1)] = ctypes.c_uint64(self.burst)

@@ -37,7 +37,7 @@ class BotApi:
                 if not self.path.startswith(prefix):
                     self._send(401, {"ok": False, "description": "Unauthorized"})
                     return
-                method = self.path[len(prefix):]
+                method = self.path[len(prefix) :]
                 result = api.handle(method, params)
                 self._send(200, {"ok": True, "result": result})
 
@@ -82,8 +82,11 @@ class BotApi:
             self.calls.append((method, params))
             self._cond.notify_all()
         if method == "sendMessage":
-            return {"message_id": next(self._messages), "chat": {"id": params["chat_id"]},
-                    "text": params.get("text")}
+            return {
+                "message_id": next(self._messages),
+                "chat": {"id": params["chat_id"]},
+                "text": params.get("text"),
+            }
         if method == "editMessageText":
             return {"message_id": params["message_id"], "text": params.get("text")}
         return True
@@ -93,8 +96,7 @@ class BotApi:
             self.updates.append({"update_id": next(self._ids), **update})
             self._cond.notify_all()
 
-    def wait(self, method: str, count: int = 1, timeout: float = 10.0
-             ) -> list[dict[str, Any]]:
+    def wait(self, method: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:

@@ -1,4 +1,5 @@
-"""TCP listeners for tests: accept and close, on every ADDRESS:PORT given. Prints "ready".
+"""TCP listeners for tests: accept, read until the peer is done, close; on every
+ADDRESS:PORT given. Prints "ready".
 
     python listeners.py 192.168.77.1:80 203.0.113.10:443 ...
 """
@@ -8,13 +9,23 @@ import sys
 import threading
 
 
+def drain(conn: socket.socket) -> None:
+    conn.settimeout(10)
+    try:
+        while conn.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+    conn.close()
+
+
 def serve(sock: socket.socket) -> None:
     while True:
         try:
             conn, _ = sock.accept()
         except OSError:
             return
-        conn.close()
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
 
 
 for spec in sys.argv[1:]:

@@ -56,8 +56,7 @@ def make_lab() -> Lab:
     netns.create(lab.hs)
     try:
         with NetNS(lab.ws) as ws:
-            ws.link("add", ifname="cv0", kind="veth", peer={"ifname": "cv1",
-                                                             "net_ns_fd": lab.hs})
+            ws.link("add", ifname="cv0", kind="veth", peer={"ifname": "cv1", "net_ns_fd": lab.hs})
             lo = ws.link_lookup(ifname="lo")[0]
             cv0 = ws.link_lookup(ifname="cv0")[0]
             ws.link("set", index=lo, state="up")
@@ -72,9 +71,11 @@ def make_lab() -> Lab:
             for extra in (METADATA, INTERNET, ALLOWED):
                 hs.addr("add", index=cv1, address=extra, prefixlen=32)
             hs.link("set", index=cv1, state="up")
-        proc = subprocess.Popen(["ip", "netns", "exec", lab.hs, sys.executable,
-                                 str(HERE / "listeners.py"), *LISTEN],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.hs, sys.executable, str(HERE / "listeners.py"), *LISTEN],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         lab.procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     except BaseException:

@@ -13,6 +13,7 @@ import sys
 JOURNAL_DIR = "/run/systemd/journal"
 
 if os.path.isdir(JOURNAL_DIR):
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", JOURNAL_DIR],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", JOURNAL_DIR], check=True
+    )
 os.execv(sys.argv[1], sys.argv[1:])

@@ -44,11 +44,13 @@ async def main(log_path: str, cmd_path: str) -> None:
             while line := await reader.readline():
                 cmd = json.loads(line)
                 if cmd["cmd"] == "invoke":
-                    await router.send(new_signal(EMITTER, "ActionInvoked", "us",
-                                                 (cmd["id"], cmd["key"])))
+                    await router.send(
+                        new_signal(EMITTER, "ActionInvoked", "us", (cmd["id"], cmd["key"]))
+                    )
                 elif cmd["cmd"] == "dismiss":
-                    await router.send(new_signal(EMITTER, "NotificationClosed", "uu",
-                                                 (cmd["id"], 2)))
+                    await router.send(
+                        new_signal(EMITTER, "NotificationClosed", "uu", (cmd["id"], 2))
+                    )
                 writer.write(b"ok\n")
                 await writer.drain()
 
@@ -65,14 +67,19 @@ async def main(log_path: str, cmd_path: str) -> None:
                     await router.send(new_method_return(msg, "u", (next(ids),)))
                 elif member == "CloseNotification":
                     await router.send(new_method_return(msg))
-                    await router.send(new_signal(EMITTER, "NotificationClosed", "uu",
-                                                 (msg.body[0], 3)))
+                    await router.send(
+                        new_signal(EMITTER, "NotificationClosed", "uu", (msg.body[0], 3))
+                    )
                 elif member == "GetCapabilities":
-                    await router.send(new_method_return(
-                        msg, "as", (["actions", "body", "body-markup", "persistence"],)))
+                    await router.send(
+                        new_method_return(
+                            msg, "as", (["actions", "body", "body-markup", "persistence"],)
+                        )
+                    )
                 elif member == "GetServerInformation":
-                    await router.send(new_method_return(
-                        msg, "ssss", ("clawvisor-test", "tests", "1", "1.2")))
+                    await router.send(
+                        new_method_return(msg, "ssss", ("clawvisor-test", "tests", "1", "1.2"))
+                    )
         server.close()
 
 

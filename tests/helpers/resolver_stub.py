@@ -10,8 +10,7 @@ import sys
 
 table_path, log_path, host = sys.argv[1], sys.argv[2], sys.argv[3]
 with open(log_path, "a", encoding="utf-8") as log:
-    log.write(json.dumps({"argv": sys.argv[3:], "uid": os.getuid(), "gid": os.getgid()})
-              + "\n")
+    log.write(json.dumps({"argv": sys.argv[3:], "uid": os.getuid(), "gid": os.getgid()}) + "\n")
 with open(table_path, encoding="utf-8") as f:
     table = json.load(f)
 if host not in table:

@@ -35,15 +35,28 @@ class User:
     gid: int
 
 
-def create_user(prefix: str = "cvt", groups: tuple[str, ...] = (),
-                home: str = "/nonexistent") -> User:
+def create_user(
+    prefix: str = "cvt", groups: tuple[str, ...] = (), home: str = "/nonexistent"
+) -> User:
     """A real system user with its own group and no login shell (home not created)."""
     name = f"{prefix}{secrets.token_hex(3)}"
     extra = ["--groups", ",".join(groups)] if groups else []
     subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home",
-         "--home-dir", home, "--shell", "/usr/sbin/nologin", *extra, name],
-        check=True, capture_output=True)
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            home,
+            "--shell",
+            "/usr/sbin/nologin",
+            *extra,
+            name,
+        ],
+        check=True,
+        capture_output=True,
+    )
     pw = pwd.getpwnam(name)
     return User(name=name, uid=pw.pw_uid, gid=pw.pw_gid)
 
@@ -61,8 +74,11 @@ def delete_group(name: str) -> None:
 
 def as_user(user: User) -> dict[str, object]:
     """subprocess keyword arguments that run a child as `user` with its real groups."""
-    return {"user": user.uid, "group": user.gid,
-            "extra_groups": os.getgrouplist(user.name, user.gid)}
+    return {
+        "user": user.uid,
+        "group": user.gid,
+        "extra_groups": os.getgrouplist(user.name, user.gid),
+    }
 
 
 def delete_user(user: User) -> None:
@@ -123,8 +139,7 @@ class Journald:
         out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def wait_entries(self, count: int, timeout: float = 10.0, **match: str
-                     ) -> list[dict[str, str]]:
+    def wait_entries(self, count: int, timeout: float = 10.0, **match: str) -> list[dict[str, str]]:
         """Poll until at least `count` matching entries are readable."""
         deadline = time.monotonic() + timeout
         while True:
@@ -193,8 +208,11 @@ class Daemon:
     def fallback_records(self) -> list[dict[str, object]]:
         if not self.fallback.exists():
             return []
-        return [json.loads(line)["record"] for line in
-                self.fallback.read_text().splitlines() if line.strip()]
+        return [
+            json.loads(line)["record"]
+            for line in self.fallback.read_text().splitlines()
+            if line.strip()
+        ]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -221,17 +239,26 @@ class Daemon:
         return self.proc.returncode
 
 
-def write_config(root: Path, *, workloads: dict[str, User | str | None],
-                 policy: dict[str, str], settings: str = "",
-                 workload_extra: dict[str, str] | None = None) -> None:
+def write_config(
+    root: Path,
+    *,
+    workloads: dict[str, User | str | None],
+    policy: dict[str, str],
+    settings: str = "",
+    workload_extra: dict[str, str] | None = None,
+) -> None:
     """Write etc/ under root; `workload_extra` adds TOML lines to a workload's table."""
     etc = root / "etc"
     (etc / "policy.d").mkdir(parents=True, exist_ok=True)
     lines = []
     for name, user in workloads.items():
         account = user if isinstance(user, str) else ("root" if user is None else user.name)
-        lines += [f"[workloads.{name}]", f'user = "{account}"',
-                  (workload_extra or {}).get(name, ""), ""]
+        lines += [
+            f"[workloads.{name}]",
+            f'user = "{account}"',
+            (workload_extra or {}).get(name, ""),
+            "",
+        ]
     (etc / "workloads.toml").write_text("\n".join(lines))
     # A group that does not exist: the daemon grants the workload users by ACL.
     base = '[server]\nsocket_group = "cvt-no-such-group"\n'
@@ -245,8 +272,13 @@ def write_config(root: Path, *, workloads: dict[str, User | str | None],
         (etc / "policy.d" / name).write_text(text)
 
 
-def start_daemon(root: Path, *, wrapper: list[str] | None = None,
-                 env: dict[str, str] | None = None, ready_timeout: float = 20.0) -> Daemon:
+def start_daemon(
+    root: Path,
+    *,
+    wrapper: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 20.0,
+) -> Daemon:
     """Start `clawvisor serve` on the config under root/etc; wait for READY=1."""
     notify_path = root / "notify.sock"
     with contextlib.suppress(FileNotFoundError):
@@ -254,15 +286,27 @@ def start_daemon(root: Path, *, wrapper: list[str] | None = None,
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(0.2)
-    argv = [str(CLAWVISOR), "serve", "--config-dir", str(root / "etc"),
-            "--runtime-dir", str(root / "run"), "--state-dir", str(root / "state"),
-            "--log-dir", str(root / "log")]
+    argv = [
+        str(CLAWVISOR),
+        "serve",
+        "--config-dir",
+        str(root / "etc"),
+        "--runtime-dir",
+        str(root / "run"),
+        "--state-dir",
+        str(root / "state"),
+        "--log-dir",
+        str(root / "log"),
+    ]
     stderr_path = root / "daemon.stderr"
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NOTIFY_SOCKET": str(notify_path),
-                "LANG": "C.UTF-8", **(env or {})}
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "NOTIFY_SOCKET": str(notify_path),
+        "LANG": "C.UTF-8",
+        **(env or {}),
+    }
     with stderr_path.open("wb") as err:
-        proc = subprocess.Popen([*(wrapper or []), *argv], stdout=err, stderr=err,
-                                env=full_env)
+        proc = subprocess.Popen([*(wrapper or []), *argv], stdout=err, stderr=err, env=full_env)
     daemon = Daemon(root=root, proc=proc, stderr_path=stderr_path)
     deadline = time.monotonic() + ready_timeout
     try:
@@ -311,8 +355,7 @@ def read_lines(sock: socket.socket, count: int, timeout: float = 10.0) -> list[d
     return out
 
 
-def call(path: Path, user: User | None, intent: dict[str, object], rid: str = "r1"
-         ) -> dict:
+def call(path: Path, user: User | None, intent: dict[str, object], rid: str = "r1") -> dict:
     """One request over a fresh connection as `user`; the decoded reply."""
     with connect_as(path, user) as sock:
         sock.sendall(request_line(rid, intent))

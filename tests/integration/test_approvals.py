@@ -77,8 +77,14 @@ class Env:
 
     def cli(self, *argv: str, user=None, **kw) -> subprocess.CompletedProcess[str]:
         extra = rig.as_user(user) if user is not None else {}
-        return subprocess.run([str(rig.CLAWVISOR), *argv, "--socket", str(self.daemon.control)],
-                              capture_output=True, text=True, timeout=60, **extra, **kw)
+        return subprocess.run(
+            [str(rig.CLAWVISOR), *argv, "--socket", str(self.daemon.control)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            **extra,
+            **kw,
+        )
 
     def calls(self) -> list[dict]:
         if not self.record.exists():
@@ -87,11 +93,13 @@ class Env:
 
 
 def settings(group: str, record: Path) -> str:
-    return ('[server]\nsocket_group = "cvt-no-such-group"\n'
-            f'control_group = "{group}"\n'
-            '[executors.open-url]\n'
-            f'argv = ["/usr/bin/python3", "{RECORDER}", "{record}", "{{url}}"]\n'
-            '[approvals]\nmax_pending_per_workload = 10\n')
+    return (
+        '[server]\nsocket_group = "cvt-no-such-group"\n'
+        f'control_group = "{group}"\n'
+        "[executors.open-url]\n"
+        f'argv = ["/usr/bin/python3", "{RECORDER}", "{record}", "{{url}}"]\n'
+        "[approvals]\nmax_pending_per_workload = 10\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,18 +183,42 @@ def test_two_agents_first_verdict_wins_and_the_other_is_withdrawn(env, journal):
             [eb] = read_lines(b, 1)
             assert ea["event"] == eb["event"] == "pending"
             p = eb["request"]
-            b.sendall(json.dumps({"id": "v", "op": "verdict", "request": p["id"],
-                                  "digest": p["digest"], "allow": True,
-                                  "agent": "desktop"}).encode() + b"\n")
+            b.sendall(
+                json.dumps(
+                    {
+                        "id": "v",
+                        "op": "verdict",
+                        "request": p["id"],
+                        "digest": p["digest"],
+                        "allow": True,
+                        "agent": "desktop",
+                    }
+                ).encode()
+                + b"\n"
+            )
             withdrawn_b, taken = read_lines(b, 2)
             if "event" not in withdrawn_b:
                 withdrawn_b, taken = taken, withdrawn_b
             assert taken["status"] == "ok" and taken["result"]["decided"]
             [wa] = read_lines(a, 1)
-            assert wa == {"event": "withdrawn", "id": p["id"], "reason": "approved",
-                          "by": f"desktop uid:{env.op2.uid}"}
-            a.sendall(json.dumps({"id": "late", "op": "verdict", "request": p["id"],
-                                  "digest": p["digest"], "allow": False}).encode() + b"\n")
+            assert wa == {
+                "event": "withdrawn",
+                "id": p["id"],
+                "reason": "approved",
+                "by": f"desktop uid:{env.op2.uid}",
+            }
+            a.sendall(
+                json.dumps(
+                    {
+                        "id": "late",
+                        "op": "verdict",
+                        "request": p["id"],
+                        "digest": p["digest"],
+                        "allow": False,
+                    }
+                ).encode()
+                + b"\n"
+            )
             late = read_lines(a, 1)[0]
             assert late["status"] == "error" and "not pending" in late["error"]["message"]
             assert read_lines(sock, 1)[0]["status"] == "ok"
@@ -194,8 +226,9 @@ def test_two_agents_first_verdict_wins_and_the_other_is_withdrawn(env, journal):
         a.close()
         b.close()
     approver = f"desktop uid:{env.op2.uid}"
-    recs = journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_APPROVER=approver,
-                                CLAWVISOR_KIND="decision")
+    recs = journal.wait_entries(
+        1, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_APPROVER=approver, CLAWVISOR_KIND="decision"
+    )
     assert recs and recs[-1]["CLAWVISOR_OUTCOME"] == "approved"
 
 
@@ -206,12 +239,12 @@ def test_an_approval_replayed_against_a_changed_intent_is_refused(env):
     s2, _ = env.ask(u2)
     with s1, s2:
         p1, p2 = env.wait_pending(u1), env.wait_pending(u2)
-        refused = env.control("verdict", user=env.op, request=p2["id"], digest=p1["digest"],
-                              allow=True)
+        refused = env.control(
+            "verdict", user=env.op, request=p2["id"], digest=p1["digest"], allow=True
+        )
         assert refused["status"] == "error" and "digest" in refused["error"]["message"]
         for p in (p1, p2):
-            env.control("verdict", user=env.op, request=p["id"], digest=p["digest"],
-                        allow=False)
+            env.control("verdict", user=env.op, request=p["id"], digest=p["digest"], allow=False)
         assert read_lines(s2, 1)[0]["error"]["code"] == "approval_denied"
         read_lines(s1, 1)
 
@@ -250,13 +283,15 @@ def test_the_eleventh_pending_request_is_rate_limited(env):
 def test_fifty_identical_asks_give_one_prompt(env):
     url = f"https://same.example/{uuid.uuid4().hex[:6]}"
     with connect_as(env.daemon.intents, env.alpha) as sock:
-        sock.sendall(b"".join(request_line(f"same-{n}", {"action": "open-url",
-                                                        "target": "alpha", "url": url})
-                              for n in range(50)))
+        sock.sendall(
+            b"".join(
+                request_line(f"same-{n}", {"action": "open-url", "target": "alpha", "url": url})
+                for n in range(50)
+            )
+        )
         p = env.wait_pending(url)
         time.sleep(0.2)
-        same = [q for q in env.control("pending")["result"]["pending"]
-                if q["params"]["url"] == url]
+        same = [q for q in env.control("pending")["result"]["pending"] if q["params"]["url"] == url]
         assert len(same) == 1
         env.control("verdict", request=p["id"], digest=p["digest"], allow=False)
         replies = read_lines(sock, 50)
@@ -278,8 +313,12 @@ def test_grants_once_for_a_duration_always_revoke_and_restart(env):
         # for 2 seconds: the next identical ask passes without a prompt
         assert env.cli("approve", "--for", "2s", p["id"], user=env.op).returncode == 0
         read_lines(sock, 1)
-    assert call(env.daemon.intents, env.alpha, {"action": "open-url", "target": "alpha",
-                                                "url": url})["status"] == "ok"
+    assert (
+        call(env.daemon.intents, env.alpha, {"action": "open-url", "target": "alpha", "url": url})[
+            "status"
+        ]
+        == "ok"
+    )
     time.sleep(2.2)
     sock, _ = env.ask(url)
     with sock:
@@ -291,8 +330,12 @@ def test_grants_once_for_a_duration_always_revoke_and_restart(env):
     gid = next(ln.split()[0] for ln in listed.stdout.splitlines() if url in ln)
     # a restart keeps it
     env.daemon.restart()
-    assert call(env.daemon.intents, env.alpha, {"action": "open-url", "target": "alpha",
-                                                "url": url})["status"] == "ok"
+    assert (
+        call(env.daemon.intents, env.alpha, {"action": "open-url", "target": "alpha", "url": url})[
+            "status"
+        ]
+        == "ok"
+    )
     assert env.cli("grants", "revoke", gid, user=env.op).returncode == 0
     sock, _ = env.ask(url)
     with sock:
@@ -317,17 +360,28 @@ def test_only_the_telegram_agent_user_may_answer_as_telegram(env):
     sock, _ = env.ask(url)
     with sock:
         p = env.wait_pending(url)
-        out = env.control("verdict", user=env.op, request=p["id"], digest=p["digest"],
-                          allow=True, agent="telegram", detail="12345")
+        out = env.control(
+            "verdict",
+            user=env.op,
+            request=p["id"],
+            digest=p["digest"],
+            allow=True,
+            agent="telegram",
+            detail="12345",
+        )
         assert out["error"]["code"] == "unauthorized"
         env.control("verdict", request=p["id"], digest=p["digest"], allow=False)
         read_lines(sock, 1)
 
 
 def test_interactive_cli_approver_defaults_to_deny(env):
-    proc = subprocess.Popen([str(rig.CLAWVISOR), "approver", "cli", "--socket",
-                             str(env.daemon.control)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, **rig.as_user(env.op))
+    proc = subprocess.Popen(
+        [str(rig.CLAWVISOR), "approver", "cli", "--socket", str(env.daemon.control)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        **rig.as_user(env.op),
+    )
     try:
         assert "waiting for requests" in proc.stdout.readline()
         url = f"https://prompt.example/{uuid.uuid4().hex[:6]}"
@@ -354,16 +408,21 @@ def test_interactive_cli_approver_defaults_to_deny(env):
         proc.wait(10)
 
 
-def test_sigkill_mid_ask_is_denied_at_the_next_start(make_group, make_user, make_daemon,
-                                                     journal, tmp_path):
+def test_sigkill_mid_ask_is_denied_at_the_next_start(
+    make_group, make_user, make_daemon, journal, tmp_path
+):
     group = make_group()
     alpha = make_user()
-    daemon = make_daemon({"alpha": alpha}, {"10.toml": POLICY},
-                         settings(group, tmp_path / "unused.jsonl"))
+    daemon = make_daemon(
+        {"alpha": alpha}, {"10.toml": POLICY}, settings(group, tmp_path / "unused.jsonl")
+    )
     rid = f"killed-{uuid.uuid4().hex[:8]}"
     sock = connect_as(daemon.intents, alpha)
-    sock.sendall(request_line(rid, {"action": "open-url", "target": "alpha",
-                                    "url": "https://killed.example/"}))
+    sock.sendall(
+        request_line(
+            rid, {"action": "open-url", "target": "alpha", "url": "https://killed.example/"}
+        )
+    )
     journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_OUTCOME="offered")
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait(10)
@@ -389,16 +448,46 @@ def test_policy_explain_shows_a_grant_that_lets_an_intent_through(env):
         p = env.wait_pending(url)
         assert env.cli("approve", "--always", p["id"], user=env.op).returncode == 0
         read_lines(sock, 1)
-    out = subprocess.run([str(rig.CLAWVISOR), "policy", "explain", "--config-dir",
-                          str(env.daemon.config_dir), "--state-dir",
-                          str(env.daemon.root / "state"), "--source", "alpha",
-                          "--target", "alpha", "open-url", f"url={url}"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            str(rig.CLAWVISOR),
+            "policy",
+            "explain",
+            "--config-dir",
+            str(env.daemon.config_dir),
+            "--state-dir",
+            str(env.daemon.root / "state"),
+            "--source",
+            "alpha",
+            "--target",
+            "alpha",
+            "open-url",
+            f"url={url}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.splitlines()[0] == "decision: ask (rule policy.d/10.toml:18)"
     assert "lets this exact intent through without asking (until always" in out.stdout
-    other = subprocess.run([str(rig.CLAWVISOR), "policy", "explain", "--config-dir",
-                            str(env.daemon.config_dir), "--state-dir",
-                            str(env.daemon.root / "state"), "--source", "alpha",
-                            "--target", "alpha", "open-url", f"url={url}x"],
-                           capture_output=True, text=True, timeout=60)
+    other = subprocess.run(
+        [
+            str(rig.CLAWVISOR),
+            "policy",
+            "explain",
+            "--config-dir",
+            str(env.daemon.config_dir),
+            "--state-dir",
+            str(env.daemon.root / "state"),
+            "--source",
+            "alpha",
+            "--target",
+            "alpha",
+            "open-url",
+            f"url={url}x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "grant" not in other.stdout.split("\n", 2)[2]

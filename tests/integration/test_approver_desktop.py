@@ -28,8 +28,9 @@ class Desktop:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self, argv, env, ready: str | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True,
-                                **rig.as_user(self.op))
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, text=True, **rig.as_user(self.op)
+        )
         self.procs.append(proc)
         if ready is not None:
             line = proc.stdout.readline()
@@ -48,8 +49,9 @@ class Desktop:
     def calls(self, method: str) -> list[dict]:
         if not self.log.exists():
             return []
-        return [c for c in map(json.loads, self.log.read_text().splitlines())
-                if c["method"] == method]
+        return [
+            c for c in map(json.loads, self.log.read_text().splitlines()) if c["method"] == method
+        ]
 
     def wait_call(self, method: str, count: int) -> list[dict]:
         deadline = time.monotonic() + 10
@@ -65,8 +67,11 @@ class Desktop:
 
     def ask(self, url: str):
         sock = connect_as(self.daemon.intents, self.alpha)
-        sock.sendall(request_line(f"d-{uuid.uuid4().hex[:6]}",
-                                  {"action": "open-url", "target": "alpha", "url": url}))
+        sock.sendall(
+            request_line(
+                f"d-{uuid.uuid4().hex[:6]}", {"action": "open-url", "target": "alpha", "url": url}
+            )
+        )
         return sock
 
 
@@ -78,16 +83,28 @@ def desk(make_group, make_user, make_daemon):
     os.chown(root, op.uid, op.gid)
     (root / "rec").mkdir(mode=0o1777)
     (root / "rec").chmod(0o1777)
-    daemon = make_daemon({"alpha": alpha}, {"10.toml": POLICY},
-                         settings(group, root / "rec" / "r.jsonl"))
+    daemon = make_daemon(
+        {"alpha": alpha}, {"10.toml": POLICY}, settings(group, root / "rec" / "r.jsonl")
+    )
     d = Desktop(root, op, daemon, alpha)
-    bus = d.start(["dbus-daemon", "--session", "--nofork", "--print-address=1",
-                   f"--address=unix:path={root}/bus"], {"PATH": os.environ["PATH"]})
+    bus = d.start(
+        [
+            "dbus-daemon",
+            "--session",
+            "--nofork",
+            "--print-address=1",
+            f"--address=unix:path={root}/bus",
+        ],
+        {"PATH": os.environ["PATH"]},
+    )
     address = bus.stdout.readline().strip()
     env = {"PATH": os.environ["PATH"], "DBUS_SESSION_BUS_ADDRESS": address}
     d.start([sys.executable, str(NOTIFY_SERVER), str(d.log), str(d.cmd)], env, "ready")
-    d.start([str(rig.CLAWVISOR), "approver", "desktop", "--socket", str(daemon.control)],
-            env, "showing requests as notifications")
+    d.start(
+        [str(rig.CLAWVISOR), "approver", "desktop", "--socket", str(daemon.control)],
+        env,
+        "showing requests as notifications",
+    )
     yield d
     d.stop()
     rig.cleanup_root(root)
@@ -131,10 +148,19 @@ def test_closing_without_an_action_gives_no_verdict(desk):
             sock.recv(100)  # still pending: dismissing is not an answer
         with connect_as(desk.daemon.control, None) as c:
             c.sendall(b'{"id":"p","op":"pending"}\n')
-            [p] = [q for q in read_lines(c, 1)[0]["result"]["pending"]
-                   if q["params"]["url"] == url]
-            c.sendall(json.dumps({"id": "v", "op": "verdict", "request": p["id"],
-                                  "digest": p["digest"], "allow": False}).encode() + b"\n")
+            [p] = [q for q in read_lines(c, 1)[0]["result"]["pending"] if q["params"]["url"] == url]
+            c.sendall(
+                json.dumps(
+                    {
+                        "id": "v",
+                        "op": "verdict",
+                        "request": p["id"],
+                        "digest": p["digest"],
+                        "allow": False,
+                    }
+                ).encode()
+                + b"\n"
+            )
             read_lines(c, 1)
         assert read_lines(sock, 1)[0]["error"]["code"] == "approval_denied"
 
@@ -145,11 +171,17 @@ def test_an_answer_elsewhere_withdraws_the_notification(desk):
     with desk.ask(url) as sock:
         n = len(desk.calls("Notify")) + 1
         desk.wait_call("Notify", n)
-        out = subprocess.run([str(rig.CLAWVISOR), "pending", "--socket",
-                              str(desk.daemon.control)], capture_output=True, text=True)
+        out = subprocess.run(
+            [str(rig.CLAWVISOR), "pending", "--socket", str(desk.daemon.control)],
+            capture_output=True,
+            text=True,
+        )
         pid = next(ln.split()[0] for ln in out.stdout.splitlines() if ln.startswith("p-"))
-        subprocess.run([str(rig.CLAWVISOR), "approve", pid, "--socket",
-                        str(desk.daemon.control)], capture_output=True, check=True)
+        subprocess.run(
+            [str(rig.CLAWVISOR), "approve", pid, "--socket", str(desk.daemon.control)],
+            capture_output=True,
+            check=True,
+        )
         assert read_lines(sock, 1)[0]["status"] == "ok"
     assert desk.wait_call("CloseNotification", closes + 1)[-1]["args"] == [n]
 

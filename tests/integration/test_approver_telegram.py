@@ -41,10 +41,16 @@ class Tg:
         raise AssertionError(f"no message for {url}")
 
     def press(self, user: int, data: str, message_id: int = 1, chat: int | None = None):
-        self.api.push({"callback_query": {
-            "id": f"cq-{uuid.uuid4().hex[:6]}", "from": {"id": user},
-            "message": {"message_id": message_id, "chat": {"id": chat or user}},
-            "data": data}})
+        self.api.push(
+            {
+                "callback_query": {
+                    "id": f"cq-{uuid.uuid4().hex[:6]}",
+                    "from": {"id": user},
+                    "message": {"message_id": message_id, "chat": {"id": chat or user}},
+                    "data": data,
+                }
+            }
+        )
 
     def edits(self) -> list[str]:
         return [p["text"] for m, p in self.api.calls if m == "editMessageText"]
@@ -63,28 +69,62 @@ def tg(make_group, make_user, make_daemon, journal):
     os.chown(token_file, tg_user.uid, tg_user.gid)
     token_file.chmod(0o600)
     extra = f'telegram_agent_user = "{tg_user.name}"\n'
-    daemon = make_daemon({"alpha": alpha}, {"10.toml": POLICY},
-                         settings(group, root / "rec" / "r.jsonl") + extra)
+    daemon = make_daemon(
+        {"alpha": alpha}, {"10.toml": POLICY}, settings(group, root / "rec" / "r.jsonl") + extra
+    )
     state.mkdir(mode=0o700)
     os.chown(state, tg_user.uid, tg_user.gid)
     with BotApi(TOKEN) as api:
         agent = subprocess.Popen(
-            [str(rig.CLAWVISOR), "approver", "telegram", "--socket", str(daemon.control),
-             "--token-file", str(token_file), "--api-base", api.base, "--state-dir", str(state)],
-            stdout=subprocess.PIPE, text=True, env={"PATH": os.environ["PATH"]},
-            **rig.as_user(tg_user))
+            [
+                str(rig.CLAWVISOR),
+                "approver",
+                "telegram",
+                "--socket",
+                str(daemon.control),
+                "--token-file",
+                str(token_file),
+                "--api-base",
+                api.base,
+                "--state-dir",
+                str(state),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={"PATH": os.environ["PATH"]},
+            **rig.as_user(tg_user),
+        )
         try:
             assert "no Telegram user is paired yet" in agent.stdout.readline()
             assert "polling" in agent.stdout.readline()
             t = Tg(api, daemon, alpha, tg_user, state, token_file)
-            pair = subprocess.Popen([str(rig.CLAWVISOR), "approver", "telegram", "pair",
-                                     "--state-dir", str(state), "--timeout", "30"],
-                                    stdout=subprocess.PIPE, text=True, **rig.as_user(tg_user))
+            pair = subprocess.Popen(
+                [
+                    str(rig.CLAWVISOR),
+                    "approver",
+                    "telegram",
+                    "pair",
+                    "--state-dir",
+                    str(state),
+                    "--timeout",
+                    "30",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                **rig.as_user(tg_user),
+            )
             lines = [pair.stdout.readline() for _ in range(3)]
             code = lines[2].split()[-1]
-            api.push({"message": {"message_id": 1, "from": {"id": PAIRED},
-                                  "chat": {"id": PAIRED, "type": "private"},
-                                  "text": f"/pair {code}"}})
+            api.push(
+                {
+                    "message": {
+                        "message_id": 1,
+                        "from": {"id": PAIRED},
+                        "chat": {"id": PAIRED, "type": "private"},
+                        "text": f"/pair {code}",
+                    }
+                }
+            )
             assert pair.wait(30) == 0
             assert "paired Telegram user(s): 111" in pair.stdout.read()
             yield t
@@ -96,8 +136,11 @@ def tg(make_group, make_user, make_daemon, journal):
 
 def test_pairing_recorded_the_user_and_told_them(tg):
     assert json.loads((tg.state / "paired.json").read_text()) == [PAIRED]
-    assert any(p["chat_id"] == PAIRED and p["text"].startswith("Paired")
-               for m, p in tg.api.calls if m == "sendMessage")
+    assert any(
+        p["chat_id"] == PAIRED and p["text"].startswith("Paired")
+        for m, p in tg.api.calls
+        if m == "sendMessage"
+    )
 
 
 def test_request_arrives_with_buttons_and_no_parse_mode_and_allow_runs_it(tg, journal):
@@ -116,8 +159,9 @@ def test_request_arrives_with_buttons_and_no_parse_mode_and_allow_runs_it(tg, jo
     assert answered["text"] == "Allowed."
     tg.api.wait("editMessageText")
     assert any(f"Allowed by telegram telegram:{PAIRED}" in e for e in tg.edits())
-    recs = journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_KIND="decision",
-                                CLAWVISOR_OUTCOME="approved")
+    recs = journal.wait_entries(
+        1, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_KIND="decision", CLAWVISOR_OUTCOME="approved"
+    )
     assert recs[-1]["CLAWVISOR_APPROVER"] == f"telegram telegram:{PAIRED}"
 
 
@@ -134,8 +178,7 @@ def test_an_unpaired_users_press_does_nothing_and_is_audited(tg, journal):
         sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
             sock.recv(10)  # still pending
-        recs = journal.wait_entries(1, CLAWVISOR_OUTCOME="ignored_press",
-                                    CLAWVISOR_KIND="approval")
+        recs = journal.wait_entries(1, CLAWVISOR_OUTCOME="ignored_press", CLAWVISOR_KIND="approval")
         assert any(f"telegram user {STRANGER}" in r["MESSAGE"] for r in recs)
         deny = msg["reply_markup"]["inline_keyboard"][0][2]["callback_data"]
         tg.press(PAIRED, deny)
@@ -151,8 +194,7 @@ def test_forged_callback_data_is_rejected_and_audited(tg, journal):
         allow = msg["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
         request = allow.split("|")[0]
         before = len(tg.api.wait("answerCallbackQuery"))
-        for forged in (f"{request}|a|{'0' * 20}", f"{request}|t|" + allow.split("|")[2],
-                       "garbage"):
+        for forged in (f"{request}|a|{'0' * 20}", f"{request}|t|" + allow.split("|")[2], "garbage"):
             tg.press(PAIRED, forged)
         answers = tg.api.wait("answerCallbackQuery", before + 3)[-3:]
         assert all(a["text"] == "This button is not valid." for a in answers)
@@ -180,15 +222,26 @@ def test_timed_out_and_answered_elsewhere_edit_the_message(tg):
         tg.wait_message(url)
         with connect_as(tg.daemon.control, None) as c:
             c.sendall(b'{"id":"p","op":"pending"}\n')
-            [p] = [q for q in read_lines(c, 1)[0]["result"]["pending"]
-                   if q["params"]["url"] == url]
-            c.sendall(json.dumps({"id": "v", "op": "verdict", "request": p["id"],
-                                  "digest": p["digest"], "allow": True}).encode() + b"\n")
+            [p] = [q for q in read_lines(c, 1)[0]["result"]["pending"] if q["params"]["url"] == url]
+            c.sendall(
+                json.dumps(
+                    {
+                        "id": "v",
+                        "op": "verdict",
+                        "request": p["id"],
+                        "digest": p["digest"],
+                        "allow": True,
+                    }
+                ).encode()
+                + b"\n"
+            )
             read_lines(c, 1)
         assert read_lines(sock, 1)[0]["status"] == "ok"
     deadline = time.monotonic() + 10
-    while not (any("Timed out: denied" in e for e in tg.edits())
-               and any("Answered elsewhere: allowed by cli uid:0" in e for e in tg.edits())):
+    while not (
+        any("Timed out: denied" in e for e in tg.edits())
+        and any("Answered elsewhere: allowed by cli uid:0" in e for e in tg.edits())
+    ):
         assert time.monotonic() < deadline, tg.edits()
         time.sleep(0.05)
 
@@ -198,8 +251,23 @@ def test_a_token_file_others_can_read_is_refused(tg, tmp_path):
     loose.write_text(TOKEN)
     os.chown(loose, tg.user.uid, tg.user.gid)
     loose.chmod(0o644)
-    out = subprocess.run([str(rig.CLAWVISOR), "approver", "telegram", "--socket",
-                          str(tg.daemon.control), "--token-file", str(loose),
-                          "--api-base", tg.api.base, "--state-dir", str(tg.state)],
-                         capture_output=True, text=True, timeout=30, **rig.as_user(tg.user))
+    out = subprocess.run(
+        [
+            str(rig.CLAWVISOR),
+            "approver",
+            "telegram",
+            "--socket",
+            str(tg.daemon.control),
+            "--token-file",
+            str(loose),
+            "--api-base",
+            tg.api.base,
+            "--state-dir",
+            str(tg.state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        **rig.as_user(tg.user),
+    )
     assert out.returncode == 2 and "must be mode 0600" in out.stdout

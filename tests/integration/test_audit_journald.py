@@ -57,9 +57,12 @@ def test_allow_decision_is_in_journald_with_all_fields(env, journal):
 def test_deny_decision_is_in_journald_with_target_params_and_rule(env, journal):
     daemon, user = env
     rid = f"j-{uuid.uuid4().hex[:10]}"
-    reply = call(daemon.intents, user,
-                 {"action": "open-url", "target": "audited", "url": "https://deny.example/x"},
-                 rid)
+    reply = call(
+        daemon.intents,
+        user,
+        {"action": "open-url", "target": "audited", "url": "https://deny.example/x"},
+        rid,
+    )
     assert reply["status"] == "denied"
     [entry] = journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid)
     assert entry["PRIORITY"] == "5"
@@ -90,11 +93,17 @@ def test_params_in_the_audit_are_bounded(env, journal):
     assert len(entry["CLAWVISOR_PARAMS"]) <= 4096
 
 
-def test_unreachable_journald_sends_every_record_to_the_fallback(make_user, make_daemon,
-                                                                  journal):
+def test_unreachable_journald_sends_every_record_to_the_fallback(make_user, make_daemon, journal):
     user = make_user()
-    wrapper = ["unshare", "--mount", "--propagation", "private", "--",
-               sys.executable, str(NOJOURNAL)]
+    wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        sys.executable,
+        str(NOJOURNAL),
+    ]
     daemon = make_daemon({"w": user}, {"10.toml": POLICY}, wrapper=wrapper)
     ids = [f"fb-{uuid.uuid4().hex[:8]}-{i}" for i in range(60)]
     with connect_as(daemon.intents, user) as sock:

@@ -12,8 +12,10 @@ from tests.helpers import rig
 from tests.helpers.rig import call, connect_as, read_lines, request_line
 
 POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-SETTINGS = ('[server]\nsocket_group = "cvt-no-such-group"\nframe_timeout = 1.0\n'
-            'max_connections_per_uid = 6\n')
+SETTINGS = (
+    '[server]\nsocket_group = "cvt-no-such-group"\nframe_timeout = 1.0\n'
+    "max_connections_per_uid = 6\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +89,23 @@ def test_deeply_nested_json_is_bad_frame(env):
     assert_still_serving(daemon, other)
 
 
-@pytest.mark.parametrize("payload, code", [
-    (b'{"id": 5, "intent": {"action": "status"}}', "bad_request"),
-    (b'{"id": "x", "intent": "status"}', "bad_request"),
-    (b'{"id": "x", "intent": {"action": 5}}', "bad_request"),
-    (b'{"id": "x"}', "bad_request"),
-    (b'{"intent": {"action": "status"}}', "bad_request"),
-    (b'{"id": "has space", "intent": {"action": "status"}}', "bad_request"),
-    (b'[1, 2, 3]', "bad_request"),
-    (b'"status"', "bad_request"),
-    (b"null", "bad_request"),
-    (b'{"id": "x", "intent": {"action": "open-url", "url": ["a"]}}', "invalid_params"),
-    (b'{"id": "x", "intent": {"action": "status", "target": 3}}', "invalid_params"),
-    (b"{not json", "bad_frame"),
-])
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        (b'{"id": 5, "intent": {"action": "status"}}', "bad_request"),
+        (b'{"id": "x", "intent": "status"}', "bad_request"),
+        (b'{"id": "x", "intent": {"action": 5}}', "bad_request"),
+        (b'{"id": "x"}', "bad_request"),
+        (b'{"intent": {"action": "status"}}', "bad_request"),
+        (b'{"id": "has space", "intent": {"action": "status"}}', "bad_request"),
+        (b"[1, 2, 3]", "bad_request"),
+        (b'"status"', "bad_request"),
+        (b"null", "bad_request"),
+        (b'{"id": "x", "intent": {"action": "open-url", "url": ["a"]}}', "invalid_params"),
+        (b'{"id": "x", "intent": {"action": "status", "target": 3}}', "invalid_params"),
+        (b"{not json", "bad_frame"),
+    ],
+)
 def test_wrong_shapes_and_types_get_the_right_code(env, payload, code):
     daemon, user, _ = env
     reply = send_and_read(daemon, user, payload + b"\n")[0]
@@ -175,8 +180,11 @@ def test_connection_cap_per_uid_refuses_the_next_one(env):
 
 def test_idle_connection_is_closed(make_user, make_daemon):
     user = make_user()
-    daemon = make_daemon({"w": user}, {"10.toml": POLICY},
-                         '[server]\nsocket_group = "cvt-no-such-group"\nidle_timeout = 0.5\n')
+    daemon = make_daemon(
+        {"w": user},
+        {"10.toml": POLICY},
+        '[server]\nsocket_group = "cvt-no-such-group"\nidle_timeout = 0.5\n',
+    )
     with connect_as(daemon.intents, user) as sock:
         assert rig.is_closed(sock, timeout=10)
 

@@ -13,8 +13,7 @@ from tests.helpers import rig
 from tests.helpers.rig import call
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
-POLICY = ('[[rule]]\naction = "egress-allow"\nsource = "*"\ntarget = "@self"\n'
-          'decision = "allow"\n')
+POLICY = '[[rule]]\naction = "egress-allow"\nsource = "*"\ntarget = "@self"\ndecision = "allow"\n'
 RULESET = """
 table inet clawvisor {
     set allow4_alpha { type ipv4_addr; flags timeout; }
@@ -38,8 +37,9 @@ DNS = {
 
 
 def in_ns(ns: str, *argv: str, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
-                          check=True, **kw)
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True, **kw
+    )
 
 
 def set_elements(ns: str, name: str) -> list:
@@ -62,12 +62,23 @@ def netns(make_user, make_daemon):
         (root / "dns.json").write_text(json.dumps(DNS))
         (root / "log.jsonl").touch()
         (root / "log.jsonl").chmod(0o666)
-        resolver = ["/usr/bin/python3", str(HELPERS / "resolver_stub.py"),
-                    str(root / "dns.json"), str(root / "log.jsonl"), "{host}"]
-        settings = ('[server]\nsocket_group = "cvt-no-such-group"\n[executors.egress-allow]\n'
-                    f"argv = {json.dumps(resolver)}\n")
-        daemon = make_daemon({"alpha": alpha, "beta": beta}, {"10.toml": POLICY}, settings,
-                             wrapper=["ip", "netns", "exec", ns])
+        resolver = [
+            "/usr/bin/python3",
+            str(HELPERS / "resolver_stub.py"),
+            str(root / "dns.json"),
+            str(root / "log.jsonl"),
+            "{host}",
+        ]
+        settings = (
+            '[server]\nsocket_group = "cvt-no-such-group"\n[executors.egress-allow]\n'
+            f"argv = {json.dumps(resolver)}\n"
+        )
+        daemon = make_daemon(
+            {"alpha": alpha, "beta": beta},
+            {"10.toml": POLICY},
+            settings,
+            wrapper=["ip", "netns", "exec", ns],
+        )
         yield ns, daemon, alpha, beta
         daemon.stop()
         rig.cleanup_root(root)
@@ -77,8 +88,9 @@ def netns(make_user, make_daemon):
 
 def test_answers_are_added_with_their_timeout(netns):
     ns, daemon, alpha, _ = netns
-    reply = call(daemon.intents, alpha, {"action": "egress-allow", "host": "GOOD.example",
-                                         "ttl": 600})
+    reply = call(
+        daemon.intents, alpha, {"action": "egress-allow", "host": "GOOD.example", "ttl": 600}
+    )
     assert reply["status"] == "ok", reply
     assert reply["result"]["addresses"] == DNS["good.example"]
     assert reply["result"]["sets"] == ["allow4_alpha", "allow6_alpha"]
@@ -91,17 +103,31 @@ def test_answers_are_added_with_their_timeout(netns):
 
 def test_a_port_goes_into_the_address_and_port_sets(netns):
     ns, daemon, alpha, _ = netns
-    reply = call(daemon.intents, alpha, {"action": "egress-allow", "host": "good.example",
-                                         "port": 443, "ttl": 120})
+    reply = call(
+        daemon.intents,
+        alpha,
+        {"action": "egress-allow", "host": "good.example", "port": 443, "ttl": 120},
+    )
     assert reply["status"] == "ok", reply
     [p4] = set_elements(ns, "allowp4_alpha")
     assert p4["elem"]["val"] == {"concat": ["93.184.216.34", 443]}
     assert p4["elem"]["timeout"] == 120
 
 
-@pytest.mark.parametrize("host", ["mixed.example", "meta.example", "cgnat.example",
-                                  "loop.example", "mapped.example", "ula.example",
-                                  "linklocal.example", "multicast.example", "zero.example"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mixed.example",
+        "meta.example",
+        "cgnat.example",
+        "loop.example",
+        "mapped.example",
+        "ula.example",
+        "linklocal.example",
+        "multicast.example",
+        "zero.example",
+    ],
+)
 def test_private_answers_refuse_the_whole_request(netns, host):
     ns, daemon, alpha, _ = netns
     before = {n: set_elements(ns, n) for n in ("allow4_alpha", "allow6_alpha")}

@@ -69,8 +69,11 @@ url_template = "https://search.example/?q={{query}}"
 [executors.install-app]
 argv = {rec(root, "apt.jsonl", "install", "-y", "--no-install-recommends", "--", "{package}")}
 [executors.egress-allow]
-argv = {json.dumps([PY, str(RESOLVER), str(root / "dns.json"), str(root / "rec" / "dns.jsonl"),
-                    "{host}"])}
+argv = {
+        json.dumps(
+            [PY, str(RESOLVER), str(root / "dns.json"), str(root / "rec" / "dns.jsonl"), "{host}"]
+        )
+    }
 [executors.workload-start]
 argv = {rec(root, "unit.jsonl", "start", "clawvisor-workload@{target}.service")}
 [executors.workload-stop]
@@ -120,8 +123,13 @@ def test_run_ops_runs_the_named_script_as_root_with_args_after_double_dash(env):
     assert reply["status"] == "ok", reply
     assert reply["result"]["output"] == "ops ran\n"
     r = json.loads((env.root / "rec" / "ops.jsonl").read_text().splitlines()[-1])
-    assert r["argv"] == [str(env.root / "home-alpha" / "ops" / "record-ops"), "--", "-rf",
-                         "a b", "--x"]
+    assert r["argv"] == [
+        str(env.root / "home-alpha" / "ops" / "record-ops"),
+        "--",
+        "-rf",
+        "a b",
+        "--x",
+    ]
     assert r["uid"] == 0
 
 
@@ -135,8 +143,12 @@ def test_run_ops_refuses_scripts_others_could_change(env):
     theirs.write_text("#!/bin/sh\ntrue\n")
     theirs.chmod(0o755)
     os.chown(theirs, env.alpha.uid, env.alpha.gid)
-    cases = {"loose": "writable by others", "linked": "not a regular file",
-             "theirs": "not owned by root", "missing": "no ops script"}
+    cases = {
+        "loose": "writable by others",
+        "linked": "not a regular file",
+        "theirs": "not owned by root",
+        "missing": "no ops script",
+    }
     for script, why in cases.items():
         reply = env.do({"action": "run-ops", "script": script})
         assert reply["error"]["code"] == "executor_failed", (script, reply)
@@ -155,8 +167,7 @@ def test_notify_reaches_subscribed_agents_and_is_rate_limited(env):
     with connect_as(env.daemon.control, None) as agent:
         agent.sendall(b'{"id":"s","op":"subscribe","agent":"cli"}\n')
         read_lines(agent, 1)
-        replies = [env.do({"action": "notify", "message": f"hello \u202e{n}"})
-                   for n in range(4)]
+        replies = [env.do({"action": "notify", "message": f"hello \u202e{n}"}) for n in range(4)]
         events = read_lines(agent, 3)
     assert [r["status"] for r in replies] == ["ok", "ok", "ok", "denied"]
     assert replies[0]["result"]["delivered"] == 1
@@ -168,28 +179,31 @@ def test_status_counts_grants(env):
     assert env.do({"action": "status"})["result"]["grants"] == 0
 
 
-@pytest.mark.parametrize("intent, field, why", [
-    ({"action": "search", "query": ""}, "query", "length"),
-    ({"action": "search", "query": "a\nb"}, "query", "control"),
-    ({"action": "search", "query": "x" * 513}, "query", "length"),
-    ({"action": "install-app", "package": "-oAPT::Foo=1"}, "package", "Debian package"),
-    ({"action": "install-app", "package": "Vim"}, "package", "Debian package"),
-    ({"action": "install-app", "package": "vim; id"}, "package", "Debian package"),
-    ({"action": "install-app", "package": "vim=-1"}, "package", "Debian package"),
-    ({"action": "egress-allow", "host": "10.0.0.1"}, "host", "numeric"),
-    ({"action": "egress-allow", "host": "[::1]"}, "host", "label"),
-    ({"action": "egress-allow", "host": "a.example", "ttl": 86401}, "ttl", "<= 86400"),
-    ({"action": "egress-allow", "host": "a.example", "port": 0}, "port", ">= 1"),
-    ({"action": "sync-out", "paths": ["../etc/passwd"]}, "paths", ".."),
-    ({"action": "sync-out", "paths": ["/etc/passwd"]}, "paths", "absolute"),
-    ({"action": "sync-out", "paths": []}, "paths", "length"),
-    ({"action": "sync-out", "paths": ["a", "a"]}, "paths", "twice"),
-    ({"action": "run-ops", "script": "../bin/sh"}, "script", "regex"),
-    ({"action": "run-ops", "script": "ok", "args": ["a\x00b"]}, "args", "control"),
-    ({"action": "run-ops", "script": "ok", "args": ["x"] * 17}, "args", "length"),
-    ({"action": "notify", "message": "x" * 501}, "message", "length"),
-    ({"action": "workload-start", "target": "no such"}, "target", "regex"),
-])
+@pytest.mark.parametrize(
+    "intent, field, why",
+    [
+        ({"action": "search", "query": ""}, "query", "length"),
+        ({"action": "search", "query": "a\nb"}, "query", "control"),
+        ({"action": "search", "query": "x" * 513}, "query", "length"),
+        ({"action": "install-app", "package": "-oAPT::Foo=1"}, "package", "Debian package"),
+        ({"action": "install-app", "package": "Vim"}, "package", "Debian package"),
+        ({"action": "install-app", "package": "vim; id"}, "package", "Debian package"),
+        ({"action": "install-app", "package": "vim=-1"}, "package", "Debian package"),
+        ({"action": "egress-allow", "host": "10.0.0.1"}, "host", "numeric"),
+        ({"action": "egress-allow", "host": "[::1]"}, "host", "label"),
+        ({"action": "egress-allow", "host": "a.example", "ttl": 86401}, "ttl", "<= 86400"),
+        ({"action": "egress-allow", "host": "a.example", "port": 0}, "port", ">= 1"),
+        ({"action": "sync-out", "paths": ["../etc/passwd"]}, "paths", ".."),
+        ({"action": "sync-out", "paths": ["/etc/passwd"]}, "paths", "absolute"),
+        ({"action": "sync-out", "paths": []}, "paths", "length"),
+        ({"action": "sync-out", "paths": ["a", "a"]}, "paths", "twice"),
+        ({"action": "run-ops", "script": "../bin/sh"}, "script", "regex"),
+        ({"action": "run-ops", "script": "ok", "args": ["a\x00b"]}, "args", "control"),
+        ({"action": "run-ops", "script": "ok", "args": ["x"] * 17}, "args", "length"),
+        ({"action": "notify", "message": "x" * 501}, "message", "length"),
+        ({"action": "workload-start", "target": "no such"}, "target", "regex"),
+    ],
+)
 def test_invalid_params_name_the_field_and_why(env, intent, field, why):
     reply = env.do(intent)
     assert reply["error"]["code"] == "invalid_params", reply

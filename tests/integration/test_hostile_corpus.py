@@ -32,8 +32,11 @@ with open({out!r}, "a") as f:
 
 
 def corpus(canary: str) -> list[str]:
-    return [json.loads(line).replace("{CANARY}", canary)
-            for line in DATA.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line).replace("{CANARY}", canary)
+        for line in DATA.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,18 @@ url_template = "https://search.example/?q={{query}}"
 [executors.install-app]
 argv = {recorder("apt.jsonl", "install", "-y", "--", "{package}")}
 [executors.egress-allow]
-argv = {json.dumps([PY, "-S", str(HELPERS / "resolver_stub.py"), str(root / "dns.json"),
-                    str(rec / "dns.jsonl"), "{host}"])}
+argv = {
+        json.dumps(
+            [
+                PY,
+                "-S",
+                str(HELPERS / "resolver_stub.py"),
+                str(root / "dns.json"),
+                str(rec / "dns.jsonl"),
+                "{host}",
+            ]
+        )
+    }
 [executors.workload-start]
 argv = {recorder("unit.jsonl", "start", "clawvisor-workload@{target}.service")}
 [executors.notify]
@@ -86,9 +99,13 @@ rate = "100000/min"
         wl = daemon_root / "etc" / "workloads.toml"
         wl.write_text(wl.read_text().replace("__DEST__", str(daemon_root / "dest")))
 
-    daemon = make_daemon({"alpha": alpha}, {"10.toml": ALLOW}, settings, prepare=prepare,
-                         workload_extra={"alpha": 'overlay = { lower = "/srv" }\n'
-                                                  'destination = "__DEST__"'})
+    daemon = make_daemon(
+        {"alpha": alpha},
+        {"10.toml": ALLOW},
+        settings,
+        prepare=prepare,
+        workload_extra={"alpha": 'overlay = { lower = "/srv" }\ndestination = "__DEST__"'},
+    )
     yield daemon, alpha, rec, canary
     shutil.rmtree(root, ignore_errors=True)
     assert not os.path.exists(canary)
@@ -111,13 +128,17 @@ def test_the_corpus_is_big_enough():
     assert len(corpus("/tmp/x")) >= 300
 
 
-@pytest.mark.parametrize("action, shape, record", TARGETS,
-                         ids=[f"{a}-{i}" for i, (a, _, _) in enumerate(TARGETS)])
+@pytest.mark.parametrize(
+    "action, shape, record", TARGETS, ids=[f"{a}-{i}" for i, (a, _, _) in enumerate(TARGETS)]
+)
 def test_every_value_is_refused_or_one_inert_argument(hostile, action, shape, record):
     daemon, alpha, rec, canary = hostile
     values = corpus(canary)
-    lines = {f"h{i}": json.dumps({"id": f"h{i}", "intent": {"action": action, **shape(v)}})
-             .encode() + b"\n" for i, v in enumerate(values)}
+    lines = {
+        f"h{i}": json.dumps({"id": f"h{i}", "intent": {"action": action, **shape(v)}}).encode()
+        + b"\n"
+        for i, v in enumerate(values)
+    }
     fits = {k: ln for k, ln in lines.items() if len(ln) <= 64 * 1024}
     replies: dict[str, dict] = {}
     with connect_as(daemon.intents, alpha, timeout=120) as sock:
@@ -134,8 +155,13 @@ def test_every_value_is_refused_or_one_inert_argument(hostile, action, shape, re
     if record and (rec / record).exists():
         for ln in (rec / record).read_text().splitlines():
             r = json.loads(ln)
-            recorded.append(r["args"] if isinstance(r, dict) and "args" in r
-                            else r.get("argv") if isinstance(r, dict) else r)
+            recorded.append(
+                r["args"]
+                if isinstance(r, dict) and "args" in r
+                else r.get("argv")
+                if isinstance(r, dict)
+                else r
+            )
     accepted = 0
     for i, v in enumerate(values):
         r = replies[f"h{i}"]

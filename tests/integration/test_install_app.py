@@ -31,8 +31,9 @@ def test_apt_get_simulates_installing_an_installed_package(apt):
 
 def test_an_unknown_package_is_executor_failed_with_apts_own_words(apt):
     daemon, user = apt
-    reply = call(daemon.intents, user,
-                 {"action": "install-app", "package": "clawvisor-no-such-package"})
+    reply = call(
+        daemon.intents, user, {"action": "install-app", "package": "clawvisor-no-such-package"}
+    )
     assert reply["error"]["code"] == "executor_failed"
     assert reply["error"]["exit_status"] == 100
     assert "Unable to locate package" in reply["error"]["stderr"]

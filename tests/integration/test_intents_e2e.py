@@ -53,7 +53,7 @@ def setup(make_user, make_daemon, journal):
     record_file = record_dir / "calls.jsonl"
     settings = (
         '[server]\nsocket_group = "cvt-no-such-group"\n'
-        '[executors.open-url]\n'
+        "[executors.open-url]\n"
         f'argv = ["/usr/bin/python3", "{RECORDER}", "{record_file}", "{{url}}"]\n'
         "timeout = 10\n"
     )
@@ -83,8 +83,9 @@ def test_no_matching_rule_is_default_deny(setup):
 
 def test_deny_rule_denies_and_names_the_rule(setup):
     daemon, alpha, _, _, _ = setup
-    reply = call(daemon.intents, alpha,
-                 {"action": "open-url", "target": "beta", "url": "https://x.example/"})
+    reply = call(
+        daemon.intents, alpha, {"action": "open-url", "target": "beta", "url": "https://x.example/"}
+    )
     assert reply["status"] == "denied"
     assert reply["rule"] == "policy.d/10-rules.toml:16"
     assert reply["error"]["code"] == "policy_denied"
@@ -95,8 +96,12 @@ def test_allowed_open_url_runs_opener_as_target_user_with_url_as_one_argument(se
     url = "https://allowed.example/a;b$(touch${IFS}/tmp/pwned)&c=`id`|sh"
     reply = call(daemon.intents, alpha, {"action": "open-url", "target": "alpha", "url": url})
     assert reply["status"] == "ok", reply
-    assert reply["result"] == {"action": "open-url", "url": url, "target": "alpha",
-                               "exit_status": 0}
+    assert reply["result"] == {
+        "action": "open-url",
+        "url": url,
+        "target": "alpha",
+        "exit_status": 0,
+    }
     rec = json.loads(record_file.read_text().splitlines()[-1])
     assert rec["args"] == [url]
     assert (rec["uid"], rec["euid"], rec["gid"]) == (alpha.uid, alpha.uid, alpha.gid)
@@ -111,8 +116,9 @@ def test_allowed_open_url_runs_opener_as_target_user_with_url_as_one_argument(se
 
 def test_ask_with_nobody_to_answer_ends_as_approval_timeout(setup):
     daemon, _, beta, _, _ = setup
-    reply = call(daemon.intents, beta,
-                 {"action": "open-url", "target": "beta", "url": "https://b.example/"})
+    reply = call(
+        daemon.intents, beta, {"action": "open-url", "target": "beta", "url": "https://b.example/"}
+    )
     assert reply["status"] == "denied"
     assert reply["decision"] == "ask"
     assert reply["error"]["code"] == "approval_timeout"
@@ -125,15 +131,18 @@ def test_unknown_action_is_a_typed_error(setup):
     assert reply["error"]["code"] == "unknown_action"
 
 
-@pytest.mark.parametrize("intent, field", [
-    ({"action": "open-url", "url": "ftp://example.org/"}, "url"),
-    ({"action": "open-url", "url": "https://user:pw@example.org/"}, "url"),
-    ({"action": "open-url", "url": "https://example.org/" + "a" * 2100}, "url"),
-    ({"action": "open-url"}, "url"),
-    ({"action": "open-url", "url": 7}, "url"),
-    ({"action": "open-url", "url": "https://e.org/", "target": "no_such!"}, "target"),
-    ({"action": "open-url", "url": "https://e.org/", "shell": "sh"}, "shell"),
-])
+@pytest.mark.parametrize(
+    "intent, field",
+    [
+        ({"action": "open-url", "url": "ftp://example.org/"}, "url"),
+        ({"action": "open-url", "url": "https://user:pw@example.org/"}, "url"),
+        ({"action": "open-url", "url": "https://example.org/" + "a" * 2100}, "url"),
+        ({"action": "open-url"}, "url"),
+        ({"action": "open-url", "url": 7}, "url"),
+        ({"action": "open-url", "url": "https://e.org/", "target": "no_such!"}, "target"),
+        ({"action": "open-url", "url": "https://e.org/", "shell": "sh"}, "shell"),
+    ],
+)
 def test_invalid_params_name_the_field(setup, intent, field):
     daemon, alpha, _, _, _ = setup
     reply = call(daemon.intents, alpha, intent)
@@ -144,8 +153,11 @@ def test_invalid_params_name_the_field(setup, intent, field):
 
 def test_target_must_be_an_existing_workload(setup):
     daemon, alpha, _, _, _ = setup
-    reply = call(daemon.intents, alpha,
-                 {"action": "open-url", "target": "ghost", "url": "https://a.example/"})
+    reply = call(
+        daemon.intents,
+        alpha,
+        {"action": "open-url", "target": "ghost", "url": "https://a.example/"},
+    )
     assert reply["error"]["code"] == "invalid_params"
     assert "ghost" in reply["error"]["message"]
 
@@ -155,13 +167,17 @@ def test_identity_comes_from_the_kernel_not_the_message(setup, journal):
     rid = f"spoof-{uuid.uuid4().hex[:8]}"
     # beta claims to be alpha in every way a message could; the daemon ignores claims
     # that are not part of the protocol and refuses unknown fields outright.
-    for intent in ({"action": "status", "source": "alpha"},
-                   {"action": "status", "workload": "alpha"}):
+    for intent in (
+        {"action": "status", "source": "alpha"},
+        {"action": "status", "workload": "alpha"},
+    ):
         reply = call(daemon.intents, beta, intent, rid)
         assert reply["error"]["code"] in ("invalid_params", "bad_request")
     with connect_as(daemon.intents, beta) as sock:
-        sock.sendall(json.dumps({"id": rid, "source": "alpha", "intent": {"action": "status"}}
-                                ).encode() + b"\n")
+        sock.sendall(
+            json.dumps({"id": rid, "source": "alpha", "intent": {"action": "status"}}).encode()
+            + b"\n"
+        )
         assert read_lines(sock, 1)[0]["error"]["code"] == "bad_request"
     reply = call(daemon.intents, beta, {"action": "status"}, rid)
     assert reply["rule"] == "default"  # alpha may, beta may not
@@ -219,8 +235,7 @@ def test_executor_failure_reports_exit_status_and_stderr(make_user, make_daemon)
         '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\n'
         f'argv = ["/usr/bin/python3", "{RECORDER}", "{root_rec}/x.jsonl", "--exit=3", "{{url}}"]\n'
     )
-    policy = ('[[rule]]\naction = "open-url"\nsource = "w"\ntarget = "*"\n'
-              'decision = "allow"\n')
+    policy = '[[rule]]\naction = "open-url"\nsource = "w"\ntarget = "*"\ndecision = "allow"\n'
     daemon = make_daemon({"w": user}, {"a.toml": policy}, settings)
     try:
         reply = call(daemon.intents, user, {"action": "open-url", "url": "https://e.org/"})

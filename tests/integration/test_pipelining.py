@@ -42,8 +42,10 @@ def test_thousand_pipelined_requests_are_all_answered_with_their_ids(env):
 def test_a_slow_ask_does_not_hold_up_an_allow_behind_it(env):
     daemon, user = env
     with connect_as(daemon.intents, user) as sock:
-        sock.sendall(request_line("slow", {"action": "open-url", "url": "https://e.org/"})
-                     + request_line("fast", {"action": "status"}))
+        sock.sendall(
+            request_line("slow", {"action": "open-url", "url": "https://e.org/"})
+            + request_line("fast", {"action": "status"})
+        )
         first, second = read_lines(sock, 2, timeout=10)
     assert first["id"] == "fast" and first["status"] == "ok"
     assert second["id"] == "slow" and second["error"]["code"] == "approval_timeout"

@@ -41,8 +41,7 @@ decision = "deny"
 
 
 def run(*argv):
-    return subprocess.run([str(rig.CLAWVISOR), *argv], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([str(rig.CLAWVISOR), *argv], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -75,7 +74,8 @@ def test_check_exits_one_on_errors_with_position(config):
 def test_check_runs_the_policy_tests(config):
     (config / "policy.d" / "tests").mkdir()
     (config / "policy.d" / "tests" / "t.toml").write_text(
-        '[[test]]\nsource = "alpha"\naction = "status"\nexpect = "deny"\n')
+        '[[test]]\nsource = "alpha"\naction = "status"\nexpect = "deny"\n'
+    )
     out = run("policy", "check", "--config-dir", str(config))
     assert out.returncode == 1
     assert "policy.d/tests/t.toml:1: error: policy test failed" in out.stdout
@@ -88,8 +88,11 @@ def test_check_warns_on_policy_files_others_can_write(config):
     out = run("policy", "check", "--config-dir", str(config))
     assert f"{target}: warning: writable by someone other than root" in out.stdout
     target.chmod(0o644)
-    os.setxattr(target, "system.posix_acl_access", __import__(
-        "supervisor.posix_acl", fromlist=["encode_acl"]).encode_acl(0o644, {4242: 6}))
+    os.setxattr(
+        target,
+        "system.posix_acl_access",
+        __import__("supervisor.posix_acl", fromlist=["encode_acl"]).encode_acl(0o644, {4242: 6}),
+    )
     out = run("policy", "check", "--config-dir", str(config))
     assert "lets its group, an ACL entry or others write" in out.stdout
     os.chown(config / "policy.d", 4242, 0)
@@ -98,8 +101,18 @@ def test_check_warns_on_policy_files_others_can_write(config):
 
 
 def test_explain_shows_the_rule_and_why_earlier_ones_did_not_match(config):
-    out = run("policy", "explain", "--config-dir", str(config), "--source", "alpha",
-              "--target", "alpha", "open-url", "url=https://www.EXAMPLE.org/x")
+    out = run(
+        "policy",
+        "explain",
+        "--config-dir",
+        str(config),
+        "--source",
+        "alpha",
+        "--target",
+        "alpha",
+        "open-url",
+        "url=https://www.EXAMPLE.org/x",
+    )
     assert out.returncode == 0, out.stdout
     lines = out.stdout.splitlines()
     assert lines[0] == "decision: ask (rule policy.d/10.toml:11)"
@@ -109,38 +122,80 @@ def test_explain_shows_the_rule_and_why_earlier_ones_did_not_match(config):
 
 
 def test_explain_reports_each_failed_condition(config):
-    out = run("policy", "explain", "--config-dir", str(config), "--source", "alpha",
-              "--target", "beta", "open-url", "url=https://evil.org/")
+    out = run(
+        "policy",
+        "explain",
+        "--config-dir",
+        str(config),
+        "--source",
+        "alpha",
+        "--target",
+        "beta",
+        "open-url",
+        "url=https://evil.org/",
+    )
     assert out.stdout.splitlines()[0] == "decision: deny (rule default)"
     assert "target '@self' does not cover 'beta'" in out.stdout
     # no target: open-url runs on its sender, which @self covers; the URL is what fails
-    out = run("policy", "explain", "--config-dir", str(config), "--source", "alpha",
-              "open-url", "url=https://evil.org/")
+    out = run(
+        "policy",
+        "explain",
+        "--config-dir",
+        str(config),
+        "--source",
+        "alpha",
+        "open-url",
+        "url=https://evil.org/",
+    )
     assert "param url = 'https://evil.org/' fails: url host is one of" in out.stdout
 
 
 def test_explain_refuses_invalid_params_as_the_daemon_would(config):
-    out = run("policy", "explain", "--config-dir", str(config), "--source", "alpha",
-              "open-url", "url=ftp://x")
+    out = run(
+        "policy",
+        "explain",
+        "--config-dir",
+        str(config),
+        "--source",
+        "alpha",
+        "open-url",
+        "url=ftp://x",
+    )
     assert out.returncode == 2 and "invalid_params" in out.stdout
 
 
-def test_replay_lists_decisions_a_new_policy_would_change(make_user, make_daemon, journal,
-                                                          tmp_path):
+def test_replay_lists_decisions_a_new_policy_would_change(
+    make_user, make_daemon, journal, tmp_path
+):
     user = make_user()
     daemon = make_daemon({"alpha": user}, {"10.toml": POLICY})
     tag = uuid.uuid4().hex[:8]
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     call(daemon.intents, user, {"action": "status"}, f"st-{tag}")
-    call(daemon.intents, user, {"action": "open-url", "target": "alpha",
-                                "url": "https://other.org/"}, f"ou-{tag}")
+    call(
+        daemon.intents,
+        user,
+        {"action": "open-url", "target": "alpha", "url": "https://other.org/"},
+        f"ou-{tag}",
+    )
     journal.wait_entries(1, CLAWVISOR_INTENT_ID=f"ou-{tag}")
     new = tmp_path / "new.d"
     new.mkdir()
     (new / "10.toml").write_text(
-        '[[rule]]\naction = "*"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n')
-    out = run("policy", "replay", "--policy-dir", str(new), "--config-dir",
-              str(daemon.config_dir), "--log-dir", str(daemon.root / "log"), "--since", since)
+        '[[rule]]\naction = "*"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n'
+    )
+    out = run(
+        "policy",
+        "replay",
+        "--policy-dir",
+        str(new),
+        "--config-dir",
+        str(daemon.config_dir),
+        "--log-dir",
+        str(daemon.root / "log"),
+        "--since",
+        since,
+    )
     assert out.returncode == 0, out.stdout
     changed = [ln for ln in out.stdout.splitlines() if tag in ln]
     assert len(changed) == 1
@@ -150,13 +205,35 @@ def test_replay_lists_decisions_a_new_policy_would_change(make_user, make_daemon
 def test_replay_reads_the_fallback_file(tmp_path, config):
     log = tmp_path / "log"
     log.mkdir()
-    rec = {"message_id": "x", "record": {
-        "kind": "decision", "priority": 6, "message": "m", "intent_id": "fb1",
-        "workload": "alpha", "action": "open-url", "target": "alpha", "decision": "deny",
-        "rule": "default", "params": json.dumps({"url": "https://a.example.org/"}),
-        "outcome": "policy_denied", "seq": 1, "ts": time.time()}}
+    rec = {
+        "message_id": "x",
+        "record": {
+            "kind": "decision",
+            "priority": 6,
+            "message": "m",
+            "intent_id": "fb1",
+            "workload": "alpha",
+            "action": "open-url",
+            "target": "alpha",
+            "decision": "deny",
+            "rule": "default",
+            "params": json.dumps({"url": "https://a.example.org/"}),
+            "outcome": "policy_denied",
+            "seq": 1,
+            "ts": time.time(),
+        },
+    }
     (log / "audit.jsonl").write_text(json.dumps(rec) + "\nnot json\n")
-    out = run("policy", "replay", "--policy-dir", str(config / "policy.d"), "--config-dir",
-              str(config), "--log-dir", str(log), "--no-journal")
+    out = run(
+        "policy",
+        "replay",
+        "--policy-dir",
+        str(config / "policy.d"),
+        "--config-dir",
+        str(config),
+        "--log-dir",
+        str(log),
+        "--no-journal",
+    )
     assert "[fb1]: deny (default) -> ask (policy.d/10.toml:11)" in out.stdout
     assert "1 recorded decisions, 1 would change" in out.stdout

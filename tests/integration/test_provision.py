@@ -35,10 +35,21 @@ class Box:
         self.daemon: subprocess.Popen[str] | None = None
 
     def cli(self, *argv: str, check_rc: int | None = 0) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(self.lab.exec(str(rig.CLAWVISOR), *argv, "--config-dir",
-                                           str(self.etc), "--state-dir", str(self.state),
-                                           "--runtime-dir", str(self.root / "run")),
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            self.lab.exec(
+                str(rig.CLAWVISOR),
+                *argv,
+                "--config-dir",
+                str(self.etc),
+                "--state-dir",
+                str(self.state),
+                "--runtime-dir",
+                str(self.root / "run"),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if check_rc is not None:
             assert out.returncode == check_rc, out.stdout + out.stderr
         return out
@@ -47,21 +58,22 @@ class Box:
         return self.cli("provision", *extra)
 
     def nft(self, *argv: str) -> str:
-        return subprocess.run(self.lab.exec("nft", *argv), capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            self.lab.exec("nft", *argv), capture_output=True, text=True, check=True
+        ).stdout
 
     def workloads(self, with_gamma: bool = False) -> str:
         text = f"""
 [workloads.alpha]
-user = "{self.users['alpha']}"
+user = "{self.users["alpha"]}"
 internet = "allowlist"
 egress_allow = ["{ALLOWED}:8080"]
-overlay = {{ lower = "{self.root / 'lower'}" }}
-destination = "{self.root / 'out-alpha'}"
+overlay = {{ lower = "{self.root / "lower"}" }}
+destination = "{self.root / "out-alpha"}"
 tags = ["agents"]
 
 [workloads.beta]
-user = "{self.users['beta']}"
+user = "{self.users["beta"]}"
 internet = "none"
 """
         if with_gamma:
@@ -82,13 +94,16 @@ internet = "none"
                 except OSError:
                     acl = None
                 entries[str(p)] = (st.st_mode, st.st_uid, st.st_gid, acl)
-        passwd = [ln for ln in Path("/etc/passwd").read_text().splitlines()
-                  if self.tag in ln]
+        passwd = [ln for ln in Path("/etc/passwd").read_text().splitlines() if self.tag in ln]
         group = [ln for ln in Path("/etc/group").read_text().splitlines() if self.tag in ln]
-        mounts = [ln for ln in Path("/proc/mounts").read_text().splitlines()
-                  if str(self.root) in ln]
-        table = json.loads(self.nft("-j", "list", "table", "inet", "clawvisor") or "{}") \
-            if "clawvisor" in self.nft("list", "tables") else {}
+        mounts = [
+            ln for ln in Path("/proc/mounts").read_text().splitlines() if str(self.root) in ln
+        ]
+        table = (
+            json.loads(self.nft("-j", "list", "table", "inet", "clawvisor") or "{}")
+            if "clawvisor" in self.nft("list", "tables")
+            else {}
+        )
         for item in table.get("nftables", []):
             for kind in ("counter", "set"):
                 if kind in item:
@@ -97,8 +112,13 @@ internet = "none"
                     for e in item[kind].get("elem", []):
                         if isinstance(e, dict) and "elem" in e:
                             e["elem"].pop("expires", None)
-        return {"entries": entries, "passwd": passwd, "group": group, "mounts": mounts,
-                "table": table}
+        return {
+            "entries": entries,
+            "passwd": passwd,
+            "group": group,
+            "mounts": mounts,
+            "table": table,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -110,21 +130,23 @@ def box():
     b = Box(root, lab, tag)
     try:
         b.state.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs",
-                        str(b.state)], check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(b.state)], check=True
+        )
         (root / "lower").mkdir()
         (root / "lower" / "readme.txt").write_text("from the host\n")
         (b.etc / "policy.d").mkdir(parents=True)
         (b.etc / "policy.d" / "10.toml").write_text(
-            '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n')
+            '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+        )
         (b.etc / "clawvisor.toml").write_text(f"""
 [server]
 socket_group = "{b.gw}"
 control_group = "{b.ops}"
 [provision]
 home_root = "{b.home}"
-unit_dir = "{root / 'units'}"
-sysctl_file = "{root / 'sysctl.d' / '60-clawvisor.conf'}"
+unit_dir = "{root / "units"}"
+sysctl_file = "{root / "sysctl.d" / "60-clawvisor.conf"}"
 dns = ["{LAN_HOST}"]
 [verify]
 lan_probe = "{LAN_HOST}:80"
@@ -136,12 +158,23 @@ internet_probe = "{INTERNET}:443"
         (b.home / "alpha" / "config" / "gateway.json").write_text('{"tools": ["web"]}\n')
         (b.home / "alpha" / "config" / "gateway.json").chmod(0o666)
         b.first = b.provision()
-        b.daemon = subprocess.Popen(lab.exec(str(rig.CLAWVISOR), "serve", "--config-dir",
-                                             str(b.etc), "--runtime-dir", str(root / "run"),
-                                             "--state-dir", str(root / "daemon-state"),
-                                             "--log-dir", str(root / "log")),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True)
+        b.daemon = subprocess.Popen(
+            lab.exec(
+                str(rig.CLAWVISOR),
+                "serve",
+                "--config-dir",
+                str(b.etc),
+                "--runtime-dir",
+                str(root / "run"),
+                "--state-dir",
+                str(root / "daemon-state"),
+                "--log-dir",
+                str(root / "log"),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 20
         while not (root / "run" / "intents.sock").exists():
             assert time.monotonic() < deadline and b.daemon.poll() is None
@@ -186,34 +219,40 @@ def test_a_second_run_changes_nothing_and_says_so(box):
 def test_users_are_system_users_without_password_in_the_gateway_group(box):
     for name in ("alpha", "beta"):
         user = box.users[name]
-        passwd = next(ln for ln in Path("/etc/passwd").read_text().splitlines()
-                      if ln.startswith(f"{user}:")).split(":")
+        passwd = next(
+            ln for ln in Path("/etc/passwd").read_text().splitlines() if ln.startswith(f"{user}:")
+        ).split(":")
         assert passwd[5] == str(box.home / name) and passwd[6] == "/usr/sbin/nologin"
         assert int(passwd[2]) < 1000  # a system user
-        shadow = next(ln for ln in Path("/etc/shadow").read_text().splitlines()
-                      if ln.startswith(f"{user}:"))
+        shadow = next(
+            ln for ln in Path("/etc/shadow").read_text().splitlines() if ln.startswith(f"{user}:")
+        )
         assert shadow.split(":")[1].startswith(("!", "*"))
-        gw = next(ln for ln in Path("/etc/group").read_text().splitlines()
-                  if ln.startswith(f"{box.gw}:"))
+        gw = next(
+            ln for ln in Path("/etc/group").read_text().splitlines() if ln.startswith(f"{box.gw}:")
+        )
         assert user in gw.split(":")[3].split(",")
 
 
 def getfacl(path: Path) -> str:
-    return subprocess.run(["getfacl", "-n", "-p", str(path)], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["getfacl", "-n", "-p", str(path)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_homes_and_tiers_have_their_owners_modes_and_acls(box):
-    uid = int(subprocess.run(["id", "-u", box.users["alpha"]], capture_output=True,
-                             text=True).stdout)
+    uid = int(
+        subprocess.run(["id", "-u", box.users["alpha"]], capture_output=True, text=True).stdout
+    )
     home = box.home / "alpha"
     st = home.stat()
     assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o750")  # 0700 + ACL (mask r-x)
     assert f"user:{uid}:r-x" in getfacl(home) and "other::---" in getfacl(home)
     work = (home / "work").stat()
     assert work.st_uid == uid and oct(work.st_mode & 0o777) == "0o700"
-    assert oct((home / "ops").stat().st_mode & 0o777) == "0o700" and "user:" not in \
-        getfacl(home / "ops").replace("user::", "")
+    assert oct((home / "ops").stat().st_mode & 0o777) == "0o700" and "user:" not in getfacl(
+        home / "ops"
+    ).replace("user::", "")
     agent = getfacl(home / "agent")
     assert f"user:{uid}:r-x" in agent and f"default:user:{uid}:r-x" in agent
     cfg = home / "config" / "gateway.json"
@@ -223,14 +262,15 @@ def test_homes_and_tiers_have_their_owners_modes_and_acls(box):
 
 def test_overlay_shows_the_host_directory_and_keeps_writes_in_the_upper_layer(box):
     shared = box.home / "alpha" / "shared"
-    mount = next(ln for ln in Path("/proc/mounts").read_text().splitlines()
-                 if f" {shared} " in ln)
+    mount = next(ln for ln in Path("/proc/mounts").read_text().splitlines() if f" {shared} " in ln)
     assert mount.startswith("overlay ") and "nosuid" in mount and "nodev" in mount
     user = box.users["alpha"]
     uid = int(subprocess.run(["id", "-u", user], capture_output=True, text=True).stdout)
-    subprocess.run(["/usr/bin/python3", "-c",
-                    f"open({str(shared / 'note.txt')!r}, 'w').write('hi')"],
-                   user=uid, check=True)
+    subprocess.run(
+        ["/usr/bin/python3", "-c", f"open({str(shared / 'note.txt')!r}, 'w').write('hi')"],
+        user=uid,
+        check=True,
+    )
     assert (shared / "readme.txt").read_text() == "from the host\n"
     assert (box.state / "overlay" / "alpha" / "upper" / "note.txt").read_text() == "hi"
     assert not (box.root / "lower" / "note.txt").exists()
@@ -243,8 +283,7 @@ def test_the_ruleset_is_in_the_namespace_with_named_counters(box):
         for reason in ("drop_lan", "drop_meta", "accept", "drop", "dns"):
             assert f"counter {name}_{reason}" in listing
     assert "set staticp4_alpha" in listing and f"{ALLOWED} . 8080" in listing
-    root_tables = subprocess.run(["nft", "list", "tables"], capture_output=True,
-                                 text=True).stdout
+    root_tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert "clawvisor" not in root_tables  # the root namespace is untouched
 
 
@@ -261,11 +300,19 @@ def verify(box) -> dict[tuple[str, str], dict]:
     return {(r["workload"], r["check"]): r for r in rows}
 
 
-EXPECT_PASS = ["LAN address unreachable", "metadata address unreachable",
-               "non-allowlisted internet unreachable", "own ops/ unlistable",
-               "own ops/ unreadable", "config/ not writable", "config/ cannot be swapped",
-               "sudo -n true refused", "control.sock refused", "agent/ script runs",
-               "intents.sock answers"]
+EXPECT_PASS = [
+    "LAN address unreachable",
+    "metadata address unreachable",
+    "non-allowlisted internet unreachable",
+    "own ops/ unlistable",
+    "own ops/ unreadable",
+    "config/ not writable",
+    "config/ cannot be swapped",
+    "sudo -n true refused",
+    "control.sock refused",
+    "agent/ script runs",
+    "intents.sock answers",
+]
 
 
 def test_verify_passes_every_check_on_the_provisioned_box(box):
@@ -277,8 +324,10 @@ def test_verify_passes_every_check_on_the_provisioned_box(box):
     assert rows[("alpha", "root-owned config not writable")]["result"] == "PASS"
     assert rows[("alpha", "allowlisted destination reachable")]["result"] == "PASS"
     assert rows[("beta", "other workload's home (alpha) unreadable")]["result"] == "PASS"
-    assert "dropped by the firewall (beta_drop +" in \
-        rows[("beta", "non-allowlisted internet unreachable")]["reason"]
+    assert (
+        "dropped by the firewall (beta_drop +"
+        in rows[("beta", "non-allowlisted internet unreachable")]["reason"]
+    )
 
 
 def weakened(box, break_it, *checks: str) -> None:
@@ -294,16 +343,20 @@ def weakened(box, break_it, *checks: str) -> None:
 
 def test_opening_ops_to_the_workload_fails_exactly_that_check(box):
     ops = box.home / "alpha" / "ops"
-    weakened(box, lambda: subprocess.run(["setfacl", "-m", f"u:{box.users['alpha']}:rx",
-                                          str(ops)], check=True),
-             "own ops/ unlistable", "own ops/ unreadable")
+    weakened(
+        box,
+        lambda: subprocess.run(
+            ["setfacl", "-m", f"u:{box.users['alpha']}:rx", str(ops)], check=True
+        ),
+        "own ops/ unlistable",
+        "own ops/ unreadable",
+    )
 
 
 def test_deleting_the_lan_drop_rule_fails_exactly_that_check(box):
     def delete_lan_rule() -> None:
         listing = box.nft("-a", "list", "chain", "inet", "clawvisor", "wl_alpha")
-        handle = next(ln.rsplit("# handle ", 1)[1] for ln in listing.splitlines()
-                      if "@lan4" in ln)
+        handle = next(ln.rsplit("# handle ", 1)[1] for ln in listing.splitlines() if "@lan4" in ln)
         box.nft("delete", "rule", "inet", "clawvisor", "wl_alpha", "handle", handle)
 
     weakened(box, delete_lan_rule, "LAN address unreachable")
@@ -313,8 +366,11 @@ def test_deleting_the_lan_drop_rule_fails_exactly_that_check(box):
 def test_a_writable_config_fails_exactly_that_check(box):
     cfg = box.home / "alpha" / "config" / "gateway.json"
     # (chmod 0666 alone would not do it: the workload's own ACL entry, r--, still applies)
-    weakened(box, lambda: subprocess.run(["chown", box.users["alpha"], str(cfg)], check=True),
-             "root-owned config not writable")
+    weakened(
+        box,
+        lambda: subprocess.run(["chown", box.users["alpha"], str(cfg)], check=True),
+        "root-owned config not writable",
+    )
 
 
 def test_dry_run_changes_nothing(box):
@@ -327,10 +383,10 @@ def test_dry_run_changes_nothing(box):
 
 
 def test_live_allow_elements_survive_a_reprovision(box):
-    box.nft("add", "element", "inet", "clawvisor", "allow4_alpha",
-            "{ 198.51.100.99 timeout 1h }")
-    (box.etc / "workloads.toml").write_text(box.workloads().replace(
-        f'"{ALLOWED}:8080"]', f'"{ALLOWED}:8080", "198.51.100.0/28:443"]'))
+    box.nft("add", "element", "inet", "clawvisor", "allow4_alpha", "{ 198.51.100.99 timeout 1h }")
+    (box.etc / "workloads.toml").write_text(
+        box.workloads().replace(f'"{ALLOWED}:8080"]', f'"{ALLOWED}:8080", "198.51.100.0/28:443"]')
+    )
     out = box.provision()
     assert "workloads.toml or the machine's subnets changed" in out.stdout
     listing = box.nft("list", "set", "inet", "clawvisor", "allow4_alpha")
@@ -341,9 +397,18 @@ def test_live_allow_elements_survive_a_reprovision(box):
 
 def test_an_interrupted_run_converges(box):
     (box.etc / "workloads.toml").write_text(box.workloads(with_gamma=True))
-    proc = subprocess.Popen(box.lab.exec(str(rig.CLAWVISOR), "provision", "--config-dir",
-                                         str(box.etc), "--state-dir", str(box.state)),
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        box.lab.exec(
+            str(rig.CLAWVISOR),
+            "provision",
+            "--config-dir",
+            str(box.etc),
+            "--state-dir",
+            str(box.state),
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     while "ok" not in proc.stdout.readline():  # let the first change complete...
         pass

@@ -33,8 +33,9 @@ def test_readme_socat_example_works_against_a_real_daemon(make_daemon):
     argv = shlex.split(right)
     assert argv[0] == "socat"
     argv = [a.replace("/run/clawvisor/intents.sock", str(daemon.intents)) for a in argv]
-    out = subprocess.run(argv, input=payload + "\n", capture_output=True, text=True,
-                         timeout=30, check=True)
+    out = subprocess.run(
+        argv, input=payload + "\n", capture_output=True, text=True, timeout=30, check=True
+    )
     reply = json.loads(out.stdout)
     assert reply["id"] == json.loads(payload)["id"]
     assert reply["status"] == "ok" and reply["result"]["action"] == "status"
@@ -50,8 +51,9 @@ def test_readme_error_table_is_exactly_the_protocol_codes():
 
 def test_readme_documents_every_action_and_no_other():
     text = readme()
-    table = text[text.index("| action | params | what it does |"):]
-    table = table[:table.index("\n\n")]
-    named = {n for row in table.splitlines()[2:]
-             for n in re.findall(r"`([a-z-]+)`", row.split("|")[1])}
+    table = text[text.index("| action | params | what it does |") :]
+    table = table[: table.index("\n\n")]
+    named = {
+        n for row in table.splitlines()[2:] for n in re.findall(r"`([a-z-]+)`", row.split("|")[1])
+    }
     assert named == set(ACTIONS)

@@ -26,8 +26,12 @@ def write_policy(daemon, text, name="10.toml"):
 
 
 def reload_cli(daemon):
-    return subprocess.run([str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -55,8 +59,9 @@ def test_broken_policy_is_refused_loudly_and_the_old_one_stays(env, journal):
     assert "policy.d/10.toml:4:12:" in out.stderr and "previous policy stays" in out.stderr
     reply = call(daemon.intents, user, {"action": "status"})
     assert (reply["decision"], reply["rule"]) == ("allow", "policy.d/10.toml:1")
-    crit = journal.wait_entries(1, SYSLOG_IDENTIFIER="clawvisor", PRIORITY="2",
-                                CLAWVISOR_RULE="policy.d/10.toml:4:12")
+    crit = journal.wait_entries(
+        1, SYSLOG_IDENTIFIER="clawvisor", PRIORITY="2", CLAWVISOR_RULE="policy.d/10.toml:4:12"
+    )
     assert crit and "reload refused" in crit[-1]["MESSAGE"]
 
 
@@ -72,8 +77,9 @@ def test_sighup_reloads(env):
 
 def test_failing_policy_tests_refuse_a_reload(env):
     daemon, user = env
-    write_policy(daemon, '[[test]]\nsource = "w"\naction = "status"\nexpect = "deny"\n',
-                 "90-tests.toml")
+    write_policy(
+        daemon, '[[test]]\nsource = "w"\naction = "status"\nexpect = "deny"\n', "90-tests.toml"
+    )
     out = reload_cli(daemon)
     assert out.returncode == 1 and "expected deny, got allow" in out.stderr
     assert call(daemon.intents, user, {"action": "status"})["decision"] == "allow"
@@ -93,8 +99,10 @@ def test_rate_limited_requests_are_refused_and_audited(make_user, make_daemon, j
     user = make_user()
     daemon = make_daemon({"w": user}, {"10.toml": ALLOW + 'rate = "3/hour"\n'})
     ids = [f"rl-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
-    codes = [call(daemon.intents, user, {"action": "status"}, rid).get("error", {}).get("code")
-             for rid in ids]
+    codes = [
+        call(daemon.intents, user, {"action": "status"}, rid).get("error", {}).get("code")
+        for rid in ids
+    ]
     assert codes == [None, None, None, "rate_limited", "rate_limited"]
     [entry] = journal.wait_entries(1, CLAWVISOR_INTENT_ID=ids[3])
     assert entry["CLAWVISOR_OUTCOME"] == "rate_limited"
@@ -107,11 +115,13 @@ def test_default_target_is_where_the_executor_runs(make_user, make_daemon, tmp_p
     a, b = make_user(), make_user()
     rec_dir = rig.shared_tmpdir("clawvisor-rec-")
     rec_dir.chmod(0o1777)
-    settings = ('[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\n'
-                f'argv = ["/usr/bin/python3", "{RECORDER}", "{rec_dir}/r.jsonl", "{{url}}"]\n')
-    daemon = make_daemon({"a": a, "b": b},
-                         {"10.policy": "open-url * a @default allow default_target=b\n"},
-                         settings)
+    settings = (
+        '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\n'
+        f'argv = ["/usr/bin/python3", "{RECORDER}", "{rec_dir}/r.jsonl", "{{url}}"]\n'
+    )
+    daemon = make_daemon(
+        {"a": a, "b": b}, {"10.policy": "open-url * a @default allow default_target=b\n"}, settings
+    )
     try:
         reply = call(daemon.intents, a, {"action": "open-url", "url": "https://e.org/"})
         assert reply["status"] == "ok" and reply["result"]["target"] == "b"
@@ -124,15 +134,20 @@ def test_default_target_is_where_the_executor_runs(make_user, make_daemon, tmp_p
 
 
 GOOD_1 = ALLOW
-GOOD_2 = ('[[rule]]\naction = "open-url"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n\n'
-          '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n')
+GOOD_2 = (
+    '[[rule]]\naction = "open-url"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n\n'
+    '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n'
+)
 RULES_OF = {"policy.d/10.toml:1": ("allow", GOOD_1), "policy.d/10.toml:7": ("deny", GOOD_2)}
 
 
 def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, make_daemon):
     users = [make_user() for _ in range(4)]
-    daemon = make_daemon({f"w{i}": u for i, u in enumerate(users)}, {"10.toml": GOOD_1},
-                         '[server]\nsocket_group = "cvt-no-such-group"\n')
+    daemon = make_daemon(
+        {f"w{i}": u for i, u in enumerate(users)},
+        {"10.toml": GOOD_1},
+        '[server]\nsocket_group = "cvt-no-such-group"\n',
+    )
     stop = threading.Event()
     results: list[tuple[int, int, list[dict]]] = []
     errors: list[BaseException] = []
@@ -146,8 +161,10 @@ def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, ma
         try:
             with socks[user.uid] as sock:
                 while not stop.is_set():
-                    batch = [request_line(f"{user.name}-{sent + i}", {"action": "status"})
-                             for i in range(20)]
+                    batch = [
+                        request_line(f"{user.name}-{sent + i}", {"action": "status"})
+                        for i in range(20)
+                    ]
                     sock.sendall(b"".join(batch))
                     replies.extend(read_lines(sock, 20, timeout=30))
                     sent += 20
@@ -180,8 +197,9 @@ def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, ma
     total = 0
     for _, sent, replies in results:
         assert len(replies) == sent  # nothing lost
-        assert [r["id"] for r in replies] == sorted((r["id"] for r in replies),
-                                                    key=lambda i: int(i.rsplit("-", 1)[1]))
+        assert [r["id"] for r in replies] == sorted(
+            (r["id"] for r in replies), key=lambda i: int(i.rsplit("-", 1)[1])
+        )
         for r in replies:
             decision, _ = RULES_OF[r["rule"]]  # the rule exists in a policy that was in force
             assert r["decision"] == decision

@@ -21,9 +21,11 @@ max_file_bytes = 1048576
 max_request_bytes = 1500000
 allow = ["docs/*", "big.bin", "link-out", "dirlink/*", "hard", "fifo", "mid/*", "missing"]
 """
-KEY = ("-----BEGIN RSA PRIVATE KEY-----\n"
-       + base64.encodebytes(os.urandom(600)).decode()
-       + "-----END RSA PRIVATE KEY-----\n")
+KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    + base64.encodebytes(os.urandom(600)).decode()
+    + "-----END RSA PRIVATE KEY-----\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +54,19 @@ def tree(make_user, make_daemon, journal):
         holder["upper"], holder["dest"] = upper, dest
 
     daemon = make_daemon(
-        {"alpha": alpha}, {"10.toml": POLICY}, SETTINGS, prepare=prepare,
-        workload_extra={"alpha": 'overlay = { lower = "/srv" }\n'
-                                 'destination = "__DEST__"'.replace("__DEST__", "/x")})
+        {"alpha": alpha},
+        {"10.toml": POLICY},
+        SETTINGS,
+        prepare=prepare,
+        workload_extra={
+            "alpha": 'overlay = { lower = "/srv" }\ndestination = "__DEST__"'.replace(
+                "__DEST__", "/x"
+            )
+        },
+    )
     # The destination lives under the daemon's own temp root; point the config at it.
     wl = daemon.config_dir / "workloads.toml"
-    wl.write_text(wl.read_text().replace('destination = "/x"',
-                                         f'destination = "{holder["dest"]}"'))
+    wl.write_text(wl.read_text().replace('destination = "/x"', f'destination = "{holder["dest"]}"'))
     daemon.restart()
     return daemon, alpha, holder["upper"], holder["dest"]
 
@@ -75,25 +83,32 @@ def test_a_clean_file_arrives_with_its_sha256(tree, journal):
     data = (upper / "docs" / "clean.txt").read_bytes()
     assert (dest / "docs" / "clean.txt").read_bytes() == data
     [f] = reply["result"]["files"]
-    assert f == {"path": "docs/clean.txt", "bytes": len(data),
-                 "sha256": hashlib.sha256(data).hexdigest()}
+    assert f == {
+        "path": "docs/clean.txt",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     assert not [p for p in (dest / "docs").iterdir() if p.name.startswith(".clawvisor-")]
-    recs = journal.wait_entries(1, CLAWVISOR_ACTION="sync-out", CLAWVISOR_KIND="result",
-                                CLAWVISOR_OUTCOME="ok")
+    recs = journal.wait_entries(
+        1, CLAWVISOR_ACTION="sync-out", CLAWVISOR_KIND="result", CLAWVISOR_OUTCOME="ok"
+    )
     assert any(hashlib.sha256(data).hexdigest() in r.get("CLAWVISOR_DETAIL", "") for r in recs)
 
 
-@pytest.mark.parametrize("path, why", [
-    ("link-out", "link-out: is a symlink"),
-    ("dirlink/passwd", "'dirlink' is a symlink or not a directory"),
-    ("hard", "hard: has 2 hard links"),
-    ("docs/key.pem", "looks like it holds secrets (Private Key on line 1"),
-    ("big.bin", "2097152 bytes is over the cap of 1048576"),
-    ("fifo", "fifo: not a regular file"),
-    ("notlisted.txt", "not in the sync-out allowlist"),
-    ("missing", "missing: does not exist"),
-    ("mid/../../x", ".."),
-])
+@pytest.mark.parametrize(
+    "path, why",
+    [
+        ("link-out", "link-out: is a symlink"),
+        ("dirlink/passwd", "'dirlink' is a symlink or not a directory"),
+        ("hard", "hard: has 2 hard links"),
+        ("docs/key.pem", "looks like it holds secrets (Private Key on line 1"),
+        ("big.bin", "2097152 bytes is over the cap of 1048576"),
+        ("fifo", "fifo: not a regular file"),
+        ("notlisted.txt", "not in the sync-out allowlist"),
+        ("missing", "missing: does not exist"),
+        ("mid/../../x", ".."),
+    ],
+)
 def test_traps_are_refused_with_their_reason(tree, path, why):
     reply = sync(tree, path)
     assert reply["status"] == "error", reply

@@ -11,8 +11,10 @@ from supervisor.catalog import POLICY_CATALOG
 
 
 def rule(extra=""):
-    text = ('[[rule]]\naction = "open-url"\nsource = "*"\ntarget = "*"\ndecision = "ask"\n'
-            f'timeout = 5\n{extra}\n')
+    text = (
+        '[[rule]]\naction = "open-url"\nsource = "*"\ntarget = "*"\ndecision = "ask"\n'
+        f"timeout = 5\n{extra}\n"
+    )
     return load_policy_texts([("r.toml", text)], POLICY_CATALOG, {"w": frozenset()}).rules[0]
 
 
@@ -27,15 +29,23 @@ class Agent:
 
 def make(tmp_path=None, **kw):
     records = []
-    broker = Broker(lambda r: records.append(r) or True,
-                    (tmp_path / "pending.json") if tmp_path else None, **kw)
+    broker = Broker(
+        lambda r: records.append(r) or True, (tmp_path / "pending.json") if tmp_path else None, **kw
+    )
     return broker, records
 
 
 def ask(broker, url="https://a.org/", r=None, workload="w", intent_id="i1"):
-    return asyncio.ensure_future(broker.ask(intent_id=intent_id, workload=workload,
-                                            action="open-url", target=workload,
-                                            params={"url": url}, rule=r or rule()))
+    return asyncio.ensure_future(
+        broker.ask(
+            intent_id=intent_id,
+            workload=workload,
+            action="open-url",
+            target=workload,
+            params={"url": url},
+            rule=r or rule(),
+        )
+    )
 
 
 async def settle():
@@ -53,14 +63,24 @@ def test_approval_resolves_the_ask_and_withdraws_other_prompts():
         await settle()
         offered = a.events[0]["request"]
         assert b.events[0]["request"]["id"] == offered["id"]
-        ok, msg, *_ = broker.verdict(pending_id=offered["id"], digest=offered["digest"],
-                                     allow=True, agent="cli", principal="uid:0", grant=0.0,
-                                     reason=None)
+        ok, msg, *_ = broker.verdict(
+            pending_id=offered["id"],
+            digest=offered["digest"],
+            allow=True,
+            agent="cli",
+            principal="uid:0",
+            grant=0.0,
+            reason=None,
+        )
         assert ok and msg == "approved"
         res = await task
         assert res.outcome == "approved" and res.approvers == ("cli uid:0",)
-        assert b.events[-1] == {"event": "withdrawn", "id": offered["id"],
-                                "reason": "approved", "by": "cli uid:0"}
+        assert b.events[-1] == {
+            "event": "withdrawn",
+            "id": offered["id"],
+            "reason": "approved",
+            "by": "cli uid:0",
+        }
         assert [r.outcome for r in records] == ["offered", "vote", "approved"]
 
     asyncio.run(main())
@@ -74,14 +94,28 @@ def test_a_verdict_quoting_another_intents_digest_is_refused():
         first = ask(broker, "https://a.org/")
         await settle()
         old = agent.events[0]["request"]
-        broker.verdict(pending_id=old["id"], digest=old["digest"], allow=True, agent="cli",
-                       principal="uid:0", grant=0.0, reason=None)
+        broker.verdict(
+            pending_id=old["id"],
+            digest=old["digest"],
+            allow=True,
+            agent="cli",
+            principal="uid:0",
+            grant=0.0,
+            reason=None,
+        )
         await first
         second = ask(broker, "https://a.org/CHANGED")
         await settle()
         new = agent.events[-1]["request"]
-        ok, msg, *_ = broker.verdict(pending_id=new["id"], digest=old["digest"], allow=True,
-                                     agent="cli", principal="uid:0", grant=0.0, reason=None)
+        ok, msg, *_ = broker.verdict(
+            pending_id=new["id"],
+            digest=old["digest"],
+            allow=True,
+            agent="cli",
+            principal="uid:0",
+            grant=0.0,
+            reason=None,
+        )
         assert not ok and "digest" in msg
         assert records[-1].outcome == "verdict_refused"
         assert not second.done()
@@ -98,8 +132,9 @@ def test_quorum_two_needs_two_distinct_approvers():
         task = ask(broker, r=rule("quorum = 2"))
         await settle()
         p = agent.events[0]["request"]
-        v = dict(pending_id=p["id"], digest=p["digest"], allow=True, agent="cli",
-                 grant=0.0, reason=None)
+        v = dict(
+            pending_id=p["id"], digest=p["digest"], allow=True, agent="cli", grant=0.0, reason=None
+        )
         assert broker.verdict(principal="uid:1000", **v)[1] == "vote recorded"
         again = broker.verdict(principal="uid:1000", **v)
         assert not again[0] and "already approved" in again[1]
@@ -119,8 +154,15 @@ def test_fifty_identical_asks_share_one_prompt():
         await settle()
         assert len([e for e in agent.events if e["event"] == "pending"]) == 1
         p = agent.events[0]["request"]
-        broker.verdict(pending_id=p["id"], digest=p["digest"], allow=False, agent="cli",
-                       principal="uid:0", grant=0.0, reason="no")
+        broker.verdict(
+            pending_id=p["id"],
+            digest=p["digest"],
+            allow=False,
+            agent="cli",
+            principal="uid:0",
+            grant=0.0,
+            reason="no",
+        )
         results = await asyncio.gather(*tasks)
         assert {r.outcome for r in results} == {"denied"}
         assert sum(1 for r in records if r.outcome == "offered") == 1
@@ -133,9 +175,14 @@ def test_the_eleventh_pending_request_of_a_workload_is_rate_limited():
         broker, _ = make(max_pending_per_workload=10)
         tasks = [ask(broker, f"https://a.org/{n}") for n in range(10)]
         await settle()
-        eleventh = await broker.ask(intent_id="x", workload="w", action="open-url",
-                                    target="w", params={"url": "https://a.org/11"},
-                                    rule=rule())
+        eleventh = await broker.ask(
+            intent_id="x",
+            workload="w",
+            action="open-url",
+            target="w",
+            params={"url": "https://a.org/11"},
+            rule=rule(),
+        )
         assert eleventh.outcome == "rate_limited"
         other = ask(broker, "https://a.org/x", workload="v")
         await settle()
@@ -149,10 +196,22 @@ def test_the_eleventh_pending_request_of_a_workload_is_rate_limited():
 def test_no_answer_times_out():
     async def main():
         broker, records = make()
-        r = rule().__class__(**{**{f: getattr(rule(), f) for f in rule().__struct_fields__},
-                                "timeout": 0.05, "verdict": None, "where": ""})
-        res = await broker.ask(intent_id="t", workload="w", action="open-url", target="w",
-                               params={"url": "https://a.org/"}, rule=r)
+        r = rule().__class__(
+            **{
+                **{f: getattr(rule(), f) for f in rule().__struct_fields__},
+                "timeout": 0.05,
+                "verdict": None,
+                "where": "",
+            }
+        )
+        res = await broker.ask(
+            intent_id="t",
+            workload="w",
+            action="open-url",
+            target="w",
+            params={"url": "https://a.org/"},
+            rule=r,
+        )
         assert res.outcome == "timeout"
         assert records[-1].outcome == "timeout"
 
@@ -169,9 +228,15 @@ def test_agents_only_see_requests_their_kind_may_answer():
         await settle()
         assert tg.events == [] and len(cli.events) == 1
         p = cli.events[0]["request"]
-        refused = broker.verdict(pending_id=p["id"], digest=p["digest"], allow=True,
-                                 agent="telegram", principal="telegram:1", grant=0.0,
-                                 reason=None)
+        refused = broker.verdict(
+            pending_id=p["id"],
+            digest=p["digest"],
+            allow=True,
+            agent="telegram",
+            principal="telegram:1",
+            grant=0.0,
+            reason=None,
+        )
         assert not refused[0]
         task.cancel()
 
@@ -186,8 +251,14 @@ def test_grant_beyond_what_the_rule_allows_is_refused():
         task = ask(broker, r=rule('grant = "30m"'))
         await settle()
         p = agent.events[0]["request"]
-        v = dict(pending_id=p["id"], digest=p["digest"], allow=True, agent="cli",
-                 principal="uid:0", reason=None)
+        v = dict(
+            pending_id=p["id"],
+            digest=p["digest"],
+            allow=True,
+            agent="cli",
+            principal="uid:0",
+            reason=None,
+        )
         assert not broker.verdict(grant=float("inf"), **v)[0]
         assert broker.verdict(grant=1800.0, **v)[1] == "approved"
         assert (await task).grant == 1800.0
@@ -240,7 +311,15 @@ def test_closing_answers_everything_unavailable():
         await settle()
         broker.close()
         assert (await task).outcome == "unavailable"
-        assert (await broker.ask(intent_id="late", workload="w", action="open-url",
-                                 target="w", params={}, rule=rule())).outcome == "unavailable"
+        assert (
+            await broker.ask(
+                intent_id="late",
+                workload="w",
+                action="open-url",
+                target="w",
+                params={},
+                rule=rule(),
+            )
+        ).outcome == "unavailable"
 
     asyncio.run(main())

@@ -16,26 +16,51 @@ def c(kind, spec, param="p"):
 DOMAIN = {"domain": ["example.com", "*.example.org"]}
 
 
-@pytest.mark.parametrize("value", [
-    "example.com", "EXAMPLE.com", "example.com.", "https://example.com/x",
-    "https://EXAMPLE.COM:8443/x?y#z", "a.example.org", "a.b.example.org",
-    "https://deep.sub.example.org/", "A.Example.Org.",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "example.com",
+        "EXAMPLE.com",
+        "example.com.",
+        "https://example.com/x",
+        "https://EXAMPLE.COM:8443/x?y#z",
+        "a.example.org",
+        "a.b.example.org",
+        "https://deep.sub.example.org/",
+        "A.Example.Org.",
+    ],
+)
 def test_domain_matches_listed_hosts_and_subdomains_of_wildcards(value):
     assert c("str", DOMAIN).matches(value)
 
 
-@pytest.mark.parametrize("value", [
-    "evilexample.com", "example.com.evil.net", "example.org",  # bare suffix of a wildcard
-    "evilexample.org", "aexample.org", "https://example.org/",
-    "https://example.com@evil.net/", "https://evil.net\\@example.com/",
-    "https://evil.net#@example.com", "https://evil.net/?x=example.com",
-    "https://example.com\x00.evil.net/", "example..com", ".example.com",
-    "https://xn--exmple-cua.com/",          # punycode of a look-alike (exämple.com)
-    "https://exаmple.com/",                 # Cyrillic 'а'
-    "example.com/path", "user@example.com", "example.com:80", "", "https://",
-    "https://a.example.org.evil.net/", "javascript://example.com/%0aalert(1)",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "evilexample.com",
+        "example.com.evil.net",
+        "example.org",  # bare suffix of a wildcard
+        "evilexample.org",
+        "aexample.org",
+        "https://example.org/",
+        "https://example.com@evil.net/",
+        "https://evil.net\\@example.com/",
+        "https://evil.net#@example.com",
+        "https://evil.net/?x=example.com",
+        "https://example.com\x00.evil.net/",
+        "example..com",
+        ".example.com",
+        "https://xn--exmple-cua.com/",  # punycode of a look-alike (exämple.com)
+        "https://exаmple.com/",  # Cyrillic 'а'
+        "example.com/path",
+        "user@example.com",
+        "example.com:80",
+        "",
+        "https://",
+        "https://a.example.org.evil.net/",
+        "javascript://example.com/%0aalert(1)",
+    ],
+)
 def test_domain_refuses_look_alikes_and_tricks(value):
     assert not c("str", DOMAIN).matches(value)
 
@@ -61,26 +86,53 @@ def test_bad_domain_patterns_are_load_errors(bad):
 # --- path-under ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [
-    "exports", "exports/a.txt", "exports//a.txt", "./exports/a", "exports/./b/c",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "exports",
+        "exports/a.txt",
+        "exports//a.txt",
+        "./exports/a",
+        "exports/./b/c",
+    ],
+)
 def test_under_relative_base(value):
     assert c("str", {"under": "exports"}).matches(value)
 
 
-@pytest.mark.parametrize("value", [
-    "exports/../secret", "../exports/a", "exports/..", "/exports/a", "exportsX/a",
-    "exp", "exports/a\x00b", "", "secret", "..", "exports/../../etc/passwd",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "exports/../secret",
+        "../exports/a",
+        "exports/..",
+        "/exports/a",
+        "exportsX/a",
+        "exp",
+        "exports/a\x00b",
+        "",
+        "secret",
+        "..",
+        "exports/../../etc/passwd",
+    ],
+)
 def test_under_refuses_escapes_and_neighbours(value):
     assert not c("str", {"under": "exports"}).matches(value)
 
 
-@pytest.mark.parametrize("value, ok", [
-    ("/srv/share/a", True), ("//srv//share/a", True), ("/srv/share", True),
-    ("/srv/shared/a", False), ("/srv/share/../x", False), ("srv/share/a", False),
-    ("/srv/./share/a", True), ("/", False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ("/srv/share/a", True),
+        ("//srv//share/a", True),
+        ("/srv/share", True),
+        ("/srv/shared/a", False),
+        ("/srv/share/../x", False),
+        ("srv/share/a", False),
+        ("/srv/./share/a", True),
+        ("/", False),
+    ],
+)
 def test_under_absolute_base(value, ok):
     assert c("str", {"under": "/srv/share"}).matches(value) is ok
 
@@ -100,10 +152,18 @@ def test_under_base_with_dotdot_is_a_load_error():
 # --- regex, glob, prefix -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, ok", [
-    ("cats", True), ("cats\n", False), ("xcats", False), ("catsx", False),
-    ("CATS", False), ("cats\ndogs", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ("cats", True),
+        ("cats\n", False),
+        ("xcats", False),
+        ("catsx", False),
+        ("CATS", False),
+        ("cats\ndogs", False),
+        ("", False),
+    ],
+)
 def test_regex_is_anchored_at_both_ends(value, ok):
     assert c("str", {"regex": "cats|dogs"}).matches(value) is ok
 
@@ -146,16 +206,30 @@ def test_one_of_is_type_strict():
 
 
 def test_missing_value_never_matches_any_kind():
-    for kind, spec in (("str", "x"), ("str", {"glob": "*"}), ("str", {"regex": ".*"}),
-                       ("str", {"prefix": ""}), ("int", {"range": [0, 9]})):
+    for kind, spec in (
+        ("str", "x"),
+        ("str", {"glob": "*"}),
+        ("str", {"regex": ".*"}),
+        ("str", {"prefix": ""}),
+        ("int", {"range": [0, 9]}),
+    ):
         assert not c(kind, spec).matches(None)
 
 
-@pytest.mark.parametrize("kind, spec", [
-    ("int", {"glob": "*"}), ("int", {"domain": "a.com"}), ("str", {"range": [1, 2]}),
-    ("str", 5), ("int", "5"), ("str", {"glob": "*", "regex": ".*"}), ("str", {}),
-    ("str", {"nearly": "x"}), ("int", {"range": [5, 1]}),
-])
+@pytest.mark.parametrize(
+    "kind, spec",
+    [
+        ("int", {"glob": "*"}),
+        ("int", {"domain": "a.com"}),
+        ("str", {"range": [1, 2]}),
+        ("str", 5),
+        ("int", "5"),
+        ("str", {"glob": "*", "regex": ".*"}),
+        ("str", {}),
+        ("str", {"nearly": "x"}),
+        ("int", {"range": [5, 1]}),
+    ],
+)
 def test_wrong_kind_or_shape_is_a_load_error(kind, spec):
     with pytest.raises((ValueError, TypeError)):
         c(kind, spec)

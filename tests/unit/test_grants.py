@@ -14,8 +14,16 @@ class Clock:
 
 
 def add(store, seconds, key="k1"):
-    return store.add(key=key, workload="w", action="open-url", target="w", params="{}",
-                     rule="r:1", approvers=["cli uid:0"], seconds=seconds)
+    return store.add(
+        key=key,
+        workload="w",
+        action="open-url",
+        target="w",
+        params="{}",
+        rule="r:1",
+        approvers=["cli uid:0"],
+        seconds=seconds,
+    )
 
 
 def test_thirty_minute_grant_expires(tmp_path):
@@ -62,7 +70,15 @@ def test_revoke_and_persistence(tmp_path):
 def test_revoke_workload_removes_only_that_workloads_grants(tmp_path):
     store = GrantStore(tmp_path / "g.json", Clock())
     add(store, math.inf)
-    store.add(key="x", workload="other", action="status", target=None, params="{}",
-              rule="r:1", approvers=[], seconds=math.inf)
+    store.add(
+        key="x",
+        workload="other",
+        action="status",
+        target=None,
+        params="{}",
+        rule="r:1",
+        approvers=[],
+        seconds=math.inf,
+    )
     assert [g.workload for g in store.revoke_workload("w")] == ["w"]
     assert [g.workload for g in store.list()] == ["other"]

@@ -24,8 +24,10 @@ def load(text: str, **kw):
 
 
 def rule(action="status", source="*", target="*", decision="allow", extra=""):
-    return (f'[[rule]]\naction = "{action}"\nsource = "{source}"\ntarget = "{target}"\n'
-            f'decision = "{decision}"\n{extra}\n')
+    return (
+        f'[[rule]]\naction = "{action}"\nsource = "{source}"\ntarget = "{target}"\n'
+        f'decision = "{decision}"\n{extra}\n'
+    )
 
 
 def test_groups_expand_to_their_actions():
@@ -37,20 +39,31 @@ def test_groups_expand_to_their_actions():
 def test_builtin_readonly_and_mutating_groups_exist_without_definition():
     p = load(rule(action="@readonly"))
     assert p.groups["readonly"] == frozenset({"status", "open-url", "search", "notify"})
-    assert p.groups["mutating"] == frozenset({
-        "install-app", "egress-allow", "sync-out", "workload-start", "workload-stop",
-        "workload-restart", "run-ops"})
+    assert p.groups["mutating"] == frozenset(
+        {
+            "install-app",
+            "egress-allow",
+            "sync-out",
+            "workload-start",
+            "workload-stop",
+            "workload-restart",
+            "run-ops",
+        }
+    )
     assert evaluate(p, "a", "open-url", "b", {"url": "https://x/"}).decision == "allow"
     assert evaluate(p, "a", "install-app", None, {"package": "vim"}).decision == "deny"
 
 
-@pytest.mark.parametrize("groups, fragment", [
-    ('[groups]\nread = ["reboot"]\n', "unknown actions"),
-    ('[groups]\nreadonly = ["status"]\n', "built-in"),
-    ('[groups]\nstatus = ["status"]\n', "built-in group or an action"),
-    ('[groups]\nempty = []\n', "empty"),
-    ('[groups]\nread = "status"\n', "list"),
-])
+@pytest.mark.parametrize(
+    "groups, fragment",
+    [
+        ('[groups]\nread = ["reboot"]\n', "unknown actions"),
+        ('[groups]\nreadonly = ["status"]\n', "built-in"),
+        ('[groups]\nstatus = ["status"]\n', "built-in group or an action"),
+        ("[groups]\nempty = []\n", "empty"),
+        ('[groups]\nread = "status"\n', "list"),
+    ],
+)
 def test_bad_groups_are_errors(groups, fragment):
     with pytest.raises(PolicyError, match=fragment):
         load(groups)
@@ -62,8 +75,11 @@ def test_constraint_on_a_group_needs_the_param_in_every_member():
 
 
 def test_target_patterns():
-    p = load(rule(target="@default", decision="deny") + rule(target="@self", decision="ask")
-             + rule(target="@tag:red"))
+    p = load(
+        rule(target="@default", decision="deny")
+        + rule(target="@self", decision="ask")
+        + rule(target="@tag:red")
+    )
     assert evaluate(p, "a", "status", None, {}).decision == "deny"
     assert evaluate(p, "a", "status", "a", {}).decision == "ask"
     assert evaluate(p, "a", "status", "c", {}).decision == "allow"
@@ -77,10 +93,17 @@ def test_sources_not_compiled_against_are_still_decided():
     assert evaluate(q, "newcomer", "status", None, {}).decision == "deny"
 
 
-@pytest.mark.parametrize("text, count, per", [
-    ("10/min", 10, 60), ("5/30s", 5, 30), ("100/hour", 100, 3600), ("1/day", 1, 86400),
-    ("3 / 2 minutes", 3, 120), ("7/sec", 7, 1),
-])
+@pytest.mark.parametrize(
+    "text, count, per",
+    [
+        ("10/min", 10, 60),
+        ("5/30s", 5, 30),
+        ("100/hour", 100, 3600),
+        ("1/day", 1, 86400),
+        ("3 / 2 minutes", 3, 120),
+        ("7/sec", 7, 1),
+    ],
+)
 def test_rate_specs(text, count, per):
     r = parse_rate(text)
     assert (r.count, r.per) == (count, per)
@@ -103,15 +126,19 @@ TESTED = rule(action="open-url", source="a", extra='params.url = { domain = "*.o
 
 
 def test_passing_tests_load():
-    p = load(TESTED + '[[test]]\nsource = "a"\naction = "open-url"\n'
-             'params = { url = "https://x.OK.org/" }\nexpect = "allow"\nrule = "t.toml:1"\n',
-             normalise=normalise_params)
+    p = load(
+        TESTED + '[[test]]\nsource = "a"\naction = "open-url"\n'
+        'params = { url = "https://x.OK.org/" }\nexpect = "allow"\nrule = "t.toml:1"\n',
+        normalise=normalise_params,
+    )
     assert len(p.tests) == 1
 
 
 def test_a_failing_test_refuses_the_policy_with_its_position():
-    text = TESTED + ('\n[[test]]\nsource = "a"\naction = "open-url"\n'
-                     'params = { url = "https://evil.org/" }\nexpect = "allow"\n')
+    text = TESTED + (
+        '\n[[test]]\nsource = "a"\naction = "open-url"\n'
+        'params = { url = "https://evil.org/" }\nexpect = "allow"\n'
+    )
     with pytest.raises(PolicyTestError) as info:
         load(text, normalise=normalise_params)
     assert info.value.line == 8
@@ -119,8 +146,10 @@ def test_a_failing_test_refuses_the_policy_with_its_position():
 
 
 def test_a_test_with_invalid_params_fails():
-    text = TESTED + ('[[test]]\nsource = "a"\naction = "open-url"\n'
-                     'params = { url = "ftp://x.ok.org/" }\nexpect = "deny"\n')
+    text = TESTED + (
+        '[[test]]\nsource = "a"\naction = "open-url"\n'
+        'params = { url = "ftp://x.ok.org/" }\nexpect = "deny"\n'
+    )
     with pytest.raises(PolicyTestError, match="params invalid"):
         load(text, normalise=normalise_params)
 
@@ -130,7 +159,8 @@ def test_tests_directory_is_read_and_may_hold_only_tests(tmp_path):
     (d / "tests").mkdir(parents=True)
     (d / "10.toml").write_text(rule(source="a"))
     (d / "tests" / "must.toml").write_text(
-        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n')
+        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n'
+    )
     p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
     assert [t.where for t in p.tests] == ["policy.d/tests/must.toml:1"]
     (d / "tests" / "bad.toml").write_text(rule())
@@ -142,7 +172,8 @@ def test_an_edit_that_undoes_a_must_deny_is_refused(tmp_path):
     d = tmp_path / "policy.d"
     (d / "tests").mkdir(parents=True)
     (d / "tests" / "never.toml").write_text(
-        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n')
+        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n'
+    )
     (d / "10.toml").write_text(rule(source="a"))
     load_policy_dir(d, POLICY_CATALOG, WORKLOADS)
     (d / "10.toml").write_text(rule(source="*"))  # quietly widened
@@ -154,8 +185,12 @@ def test_an_edit_that_undoes_a_must_deny_is_refused(tmp_path):
 
 
 def test_explain_gives_a_reason_for_every_earlier_rule():
-    p = load(rule(source="b") + rule(target="@default", decision="deny")
-             + rule(action="open-url") + rule(extra='params = {}'))
+    p = load(
+        rule(source="b")
+        + rule(target="@default", decision="deny")
+        + rule(action="open-url")
+        + rule(extra="params = {}")
+    )
     ex = explain(p, "a", "status", "c", {})
     assert ex.verdict.rule_name == "t.toml:19"
     assert [s.matched for s in ex.steps] == [False, False, True]
@@ -191,8 +226,10 @@ def test_lint_does_not_flag_a_narrower_earlier_rule():
 def test_lint_finds_an_ask_nobody_can_answer():
     msgs = lint_messages(rule(decision="ask", extra='approvers = ["telegram"]'))
     assert any("ask with no approver" in m for m in msgs)
-    assert not any("ask with no approver" in m
-                   for m in lint_messages(rule(decision="ask", extra='approvers = ["cli"]')))
+    assert not any(
+        "ask with no approver" in m
+        for m in lint_messages(rule(decision="ask", extra='approvers = ["cli"]'))
+    )
 
 
 def test_lint_finds_unknown_workloads_and_tags():
@@ -204,8 +241,10 @@ def test_lint_finds_unknown_workloads_and_tags():
 # --- grants and quorum on ask rules --------------------------------------------------
 
 
-@pytest.mark.parametrize("text, seconds", [("once", 0.0), ("always", float("inf")),
-                                           ("30m", 1800.0), ("2h", 7200.0), ("45s", 45.0)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("once", 0.0), ("always", float("inf")), ("30m", 1800.0), ("2h", 7200.0), ("45s", 45.0)],
+)
 def test_grant_specs(text, seconds):
     assert parse_grant(text) == seconds
 

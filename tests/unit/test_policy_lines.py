@@ -7,19 +7,26 @@ import pytest
 from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
 from supervisor.catalog import POLICY_CATALOG
 
-WORKLOADS = {"sys-clawd": frozenset(), "dom0": frozenset(), "work": frozenset({"trusted"}),
-             "play": frozenset()}
+WORKLOADS = {
+    "sys-clawd": frozenset(),
+    "dom0": frozenset(),
+    "work": frozenset({"trusted"}),
+    "play": frozenset(),
+}
 GROUPS = ('[groups]\nClawdRead = ["status"]\nClawdWrite = ["open-url"]\n', "00-groups.toml")
 
 
 def load(text: str, *extra: tuple[str, str]):
-    return load_policy_texts([(GROUPS[1], GROUPS[0]), *extra, ("30.policy", text)],
-                             POLICY_CATALOG, WORKLOADS)
+    return load_policy_texts(
+        [(GROUPS[1], GROUPS[0]), *extra, ("30.policy", text)], POLICY_CATALOG, WORKLOADS
+    )
 
 
 def test_the_issue_example_loads_once_its_groups_exist():
-    p = load("ClawdRead   *   sys-clawd   dom0   allow\n"
-             "ClawdWrite  *   sys-clawd   dom0   ask,default_target=dom0\n")
+    p = load(
+        "ClawdRead   *   sys-clawd   dom0   allow\n"
+        "ClawdWrite  *   sys-clawd   dom0   ask,default_target=dom0\n"
+    )
     v = evaluate(p, "sys-clawd", "status", "dom0", {})
     assert (v.decision, v.rule_name) == ("allow", "30.policy:1")
     w = evaluate(p, "sys-clawd", "open-url", "dom0", {"url": "https://x.org/"})
@@ -51,23 +58,26 @@ def test_comments_and_blank_lines_are_ignored():
     assert len(p.rules) == 1 and p.rules[0].line == 4
 
 
-@pytest.mark.parametrize("line, col, fragment", [
-    ("!include foo\n", 1, "directive"),
-    ("status * *\n", 11, "expected SERVICE"),
-    ("status * * * maybe\n", 14, "allow, ask or deny"),
-    ("status x * * allow\n", 8, "ARG"),
-    ("status * * * ask,user=root\n", 18, "user="),
-    ("status * * * allow target=dom0\n", 20, "target="),
-    ("status * * * allow colour=red\n", 20, "unknown param"),
-    ("status * @dispvm * allow\n", 10, "not supported"),
-    ("status * * @dispvm:x allow\n", 12, "not supported"),
-    ("reboot * * * allow\n", 1, "unknown action or group"),
-    ("status * bad!name * allow\n", 10, "source"),
-    ("status * * * deny default_target=dom0\n", 19, "deny"),
-    ("status * * * allow rate=lots\n", 20, "rate"),
-    ("status * * * ask timeout=abc\n", 18, "timeout"),
-    ("status * * * allow default_target\n", 20, "NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "line, col, fragment",
+    [
+        ("!include foo\n", 1, "directive"),
+        ("status * *\n", 11, "expected SERVICE"),
+        ("status * * * maybe\n", 14, "allow, ask or deny"),
+        ("status x * * allow\n", 8, "ARG"),
+        ("status * * * ask,user=root\n", 18, "user="),
+        ("status * * * allow target=dom0\n", 20, "target="),
+        ("status * * * allow colour=red\n", 20, "unknown param"),
+        ("status * @dispvm * allow\n", 10, "not supported"),
+        ("status * * @dispvm:x allow\n", 12, "not supported"),
+        ("reboot * * * allow\n", 1, "unknown action or group"),
+        ("status * bad!name * allow\n", 10, "source"),
+        ("status * * * deny default_target=dom0\n", 19, "deny"),
+        ("status * * * allow rate=lots\n", 20, "rate"),
+        ("status * * * ask timeout=abc\n", 18, "timeout"),
+        ("status * * * allow default_target\n", 20, "NAME=VALUE"),
+    ],
+)
 def test_tokens_the_model_cannot_honour_are_errors_with_line_and_column(line, col, fragment):
     with pytest.raises(PolicyError) as info:
         load("# first line is a comment\n" + line)
@@ -81,13 +91,20 @@ def test_policy_and_toml_files_load_side_by_side_in_name_order(tmp_path):
     (d / "00-groups.toml").write_text(GROUPS[0])
     (d / "10-first.policy").write_text("ClawdRead * play * deny\n")
     (d / "20-second.toml").write_text(
-        '[[rule]]\naction = "@ClawdRead"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n')
+        '[[rule]]\naction = "@ClawdRead"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+    )
     (d / "30-third.policy").write_text("open-url * * * ask\n")
     p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
-    assert p.files == ("policy.d/00-groups.toml", "policy.d/10-first.policy",
-                       "policy.d/20-second.toml", "policy.d/30-third.policy")
-    assert [r.where for r in p.rules] == ["policy.d/10-first.policy:1",
-                                          "policy.d/20-second.toml:1",
-                                          "policy.d/30-third.policy:1"]
+    assert p.files == (
+        "policy.d/00-groups.toml",
+        "policy.d/10-first.policy",
+        "policy.d/20-second.toml",
+        "policy.d/30-third.policy",
+    )
+    assert [r.where for r in p.rules] == [
+        "policy.d/10-first.policy:1",
+        "policy.d/20-second.toml:1",
+        "policy.d/30-third.policy:1",
+    ]
     assert evaluate(p, "play", "status", None, {}).decision == "deny"
     assert evaluate(p, "work", "status", None, {}).decision == "allow"

@@ -17,18 +17,30 @@ from supervisor.catalog import POLICY_CATALOG
 NAMES = ["a", "b", "c"]
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset({"blue"}), "c": frozenset({"red", "blue"})}
 GROUPS = {"g1": ["status"], "g2": ["status", "open-url"]}
-URLS = ["https://a.org/x", "https://b.a.org/", "https://evil.org/", "https://a.org/y/z",
-        "https://xa.org/"]
+URLS = [
+    "https://a.org/x",
+    "https://b.a.org/",
+    "https://evil.org/",
+    "https://a.org/y/z",
+    "https://xa.org/",
+]
 
 actions = st.sampled_from(["status", "open-url", "*", "@g1", "@g2", "@readonly"])
 sources = st.sampled_from(["*", "@anyvm", "@tag:red", "@tag:blue", *NAMES])
 targets = st.sampled_from(["*", "@anyvm", "@default", "@self", "@tag:red", *NAMES])
 decisions = st.sampled_from(["allow", "ask", "deny"])
-url_constraints = st.sampled_from([
-    None, ("exact", "https://a.org/x"), ("glob", "https://*.org/*"), ("prefix", "https://a"),
-    ("domain", "*.a.org"), ("domain", "a.org"), ("regex", "https://[a-z.]+/x"),
-    ("one_of", ["https://evil.org/", "https://a.org/y/z"]),
-])
+url_constraints = st.sampled_from(
+    [
+        None,
+        ("exact", "https://a.org/x"),
+        ("glob", "https://*.org/*"),
+        ("prefix", "https://a"),
+        ("domain", "*.a.org"),
+        ("domain", "a.org"),
+        ("regex", "https://[a-z.]+/x"),
+        ("one_of", ["https://evil.org/", "https://a.org/y/z"]),
+    ]
+)
 
 
 @st.composite
@@ -39,10 +51,12 @@ def rules(draw):
 
 
 def to_toml(rule_list) -> str:
-    out = ['[groups]\n' + "".join(f'{g} = {m!r}\n'.replace("'", '"') for g, m in GROUPS.items())]
+    out = ["[groups]\n" + "".join(f"{g} = {m!r}\n".replace("'", '"') for g, m in GROUPS.items())]
     for action, source, target, decision, c in rule_list:
-        text = (f'[[rule]]\naction = "{action}"\nsource = "{source}"\n'
-                f'target = "{target}"\ndecision = "{decision}"\n')
+        text = (
+            f'[[rule]]\naction = "{action}"\nsource = "{source}"\n'
+            f'target = "{target}"\ndecision = "{decision}"\n'
+        )
         if c is not None:
             kind, value = c
             if kind == "exact":
@@ -121,14 +135,22 @@ def ref_constraint(c, url):
 
 def reference(rule_list, source, action, target, url):
     for i, (a, s, t, d, c) in enumerate(rule_list):
-        if (action in ref_actions(a) and ref_source(s, source)
-                and ref_target(t, source, target, action) and ref_constraint(c, url)):
+        if (
+            action in ref_actions(a)
+            and ref_source(s, source)
+            and ref_target(t, source, target, action)
+            and ref_constraint(c, url)
+        ):
             return d, i
     return "deny", None
 
 
-requests = st.tuples(st.sampled_from(NAMES), st.sampled_from(["status", "open-url"]),
-                     st.sampled_from([None, *NAMES]), st.sampled_from(URLS))
+requests = st.tuples(
+    st.sampled_from(NAMES),
+    st.sampled_from(["status", "open-url"]),
+    st.sampled_from([None, *NAMES]),
+    st.sampled_from(URLS),
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -139,8 +161,9 @@ def test_compiled_evaluator_agrees_with_the_reference(rule_list, reqs):
         params = {"url": url} if action == "open-url" else {}
         v = evaluate(policy, source, action, target, params)
         assert explain(policy, source, action, target, params).verdict == v
-        decision, index = reference(rule_list, source, action, target,
-                                    url if action == "open-url" else None)
+        decision, index = reference(
+            rule_list, source, action, target, url if action == "open-url" else None
+        )
         assert v.decision == decision
         if index is None:
             assert v.rule is None and v.rule_name == "default"  # default deny
@@ -153,8 +176,9 @@ def test_compiled_evaluator_agrees_with_the_reference(rule_list, reqs):
 def test_a_request_no_rule_matches_is_denied(rule_list, req):
     source, action, target, url = req
     policy = load_policy_texts([("p.toml", to_toml(rule_list))], POLICY_CATALOG, WORKLOADS)
-    decision, index = reference(rule_list, source, action, target,
-                                url if action == "open-url" else None)
+    decision, index = reference(
+        rule_list, source, action, target, url if action == "open-url" else None
+    )
     v = evaluate(policy, source, action, target, {"url": url} if action == "open-url" else {})
     if index is None:
         assert v.decision == "deny" and v.rule is None

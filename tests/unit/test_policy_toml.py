@@ -68,10 +68,11 @@ def test_glob_constraint_and_self_target():
 
 def test_exact_constraint_written_as_dotted_key():
     p = load(RULES)
-    assert evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/"}).rule_name \
+    assert (
+        evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/"}).rule_name
         == "t.toml:18"
-    assert evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/x"}).decision \
-        == "deny"
+    )
+    assert evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/x"}).decision == "deny"
 
 
 def test_star_target_matches_a_missing_target_but_self_does_not():
@@ -88,28 +89,60 @@ def test_exact_match_is_type_strict():
     assert Exact(param="n", value=1).matches(1)
 
 
-@pytest.mark.parametrize("text, line, fragment", [
-    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "maybe"\n', 5,
-     "decision"),
-    ('[[rule]]\naction = "reboot"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n', 2,
-     "unknown action or group"),
-    ('[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
-     'params.path = "x"\n', 6, "'path' is not a param"),
-    ('[[rule]]\naction = "status"\nsource = "a b"\ntarget = "*"\ndecision = "allow"\n', 3,
-     "source"),
-    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
-     'colour = "red"\n', 6, "colour"),
-    ('[[rule]]\naction = "status"\nsource = "a"\ndecision = "allow"\n', 1, "target"),
-    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
-     'timeout = -1\n', 6, "timeout"),
-    ('[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
-     'params = { x = 1 }\n', 6, "param"),
-    ('[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
-     'params.url = 5\n', 6, "str"),
-    ('[[rule]]\naction = "status"\nsource = "a"\n  target = = "*"\n', 4, "Invalid"),
-    ('rule = [{action = "status"}]\n', 1, "[[rule]]"),
-    ('[[rules]]\naction = "status"\n', 1, "top-level"),
-])
+@pytest.mark.parametrize(
+    "text, line, fragment",
+    [
+        (
+            '[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "maybe"\n',
+            5,
+            "decision",
+        ),
+        (
+            '[[rule]]\naction = "reboot"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n',
+            2,
+            "unknown action or group",
+        ),
+        (
+            '[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+            'params.path = "x"\n',
+            6,
+            "'path' is not a param",
+        ),
+        (
+            '[[rule]]\naction = "status"\nsource = "a b"\ntarget = "*"\ndecision = "allow"\n',
+            3,
+            "source",
+        ),
+        (
+            '[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+            'colour = "red"\n',
+            6,
+            "colour",
+        ),
+        ('[[rule]]\naction = "status"\nsource = "a"\ndecision = "allow"\n', 1, "target"),
+        (
+            '[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+            "timeout = -1\n",
+            6,
+            "timeout",
+        ),
+        (
+            '[[rule]]\naction = "status"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+            "params = { x = 1 }\n",
+            6,
+            "param",
+        ),
+        (
+            '[[rule]]\naction = "open-url"\nsource = "a"\ntarget = "*"\ndecision = "allow"\n'
+            "params.url = 5\n",
+            6,
+            "str",
+        ),
+        ('[[rule]]\naction = "status"\nsource = "a"\n  target = = "*"\n', 4, "Invalid"),
+        ('rule = [{action = "status"}]\n', 1, "[[rule]]"),
+        ('[[rules]]\naction = "status"\n', 1, "top-level"),
+    ],
+)
 def test_bad_files_are_errors_with_file_and_line(text, line, fragment):
     with pytest.raises(PolicyError) as info:
         load(text)
@@ -122,9 +155,11 @@ def test_directory_is_read_in_name_order_and_rules_keep_their_file(tmp_path):
     d = tmp_path / "policy.d"
     d.mkdir()
     (d / "20-b.toml").write_text(
-        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="deny"\n')
+        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="deny"\n'
+    )
     (d / "10-a.toml").write_text(
-        '\n[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
+        '\n[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n'
+    )
     (d / "README").write_text("not policy")
     (d / ".hidden.toml").write_text("garbage [[")
     p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
@@ -136,7 +171,8 @@ def test_one_broken_file_fails_the_whole_directory(tmp_path):
     d = tmp_path / "policy.d"
     d.mkdir()
     (d / "10-a.toml").write_text(
-        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
+        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n'
+    )
     (d / "20-b.toml").write_text('[[rule]]\naction="status"\n')
     with pytest.raises(PolicyError) as info:
         load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)

@@ -16,7 +16,8 @@ def test_granted_users_show_in_getfacl(tmp_path):
     f = tmp_path / "sock"
     f.write_text("")
     grant_users(f, 0o660, [4321], 6)
-    out = subprocess.run(["getfacl", "-n", "-p", str(f)], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["getfacl", "-n", "-p", str(f)], capture_output=True, text=True, check=True
+    ).stdout
     assert "user:4321:rw-" in out
     assert "other::---" in out

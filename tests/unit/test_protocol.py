@@ -33,21 +33,27 @@ def test_error_codes_are_the_documented_closed_set():
     assert set(typing.get_args(protocol.ErrorCode)) == set(ERROR_CODES)
 
 
-@pytest.mark.parametrize("line, code", [
-    (b"\xff\xfe", "bad_frame"),
-    (b'{"id":"a","intent":{"action":"st\xc3\x28tus"}}', "bad_frame"),
-    (b"{" * 10, "bad_frame"),
-    (b'{"id":"a","intent":' + b"[" * 50000 + b"]" * 50000 + b"}", "bad_frame"),
-    (b"[" * 50000 + b"]" * 50000, "bad_request"),
-    (b"42", "bad_request"),
-    (b'{"id":"a"}', "bad_request"),
-    (b'{"id":"a","intent":{},"extra":1}', "bad_request"),
-    (b'{"id":"a","intent":{"target":"x"}}', "bad_request"),
-    (b'{"id":"a","intent":{"action":"launch-missiles"}}', "unknown_action"),
-    (b'{"id":"a","intent":{"action":"status","verbose":true}}', "invalid_params"),
-    (b'{"id":"a","intent":{"action":"open-url","url":"javascript:alert(1)"}}', "invalid_params"),
-    (b'{"id":"a","intent":{"action":"status","target":"../etc"}}', "invalid_params"),
-])
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        (b"\xff\xfe", "bad_frame"),
+        (b'{"id":"a","intent":{"action":"st\xc3\x28tus"}}', "bad_frame"),
+        (b"{" * 10, "bad_frame"),
+        (b'{"id":"a","intent":' + b"[" * 50000 + b"]" * 50000 + b"}", "bad_frame"),
+        (b"[" * 50000 + b"]" * 50000, "bad_request"),
+        (b"42", "bad_request"),
+        (b'{"id":"a"}', "bad_request"),
+        (b'{"id":"a","intent":{},"extra":1}', "bad_request"),
+        (b'{"id":"a","intent":{"target":"x"}}', "bad_request"),
+        (b'{"id":"a","intent":{"action":"launch-missiles"}}', "unknown_action"),
+        (b'{"id":"a","intent":{"action":"status","verbose":true}}', "invalid_params"),
+        (
+            b'{"id":"a","intent":{"action":"open-url","url":"javascript:alert(1)"}}',
+            "invalid_params",
+        ),
+        (b'{"id":"a","intent":{"action":"status","target":"../etc"}}', "invalid_params"),
+    ],
+)
 def test_failures_are_classified(line, code):
     assert code_of(line)[0] == code
 
@@ -88,10 +94,11 @@ def test_control_ops_decode_and_unknown_ops_are_unknown_action():
 
 
 def test_a_leading_id_is_recovered_from_a_line_that_does_not_decode():
-    assert code_of(b'{"id":"keep","intent":{"action":"search","query":"\\ud800"}}') \
-        == ("bad_frame", "keep")
-    assert code_of(b'{"id":"ok","intent":{"action":"status"}} trailing junk') \
-        == ("bad_frame", "ok")
+    assert code_of(b'{"id":"keep","intent":{"action":"search","query":"\\ud800"}}') == (
+        "bad_frame",
+        "keep",
+    )
+    assert code_of(b'{"id":"ok","intent":{"action":"status"}} trailing junk') == ("bad_frame", "ok")
     # an id that is not the first key, or has escapes, is not trusted from a broken line
     assert code_of(b'{"intent":{"id":"inner"},"id":"x",')[1] is None
     assert code_of(b'{"id":"a\\\\b","intent":')[1] is None

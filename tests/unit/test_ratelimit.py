@@ -4,8 +4,9 @@ from policy import load_policy_texts
 from supervisor.catalog import POLICY_CATALOG
 from supervisor.ratelimit import RateLimiter
 
-TEXT = ('[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-        'rate = "3/min"\n')
+TEXT = (
+    '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\nrate = "3/min"\n'
+)
 
 
 class Clock:

@@ -32,8 +32,11 @@ def test_template_fields_lists_names_and_rejects_stray_braces():
 
 
 def test_run_argv_caps_output_and_marks_truncation():
-    out = asyncio.run(run_argv(["/usr/bin/head", "-c", "200000", "/dev/zero"], user=None,
-                               timeout=10, output_cap=1024))
+    out = asyncio.run(
+        run_argv(
+            ["/usr/bin/head", "-c", "200000", "/dev/zero"], user=None, timeout=10, output_cap=1024
+        )
+    )
     assert out.exit_status == 0
     assert out.truncated
     assert out.stdout.startswith(b"\0" * 1024) and out.stdout.endswith(b"truncated]\n")

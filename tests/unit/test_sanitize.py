@@ -5,17 +5,20 @@ import pytest
 from supervisor.sanitize import shown, visible
 
 
-@pytest.mark.parametrize("raw, safe", [
-    ("plain https://a.org/x?q=1", "plain https://a.org/x?q=1"),
-    ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
-    ("evil\u202egnp.exe", "evil\\u202egnp.exe"),
-    ("a\u200bb\u200dc\ufeffd", "a\\u200bb\\u200dc\\ufeffd"),
-    ("line\nbreak\r", "line\\x0abreak\\x0d"),
-    ("nul\x00here", "nul\\x00here"),
-    ("\u2066isolate\u2069", "\\u2066isolate\\u2069"),
-    ("del\x7f c1\x9b", "del\\x7f c1\\x9b"),
-    ("emoji 🙂 and ü stay", "emoji 🙂 and ü stay"),
-])
+@pytest.mark.parametrize(
+    "raw, safe",
+    [
+        ("plain https://a.org/x?q=1", "plain https://a.org/x?q=1"),
+        ("\x1b[2J\x1b[31mred", "\\x1b[2J\\x1b[31mred"),
+        ("evil\u202egnp.exe", "evil\\u202egnp.exe"),
+        ("a\u200bb\u200dc\ufeffd", "a\\u200bb\\u200dc\\ufeffd"),
+        ("line\nbreak\r", "line\\x0abreak\\x0d"),
+        ("nul\x00here", "nul\\x00here"),
+        ("\u2066isolate\u2069", "\\u2066isolate\\u2069"),
+        ("del\x7f c1\x9b", "del\\x7f c1\\x9b"),
+        ("emoji 🙂 and ü stay", "emoji 🙂 and ü stay"),
+    ],
+)
 def test_invisible_and_control_characters_become_visible(raw, safe):
     assert visible(raw) == safe
 
