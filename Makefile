@@ -71,12 +71,20 @@ pytest:
 	$(VPY) -m pytest -q $(PYTEST_ARGS) 2>&1 | tee build/pytest.log | tail -n 40; \
 	    exit $${PIPESTATUS[0]}
 
+BENCH_APT := bpftrace inotify-tools
+
 bench: setup
+	@missing=$$(for p in $(BENCH_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(VPY) -m bench.roundtrip
 	$(VPY) -m bench.policy_eval
 	$(VPY) -m bench.ask_latency
 	$(VPY) -m bench.provision
+	$(VPY) -m bench.monitors
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

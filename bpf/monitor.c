@@ -71,7 +71,9 @@ static __always_inline int admit(u32 uid, u64 now) {
     if (!b)
         return 1;
     u64 elapsed = now - b->last_ns;
-    u64 refill = elapsed / 1000 * *rate / 1000;  // thousandths of an event
+    if (elapsed > 10000000000ULL)  // a full bucket refills well within 10 s; no overflow
+        elapsed = 10000000000ULL;
+    u64 refill = elapsed * *rate / 1000000;  // thousandths of an event, exact to the ns
     u64 tokens = b->tokens + refill;
     if (tokens > *burst * 1000)
         tokens = *burst * 1000;

@@ -88,7 +88,17 @@ class DaemonView(Protocol):
     @property
     def grants(self) -> int: ...
     @property
-    def monitors(self) -> Sequence[tuple[str, str, str]]: ...
+    def monitors(self) -> Sequence[MonitorInfo]: ...
+
+
+class MonitorInfo(msgspec.Struct, frozen=True):
+    """One monitor: bpf, overlay or nftables; `ok`, `degraded` (and why), or `off`."""
+
+    name: str
+    state: str
+    detail: str = ""
+    #: Running totals: bpf events/lost/throttled, overlay files/overflows, nftables reads.
+    counts: dict[str, int] = {}
 
 
 class NoOptions(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .base import Action, ExecContext, IntentBase, ResultBase
+from .base import Action, ExecContext, IntentBase, MonitorInfo, ResultBase
 
 
 class Params(IntentBase, tag="status", frozen=True):
@@ -17,14 +17,6 @@ class PolicyState(msgspec.Struct, frozen=True):
     files: list[str]
     rules: int
     error: str | None = None
-
-
-class MonitorInfo(msgspec.Struct, frozen=True):
-    """One monitor: bpf, overlay or nftables; `ok`, `degraded` (and why), or `off`."""
-
-    name: str
-    state: str
-    detail: str = ""
 
 
 class Result(ResultBase, tag="status", frozen=True):
@@ -48,7 +40,7 @@ def run(params: Params, ctx: ExecContext) -> Result:
         workloads=list(d.workload_names),
         policy=PolicyState(files=list(d.policy_files), rules=d.policy_rules, error=d.policy_error),
         grants=d.grants,
-        monitors=[MonitorInfo(name=n, state=s, detail=t) for n, s, t in d.monitors],
+        monitors=list(d.monitors),
     )
 
 

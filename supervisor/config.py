@@ -109,8 +109,10 @@ class MonitorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     counters: bool = True
     counters_interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 2.0
     #: Events a second one workload uid may produce before it is throttled (an alert).
-    rate: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 200_000
-    burst: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 400_000
+    #: Below what the daemon decodes on a small VM, so one flooding uid is throttled (and
+    #: named in an alert) before the shared ring buffer overflows for everyone.
+    rate: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 150_000
+    burst: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 300_000
     #: Ring buffer size in 4 KiB pages (a power of two).
     ringbuf_pages: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 4096
     default_triggers: bool = True

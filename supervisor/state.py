@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
+from executors.base import MonitorInfo
 from policy import Policy
 
 from .config import Config
@@ -28,8 +29,8 @@ class DaemonState:
         self.config = config
         self.policy = policy
         self._grant_count = grant_count
-        #: (monitor, state, detail) of each monitor; set by the daemon when monitors run.
-        self.monitor_status: Callable[[], list[tuple[str, str, str]]] = list
+        #: Each monitor's state; set by the daemon when monitors run.
+        self.monitor_status: Callable[[], list[MonitorInfo]] = list
         self._started = time.monotonic()
         self._version = daemon_version()
 
@@ -62,5 +63,5 @@ class DaemonState:
         return self._grant_count()
 
     @property
-    def monitors(self) -> Sequence[tuple[str, str, str]]:
+    def monitors(self) -> Sequence[MonitorInfo]:
         return self.monitor_status()

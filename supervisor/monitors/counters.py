@@ -35,6 +35,8 @@ class CounterMonitor:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nft: Nft | None = None
+        self.reads = 0
+        self.events = 0
 
     def set_workloads(self, names: list[str]) -> None:
         self._slugs = {n.replace("-", "_"): n for n in names}
@@ -81,6 +83,7 @@ class CounterMonitor:
             self._set("degraded", f"no table {FAMILY} {TABLE} ({exc}); run clawvisor provision")
             return 0
         self._set("ok", "reading counters")
+        self.reads += 1
         now = time.time()
         published = 0
         for item in (out or {}).get("nftables", []):
@@ -102,4 +105,5 @@ class CounterMonitor:
                 dp, db = packets, nbytes
             self.publish(ev.Net(ts=now, workload=workload, reason=reason, packets=dp, bytes=db))
             published += 1
+        self.events += published
         return published

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from executors.base import MonitorInfo
+
 from ..config import Config, MonitorSettings, overlay_dir
 from ..triggers import Alert, Trigger, TriggerEngine
 from . import events as ev
@@ -107,30 +109,37 @@ class Monitors:
             triggers if triggers is not None else self.engine.triggers, config.tags
         )
 
-    def status(self) -> list[tuple[str, str, str]]:
-        """(monitor, state, detail) for `status` and `doctor`."""
+    def status(self) -> list[MonitorInfo]:
+        """Each monitor's state, why, and running totals, for `status` and `doctor`."""
         s = self.syscalls.status
         bpf_detail = s.detail
         if s.missing:
             bpf_detail += f"; tracepoints this kernel lacks: {', '.join(s.missing)}"
-        out = [("bpf", s.state if self.settings.bpf else "off", bpf_detail)]
-        out.append(
-            (
-                "overlay",
-                "ok"
-                if self.overlay.notifier is not None
-                else ("off" if not self.settings.overlay else "stopped"),
-                f"watching {len(self.overlay.roots)} upper layers",
-            )
-        )
-        out.append(
-            (
-                "nftables",
-                self.counters.state if self.settings.counters else "off",
-                self.counters.detail,
-            )
-        )
-        return out
+        w, c = self.overlay, self.counters
+        if w.notifier is not None:
+            overlay_state = "ok"
+        else:
+            overlay_state = "stopped" if self.settings.overlay else "off"
+        return [
+            MonitorInfo(
+                name="bpf",
+                state=s.state if self.settings.bpf else "off",
+                detail=bpf_detail,
+                counts={"events": s.events, "lost": s.lost, "throttled": s.throttled},
+            ),
+            MonitorInfo(
+                name="overlay",
+                state=overlay_state,
+                detail=f"watching {len(w.roots)} upper layers",
+                counts={"files": w.files_seen, "overflows": w.overflows},
+            ),
+            MonitorInfo(
+                name="nftables",
+                state=c.state if self.settings.counters else "off",
+                detail=c.detail,
+                counts={"reads": c.reads, "events": c.events},
+            ),
+        ]
 
     # --- alerts and viewers ---------------------------------------------------------------
 

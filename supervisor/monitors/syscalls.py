@@ -235,13 +235,15 @@ class SyscallMonitor:
     def _poll_lost(self) -> None:
         if self._bpf is None or self._loop is None:
             return
-        total = sum(v.value for v in self._bpf["lost"][ctypes.c_int(0)])
+        # Re-arm first: a failed read must not end the polling for good.
+        self._lost_timer = self._loop.call_later(self.lost_interval, self._poll_lost)
+        # A per-CPU array reads back as one integer per CPU.
+        total = sum(int(v) for v in self._bpf["lost"][ctypes.c_int(0)])
         if total > self._lost_seen:
             delta = total - self._lost_seen
             self._lost_seen = total
             self.status.lost += delta
             self.publish(ev.Lost(ts=time.time(), count=delta))
-        self._lost_timer = self._loop.call_later(self.lost_interval, self._poll_lost)
 
     # --- decoding ----------------------------------------------------------------------
 

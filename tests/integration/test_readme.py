@@ -57,3 +57,11 @@ def test_readme_documents_every_action_and_no_other():
         n for row in table.splitlines()[2:] for n in re.findall(r"`([a-z-]+)`", row.split("|")[1])
     }
     assert named == set(ACTIONS)
+
+
+def test_readme_trigger_example_loads():
+    from supervisor.triggers import parse_triggers
+
+    [block] = [b[len("toml\n") :] for b in readme().split("```") if "[[trigger]]" in b]
+    [trigger] = parse_triggers(block, "README.md")
+    assert trigger.name == "ssh-keys"
