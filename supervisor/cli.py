@@ -265,6 +265,12 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+
+    return report(args.socket, as_json=args.json, bpf=not args.no_bpf)
+
+
 def _cmd_respond(args: argparse.Namespace) -> int:
     from .client import Client
 
@@ -613,6 +619,20 @@ def build_parser() -> argparse.ArgumentParser:
         "and the event's own fields",
     )
     p.set_defaults(func=_cmd_monitor)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check what this host offers clawvisor",
+        description="Check the kernel (BPF, headers, tracepoints, cgroup v2, overlayfs), "
+        "nftables, journald, systemd and D-Bus, then the running daemon's monitors: one "
+        "line each, with the fix for anything missing. Exit 1 on any FAIL.",
+    )
+    p.add_argument("--socket", type=Path, default=control, help=socket_help)
+    p.add_argument("--json", action="store_true", help="one JSON object per check")
+    p.add_argument(
+        "--no-bpf", action="store_true", help="skip compiling and loading the BPF program"
+    )
+    p.set_defaults(func=_cmd_doctor)
 
     for name, what in (
         ("freeze", "freeze every process of a workload (cgroup)"),

@@ -77,6 +77,14 @@ def tracefs() -> Path | None:
     return TRACEFS[0] if (TRACEFS[0] / "events").is_dir() else None
 
 
+def kernel_headers() -> str | None:
+    """Why BCC cannot compile against this kernel's headers, or None when it can."""
+    build = Path("/lib/modules") / os.uname().release / "build"
+    if not (build / "Makefile").is_file():
+        return f"no kernel headers at {build}"
+    return None
+
+
 def decode_sockaddr(raw: bytes) -> tuple[str, str | None, int | None]:
     """(family, address, port) from the first bytes of a struct sockaddr."""
     if len(raw) < 2:
@@ -152,6 +160,9 @@ class SyscallMonitor:
         fs = tracefs()
         if fs is None:
             return self._degraded("tracefs is not mounted and could not be mounted")
+        missing_headers = kernel_headers()
+        if missing_headers is not None:
+            return self._degraded(missing_headers)
         present = [tp for tp in TRACEPOINTS if (fs / "events" / tp).is_dir()]
         self.status.missing = [tp for tp in TRACEPOINTS if tp not in present]
         cflags = [f"-DRINGBUF_PAGES={self.pages}"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from supervisor.audit import MESSAGE_IDS
+from tests.helpers.hide_dir import hiding
 from tests.helpers.rig import call, connect_as, read_lines, request_line
 
 POLICY = """
@@ -25,7 +24,6 @@ source = "*"
 target = "*"
 decision = "deny"
 """
-NOJOURNAL = Path(__file__).resolve().parents[1] / "helpers" / "nojournal.py"
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +93,7 @@ def test_params_in_the_audit_are_bounded(env, journal):
 
 def test_unreachable_journald_sends_every_record_to_the_fallback(make_user, make_daemon, journal):
     user = make_user()
-    wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        sys.executable,
-        str(NOJOURNAL),
-    ]
+    wrapper = hiding("/run/systemd/journal")
     daemon = make_daemon({"w": user}, {"10.toml": POLICY}, wrapper=wrapper)
     ids = [f"fb-{uuid.uuid4().hex[:8]}-{i}" for i in range(60)]
     with connect_as(daemon.intents, user) as sock:
