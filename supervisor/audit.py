@@ -16,6 +16,7 @@ from typing import Final, Literal, TextIO
 
 import msgspec
 
+from .audit_chain import Head, digest, load_head, new_head, recover, save_head
 from .journal import JournalSender, JournalUnavailable, field_bytes
 
 Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit", "approval", "alert"]
@@ -59,7 +60,12 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     approver: str | None = None
     pending: str | None = None
     detail: str | None = None
+    #: The hash chain (supervisor/audit_chain.py): its id, this record's place in it,
+    #: the previous record's hash and this one's.
+    chain: str | None = None
     seq: int = 0
+    prev: str | None = None
+    hash: str | None = None
     ts: float = 0.0
 
 
@@ -78,7 +84,18 @@ _PRIORITY: Final = {p: b"PRIORITY=%d\n" % p for p in range(8)}
 # Fields that repeat from record to record (one connection, one rule); their encoded
 # bytes are cached, bounded.
 _REPEATING: Final = frozenset(
-    {"workload", "uid", "pid", "action", "target", "decision", "rule", "outcome", "approver"}
+    {
+        "workload",
+        "uid",
+        "pid",
+        "action",
+        "target",
+        "decision",
+        "rule",
+        "outcome",
+        "approver",
+        "chain",
+    }
 )
 _CACHE_MAX: Final = 4096
 
@@ -108,6 +125,7 @@ class Auditor:
         fallback_name: str = "audit.jsonl",
         sender: JournalSender | None = None,
         warn: TextIO = sys.stderr,
+        head_path: Path | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.fallback_path = log_dir / fallback_name
@@ -115,7 +133,13 @@ class Auditor:
         self._warn = warn
         self._fd: int | None = None
         self._journal_ok = True
-        self._seq = 0
+        self._head_path = head_path
+        saved = load_head(head_path) if head_path is not None else None
+        head = new_head() if saved is None else recover(saved, self.fallback_path)
+        self.chain = head.chain
+        self._seq, self._hash = head.seq, head.hash
+        self._saved_seq = -1
+        self.save_head()
         self._encoder = msgspec.json.Encoder()
         self._encoded: dict[tuple[bytes, object], bytes] = {}
         self.written_journal = 0
@@ -128,9 +152,9 @@ class Auditor:
 
     def write(self, rec: AuditRecord) -> None:
         """Record `rec` durably or raise AuditUnavailable. Never drops it silently."""
-        self._seq += 1
-        rec.seq = self._seq
+        rec.chain, rec.seq, rec.prev = self.chain, self._seq + 1, self._hash
         rec.ts = time.time()
+        rec.hash = digest(msgspec.structs.asdict(rec))
         try:
             self._sender.send(self._journal_payload(rec))
         except JournalUnavailable as exc:
@@ -140,9 +164,11 @@ class Auditor:
                     f"journald unreachable ({exc.strerror}); audit records go to "
                     f"{self.fallback_path} until it is back"
                 )
-            self._fallback(rec)
+            self._fallback(rec)  # raises AuditUnavailable: the chain stays where it was
+            self._seq, self._hash = rec.seq, rec.hash
             self.written_fallback += 1
             return
+        self._seq, self._hash = rec.seq, rec.hash
         self.written_journal += 1
         if not self._journal_ok:
             self._journal_ok = True
@@ -195,8 +221,19 @@ class Auditor:
     def _say(self, text: str) -> None:
         print(f"clawvisor: audit: {text}", file=self._warn, flush=True)
 
+    def save_head(self) -> None:
+        """Persist where the chain stands (when it moved since the last save)."""
+        if self._head_path is None or self._saved_seq == self._seq:
+            return
+        try:
+            save_head(self._head_path, Head(chain=self.chain, seq=self._seq, hash=self._hash))
+            self._saved_seq = self._seq
+        except OSError as exc:
+            self._say(f"cannot save the chain head to {self._head_path}: {exc}")
+
     def close(self) -> None:
-        """Close the fallback file and the journald socket."""
+        """Save the chain head; close the fallback file and the journald socket."""
+        self.save_head()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

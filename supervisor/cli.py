@@ -121,6 +121,12 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .audit_chain import report
+
+    return report(args.state_dir, args.log_dir / args.fallback_file, args.chain, as_json=args.json)
+
+
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
     from .policy_tools import parse_since, replay
 
@@ -454,6 +460,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     control = DEFAULT_RUNTIME_DIR / "control.sock"
     socket_help = "control socket (default %(default)s)"
+
+    aud = sub.add_parser("audit", help="the audit trail", description="The audit trail.")
+    asub = aud.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    p = asub.add_parser(
+        "verify",
+        help="check the audit hash chain",
+        description="Read the chain from journald and the fallback file and check every "
+        "link: each record matches its hash and follows the one before. Exit 1 if broken.",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where the chain head is kept (default %(default)s)",
+    )
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=DEFAULT_LOG_DIR,
+        help="where the audit fallback file is (default %(default)s)",
+    )
+    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
+    p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
+    p.add_argument("--json", action="store_true", help="the verdict as JSON")
+    p.set_defaults(func=_cmd_audit_verify)
 
     p = sub.add_parser(
         "pending",

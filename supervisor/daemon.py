@@ -18,6 +18,7 @@ from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 from . import sdnotify
 from .approvals import Broker, deny_leftovers
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
+from .audit_chain import HEAD_FILE
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
     EMBEDDED_POLICY_NAME,
@@ -41,6 +42,8 @@ from .sanitize import visible
 from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_unix_socket
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
+
+HEAD_SAVE_INTERVAL = 5.0
 
 
 def load_policy(config: Config) -> Policy:
@@ -309,7 +312,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         if self.monitors is not None:
             self.monitors.start(loop, self.state.config)
-        self._audit_daemon(f"clawvisor started (pid {os.getpid()}); {self.status_line()}")
+        self._audit_daemon(
+            f"clawvisor started (pid {os.getpid()}, audit chain {self.auditor.chain}); "
+            f"{self.status_line()}"
+        )
+        self._save_head_later(loop)
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         await self._stop.wait()
         sdnotify.notify("STOPPING=1")
@@ -324,6 +331,12 @@ class Daemon:
         self._audit_daemon("clawvisor stopped")
         self.auditor.close()
         return 0
+
+    def _save_head_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        # journald holds the chain itself; the saved head only has to survive journald
+        # losing its tail, so every few seconds is enough.
+        self.auditor.save_head()
+        loop.call_later(HEAD_SAVE_INTERVAL, self._save_head_later, loop)
 
     def _bind_intents(self, path: Path) -> socket.socket:
         cfg = self.state.config
@@ -375,7 +388,16 @@ def serve(paths: Paths, *, embedded: bool) -> int:
         return 2
     for warning in config.warnings:
         print(f"clawvisor: warning: {warning}", file=sys.stderr)
-    auditor = Auditor(paths.log_dir, fallback_name=config.settings.audit.fallback_file)
+    try:
+        paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"clawvisor: cannot start: state directory {paths.state_dir}: {exc}", file=sys.stderr)
+        return 2
+    auditor = Auditor(
+        paths.log_dir,
+        fallback_name=config.settings.audit.fallback_file,
+        head_path=paths.state_dir / HEAD_FILE,
+    )
 
     async def main() -> int:
         daemon = Daemon(config, auditor)

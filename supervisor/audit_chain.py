@@ -1,0 +1,231 @@
+"""The audit hash chain: every record carries the hash of the one before it.
+
+A record's hash is SHA-256 over its canonical form (kind, priority, message and every
+CLAWVISOR_* field it carries, as strings, sorted by name, JSON-encoded; `hash` and `ts`
+left out), and that form includes `prev`, the previous record's hash. Editing, removing
+or reordering a record therefore breaks every link after it. The chain has an id and
+continues across restarts and upgrades: its head (id, seq, hash) is kept in the state
+directory, and on start the newest record of the chain in journald or the fallback file
+wins over a head that a crash left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import msgspec
+
+GENESIS = "0" * 64
+HEAD_FILE = "audit-chain.json"
+EXCLUDED = frozenset({"hash", "ts"})
+
+
+class Head(msgspec.Struct):
+    """Where the chain stands: its id, the last seq written and that record's hash."""
+
+    chain: str
+    seq: int = 0
+    hash: str = GENESIS
+
+
+def canonical(fields: Mapping[str, object]) -> bytes:
+    """The bytes a record's hash covers; `fields` use the record's own names."""
+    pairs = sorted((k, str(v)) for k, v in fields.items() if v is not None and k not in EXCLUDED)
+    return msgspec.json.encode(pairs)
+
+
+def digest(fields: Mapping[str, object]) -> str:
+    """The record's hash (hex)."""
+    return hashlib.sha256(canonical(fields)).hexdigest()
+
+
+def new_head() -> Head:
+    return Head(chain=secrets.token_hex(8))
+
+
+def load_head(path: Path) -> Head | None:
+    """The saved head, or None when there is none (or it is unreadable: a new chain)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Head)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def save_head(path: Path, head: Head) -> None:
+    """Write the head atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, msgspec.json.encode(head))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+# --- reading the chain back -----------------------------------------------------------------
+
+
+def journal_entries(chain: str) -> Iterator[dict[str, object]]:
+    """This chain's records in journald, as record fields (oldest first)."""
+    try:
+        from systemd import journal
+    except ImportError:
+        return
+    reader = journal.Reader()
+    try:
+        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
+        for entry in reader:
+            yield _from_journal(entry)
+    finally:
+        reader.close()
+
+
+def newest_in_journal(chain: str) -> dict[str, object] | None:
+    """This chain's newest record in journald, without reading the rest."""
+    try:
+        from systemd import journal
+    except ImportError:
+        return None
+    reader = journal.Reader()
+    try:
+        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
+        reader.seek_tail()
+        entry = reader.get_previous()
+        return _from_journal(entry) if entry else None
+    except OSError:
+        return None
+    finally:
+        reader.close()
+
+
+def _from_journal(entry: Mapping[str, object]) -> dict[str, object]:
+    fields: dict[str, object] = {
+        k[len("CLAWVISOR_") :].lower(): v for k, v in entry.items() if k.startswith("CLAWVISOR_")
+    }
+    fields["priority"] = entry.get("PRIORITY")
+    fields["message"] = entry.get("MESSAGE")
+    return fields
+
+
+def fallback_entries(
+    path: Path, chain: str, tail: int | None = None
+) -> Iterator[dict[str, object]]:
+    """This chain's records in the JSONL fallback file; only its last `tail` bytes if given."""
+    try:
+        with path.open("rb") as f:
+            if tail is not None:
+                with contextlib.suppress(OSError):
+                    f.seek(-tail, os.SEEK_END)
+                f.readline()  # a partial first line
+            data = f.read()
+    except FileNotFoundError:
+        return
+    for line in data.splitlines():
+        try:
+            rec = msgspec.json.decode(line)["record"]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            continue
+        if isinstance(rec, dict) and rec.get("chain") == chain:
+            yield rec
+
+
+def recover(head: Head, fallback: Path) -> Head:
+    """The head, moved forward to the newest record this chain has in either sink."""
+    best = head
+    candidates = [newest_in_journal(head.chain)]
+    candidates += list(fallback_entries(fallback, head.chain, tail=1 << 16))[-1:]
+    for rec in candidates:
+        if rec is None:
+            continue
+        try:
+            seq = int(str(rec.get("seq")))
+        except ValueError:
+            continue
+        if seq > best.seq and isinstance(rec.get("hash"), str):
+            best = Head(chain=head.chain, seq=seq, hash=str(rec["hash"]))
+    return best
+
+
+class Verdict(msgspec.Struct):
+    """What `clawvisor audit verify` found."""
+
+    chain: str
+    records: int
+    first: int
+    last: int
+    problems: list[str]
+    notes: list[str]
+
+
+def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> Verdict:
+    """Check every link of the chain: hashes recompute, each `prev` is the last `hash`."""
+    by_seq: dict[int, Mapping[str, object]] = {}
+    problems: list[str] = []
+    for rec in records:
+        try:
+            seq = int(str(rec.get("seq")))
+        except ValueError:
+            problems.append(f"a record without a usable seq: {rec.get('message')!r}")
+            continue
+        if seq in by_seq and by_seq[seq].get("hash") != rec.get("hash"):
+            problems.append(f"seq {seq}: two different records")
+        by_seq[seq] = rec
+    notes: list[str] = []
+    if not by_seq:
+        return Verdict(chain, 0, 0, 0, problems or ["no records of this chain"], notes)
+    seqs = sorted(by_seq)
+    if seqs[0] != 1:
+        notes.append(
+            f"the chain starts at seq {seqs[0]} here: records 1..{seqs[0] - 1} are no longer "
+            "in the journal (rotated or vacuumed) or were removed"
+        )
+    prev_seq: int | None = None
+    for seq in seqs:
+        rec = by_seq[seq]
+        if digest(rec) != rec.get("hash"):
+            problems.append(f"seq {seq}: the record does not match its hash (altered)")
+        if prev_seq is not None:
+            if seq != prev_seq + 1:
+                problems.append(f"seq {prev_seq + 1}..{seq - 1}: missing")
+            elif rec.get("prev") != by_seq[prev_seq].get("hash"):
+                problems.append(f"seq {seq}: does not follow seq {prev_seq} (chain broken)")
+        elif seq == 1 and rec.get("prev") != GENESIS:
+            problems.append("seq 1: does not start from the genesis hash")
+        prev_seq = seq
+    if head is not None and head.chain == chain and head.seq > seqs[-1]:
+        problems.append(
+            f"the state directory's head is at seq {head.seq}, the newest record found is "
+            f"{seqs[-1]}: records at the end are missing"
+        )
+    return Verdict(chain, len(seqs), seqs[0], seqs[-1], problems, notes)
+
+
+def report(state_dir: Path, fallback: Path, chain: str | None, *, as_json: bool) -> int:
+    """`clawvisor audit verify`: check the chain in journald and the fallback file."""
+    head = load_head(state_dir / HEAD_FILE)
+    if chain is None:
+        if head is None:
+            print(f"clawvisor audit verify: no chain head in {state_dir}; give --chain ID")
+            return 2
+        chain = head.chain
+    records = [*journal_entries(chain), *fallback_entries(fallback, chain)]
+    verdict = verify(chain, records, head)
+    if as_json:
+        print(msgspec.json.encode(verdict).decode())
+    else:
+        state = "BROKEN" if verdict.problems else "intact"
+        print(
+            f"chain {verdict.chain}: {verdict.records} records, seq {verdict.first}.."
+            f"{verdict.last}: {state}"
+        )
+        for note in verdict.notes:
+            print(f"  note: {note}")
+        for problem in verdict.problems:
+            print(f"  {problem}")
+    return 1 if verdict.problems else 0
