@@ -9,6 +9,7 @@ import pwd
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from executors.base import TargetUser
 from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
+from .activation import code_identity, handoff, listen_fds, loose_mode
 from .approvals import Broker, deny_leftovers
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
 from .audit_chain import HEAD_FILE
@@ -130,6 +132,11 @@ class Daemon:
             "control", limits, self._accept_operator, self.dispatcher.reject_frame, over_cap
         )
         self._stop = asyncio.Event()
+        self._sockets: dict[str, socket.socket] = {}
+        self._owned: list[Path] = []
+        self._argv = [sys.argv[0], *sys.argv[1:]]
+        self._code = code_identity(self._argv[0])
+        self._upgrade_to: str | None = None
 
     def _initial_policy(self, config: Config) -> Policy:
         try:
@@ -240,7 +247,7 @@ class Daemon:
 
         Returns None on success, else the error (the old config and policy stay in force).
         """
-        sdnotify.notify("RELOADING=1")
+        sdnotify.reloading("reloading config and policy")
         try:
             config = (
                 embedded_config(self.state.config.paths)
@@ -293,23 +300,49 @@ class Daemon:
         mode = f"DENY-ALL ({p.error})" if p.error else f"{len(p.rules)} rules"
         return f"{len(self.state.config.workloads)} workloads, policy: {mode}"
 
-    async def run(self) -> int:
-        """Bind, serve until SIGTERM/SIGINT, then shut down cleanly."""
+    def _listen(self) -> dict[str, socket.socket]:
+        """The two listening sockets: passed by systemd (by name), or bound here."""
         paths = self.state.config.paths
-        paths.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        intents_sock = self._bind_intents(paths.intents_socket)
-        ops_gid = group_gid(self.state.config.settings.server.control_group)
-        control_sock = (
-            bind_unix_socket(paths.control_socket, mode=0o660, gid=ops_gid)
-            if ops_gid is not None
-            else bind_unix_socket(paths.control_socket, mode=0o600)
-        )
-        await self.intents.start(intents_sock)
-        await self.control.start(control_sock)
+        activated = listen_fds()
+        for name in sorted(set(activated) - {"intents", "control"}):
+            print(f"clawvisor: ignoring passed socket {name!r}", file=sys.stderr, flush=True)
+            activated.pop(name).close()
+        for sock in activated.values():
+            why = loose_mode(sock)
+            if why is not None:
+                self._audit_daemon(f"socket activation: {why}", priority=CRIT)
+                print(f"clawvisor: WARNING: {why}", file=sys.stderr, flush=True)
+        if "intents" not in activated or "control" not in activated:
+            paths.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if "intents" not in activated:
+            activated["intents"] = self._bind_intents(paths.intents_socket)
+            self._owned.append(paths.intents_socket)
+        if "control" not in activated:
+            ops_gid = group_gid(self.state.config.settings.server.control_group)
+            activated["control"] = (
+                bind_unix_socket(paths.control_socket, mode=0o660, gid=ops_gid)
+                if ops_gid is not None
+                else bind_unix_socket(paths.control_socket, mode=0o600)
+            )
+            self._owned.append(paths.control_socket)
+        return activated
+
+    async def run(self) -> int:
+        """Listen, serve until SIGTERM/SIGINT, then shut down cleanly."""
+        self._sockets = self._listen()
+        await self.intents.start(self._sockets["intents"])
+        await self.control.start(self._sockets["control"])
         loop = asyncio.get_running_loop()
+        interval = sdnotify.watchdog_interval()
+        watchdog = sdnotify.Watchdog(loop, interval) if interval is not None else None
+        if watchdog is not None:
+            watchdog.start()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        if "stall" in os.environ.get("CLAWVISOR_TEST_HOOKS", "").split(","):
+            # Test-only: SIGUSR2 blocks the event loop, so the watchdog can be seen to bite.
+            loop.add_signal_handler(signal.SIGUSR2, time.sleep, 3600)
         if self.monitors is not None:
             self.monitors.start(loop, self.state.config)
         self._audit_daemon(
@@ -319,18 +352,56 @@ class Daemon:
         self._save_head_later(loop)
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         await self._stop.wait()
-        sdnotify.notify("STOPPING=1")
+        code = 0
+        if self._upgrade_to is not None:
+            await self._reexec(self._upgrade_to)  # returns only if the exec failed
+            code = 1  # so that Restart=on-failure starts whatever build is installed
+        sdnotify.notify("STOPPING=1", "STATUS=stopping")
+        if watchdog is not None:
+            watchdog.stop()
         if self.monitors is not None:
             self.monitors.stop()
         self.broker.close()
         await self.intents.close()
         await self.control.close()
-        for path in (paths.intents_socket, paths.control_socket):
+        for path in self._owned:  # systemd owns the sockets it passed
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         self._audit_daemon("clawvisor stopped")
         self.auditor.close()
-        return 0
+        return code
+
+    # --- upgrades ------------------------------------------------------------------------
+
+    def _on_sighup(self) -> None:
+        """`systemctl reload`: a newer build installed means re-exec into it, else reload."""
+        now = code_identity(self._argv[0])
+        if now != self._code:
+            self._upgrade_to = now
+            sdnotify.reloading(f"re-executing into {now}")
+            self._stop.set()
+            return
+        self.reload()
+
+    async def _reexec(self, target: str) -> None:
+        """Hand the listening sockets to the newer build in this same process (pid kept)."""
+        self._audit_daemon(f"upgrade: re-executing into {target} (was {self._code})")
+        # Asks in flight are answered `unavailable` now; their records are denied by
+        # the new build, as after any restart.
+        self.broker.close()
+        for conn in [*self.intents.connections, *self.control.connections]:
+            conn.close()
+        await asyncio.sleep(0.2)  # let those replies leave
+        if self.monitors is not None:
+            self.monitors.stop()
+        self.auditor.close()
+        try:
+            handoff(self._sockets, self._argv)
+        except OSError as exc:
+            message = f"upgrade failed, staying on the running build: {exc}"
+            print(f"clawvisor: {message}", file=sys.stderr, flush=True)
+            self._audit_daemon(message, priority=CRIT)
+            self._upgrade_to = None
 
     def _save_head_later(self, loop: asyncio.AbstractEventLoop) -> None:
         # journald holds the chain itself; the saved head only has to survive journald
@@ -349,9 +420,9 @@ class Daemon:
         grant_users(path, 0o660, cfg.by_uid.keys(), 0o6)
         return sock
 
-    def _audit_daemon(self, message: str) -> None:
+    def _audit_daemon(self, message: str, priority: int = NOTICE) -> None:
         with contextlib.suppress(AuditUnavailable):
-            self.auditor.write(AuditRecord(kind="daemon", priority=NOTICE, message=message))
+            self.auditor.write(AuditRecord(kind="daemon", priority=priority, message=message))
 
     def stop(self) -> None:
         """Ask the daemon to shut down."""

@@ -48,6 +48,7 @@ def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
         wrapper: list[str] | None = None,
         workload_extra: dict[str, str] | None = None,
         prepare: Callable[[Path], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> rig.Daemon:
         """`prepare(root)` runs after the config is written, before the daemon starts."""
         root = rig.shared_tmpdir("clawvisor-test-")
@@ -61,7 +62,7 @@ def make_daemon() -> Iterator[Callable[..., rig.Daemon]]:
         if prepare is not None:
             prepare(root)
         try:
-            daemon = rig.start_daemon(root, wrapper=wrapper)
+            daemon = rig.start_daemon(root, wrapper=wrapper, env=env)
         except Exception:
             rig.cleanup_root(root)
             raise

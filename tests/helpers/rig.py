@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -188,6 +189,38 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     stderr_path: Path
     workloads: dict[str, User | None] = field(default_factory=dict)
+    #: The NOTIFY_SOCKET it was given, still bound and drained by a thread (a full
+    #: datagram queue would block the daemon's sd_notify): what it says after READY=1.
+    notify: socket.socket | None = None
+    said: list[str] = field(default_factory=list)
+
+    def listen_notify(self) -> None:
+        sock = self.notify
+        assert sock is not None
+
+        def drain() -> None:
+            while True:
+                try:
+                    msg = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not msg:
+                    return
+                self.said.append(msg.decode())
+
+        threading.Thread(target=drain, daemon=True).start()
+
+    def notifications(self, until: str, start: int = 0, timeout: float = 10.0) -> list[str]:
+        """Messages from index `start` on, once one has the line `until` (or at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.said[start:]
+            if any(until in m.split("\n") for m in got):
+                return got
+            time.sleep(0.02)
+        return self.said[start:]
 
     @property
     def config_dir(self) -> Path:
@@ -226,7 +259,8 @@ class Daemon:
     def restart(self) -> None:
         """Stop this daemon and start it again on the same files, in place."""
         self.stop()
-        self.proc = start_daemon(self.root).proc
+        again = start_daemon(self.root)
+        self.proc, self.notify, self.said = again.proc, again.notify, again.said
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -236,6 +270,9 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
         return self.proc.returncode
 
 
@@ -278,8 +315,9 @@ def start_daemon(
     wrapper: list[str] | None = None,
     env: dict[str, str] | None = None,
     ready_timeout: float = 20.0,
+    exe: Path | None = None,
 ) -> Daemon:
-    """Start `clawvisor serve` on the config under root/etc; wait for READY=1."""
+    """Start `clawvisor serve` (or `exe serve`) on the config under root/etc; wait for READY=1."""
     notify_path = root / "notify.sock"
     with contextlib.suppress(FileNotFoundError):
         notify_path.unlink()
@@ -287,7 +325,7 @@ def start_daemon(
     notify.bind(str(notify_path))
     notify.settimeout(0.2)
     argv = [
-        str(CLAWVISOR),
+        str(exe or CLAWVISOR),
         "serve",
         "--config-dir",
         str(root / "etc"),
@@ -307,23 +345,23 @@ def start_daemon(
     }
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen([*(wrapper or []), *argv], stdout=err, stderr=err, env=full_env)
-    daemon = Daemon(root=root, proc=proc, stderr_path=stderr_path)
+    daemon = Daemon(root=root, proc=proc, stderr_path=stderr_path, notify=notify)
     deadline = time.monotonic() + ready_timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {proc.returncode}: {daemon.stderr()}")
-            if time.monotonic() > deadline:
-                daemon.stop()
-                raise RuntimeError(f"daemon not ready: {daemon.stderr()}")
-            try:
-                msg = notify.recv(4096).decode()
-            except TimeoutError:
-                continue
-            if "READY=1" in msg.split("\n"):
-                return daemon
-    finally:
-        notify.close()
+    while True:
+        if proc.poll() is not None:
+            notify.close()
+            raise RuntimeError(f"daemon exited {proc.returncode}: {daemon.stderr()}")
+        if time.monotonic() > deadline:
+            daemon.stop()
+            raise RuntimeError(f"daemon not ready: {daemon.stderr()}")
+        try:
+            msg = notify.recv(4096).decode()
+        except TimeoutError:
+            continue
+        daemon.said.append(msg)
+        if "READY=1" in msg.split("\n"):
+            daemon.listen_notify()
+            return daemon
 
 
 def cleanup_root(root: Path) -> None:
