@@ -116,6 +116,8 @@ class ExecutorSettings:
     env: Mapping[str, str] = field(default_factory=dict)
     #: The action's own `Options` Struct, filled from clawvisor.toml.
     options: Any = None
+    #: How processes are started: directly, or as transient units under systemd.
+    launcher: Literal["direct", "systemd-run"] = "direct"
 
 
 @dataclass(frozen=True, slots=True)

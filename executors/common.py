@@ -29,6 +29,7 @@ async def run_template(
             timeout=ctx.settings.timeout,
             output_cap=ctx.settings.output_cap,
             extra_env=ctx.settings.env,
+            launcher=ctx.settings.launcher,
         )
     except OSError as exc:
         raise ExecError(f"cannot start {what} {argv[0]!r}: {exc.strerror or exc}") from None

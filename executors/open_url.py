@@ -46,7 +46,12 @@ async def run(params: Params, ctx: ExecContext) -> Result:
     argv = render_argv(ctx.settings.argv, {"url": params.url})
     try:
         outcome = await run_argv(
-            argv, user=ctx.target, timeout=ctx.settings.timeout, output_cap=ctx.settings.output_cap
+            argv,
+            user=ctx.target,
+            timeout=ctx.settings.timeout,
+            output_cap=ctx.settings.output_cap,
+            extra_env=ctx.settings.env,
+            launcher=ctx.settings.launcher,
         )
     except OSError as exc:
         raise ExecError(f"cannot start opener {argv[0]!r}: {exc.strerror or exc}") from None

@@ -5,6 +5,12 @@ clean environment, the target user's uid/gid/groups, umask 077, stdin from /dev/
 its own process group (killed whole on timeout), resource limits (applied by util-linux
 `prlimit` in front of the command, because `preexec_fn` is unsafe in a threaded
 process), and its stdout/stderr are capped.
+
+Under systemd (launcher `systemd-run`) the child runs as a transient service instead,
+outside the daemon's sandbox: clawvisor.service may not open network sockets at all
+(RestrictAddressFamilies, IPAddressDeny) and sees the system read-only, while a
+resolver, an opener or apt-get need the network or a writable system. The same limits,
+environment, user and umask are set as unit properties; a timeout kills the unit.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from .base import TargetUser
 
@@ -41,6 +49,9 @@ class Limits:
     nproc: int = 512
     fsize: int = 256 * 1024 * 1024
     nofile: int = 1024
+
+
+Launcher = Literal["direct", "systemd-run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,59 @@ def clean_env(user: TargetUser | None) -> dict[str, str]:
     }
 
 
+def _as_transient_unit(
+    argv: list[str],
+    unit: str,
+    *,
+    user: TargetUser | None,
+    env: Mapping[str, str],
+    cwd: str,
+    limits: Limits,
+    timeout: float,
+) -> list[str]:
+    """systemd-run in front of argv: the same user, environment and limits, as a unit."""
+    run = shutil.which("systemd-run", path=SAFE_PATH)
+    if run is None:
+        raise FileNotFoundError("systemd-run is required by the systemd-run launcher")
+    out = [
+        run,
+        "--quiet",
+        "--collect",
+        "--wait",
+        "--pipe",
+        "--service-type=exec",
+        f"--unit={unit}",
+        f"--working-directory={cwd}",
+        "--property=UMask=0077",
+        f"--property=LimitNPROC={limits.nproc}",
+        f"--property=LimitFSIZE={limits.fsize}",
+        f"--property=LimitNOFILE={limits.nofile}",
+        # A backstop: our own timeout stops the unit first.
+        f"--property=RuntimeMaxSec={max(1, int(timeout) + 5)}",
+    ]
+    if user is not None:
+        out += [f"--uid={user.uid}", f"--gid={user.gid}", "--property=NoNewPrivileges=yes"]
+        if user.groups:
+            out.append(f"--property=SupplementaryGroups={' '.join(map(str, user.groups))}")
+    out += [f"--setenv={k}={v}" for k, v in env.items()]
+    return [*out, "--", *argv]
+
+
+async def _stop_unit(unit: str) -> None:
+    systemctl = shutil.which("systemctl", path=SAFE_PATH) or "systemctl"
+    with contextlib.suppress(OSError):
+        proc = await asyncio.create_subprocess_exec(
+            systemctl,
+            "kill",
+            "--signal=SIGKILL",
+            unit,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+
+
 def _with_limits(argv: list[str], limits: Limits) -> list[str]:
     prlimit = shutil.which("prlimit", path=SAFE_PATH)
     if prlimit is None:
@@ -141,6 +205,7 @@ async def run_argv(
     output_cap: int = 64 * 1024,
     limits: Limits = Limits(),
     extra_env: Mapping[str, str] | None = None,
+    launcher: Launcher = "direct",
 ) -> Outcome:
     """Run argv as `user` (root when None) and wait for it, within `timeout` seconds.
 
@@ -150,16 +215,25 @@ async def run_argv(
     """
     argv = list(argv)
     cwd = _workdir(user)
+    env = {**clean_env(user), **(extra_env or {})}
     kwargs: dict[str, object] = {}
-    if user is not None:
-        kwargs = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+    unit: str | None = None
+    if launcher == "systemd-run":
+        unit = f"clawvisor-exec-{secrets.token_hex(6)}.service"
+        command = _as_transient_unit(
+            argv, unit, user=user, env=env, cwd=cwd, limits=limits, timeout=timeout
+        )
+    else:
+        command = _with_limits(argv, limits)
+        if user is not None:
+            kwargs = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *_with_limits(argv, limits),
+        *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**clean_env(user), **(extra_env or {})},
+        env=env,
         cwd=cwd,
         close_fds=True,
         umask=0o077,
@@ -176,9 +250,13 @@ async def run_argv(
         await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
         timed_out = True
+        if unit is not None:
+            await _stop_unit(unit)
         _kill_group(proc.pid)
         await proc.wait()
     except asyncio.CancelledError:
+        if unit is not None:
+            await _stop_unit(unit)
         _kill_group(proc.pid)
         raise
     finally:

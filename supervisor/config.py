@@ -48,6 +48,9 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     socket_group: str = "clawvisor-gw"
     #: Members of this group may use control.sock (answer approvals, manage grants).
     control_group: str = "clawvisor-ops"
+    #: How executors start processes: `systemd-run` (transient units outside the
+    #: daemon's sandbox), `direct`, or `auto` (systemd-run when running as a service).
+    launcher: Literal["auto", "direct", "systemd-run"] = "auto"
 
 
 class ExecutorConfig(msgspec.Struct, kw_only=True):
@@ -262,6 +265,7 @@ def build_executor_settings(settings: DaemonSettings, origin: str) -> dict[str, 
     if unknown:
         raise ConfigError(f"{origin}: [executors] names unknown actions: {sorted(unknown)}")
     out: dict[str, ExecutorSettings] = {}
+    launcher = resolve_launcher(settings.server.launcher)
     for name, action in ACTIONS.items():
         table = settings.executors.get(name, {})
         where = f"{origin}: [executors.{name}]"
@@ -285,9 +289,24 @@ def build_executor_settings(settings: DaemonSettings, origin: str) -> dict[str, 
         env = dict(action.default_env) if cfg.env is None else dict(cfg.env)
         timeout = cfg.timeout if cfg.timeout is not None else action.default_timeout
         out[name] = ExecutorSettings(
-            argv=argv, timeout=timeout, output_cap=cfg.output_cap, env=env, options=options
+            argv=argv,
+            timeout=timeout,
+            output_cap=cfg.output_cap,
+            env=env,
+            options=options,
+            launcher=launcher,
         )
     return out
+
+
+def resolve_launcher(choice: str) -> Literal["direct", "systemd-run"]:
+    """`auto`: systemd-run when this process is a systemd service, else direct."""
+    if choice == "systemd-run":
+        return "systemd-run"
+    if choice == "direct":
+        return "direct"
+    under_systemd = bool(os.environ.get("INVOCATION_ID")) and Path("/run/systemd/system").is_dir()
+    return "systemd-run" if under_systemd else "direct"
 
 
 def _resolve_workloads(

@@ -52,3 +52,47 @@ def test_run_argv_gives_a_clean_environment():
     out = asyncio.run(run_argv(["/usr/bin/env"], user=None, timeout=10))
     names = {line.split(b"=", 1)[0] for line in out.stdout.splitlines()}
     assert names == {b"PATH", b"HOME", b"USER", b"LOGNAME", b"LANG"}
+
+
+def test_the_systemd_run_launcher_keeps_argv_user_env_and_limits():
+    from executors.base import TargetUser
+    from executors.runner import Limits, _as_transient_unit
+
+    user = TargetUser(workload="w", user="wl-w", uid=2001, gid=2001, groups=(2001, 990), home="/h")
+    argv = _as_transient_unit(
+        ["getent", "ahosts", "a b;c"],
+        "clawvisor-exec-x.service",
+        user=user,
+        env={"PATH": "/usr/bin", "LANG": "C.UTF-8"},
+        cwd="/h",
+        limits=Limits(nproc=10, fsize=20, nofile=30),
+        timeout=7,
+    )
+    assert argv[-4:] == ["--", "getent", "ahosts", "a b;c"]  # still one element each
+    head = argv[: argv.index("--")]
+    for expected in (
+        "--uid=2001",
+        "--gid=2001",
+        "--property=SupplementaryGroups=2001 990",
+        "--property=NoNewPrivileges=yes",
+        "--property=UMask=0077",
+        "--property=LimitNPROC=10",
+        "--property=LimitFSIZE=20",
+        "--property=LimitNOFILE=30",
+        "--property=RuntimeMaxSec=12",
+        "--working-directory=/h",
+        "--setenv=PATH=/usr/bin",
+        "--setenv=LANG=C.UTF-8",
+        "--unit=clawvisor-exec-x.service",
+        "--wait",
+        "--pipe",
+    ):
+        assert expected in head
+
+
+def test_auto_launcher_is_direct_outside_a_systemd_service(monkeypatch):
+    from supervisor.config import resolve_launcher
+
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    assert resolve_launcher("auto") == "direct"
+    assert resolve_launcher("systemd-run") == "systemd-run"
