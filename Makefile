@@ -9,28 +9,49 @@ VENV      := .venv
 VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 KREL      := $(shell uname -r)
-APT_PKGS  := nftables python3-nftables python3-bpfcc bpfcc-tools python3-systemd \
-             linux-headers-amd64 socat dbus acl python3-venv python3-pip iproute2 \
-             util-linux passwd
+# What an installed clawvisor needs (also the Debian package's Depends).
+RUNTIME_APT := nftables python3-nftables python3-bpfcc python3-systemd python3-venv acl \
+             iproute2 util-linux passwd
+# What developing and testing it needs on top: headers for BPF, the systemd test's
+# container tools, the test peers.
+APT_PKGS  := $(RUNTIME_APT) bpfcc-tools linux-headers-amd64 socat dbus python3-pip \
+             systemd-container debootstrap dpkg-dev
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEELS    ?= build/wheels
+SOURCES   := pyproject.toml README.md $(shell find supervisor policy executors bpf units \
+               -type f \( -name '*.py' -o -name '*.c' -o -name '*.toml' -o -name '*.service' \
+               -o -name '*.socket' -o -name '*.catalog' \) -not -path '*/__pycache__/*')
 PYTEST_ARGS ?=
 
-.PHONY: help setup headers tracefs run test lint typecheck pytest bench clean
+.PHONY: help setup headers tracefs run test lint typecheck pytest bench clean \
+        install uninstall deb wheels
 
 help:
-	@echo "make run    set up, then run the daemon in the foreground (embedded demo config)"
-	@echo "make test   set up, then ruff, mypy and the whole pytest suite"
-	@echo "make bench  set up, then every benchmark beside its peers (bench/results/)"
+	@echo "make run        set up, then run the daemon in the foreground (embedded demo config)"
+	@echo "make test       set up, then ruff, mypy and the whole pytest suite"
+	@echo "make bench      set up, then every benchmark beside its peers (bench/results/)"
+	@echo "make install    install to /opt/clawvisor with units, provision, enable the sockets"
+	@echo "make uninstall  stop and remove it (configuration and state stay)"
+	@echo "make deb        build the Debian package in build/"
 
 setup: $(STAMP) headers tracefs
 
-.apt-stamp-check:
-	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+# apt-get installs whatever of $(1) is missing (nothing runs when all are there).
+define apt_ensure
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "apt: installing $$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+.apt-stamp-check:
+	$(call apt_ensure,$(APT_PKGS))
+
+.apt-runtime:
+	$(call apt_ensure,$(RUNTIME_APT))
 
 # BCC compiles bpf/*.c against kernel headers. This VM's kernel has no headers package, so
 # link the installed Debian ones (build/ and source/: kbuild needs both): bpf/ uses
@@ -74,17 +95,31 @@ pytest:
 BENCH_APT := bpftrace inotify-tools
 
 bench: setup
-	@missing=$$(for p in $(BENCH_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q "install ok installed" || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_ensure,$(BENCH_APT))
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(VPY) -m bench.roundtrip
 	$(VPY) -m bench.policy_eval
 	$(VPY) -m bench.ask_latency
 	$(VPY) -m bench.provision
 	$(VPY) -m bench.monitors
+
+# The build's wheels: clawvisor's and every dependency's, so that installing needs no
+# network and a release is exactly what was built.
+wheels: $(WHEELS)/.built
+
+$(WHEELS)/.built: $(SOURCES)
+	rm -rf $(WHEELS)
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELS) .
+	@touch $@
+
+install: $(WHEELS)/.built | .apt-runtime
+	$(PY) supervisor/install.py install --wheels $(WHEELS)
+
+uninstall:
+	$(PY) supervisor/install.py remove
+
+deb: $(WHEELS)/.built
+	$(PY) supervisor/debpkg.py --wheels $(WHEELS) --out build
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ import ctypes
 import os
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from typing import Any
 from . import events as ev
 from .lineage import Lineage
 
-BPF_SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "monitor.c"
+
+def _bpf_source() -> Path:
+    """bpf/monitor.c of a source tree, else the copy an installed build carries."""
+    in_tree = Path(__file__).resolve().parents[2] / "bpf" / "monitor.c"
+    if in_tree.is_file():
+        return in_tree
+    return Path(sys.prefix) / "share" / "clawvisor" / "bpf" / "monitor.c"
+
+
+BPF_SOURCE = _bpf_source()
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINTS = (
     "syscalls/sys_enter_execve",

@@ -10,6 +10,7 @@ A knob this kernel does not have is reported, not fatal.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -40,8 +41,20 @@ def _write_proc(key: str, value: str) -> None:
     proc_path(key).write_text(value + "\n")
 
 
+def proc_sys_read_only() -> bool:
+    """A container sees the host's kernel settings read-only: they are the host's to set."""
+    try:
+        return bool(os.statvfs(PROC).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True
+
+
 def plan_sysctl(box: Box, plan: Plan) -> None:
     """Plan the sysctl.d file and any running value that differs."""
+    if proc_sys_read_only():
+        wanted = ", ".join(f"{key} = {value}" for key, value, _ in KNOBS)
+        plan.skip("sysctl", f"/proc/sys is read-only here (a container?): set {wanted} on the host")
+        return
     present: list[tuple[str, str]] = []
     for key, value, ok in KNOBS:
         path = proc_path(key)

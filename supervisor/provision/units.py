@@ -1,7 +1,9 @@
-"""systemd units: the packaged ones, a mount unit per overlay, a drop-in per gateway.
+"""systemd units made for this box: a mount unit per overlay, a drop-in per gateway, and a
+drop-in that lets the sandboxed daemon write the sync-out destinations.
 
-Installed and enabled only when systemd is running; otherwise listed as skipped with
-the reason (the overlays are then mounted, but will not come back after a reboot).
+The packaged units (units/) are installed by `make install` or the Debian package, not
+here. Installed and enabled only when systemd is running; otherwise listed as skipped
+with the reason (the overlays are then mounted, but will not come back after a reboot).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from .overlay import overlay_options
 from .plan import Plan, run
 
 SYSTEMD_RUNNING = Path("/run/systemd/system")
-UNITS_SOURCE = Path(__file__).resolve().parents[2] / "units"
 _PLAIN = set(string.ascii_letters + string.digits + ":_.")
 
 
@@ -76,22 +77,33 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
     text = (
         f"# Written by clawvisor provision for workload {name}.\n"
         "[Service]\n"
-        f"User={spec.user}\nGroup={spec.user}\n"
+        f"DynamicUser=no\nUser={spec.user}\nGroup={spec.user}\n"
         f"WorkingDirectory={home / 'work'}\n"
         f"Environment=HOME={home / 'work'}\n"
+        # The unit hides every home (ProtectHome=tmpfs); bring back this one alone.
+        f"BindPaths={quote_exec([str(home)])}\n"
         "ExecStart=\n"
         f"ExecStart={quote_exec(list(spec.gateway))}\n"
     )
     return f"clawvisor-workload@{name}.service.d/10-gateway.conf", text
 
 
+def daemon_dropin(box: Box) -> tuple[str, str] | None:
+    """ReadWritePaths= for the destinations sync-out writes (the system is read-only to it)."""
+    dests = sorted({spec.destination for spec in box.workloads.values() if spec.destination})
+    if not dests:
+        return None
+    lines = "".join(f"ReadWritePaths=-{quote_exec([d])}\n" for d in dests)
+    text = f"# Written by clawvisor provision: sync-out destinations.\n[Service]\n{lines}"
+    return "clawvisor.service.d/50-destinations.conf", text
+
+
 def wanted_units(box: Box) -> dict[str, str]:
-    """Every unit file (relative path -> content) provisioning installs."""
+    """Every unit file and drop-in (relative path -> content) provisioning installs."""
     files: dict[str, str] = {}
-    if UNITS_SOURCE.is_dir():
-        for p in sorted(UNITS_SOURCE.glob("*")):
-            if p.suffix in (".service", ".socket", ".target", ".timer", ".path") and p.is_file():
-                files[p.name] = p.read_text()
+    dropin = daemon_dropin(box)
+    if dropin is not None:
+        files[dropin[0]] = dropin[1]
     for name in sorted(box.workloads):
         if box.workloads[name].overlay is not None:
             unit, text = mount_unit(box, name)

@@ -1,0 +1,408 @@
+"""clawvisor under a real systemd: a Debian 12 container booted with systemd-nspawn, the
+README's install path run inside it, then socket activation, reload, a refused reload,
+SIGKILL and restart, the watchdog, an upgrade, and the Debian package's install, upgrade
+and purge. Audit records are read with journalctl inside the container.
+
+The tests share one booted container and run in file order: each step starts from where
+the one before left the machine, as an administrator's would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import nspawn
+
+CLAWVISOR = "/opt/clawvisor/current/bin/clawvisor"
+INTENTS = "/run/clawvisor/intents.sock"
+CONTROL = "/run/clawvisor/control.sock"
+SOCKETS = ("clawvisor-intents.socket", "clawvisor-control.socket")
+SERVICES = (
+    "clawvisor.service",
+    "clawvisor-workload@alpha.service",
+    "clawvisor-approver-telegram.service",
+)
+WORKLOADS = '[workloads.alpha]\nuser = "wl-alpha"\ninternet = "none"\n'
+POLICY = """
+[[rule]]
+action = "status"
+source = "*"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "open-url"
+source = "alpha"
+target = "@self"
+decision = "ask"
+grant = "always"
+
+[[rule]]
+action = "search"
+source = "alpha"
+target = "@self"
+decision = "allow"
+"""
+SETTINGS = """
+[executors.search]
+# Stands in for a browser: logs the URL it was given, to show who ran it and where.
+argv = ["/usr/bin/logger", "-t", "clawvisor-test-search", "{url}"]
+"""
+DENY_STATUS = POLICY.replace('decision = "allow"', 'decision = "deny"', 1)
+
+
+def bumped(version: str) -> str:
+    return version + ".post1"
+
+
+def build(tree: Path) -> tuple[Path, Path]:
+    """`make wheels deb` in a source tree: its wheels directory and its .deb."""
+    subprocess.run(
+        ["make", "-s", "-C", str(tree), "wheels", "deb"], check=True, capture_output=True
+    )
+    [deb] = sorted((tree / "build").glob("clawvisor_*_amd64.deb"))
+    return tree / "build" / "wheels", deb
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """This tree's build and a newer one (same code, version bumped), made on the host."""
+    files = nspawn.source_files()
+    here = tmp_path_factory.mktemp("build-now") / "clawvisor"
+    nspawn.copy_tree(files, nspawn.REPO, here)
+    version = re.search(r'^version = "(.*)"', (here / "pyproject.toml").read_text(), re.M)[1]
+    nxt = tmp_path_factory.mktemp("build-next") / "clawvisor"
+    nspawn.copy_tree(files, nspawn.REPO, nxt)
+    pyproject = nxt / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(f'version = "{version}"', f'version = "{bumped(version)}"', 1)
+    )
+    _, deb_now = build(here)
+    _, deb_next = build(nxt)
+    return {
+        "version": version,
+        "next": bumped(version),
+        "tree": here,
+        "tree_next": nxt,
+        "deb": deb_now,
+        "deb_next": deb_next,
+    }
+
+
+@pytest.fixture(scope="module")
+def box(builds):
+    files = {
+        "/root/clawvisor": builds["tree"],
+        "/root/clawvisor-next": builds["tree_next"],
+        "/root/debs/now.deb": builds["deb"],
+        "/root/debs/next.deb": builds["deb_next"],
+    }
+    with nspawn.booted(files) as b:
+        b.write("/etc/clawvisor/workloads.toml", WORKLOADS)
+        b.write("/etc/clawvisor/policy.d/10-test.toml", POLICY)
+        b.write("/etc/clawvisor/clawvisor.toml", SETTINGS)
+        yield b
+
+
+def send(box: nspawn.Box, action: str, *params: str) -> dict:
+    """An intent from workload alpha's user, as its gateway would send it."""
+    proc = box.run(
+        "runuser",
+        "-u",
+        "wl-alpha",
+        "--",
+        CLAWVISOR,
+        "send",
+        "--socket",
+        INTENTS,
+        action,
+        *params,
+        timeout=60,
+    )
+    assert proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def control(box: nspawn.Box, op: dict) -> dict:
+    line = json.dumps({"id": "t", **op}) + "\n"
+    proc = box.run("socat", "-t", "5", "-", f"UNIX-CONNECT:{CONTROL}", input=line)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[0])
+
+
+def journal(box: nspawn.Box, *match: str) -> list[dict]:
+    out = box.ok("journalctl", "-o", "json", "--no-pager", *match)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def main_pid(box: nspawn.Box) -> int:
+    return int(box.prop("clawvisor.service", "MainPID"))
+
+
+def active(box: nspawn.Box, unit: str) -> str:
+    return box.run("systemctl", "is-active", unit).stdout.strip()
+
+
+def version(box: nspawn.Box) -> str:
+    return send(box, "status")["result"]["version"]
+
+
+def audit_verify(box: nspawn.Box) -> dict:
+    proc = box.run(CLAWVISOR, "audit", "verify", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+# --- install ------------------------------------------------------------------------------
+
+
+def test_make_install_enables_the_sockets_and_starts_no_daemon(box):
+    box.ok("make", "-C", "/root/clawvisor", "install", timeout=600)
+    for sock in SOCKETS:
+        assert box.run("systemctl", "is-enabled", sock).stdout.strip() == "enabled"
+        assert active(box, sock) == "active"
+    assert active(box, "clawvisor.service") == "inactive"
+    assert box.ok("stat", "-c", "%a %U %G", INTENTS).split() == ["660", "root", "clawvisor-gw"]
+    assert box.ok("stat", "-c", "%a %U %G", CONTROL).split() == ["660", "root", "clawvisor-ops"]
+
+
+def test_every_unit_passes_systemd_analyze_verify_with_no_warnings(box):
+    for unit in (*SERVICES, *SOCKETS):
+        proc = box.run("systemd-analyze", "verify", "--man=no", unit)
+        assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), unit
+    proc = box.run(
+        "systemd-analyze",
+        "verify",
+        "--man=no",
+        "/usr/local/lib/systemd/user/clawvisor-approver-desktop.service",
+    )
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+
+
+def test_the_message_catalog_is_installed(box):
+    from supervisor.audit import MESSAGE_IDS
+
+    listed = box.ok("journalctl", "--list-catalog", "--no-pager")
+    for mid in MESSAGE_IDS.values():
+        assert mid in listed
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def test_the_first_intent_starts_the_daemon_through_socket_activation(box):
+    assert active(box, "clawvisor.service") == "inactive"
+    reply = send(box, "status")
+    assert reply["status"] == "ok" and reply["result"]["workloads"] == ["alpha"]
+    assert active(box, "clawvisor.service") == "active"
+    status = box.prop("clawvisor.service", "StatusText")
+    assert status == "1 workloads, policy: 3 rules"
+    [started] = journal(box, "SYSLOG_IDENTIFIER=clawvisor", "CLAWVISOR_KIND=daemon")[-1:]
+    assert "clawvisor started" in started["MESSAGE"]
+
+
+def test_executors_run_as_transient_units_as_the_workload_user(box):
+    reply = send(box, "search", "query=hello world")
+    assert reply["status"] == "ok", reply
+    uid = box.ok("id", "-u", "wl-alpha").strip()
+    box.wait_for(lambda: journal(box, "SYSLOG_IDENTIFIER=clawvisor-test-search"), what="the log")
+    [entry] = journal(box, "SYSLOG_IDENTIFIER=clawvisor-test-search")
+    assert entry["MESSAGE"] == "https://duckduckgo.com/?q=hello+world"
+    assert entry["_UID"] == uid
+    # Outside the daemon's sandbox (it may not open network sockets; a browser must).
+    assert entry["_SYSTEMD_UNIT"].startswith("clawvisor-exec-")
+
+
+def test_doctor_under_systemd_sees_systemd_journald_and_the_daemon(box):
+    proc = box.run(CLAWVISOR, "doctor", "--json", "--no-bpf")
+    checks = {c["name"]: c for c in map(json.loads, proc.stdout.splitlines())}
+    for name in ("systemd", "journald", "daemon", "nftables", "firewall table"):
+        assert checks[name]["state"] == "ok", checks[name]
+    # No tracefs or headers in the box: the BPF monitor is degraded, the daemon serves on.
+    assert checks["monitor bpf"]["state"] == "fail"
+    assert checks["monitor bpf"]["detail"].startswith("degraded: ")
+
+
+def test_reload_swaps_the_policy_in_the_same_process(box):
+    pid = main_pid(box)
+    box.write("/etc/clawvisor/policy.d/10-test.toml", DENY_STATUS)
+    box.ok("systemctl", "reload", "clawvisor.service")
+    assert send(box, "status")["status"] == "denied"
+    box.write("/etc/clawvisor/policy.d/10-test.toml", POLICY)
+    box.ok("systemctl", "reload", "clawvisor.service")
+    assert send(box, "status")["status"] == "ok"
+    assert main_pid(box) == pid
+
+
+def test_a_broken_policy_on_reload_leaves_the_service_on_the_old_one(box):
+    pid = main_pid(box)
+    box.write("/etc/clawvisor/policy.d/20-broken.toml", "[[rule]]\naction = \n")
+    box.ok("systemctl", "reload", "clawvisor.service")
+    assert active(box, "clawvisor.service") == "active" and main_pid(box) == pid
+    assert send(box, "status")["status"] == "ok"
+    refused = [
+        e
+        for e in journal(box, "SYSLOG_IDENTIFIER=clawvisor", "CLAWVISOR_KIND=policy")
+        if "reload refused" in e["MESSAGE"]
+    ]
+    assert refused and refused[-1]["PRIORITY"] == "2"
+    assert "20-broken.toml" in refused[-1]["MESSAGE"]
+    (box.root / "etc/clawvisor/policy.d/20-broken.toml").unlink()
+    box.ok("systemctl", "reload", "clawvisor.service")
+
+
+def ask_in_background(box: nspawn.Box) -> tuple[threading.Thread, list[dict]]:
+    """open-url from alpha: it waits for a human; the reply lands in the list."""
+    replies: list[dict] = []
+
+    def go() -> None:
+        proc = box.run(
+            "runuser",
+            "-u",
+            "wl-alpha",
+            "--",
+            CLAWVISOR,
+            "send",
+            "--socket",
+            INTENTS,
+            "open-url",
+            "url=https://example.org/",
+            timeout=200,
+        )
+        replies.append(json.loads(proc.stdout) if proc.stdout else {"stderr": proc.stderr})
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, replies
+
+
+def pending(box: nspawn.Box) -> list[dict]:
+    return control(box, {"op": "pending"})["result"]["pending"]
+
+
+def test_sigkill_restarts_the_daemon_and_pending_asks_are_recorded_as_denied(box):
+    thread, _ = ask_in_background(box)
+    box.wait_for(lambda: len(pending(box)) == 1, what="the ask to be pending")
+    [asked] = pending(box)
+    pid = main_pid(box)
+    box.ok("systemctl", "kill", "-s", "SIGKILL", "clawvisor.service")
+    box.wait_for(
+        lambda: main_pid(box) not in (0, pid) and active(box, "clawvisor.service") == "active",
+        what="the restart",
+    )
+    thread.join(60)
+    records = journal(
+        box,
+        "SYSLOG_IDENTIFIER=clawvisor",
+        "CLAWVISOR_KIND=approval",
+        f"CLAWVISOR_PENDING={asked['id']}",
+    )
+    denied = [r for r in records if r.get("CLAWVISOR_OUTCOME") == "unavailable"]
+    assert denied, records
+    assert "the daemon stopped while it was pending" in denied[-1]["MESSAGE"]
+    assert pending(box) == []
+
+
+def test_a_stalled_event_loop_is_restarted_by_the_watchdog(box):
+    dropin = "/etc/systemd/system/clawvisor.service.d/90-test-stall.conf"
+    box.write(dropin, "[Service]\nEnvironment=CLAWVISOR_TEST_HOOKS=stall\nWatchdogSec=2s\n")
+    box.ok("systemctl", "daemon-reload")
+    box.ok("systemctl", "restart", "clawvisor.service")
+    pid = main_pid(box)
+    box.ok("systemctl", "kill", "-s", "SIGUSR2", "clawvisor.service")  # the loop blocks
+    box.wait_for(lambda: main_pid(box) not in (0, pid), timeout=30, what="the watchdog")
+    log = box.ok("journalctl", "-u", "clawvisor.service", "--no-pager")
+    assert "Watchdog timeout" in log
+    (box.root / dropin.lstrip("/")).unlink()
+    box.ok("systemctl", "daemon-reload")
+    box.ok("systemctl", "restart", "clawvisor.service")
+    assert send(box, "status")["status"] == "ok"
+
+
+# --- upgrade ------------------------------------------------------------------------------
+
+
+def grant_always(box: nspawn.Box) -> None:
+    thread, replies = ask_in_background(box)
+    box.wait_for(lambda: len(pending(box)) == 1, what="the ask to be pending")
+    [asked] = pending(box)
+    box.ok(CLAWVISOR, "approve", "--socket", CONTROL, asked["id"], "--always")
+    thread.join(60)
+    assert replies, "the approved intent got no reply"
+
+
+def grants(box: nspawn.Box) -> list[dict]:
+    return control(box, {"op": "grants"})["result"]["grants"]
+
+
+def test_an_upgrade_keeps_grants_and_the_audit_chain(box, builds):
+    grant_always(box)
+    [grant] = grants(box)
+    before = audit_verify(box)
+    pid = main_pid(box)
+    assert version(box) == builds["version"]
+    box.ok("make", "-C", "/root/clawvisor-next", "install", timeout=600)
+    box.wait_for(lambda: version(box) == builds["next"], what="the new build to answer")
+    assert main_pid(box) == pid, "reload re-executes in place"
+    assert grants(box) == [grant]
+    after = audit_verify(box)
+    assert after["chain"] == before["chain"] and after["last"] > before["last"]
+    upgraded = journal(box, "SYSLOG_IDENTIFIER=clawvisor", "CLAWVISOR_KIND=daemon")
+    assert any("upgrade: re-executing into" in e["MESSAGE"] for e in upgraded)
+
+
+# --- the Debian package -----------------------------------------------------------------
+
+
+def test_make_uninstall_removes_the_install_but_keeps_configuration_and_state(box):
+    box.ok("make", "-C", "/root/clawvisor-next", "uninstall")
+    assert not (box.root / "opt/clawvisor").exists()
+    assert not (box.root / "usr/local/lib/systemd/system/clawvisor.service").exists()
+    assert active(box, "clawvisor-intents.socket") == "inactive"
+    assert (box.root / "etc/clawvisor/workloads.toml").exists()
+    assert (box.root / "var/lib/clawvisor/grants.json").exists()
+
+
+def test_the_deb_installs_and_the_first_intent_starts_it(box, builds):
+    box.ok("dpkg", "-i", "/root/debs/now.deb", timeout=600)
+    assert (box.root / "lib/systemd/system/clawvisor.service").exists()
+    assert active(box, "clawvisor-intents.socket") == "active"
+    assert version(box) == builds["version"]
+    assert len(grants(box)) == 1  # the state directory was kept
+
+
+def test_the_deb_upgrades_in_place_keeping_grants_and_the_chain(box, builds):
+    before = audit_verify(box)
+    pid = main_pid(box)
+    box.ok("dpkg", "-i", "/root/debs/next.deb", timeout=600)
+    box.wait_for(lambda: version(box) == builds["next"], what="the new build to answer")
+    assert main_pid(box) == pid
+    assert len(grants(box)) == 1
+    after = audit_verify(box)
+    assert after["chain"] == before["chain"] and after["last"] > before["last"]
+
+
+def test_the_deb_purge_removes_everything_it_made(box):
+    box.ok("dpkg", "--purge", "clawvisor", timeout=300)
+    for path in (
+        "opt/clawvisor",
+        "etc/clawvisor",
+        "var/lib/clawvisor",
+        "lib/systemd/system/clawvisor.service",
+        "usr/share/clawvisor",
+    ):
+        assert not (box.root / path).exists(), path
+    assert active(box, "clawvisor-intents.socket") == "inactive"
+    assert box.run("id", "clawvisor-telegram").returncode != 0
+
+
+def test_the_hosts_firewall_was_never_touched(box):
+    # The box has its own network namespace: provisioning in it made no host table.
+    host = subprocess.run(["nft", "list", "table", "inet", "clawvisor"], capture_output=True)
+    assert host.returncode != 0
