@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.stream import Stream
 
 SETTINGS = (
     '[server]\nsocket_group = "cvt-no-such-group"\n'
@@ -129,9 +130,7 @@ def watched(make_user, make_daemon):
 @pytest.mark.parametrize("op", ["write", "delete", "rename", "attrib"])
 def test_other_file_operations_are_reported(watched, op):
     daemon, _ = watched
-    sock = rig.connect_as(daemon.control, None, timeout=10)
-    sock.sendall(b'{"id":"m","op":"monitor","kinds":["file"]}\n')
-    rig.read_lines(sock, 1)
+    stream = Stream(daemon.control)
     target = upper_of(daemon) / f"{op}.txt"
     target.write_text("first")
     if op == "write":
@@ -142,12 +141,9 @@ def test_other_file_operations_are_reported(watched, op):
         target.rename(target.with_name("renamed.txt"))
     else:
         target.chmod(0o600)
-    seen = []
-    deadline = time.monotonic() + 10
-    while not any(e.get("op") == op for e in seen) and time.monotonic() < deadline:
-        seen += rig.read_lines(sock, 1, timeout=10)
-    sock.close()
-    [e] = [e for e in seen if e.get("op") == op][:1]
+    found = stream.find(lambda e: e.get("kind") == "file" and e.get("op") == op)
+    stream.sock.close()
+    [e] = found[:1]
     assert e["workload"] == "w" and e["path"].startswith(str(upper_of(daemon)))
     if op == "write":
         assert e["size"] == len("again, longer")

@@ -28,7 +28,14 @@ SERVICES = (
     "clawvisor-workload@alpha.service",
     "clawvisor-approver-telegram.service",
 )
-WORKLOADS = '[workloads.alpha]\nuser = "wl-alpha"\ninternet = "none"\n'
+WORKLOADS = """
+[workloads.alpha]
+user = "wl-alpha"
+internet = "none"
+# A stand-in gateway: one intent, its reply to the journal, then it exits.
+gateway = ["/opt/clawvisor/current/bin/clawvisor", "send", "--socket",
+           "/run/clawvisor/intents.sock", "status"]
+"""
 POLICY = """
 [[rule]]
 action = "status"
@@ -227,6 +234,26 @@ def test_doctor_under_systemd_sees_systemd_journald_and_the_daemon(box):
     # No tracefs or headers in the box: the BPF monitor is degraded, the daemon serves on.
     assert checks["monitor bpf"]["state"] == "fail"
     assert checks["monitor bpf"]["detail"].startswith("degraded: ")
+
+
+def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
+    box.ok("systemctl", "start", "clawvisor-workload@alpha.service")
+    box.wait_for(
+        lambda: active(box, "clawvisor-workload@alpha.service") == "inactive",
+        what="the gateway to finish",
+    )
+    assert box.prop("clawvisor-workload@alpha.service", "Result") == "success"
+    out = box.ok("journalctl", "-u", "clawvisor-workload@alpha.service", "-o", "cat")
+    reply = json.loads(next(ln for ln in out.splitlines() if ln.startswith("{")))
+    assert reply["status"] == "ok" and reply["result"]["workloads"] == ["alpha"]
+    uid = box.ok("id", "-u", "wl-alpha").strip()
+    [decision] = journal(
+        box,
+        "SYSLOG_IDENTIFIER=clawvisor",
+        "CLAWVISOR_KIND=decision",
+        f"CLAWVISOR_INTENT_ID={reply['id']}",
+    )[-1:]
+    assert decision["CLAWVISOR_UID"] == uid and decision["CLAWVISOR_WORKLOAD"] == "alpha"
 
 
 def test_reload_swaps_the_policy_in_the_same_process(box):
