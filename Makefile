@@ -92,16 +92,13 @@ pytest:
 	$(VPY) -m pytest -q $(PYTEST_ARGS) 2>&1 | tee build/pytest.log | tail -n 40; \
 	    exit $${PIPESTATUS[0]}
 
-BENCH_APT := bpftrace inotify-tools
+BENCH_APT := bpftrace inotify-tools polkitd sudo dbus
 
+# Every benchmark beside its peers: bench/results.md and bench/results/*.png.
 bench: setup
 	$(call apt_ensure,$(BENCH_APT))
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
-	$(VPY) -m bench.roundtrip
-	$(VPY) -m bench.policy_eval
-	$(VPY) -m bench.ask_latency
-	$(VPY) -m bench.provision
-	$(VPY) -m bench.monitors
+	$(VPY) -m bench.all
 
 # The build's wheels: clawvisor's and every dependency's, so that installing needs no
 # network and a release is exactly what was built.

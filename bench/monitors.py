@@ -379,7 +379,9 @@ def slowdown_table(s: dict[str, Any]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=int, nargs="+", default=[25000, 50000, 100000, 150000])
+    parser.add_argument(
+        "--rates", type=int, nargs="+", default=[25000, 50000, 100000, 150000, 200000]
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--count", type=int, default=300000)
     parser.add_argument("--rounds", type=int, default=3)

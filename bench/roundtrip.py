@@ -1,25 +1,40 @@
-"""Allow-path round trip: clawvisor beside a bare asyncio JSON-lines echo server (the floor).
+"""Decision round trip (allow path, trivial executor): clawvisor beside its peers and floor.
 
-Both servers are driven by the same client code in the same run, in alternating rounds
-(the figure is the median over rounds): 1 client doing sequential round trips, then N
-concurrent clients, each connection keeping one request in flight. The daemon is a real
-process with journald auditing on (a journald is started if none runs). CPU time per
-request of each process (server, journald) is measured too, which is what explains the
-ratios when clients are many and cores are few. Writes bench/results/roundtrip.json.
+Same machine, same run:
+- clawvisor: `status` (allowed, run inline), journald auditing on (a journald is started
+  if none runs), as a real daemon process;
+- the floor: a bare asyncio JSON-lines echo server (no checks at all);
+- polkit: CheckAuthorization over D-Bus on an action every subject may do, polkitd on a
+  private system bus (bench/peers.py), and `pkcheck` for the same action;
+- sudo: `sudo -n /bin/true` for a user a sudoers drop-in allows exactly that.
 
-    .venv/bin/python -m bench.roundtrip [--requests 5000] [--clients 1 32] [--rounds 3]
+One client: sequential round trips with a blocking client (the least client overhead
+each peer can have: a plain socket; jeepney's blocking connection; a process spawn).
+8 and 64 clients: asyncio clients, each connection keeping one request in flight, for
+clawvisor, the floor and polkit over D-Bus. clawvisor and the floor alternate rounds
+(medians). CPU time per request of the server and journald is measured too: it explains
+the ratios when clients are many and cores few. Writes bench/results/roundtrip.json
+(with latency samples for the plots).
+
+    .venv/bin/python -m bench.roundtrip [--requests 5000] [--clients 1 8 64] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import random
+import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from bench import peers
 from bench.common import cpu_seconds, machine, median_of, write_result
 from tests.helpers import rig
 
@@ -28,6 +43,78 @@ POLICY = '[[rule]]\naction = "status"\nsource = "bench"\ntarget = "*"\ndecision 
 # Every bench client is one uid, so the per-uid connection cap (16) is lifted.
 SETTINGS = '[server]\nsocket_group = "cvt-no-such-group"\nmax_connections_per_uid = 256\n'
 REQUEST = b'{"id":"%d","intent":{"action":"status"}}\n'
+SAMPLES = 2000  # latency samples kept per series for the plots
+
+
+def summary(latencies: list[float], wall: float | None = None) -> dict[str, float]:
+    """p50/p99 in µs and throughput (requests over wall time, or 1/mean when sequential)."""
+    ordered = sorted(latencies)
+    n = len(ordered)
+    return {
+        "p50_us": statistics.median(ordered) * 1e6,
+        "p99_us": ordered[max(0, int(n * 0.99) - 1)] * 1e6,
+        "throughput_rps": n / (wall if wall is not None else sum(ordered)),
+        "requests": float(n),
+    }
+
+
+def keep(latencies: list[float]) -> list[float]:
+    """A fixed-size random sample (µs), for distribution plots."""
+    rng = random.Random(0)
+    picked = latencies if len(latencies) <= SAMPLES else rng.sample(latencies, SAMPLES)
+    return [round(x * 1e6, 2) for x in picked]
+
+
+# --- one client, blocking ---------------------------------------------------------------------
+
+
+def lines_sequential(path: str, count: int) -> list[float]:
+    """`count` request/reply round trips on one plain socket, each timed."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    out: list[float] = []
+    try:
+        for i in range(count + 200):
+            t0 = time.perf_counter()
+            sock.sendall(REQUEST % i)
+            buf = sock.recv(65536)
+            while not buf.endswith(b"\n"):
+                more = sock.recv(65536)
+                if not more:
+                    raise RuntimeError("server closed the connection")
+                buf += more
+            if i >= 200:  # warm-up
+                out.append(time.perf_counter() - t0)
+    finally:
+        sock.close()
+    return out
+
+
+def dbus_sequential(address: str, count: int) -> list[float]:
+    from jeepney.io.blocking import open_dbus_connection
+
+    conn = open_dbus_connection(bus=address)
+    msg = peers.check_message(os.getpid())
+    out: list[float] = []
+    try:
+        for i in range(count + 200):
+            t0 = time.perf_counter()
+            reply = conn.send_and_get_reply(msg)
+            if i >= 200:
+                out.append(time.perf_counter() - t0)
+            if not reply.body[0][0]:
+                raise RuntimeError("polkit did not authorize the bench action")
+    finally:
+        conn.close()
+    return out
+
+
+def spawned(once: Callable[[], float], count: int) -> list[float]:
+    once()  # warm-up (page cache)
+    return [once() for _ in range(count)]
+
+
+# --- many clients, asyncio --------------------------------------------------------------------
 
 
 async def one_client(path: str, count: int, latencies: list[float]) -> None:
@@ -42,61 +129,38 @@ async def one_client(path: str, count: int, latencies: list[float]) -> None:
     writer.close()
 
 
-async def drive(path: str, clients: int, total: int) -> dict[str, float]:
+async def drive(path: str, clients: int, total: int) -> tuple[list[float], float]:
     per = max(1, total // clients)
     latencies: list[float] = []
     await one_client(path, 200, [])  # warm-up
     t0 = time.perf_counter()
     await asyncio.gather(*(one_client(path, per, latencies) for _ in range(clients)))
-    wall = time.perf_counter() - t0
-    latencies.sort()
-    return {
-        "p50_us": statistics.median(latencies) * 1e6,
-        "p99_us": latencies[int(len(latencies) * 0.99) - 1] * 1e6,
-        "throughput_rps": len(latencies) / wall,
-        "requests": float(len(latencies)),
-    }
+    return latencies, time.perf_counter() - t0
 
 
-def measure(path: str, clients: int, total: int, pids: dict[str, int]) -> dict[str, float]:
+def measure(
+    path: str, clients: int, total: int, pids: dict[str, int]
+) -> tuple[dict[str, float], list[float]]:
     """One measured run; adds CPU µs per request for each process in `pids`."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    figures = asyncio.run(drive(path, clients, total))
-    n = figures["requests"] + 200
+    if clients == 1:
+        latencies = lines_sequential(path, total)
+        figures = summary(latencies)
+        n = figures["requests"] + 200
+    else:
+        latencies, wall = asyncio.run(drive(path, clients, total))
+        figures = summary(latencies, wall)
+        n = figures["requests"] + 200
     for name, pid in pids.items():
         figures[f"{name}_cpu_us_per_req"] = (cpu_seconds(pid) - before[name]) / n * 1e6
-    return figures
+    return figures, latencies
 
 
-def table(rows: list[dict[str, object]]) -> str:
-    out = [
-        "| clients | figure | clawvisor | echo floor | ratio |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for row in rows:
-        c, f, n = row["clawvisor"], row["floor"], row["clients"]
-        assert isinstance(c, dict) and isinstance(f, dict)
-        for key, label, fmt in (
-            ("p50_us", "p50 µs", ".0f"),
-            ("p99_us", "p99 µs", ".0f"),
-            ("throughput_rps", "req/s", ".0f"),
-            ("server_cpu_us_per_req", "server CPU µs/req", ".1f"),
-        ):
-            out.append(
-                f"| {n} | {label} | {c[key]:{fmt}} | {f[key]:{fmt}} | {c[key] / f[key]:.2f}x |"
-            )
-        out.append(
-            f"| {n} | journald CPU µs/req | {c['journald_cpu_us_per_req']:.1f} | 0 (no audit) | - |"
-        )
-    return "\n".join(out)
+# --- the run ----------------------------------------------------------------------------------
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def run(requests: int, clients: list[int], rounds: int, spawn_count: int) -> dict[str, Any]:
+    """Every figure of the decision bench, in one run."""
     root = rig.shared_tmpdir("clawvisor-bench-")
     floor_path = str(root / "echo.sock")
     floor = subprocess.Popen(
@@ -104,26 +168,64 @@ def main() -> int:
     )
     assert floor.stdout is not None and floor.stdout.readline().strip() == "ready"
     daemon = None
+    rows: list[dict[str, Any]] = []
+    samples: dict[str, list[float]] = {}
     try:
-        with rig.journald() as journal:
+        with rig.journald() as journal, peers.polkit() as pk, peers.sudo_user() as sudoer:
             rig.write_config(
                 root, workloads={"bench": "root"}, policy={"10.toml": POLICY}, settings=SETTINGS
             )
             daemon = rig.start_daemon(root)
             jpid = journal.proc.pid if journal.proc is not None else None
-            rows: list[dict[str, object]] = []
-            for clients in args.clients:
-                fr: list[dict[str, float]] = []
-                cr: list[dict[str, float]] = []
-                for _ in range(args.rounds):
-                    fr.append(measure(floor_path, clients, args.requests, {"server": floor.pid}))
-                    pids = {"server": daemon.proc.pid}
-                    if jpid is not None:
-                        pids["journald"] = jpid
-                    cr.append(measure(str(daemon.intents), clients, args.requests, pids))
-                c = median_of(cr)
-                c.setdefault("journald_cpu_us_per_req", float("nan"))
-                rows.append({"clients": clients, "floor": median_of(fr), "clawvisor": c})
+            pids = {"server": daemon.proc.pid}
+            if jpid is not None:
+                pids["journald"] = jpid
+            for n in clients:
+                # Every series is measured once per round, back to back, so that a slow
+                # spell of the machine hits all of them alike; figures are medians.
+                series: dict[str, list[dict[str, float]]] = {}
+                lat: dict[str, list[float]] = {}
+                for _ in range(rounds):
+                    got = {
+                        "floor": measure(floor_path, n, requests, {"server": floor.pid}),
+                        "clawvisor": measure(str(daemon.intents), n, requests, pids),
+                    }
+                    if n == 1:
+                        d = dbus_sequential(pk.address, min(requests, 3000))
+                        got["polkit_dbus"] = (summary(d), d)
+                        each = max(1, spawn_count // rounds)
+                        p = spawned(lambda: peers.pkcheck_once(pk), each)
+                        got["pkcheck"] = (summary(p), p)
+                        s = spawned(lambda: peers.sudo_once(sudoer), each)
+                        got["sudo"] = (summary(s), s)
+                    else:
+                        d, wall = peers.run_dbus(pk.address, n, max(1, requests // n))
+                        got["polkit_dbus"] = (summary(d, wall), d)
+                    for name, (figures, latencies) in got.items():
+                        series.setdefault(name, []).append(figures)
+                        lat.setdefault(name, []).extend(latencies)
+                row: dict[str, Any] = {"clients": n}
+                row.update({name: median_of(r) for name, r in series.items()})
+                row["clawvisor"].setdefault("journald_cpu_us_per_req", float("nan"))
+                row["polkit_over_clawvisor_p50"] = statistics.median(
+                    p["p50_us"] / c["p50_us"]
+                    for p, c in zip(series["polkit_dbus"], series["clawvisor"], strict=True)
+                )
+                if n == 1:
+                    names = {
+                        "clawvisor": "clawvisor",
+                        "floor": "echo floor",
+                        "polkit_dbus": "polkit D-Bus",
+                        "pkcheck": "pkcheck",
+                        "sudo": "sudo -n",
+                    }
+                    samples = {label: keep(lat[key]) for key, label in names.items()}
+                rows.append(row)
+                print(
+                    f"  {n} client(s): clawvisor p50 {row['clawvisor']['p50_us']:.0f} µs, "
+                    f"{row['clawvisor']['throughput_rps']:.0f} req/s",
+                    flush=True,
+                )
             fallback = len(daemon.fallback_records())
     finally:
         floor.terminate()
@@ -131,20 +233,60 @@ def main() -> int:
         if daemon is not None:
             daemon.stop()
         rig.cleanup_root(root)
-    unix_qlen = Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip()
-    result = {
+    return {
         "machine": machine(),
-        "rounds": args.rounds,
-        "requests": args.requests,
-        "net.unix.max_dgram_qlen": unix_qlen,
+        "rounds": rounds,
+        "requests": requests,
+        "net.unix.max_dgram_qlen": Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip(),
         "audit_fallback_records": fallback,
         "rows": rows,
-        "table": table(rows),
+        "samples_us": samples,
     }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| clients | figure | clawvisor | echo floor | polkit D-Bus | clawvisor vs polkit |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        c, f, p, n = row["clawvisor"], row["floor"], row["polkit_dbus"], row["clients"]
+        out.append(
+            f"| {n} | p50 µs | {c['p50_us']:.0f} | {f['p50_us']:.0f} | {p['p50_us']:.0f} "
+            f"| {row['polkit_over_clawvisor_p50']:.1f}x faster |"
+        )
+        out.append(
+            f"| {n} | p99 µs | {c['p99_us']:.0f} | {f['p99_us']:.0f} | {p['p99_us']:.0f} "
+            f"| {p['p99_us'] / c['p99_us']:.1f}x faster |"
+        )
+        out.append(
+            f"| {n} | req/s | {c['throughput_rps']:.0f} | {f['throughput_rps']:.0f} "
+            f"| {p['throughput_rps']:.0f} "
+            f"| {c['throughput_rps'] / p['throughput_rps']:.1f}x more |"
+        )
+        if n == 1:
+            for key, name in (("pkcheck", "pkcheck"), ("sudo", "sudo -n")):
+                s = row[key]
+                out.append(
+                    f"| 1 | p50 µs vs {name} | {c['p50_us']:.0f} | - | {name}: "
+                    f"{s['p50_us']:.0f} | {s['p50_us'] / c['p50_us']:.0f}x faster |"
+                )
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--spawns", type=int, default=200, help="pkcheck and sudo runs")
+    args = parser.parse_args()
+    result = run(args.requests, args.clients, args.rounds, args.spawns)
+    result["table"] = table(result["rows"])
     write_result("roundtrip", result)
-    print(f"machine: {result['machine']}; net.unix.max_dgram_qlen={unix_qlen}")
+    print(f"machine: {result['machine']}")
     print(result["table"])
-    print(f"audit: every request audited to journald; {fallback} records in the fallback")
+    print(f"audit: every request audited; {result['audit_fallback_records']} in the fallback")
     return 0
 
 

@@ -12,92 +12,42 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Final, Literal, TextIO
+from typing import TextIO
 
 import msgspec
 
-from .audit_chain import Head, digest, load_head, new_head, recover, save_head
-from .journal import JournalSender, JournalUnavailable, field_bytes
+from .audit_chain import Head, load_head, new_head, recover, save_head
+from .audit_record import (
+    CRIT,
+    ERR,
+    INFO,
+    MESSAGE_IDS,
+    NOTICE,
+    WARNING,
+    AuditRecord,
+    Kind,
+    record_bytes,
+    seal,
+)
+from .journal import JournalSender, JournalUnavailable
 
-Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit", "approval", "alert"]
-
-#: One MESSAGE_ID per kind of record; never change one once released.
-MESSAGE_IDS: Final[dict[str, str]] = {
-    "decision": "8d84773198a141a9bc27ab30805207fd",
-    "result": "0e36f5a3f35a4904b10e9b7b06176831",
-    "rejected": "62426a21e13e48c2a1ac686dd5039760",
-    "policy": "ce208390551c48af8129f26783fd7b6a",
-    "daemon": "9f70dbaea324429794bc6d42cdd8c406",
-    "audit": "feac2aee63a24ab1819a3a6e8f300aa3",
-    "approval": "23b1feb7d9dc4c3dbfbb763e197b0dca",
-    "alert": "68dfb4a068674d4fbd0e8b454b972652",
-}
-
-# syslog priorities
-CRIT, ERR, WARNING, NOTICE, INFO = 2, 3, 4, 5, 6
+__all__ = [
+    "CRIT",
+    "ERR",
+    "INFO",
+    "MESSAGE_IDS",
+    "NOTICE",
+    "WARNING",
+    "AuditRecord",
+    "AuditUnavailable",
+    "Auditor",
+    "Kind",
+    "bounded_json",
+]
 
 
 class AuditUnavailable(Exception):
     """Neither journald nor the fallback file took the record."""
-
-
-class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """One audit record. Field names map to CLAWVISOR_<NAME> journald fields."""
-
-    kind: Kind
-    priority: int
-    message: str
-    intent_id: str | None = None
-    workload: str | None = None
-    uid: int | None = None
-    pid: int | None = None
-    action: str | None = None
-    target: str | None = None
-    decision: str | None = None
-    rule: str | None = None
-    params: str | None = None
-    outcome: str | None = None
-    approver: str | None = None
-    pending: str | None = None
-    detail: str | None = None
-    #: The hash chain (supervisor/audit_chain.py): its id, this record's place in it,
-    #: the previous record's hash and this one's.
-    chain: str | None = None
-    seq: int = 0
-    prev: str | None = None
-    hash: str | None = None
-    ts: float = 0.0
-
-
-# Precomputed journald bytes: the hot path only joins them with the record's values.
-_KEYS: Final = tuple(
-    (f, b"CLAWVISOR_" + f.upper().encode())
-    for f in AuditRecord.__struct_fields__
-    if f not in ("kind", "priority", "message", "ts")
-)
-_PREFIX: Final = {
-    kind: b"MESSAGE_ID=%s\nSYSLOG_IDENTIFIER=clawvisor\nCLAWVISOR_KIND=%s\n"
-    % (mid.encode(), kind.encode())
-    for kind, mid in MESSAGE_IDS.items()
-}
-_PRIORITY: Final = {p: b"PRIORITY=%d\n" % p for p in range(8)}
-# Fields that repeat from record to record (one connection, one rule); their encoded
-# bytes are cached, bounded.
-_REPEATING: Final = frozenset(
-    {
-        "workload",
-        "uid",
-        "pid",
-        "action",
-        "target",
-        "decision",
-        "rule",
-        "outcome",
-        "approver",
-        "chain",
-    }
-)
-_CACHE_MAX: Final = 4096
 
 
 class FallbackRecord(msgspec.Struct, kw_only=True):
@@ -154,9 +104,9 @@ class Auditor:
         """Record `rec` durably or raise AuditUnavailable. Never drops it silently."""
         rec.chain, rec.seq, rec.prev = self.chain, self._seq + 1, self._hash
         rec.ts = time.time()
-        rec.hash = digest(msgspec.structs.asdict(rec))
+        rec.hash, payload = seal(record_bytes(rec, self._encoded))
         try:
-            self._sender.send(self._journal_payload(rec))
+            self._sender.send(payload)
         except JournalUnavailable as exc:
             if self._journal_ok:
                 self._journal_ok = False
@@ -180,24 +130,6 @@ class Auditor:
                     message=f"audit records between journald outages are in {self.fallback_path}",
                 )
             )
-
-    def _journal_payload(self, rec: AuditRecord) -> bytes:
-        parts = [_PREFIX[rec.kind], _PRIORITY[rec.priority], field_bytes(b"MESSAGE", rec.message)]
-        cache = self._encoded
-        for name, key in _KEYS:
-            value = getattr(rec, name)
-            if value is None:
-                continue
-            if name in _REPEATING:
-                encoded = cache.get((key, value))
-                if encoded is None:
-                    if len(cache) >= _CACHE_MAX:
-                        cache.clear()
-                    encoded = cache[(key, value)] = field_bytes(key, str(value))
-                parts.append(encoded)
-            else:
-                parts.append(field_bytes(key, value if type(value) is str else str(value)))
-        return b"".join(parts)
 
     def _fallback(self, rec: AuditRecord) -> None:
         line = (

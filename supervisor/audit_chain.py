@@ -1,9 +1,8 @@
 """The audit hash chain: every record carries the hash of the one before it.
 
-A record's hash is SHA-256 over its canonical form (kind, priority, message and every
-CLAWVISOR_* field it carries, as strings, sorted by name, JSON-encoded; `hash` and `ts`
-left out), and that form includes `prev`, the previous record's hash. Editing, removing
-or reordering a record therefore breaks every link after it. The chain has an id and
+A record's hash is SHA-256 over its own journald bytes (supervisor/audit_record.py),
+which include `prev`, the previous record's hash. Editing, removing or reordering a
+record therefore breaks every link after it. The chain has an id and
 continues across restarts and upgrades: its head (id, seq, hash) is kept in the state
 directory, and on start the newest record of the chain in journald or the fallback file
 wins over a head that a crash left behind.
@@ -12,7 +11,6 @@ wins over a head that a crash left behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,9 +18,10 @@ from pathlib import Path
 
 import msgspec
 
+from .audit_record import record_digest
+
 GENESIS = "0" * 64
 HEAD_FILE = "audit-chain.json"
-EXCLUDED = frozenset({"hash", "ts"})
 
 
 class Head(msgspec.Struct):
@@ -33,15 +32,11 @@ class Head(msgspec.Struct):
     hash: str = GENESIS
 
 
-def canonical(fields: Mapping[str, object]) -> bytes:
-    """The bytes a record's hash covers; `fields` use the record's own names."""
-    pairs = sorted((k, str(v)) for k, v in fields.items() if v is not None and k not in EXCLUDED)
-    return msgspec.json.encode(pairs)
-
-
-def digest(fields: Mapping[str, object]) -> str:
-    """The record's hash (hex)."""
-    return hashlib.sha256(canonical(fields)).hexdigest()
+def _digest(fields: Mapping[str, object]) -> str | None:
+    try:
+        return record_digest(fields)
+    except (msgspec.ValidationError, KeyError):
+        return None  # not even a record: it cannot match
 
 
 def new_head() -> Head:
@@ -188,7 +183,7 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
     prev_seq: int | None = None
     for seq in seqs:
         rec = by_seq[seq]
-        if digest(rec) != rec.get("hash"):
+        if _digest(rec) != rec.get("hash"):
             problems.append(f"seq {seq}: the record does not match its hash (altered)")
         if prev_seq is not None:
             if seq != prev_seq + 1:

@@ -73,7 +73,7 @@ def test_a_removed_record_is_found(tmp_path):
 
 
 def test_a_record_rehashed_after_editing_breaks_the_next_link(tmp_path):
-    from supervisor.audit_chain import digest
+    from supervisor.audit_record import record_digest
 
     a = auditor(tmp_path)
     write(a, 5)
@@ -82,7 +82,7 @@ def test_a_record_rehashed_after_editing_breaks_the_next_link(tmp_path):
     def edit(lines):
         rec = lines[1]["record"]
         rec["message"] = "forged"
-        rec["hash"] = digest(rec)
+        rec["hash"] = record_digest(rec)
         return lines
 
     rewrite(tmp_path / "audit.jsonl", edit)

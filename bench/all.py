@@ -1,0 +1,576 @@
+"""`make bench`: every benchmark beside its peers, one results table, the plots.
+
+Each step is its own bench module, run as a child process (so that one's processes,
+namespaces and kernel objects are gone before the next starts), with its output shown
+under a progress line. When all are done, bench/results.md gets one table (figure,
+clawvisor, peer, ratio, aim, command to reproduce) built from the steps' JSON in
+bench/results/, and bench/results/*.png the plots. Every row's peer or floor was
+measured in the same run as clawvisor's figure.
+
+    .venv/bin/python -m bench.all [--only roundtrip monitors ...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, machine
+
+BENCH = Path(__file__).resolve().parent
+PY = ".venv/bin/python"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    args: tuple[str, ...] = ()
+    quick: tuple[str, ...] = ()
+
+    def command(self, quick: bool) -> list[str]:
+        return [sys.executable, "-m", f"bench.{self.name}", *(self.quick if quick else self.args)]
+
+    def shown(self) -> str:
+        return " ".join([PY, "-m", f"bench.{self.name}", *self.args])
+
+
+STEPS = (
+    Step(
+        "roundtrip",
+        "decision round trip beside polkit, pkcheck, sudo -n and the echo floor",
+        ("--rounds", "5", "--requests", "4000"),
+        ("--rounds", "1", "--requests", "1000"),
+    ),
+    Step(
+        "policy_eval",
+        "policy evaluation beside cedarpy and casbin",
+        (),
+        ("--requests", "50", "--repeat", "5"),
+    ),
+    Step("ask_latency", "ask latency: intent to prompt at an agent", (), ("--rounds", "50")),
+    Step(
+        "monitors",
+        "monitors beside bpftrace and inotifywait",
+        (),
+        (
+            "--rates",
+            "25000",
+            "100000",
+            "--seconds",
+            "2",
+            "--count",
+            "50000",
+            "--rounds",
+            "1",
+            "--bursts",
+            "1",
+        ),
+    ),
+    Step("nft_counters", "nftables counters: JSON API beside nft -j", (), ("--reads", "20")),
+    Step("footprint", "footprint: memory and start to READY", (), ("--requests", "5000")),
+    Step("provision", "provisioning 20 workloads beside a script", ()),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    section: str
+    figure: str
+    ours: str
+    peer: str
+    theirs: str
+    ratio: str
+    aim: str
+    command: str
+
+
+def _x(v: float) -> str:
+    return f"{v:.1f}x" if v < 100 else f"{v:.0f}x"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def roundtrip_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    rows: list[Row] = []
+    by = {r["clients"]: r for r in d["rows"]}
+    one = by.get(1)
+    if one:
+        c = one["clawvisor"]["p50_us"]
+        ratio = one.get("polkit_over_clawvisor_p50", one["polkit_dbus"]["p50_us"] / c)
+        rows.append(
+            Row(
+                "decisions",
+                "allow decision p50, 1 client (µs)",
+                f"{c:.0f}",
+                "polkit CheckAuthorization (D-Bus)",
+                f"{one['polkit_dbus']['p50_us']:.0f}",
+                f"{_x(ratio)} faster",
+                "≥ 10x" + (" met" if ratio >= 10 else " NOT met"),
+                cmd,
+            )
+        )
+        for key, name in (("pkcheck", "pkcheck"), ("sudo", "sudo -n /bin/true")):
+            r = one[key]["p50_us"] / c
+            aim = ""
+            if key == "sudo":
+                aim = "≥ 50x" + (" met" if r >= 50 else " NOT met")
+            rows.append(
+                Row(
+                    "decisions",
+                    "allow decision p50, 1 client (µs)",
+                    f"{c:.0f}",
+                    name,
+                    f"{one[key]['p50_us']:.0f}",
+                    f"{_x(r)} faster",
+                    aim,
+                    cmd,
+                )
+            )
+        f = one["floor"]["p50_us"]
+        rows.append(
+            Row(
+                "decisions",
+                "allow decision p50, 1 client (µs)",
+                f"{c:.0f}",
+                "echo floor (no checks)",
+                f"{f:.0f}",
+                f"{_x(c / f)} the floor's time",
+                "",
+                cmd,
+            )
+        )
+        rows.append(
+            Row(
+                "decisions",
+                "allow decision p99, 1 client (µs)",
+                f"{one['clawvisor']['p99_us']:.0f}",
+                "polkit (D-Bus)",
+                f"{one['polkit_dbus']['p99_us']:.0f}",
+                f"{_x(one['polkit_dbus']['p99_us'] / one['clawvisor']['p99_us'])} faster",
+                "",
+                cmd,
+            )
+        )
+    for n in sorted(by):
+        if n == 1:
+            continue
+        r = by[n]
+        c, p, f = (r[k]["throughput_rps"] for k in ("clawvisor", "polkit_dbus", "floor"))
+        aim = ""
+        if n == max(by):
+            aim = "≥ 10,000/s" + (" met" if c >= 10000 else " NOT met")
+        rows.append(
+            Row(
+                "decisions",
+                f"decisions/s, {n} clients, journald on",
+                f"{c:,.0f}",
+                "polkit (D-Bus)",
+                f"{p:,.0f}",
+                f"{_x(c / p)} more",
+                aim,
+                cmd,
+            )
+        )
+        rows.append(
+            Row(
+                "decisions",
+                f"decisions/s, {n} clients, journald on",
+                f"{c:,.0f}",
+                "echo floor",
+                f"{f:,.0f}",
+                f"{_x(f / c)} fewer",
+                "",
+                cmd,
+            )
+        )
+        cp, pp = r["clawvisor"]["p50_us"], r["polkit_dbus"]["p50_us"]
+        rows.append(
+            Row(
+                "decisions",
+                f"decision p50, {n} clients (µs)",
+                f"{cp:.0f}",
+                "polkit (D-Bus)",
+                f"{pp:.0f}",
+                f"{_x(pp / cp)} faster",
+                "",
+                cmd,
+            )
+        )
+    return rows
+
+
+def policy_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    rows = []
+    for r in d["rows"]:
+        c = r["clawvisor_us"]
+        for key, name in (("cedarpy_us", "cedarpy (Cedar)"), ("casbin_us", "casbin")):
+            rows.append(
+                Row(
+                    "policy",
+                    f"decision, {r['rules']} rules (µs)",
+                    f"{c:.2f}",
+                    name,
+                    f"{r[key]:.1f}",
+                    f"{_x(r[key] / c)} faster",
+                    "",
+                    cmd,
+                )
+            )
+    w = d.get("worst")
+    if w:
+        rows.append(
+            Row(
+                "policy",
+                "worst case, 1,000 globs on one action (µs)",
+                f"{w['clawvisor_us']:.0f}",
+                "cedarpy",
+                f"{w['cedarpy_us']:.0f}",
+                f"{_x(w['cedarpy_us'] / w['clawvisor_us'])} faster",
+                "",
+                cmd,
+            )
+        )
+    return rows
+
+
+def ask_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    a, f = d["ask_to_prompt_p50_ms"], d["allow_round_trip_p50_ms"]
+    return [
+        Row(
+            "approvals",
+            "ask: intent to prompt at the agent, p50 (ms)",
+            f"{a:.2f}",
+            "allow round trip (floor)",
+            f"{f:.2f}",
+            f"{_x(a / f)} the floor's time",
+            "< 20 ms" + (" met" if a < 20 else " NOT met"),
+            cmd,
+        )
+    ]
+
+
+def monitor_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    rows = []
+    for o, b in zip(d.get("loss_clawvisor", []), d.get("loss_bpftrace", []), strict=False):
+        rate = o["offered_rate"]
+        aim = ""
+        if rate == 100000:
+            aim = "no loss at 100,000/s" + (" met" if o["lost"] == 0 else " NOT met")
+        rows.append(
+            Row(
+                "monitors",
+                f"opens captured at {rate:,}/s offered",
+                f"{o['captured']:,}/{o['opens']:,} (lost {o['lost']:,})",
+                "bpftrace, same tracepoint",
+                f"{b['captured']:,}/{b['opens']:,}",
+                f"load ran at {o['achieved_rate']:,}/s vs {b['achieved_rate']:,}/s",
+                aim,
+                cmd,
+            )
+        )
+    s = d.get("slowdown")
+    if s:
+        rows.append(
+            Row(
+                "monitors",
+                "syscall-heavy load, traced uid (slowdown)",
+                f"{s['clawvisor_ratio']:.2f}x",
+                "bpftrace",
+                f"{s['bpftrace_ratio']:.2f}x",
+                f"{_x((s['bpftrace'] - s['none']) / max(s['clawvisor'] - s['none'], 1e-9))}"
+                " less added time",
+                "less than bpftrace"
+                + (" met" if s["clawvisor_ratio"] < s["bpftrace_ratio"] else " NOT met"),
+                cmd,
+            )
+        )
+        untraced = s["untraced_clawvisor_ratio"]
+        rows.append(
+            Row(
+                "monitors",
+                "same load, untraced uid (slowdown)",
+                f"{untraced:.3f}x",
+                "bpftrace",
+                f"{s['untraced_bpftrace_ratio']:.3f}x",
+                "kernel's syscall-tracepoint path for both",
+                "< 1.02x" + (" met" if untraced < 1.02 else " NOT met"),
+                cmd,
+            )
+        )
+    for i, r in enumerate(d.get("overlay", [])):
+        rows.append(
+            Row(
+                "monitors",
+                f"overlay burst {i + 1}: files seen of {r['files']:,}",
+                f"{r['clawvisor']:,}",
+                "inotifywait -mr",
+                f"{r['inotifywait']:,}",
+                f"{r['files'] - r['inotifywait']:,} missed by the peer",
+                "",
+                cmd,
+            )
+        )
+    return rows
+
+
+def nft_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    return [
+        Row(
+            "nftables",
+            f"read {d['counters']} counters of {d['workloads']} workloads (ms)",
+            f"{d['api_ms']:.2f}",
+            "nft -j list counters (subprocess)",
+            f"{d['subprocess_ms']:.2f}",
+            f"{_x(d['subprocess_ms'] / d['api_ms'])} faster",
+            "",
+            cmd,
+        )
+    ]
+
+
+def footprint_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    return [
+        Row(
+            "footprint",
+            "RSS idle, all monitors loaded (MiB)",
+            f"{d['clawvisor_rss_idle_mib']:.0f}",
+            "polkitd",
+            f"{d['polkitd_rss_idle_mib']:.0f}",
+            f"{_x(d['clawvisor_rss_idle_mib'] / d['polkitd_rss_idle_mib'])} polkitd's",
+            "",
+            cmd,
+        ),
+        Row(
+            "footprint",
+            "private (anonymous) memory idle (MiB)",
+            f"{d['clawvisor_anon_idle_mib']:.0f}",
+            "echo floor (Python, no checks)",
+            f"{d['floor_anon_idle_mib']:.0f}",
+            f"{_x(d['clawvisor_anon_idle_mib'] / d['floor_anon_idle_mib'])} the floor's",
+            "",
+            cmd,
+        ),
+        Row(
+            "footprint",
+            f"private memory after {d['requests']:,} requests (MiB)",
+            f"{d['clawvisor_anon_load_mib']:.0f}",
+            "echo floor, same load",
+            f"{d['floor_anon_load_mib']:.0f}",
+            f"+{d['clawvisor_anon_load_mib'] - d['clawvisor_anon_idle_mib']:.1f} MiB vs "
+            f"+{d['floor_anon_load_mib'] - d['floor_anon_idle_mib']:.1f} MiB",
+            "",
+            cmd,
+        ),
+        Row(
+            "footprint",
+            "start to READY, all monitors (s)",
+            f"{d['clawvisor_start_s']:.2f}",
+            "clawvisor without monitors",
+            f"{d['clawvisor_bare_start_s']:.2f}",
+            f"{_x(d['clawvisor_start_s'] / d['clawvisor_bare_start_s'])} (BPF compile)",
+            "",
+            cmd,
+        ),
+        Row(
+            "footprint",
+            "start to ready, no monitors (s)",
+            f"{d['clawvisor_bare_start_s']:.2f}",
+            "polkitd (to its bus name)",
+            f"{d['polkitd_start_s']:.3f}",
+            f"{_x(d['clawvisor_bare_start_s'] / d['polkitd_start_s'])} polkitd's",
+            "",
+            cmd,
+        ),
+    ]
+
+
+def provision_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    return [
+        Row(
+            "provisioning",
+            f"provision {d['workloads']} workloads, first run (s)",
+            f"{d['first_s']:.2f}",
+            "hand-written useradd/setfacl/nft script",
+            f"{d['floor_s']:.2f}",
+            f"{_x(d['first_s'] / d['floor_s'])} the script's time",
+            "",
+            cmd,
+        )
+    ]
+
+
+EXTRACT = {
+    "roundtrip": roundtrip_rows,
+    "policy_eval": policy_rows,
+    "ask_latency": ask_rows,
+    "monitors": monitor_rows,
+    "nft_counters": nft_rows,
+    "footprint": footprint_rows,
+    "provision": provision_rows,
+}
+
+
+def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
+    m = machine()
+    out = [
+        "# clawvisor benchmarks",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {m['cores']} cores ({m['cpu']}), "
+        f"kernel {m['kernel']}, Python {m['python']}"
+        + (" -- QUICK profile, figures indicative only" if quick else "")
+        + ". Every peer was measured in the same run; `make bench` reproduces all of it, "
+        "each row's command reproduces that row.",
+        "",
+        "| section | figure | clawvisor | peer | peer's figure | ratio | aim | reproduce |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.section} | {r.figure} | {r.ours} | {r.peer} | {r.theirs} | {r.ratio} "
+            f"| {r.aim} | `{r.command}` |"
+        )
+    out += [
+        "",
+        "Plots: `results/latency.png` (1-client latency distributions), "
+        "`results/loss.png` (events captured against event rate), "
+        "`results/throughput.png` (decisions per second against clients).",
+        "",
+        "Step durations: " + ", ".join(f"{k} {v:.0f} s" for k, v in ran.items()),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def plots() -> list[Path]:
+    """The PNGs, from the steps' JSON; returns what it wrote."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rt = _load("roundtrip")
+    if rt and rt.get("samples_us"):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for label, values in rt["samples_us"].items():
+            xs = sorted(values)
+            ys = [(i + 1) / len(xs) for i in range(len(xs))]
+            ax.plot(xs, ys, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("round trip (µs, log scale)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title("Allow decision latency, 1 client (CDF)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        written.append(_save(fig, "latency.png"))
+        fig, ax = plt.subplots(figsize=(8, 5))
+        clients = [r["clients"] for r in rt["rows"]]
+        for key, label in (
+            ("clawvisor", "clawvisor"),
+            ("floor", "echo floor"),
+            ("polkit_dbus", "polkit D-Bus"),
+        ):
+            ax.plot(
+                clients, [r[key]["throughput_rps"] for r in rt["rows"]], marker="o", label=label
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("decisions per second")
+        ax.set_title("Throughput against clients (journald auditing on)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        written.append(_save(fig, "throughput.png"))
+    mon = _load("monitors")
+    if mon and mon.get("loss_clawvisor"):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for key, label in (
+            ("loss_clawvisor", "clawvisor (whole pipeline)"),
+            ("loss_bpftrace", "bpftrace (printing each event)"),
+        ):
+            pts = mon[key]
+            ax.plot(
+                [p["offered_rate"] for p in pts],
+                [100 * p["captured"] / max(p["opens"], 1) for p in pts],
+                marker="o",
+                label=f"{label}: % captured",
+            )
+            ax.plot(
+                [p["offered_rate"] for p in pts],
+                [100 * p["achieved_rate"] / p["offered_rate"] for p in pts],
+                linestyle="--",
+                marker="x",
+                label=f"{label}: % of offered rate the load reached",
+            )
+        ax.set_xlabel("offered events per second (opens by one workload uid)")
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 105)
+        ax.set_title("Events captured against event rate")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        written.append(_save(fig, "loss.png"))
+    return written
+
+
+def _save(fig: Any, name: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=[s.name for s in STEPS])
+    parser.add_argument("--quick", action="store_true", help="small runs (a smoke test)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild results.md/plots")
+    args = parser.parse_args()
+    steps = [s for s in STEPS if not args.only or s.name in args.only]
+    ran: dict[str, float] = {}
+    start = time.monotonic()
+    failed = []
+    for i, step in enumerate(steps if not args.report_only else []):
+        print(
+            f"\n[{i + 1}/{len(steps)}] {step.title}  ({time.monotonic() - start:.0f} s so far)",
+            flush=True,
+        )
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            step.command(args.quick), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(f"    {line.rstrip()}", flush=True)
+        if proc.wait() != 0:
+            failed.append(step.name)
+            print(f"    !! {step.name} failed (exit {proc.returncode})", flush=True)
+        ran[step.name] = time.monotonic() - t0
+    rows: list[Row] = []
+    for step in STEPS:
+        data = _load(step.name)
+        if data is not None:
+            rows += EXTRACT[step.name](data, step.shown())
+    (BENCH / "results.md").write_text(results_md(rows, ran, args.quick))
+    written = plots()
+    print(f"\nwrote {BENCH / 'results.md'} and {', '.join(str(p) for p in written)}")
+    print(f"total {time.monotonic() - start:.0f} s")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""An audit record, its journald bytes, and its hash: the one definition the trail is
+written with (supervisor/audit.py) and checked against (supervisor/audit_chain.py).
+
+A record's journald payload is a fixed sequence of fields (MESSAGE_ID,
+SYSLOG_IDENTIFIER, CLAWVISOR_KIND, PRIORITY, MESSAGE, then each CLAWVISOR_* field that
+is set, in declaration order); its hash is SHA-256 over exactly those bytes, which
+include CLAWVISOR_PREV, and is sent as the last field, CLAWVISOR_HASH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .journal import field_bytes
+
+Kind = Literal["decision", "result", "rejected", "policy", "daemon", "audit", "approval", "alert"]
+
+#: One MESSAGE_ID per kind of record; never change one once released.
+MESSAGE_IDS: Final[dict[str, str]] = {
+    "decision": "8d84773198a141a9bc27ab30805207fd",
+    "result": "0e36f5a3f35a4904b10e9b7b06176831",
+    "rejected": "62426a21e13e48c2a1ac686dd5039760",
+    "policy": "ce208390551c48af8129f26783fd7b6a",
+    "daemon": "9f70dbaea324429794bc6d42cdd8c406",
+    "audit": "feac2aee63a24ab1819a3a6e8f300aa3",
+    "approval": "23b1feb7d9dc4c3dbfbb763e197b0dca",
+    "alert": "68dfb4a068674d4fbd0e8b454b972652",
+}
+
+# syslog priorities
+CRIT, ERR, WARNING, NOTICE, INFO = 2, 3, 4, 5, 6
+
+
+class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One audit record. Field names map to CLAWVISOR_<NAME> journald fields."""
+
+    kind: Kind
+    priority: int
+    message: str
+    intent_id: str | None = None
+    workload: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+    action: str | None = None
+    target: str | None = None
+    decision: str | None = None
+    rule: str | None = None
+    params: str | None = None
+    outcome: str | None = None
+    approver: str | None = None
+    pending: str | None = None
+    detail: str | None = None
+    #: The hash chain (supervisor/audit_chain.py): its id, this record's place in it,
+    #: the previous record's hash and this one's.
+    chain: str | None = None
+    seq: int = 0
+    prev: str | None = None
+    hash: str | None = None
+    ts: float = 0.0
+
+
+# Precomputed journald bytes: the hot path only joins them with the record's values.
+_KEYS: Final = tuple(
+    (f, b"CLAWVISOR_" + f.upper().encode())
+    for f in AuditRecord.__struct_fields__
+    if f not in ("kind", "priority", "message", "ts", "hash")
+)
+_HASH_KEY: Final = b"CLAWVISOR_HASH"
+_PREFIX: Final = {
+    kind: b"MESSAGE_ID=%s\nSYSLOG_IDENTIFIER=clawvisor\nCLAWVISOR_KIND=%s\n"
+    % (mid.encode(), kind.encode())
+    for kind, mid in MESSAGE_IDS.items()
+}
+_PRIORITY: Final = {p: b"PRIORITY=%d\n" % p for p in range(8)}
+# Fields that repeat from record to record (one connection, one rule); their encoded
+# bytes are cached, bounded.
+_REPEATING: Final = frozenset(
+    {
+        "workload",
+        "uid",
+        "pid",
+        "action",
+        "target",
+        "decision",
+        "rule",
+        "outcome",
+        "approver",
+        "chain",
+    }
+)
+_CACHE_MAX: Final = 4096
+
+
+def record_bytes(rec: AuditRecord, cache: dict[tuple[bytes, object], bytes] | None = None) -> bytes:
+    """The record's journald payload without its hash; `cache` keeps repeating fields."""
+    parts = [_PREFIX[rec.kind], _PRIORITY[rec.priority], field_bytes(b"MESSAGE", rec.message)]
+    for name, key in _KEYS:
+        value = getattr(rec, name)
+        if value is None:
+            continue
+        if cache is not None and name in _REPEATING:
+            encoded = cache.get((key, value))
+            if encoded is None:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                encoded = cache[(key, value)] = field_bytes(key, str(value))
+            parts.append(encoded)
+        else:
+            parts.append(field_bytes(key, value if type(value) is str else str(value)))
+    return b"".join(parts)
+
+
+def seal(body: bytes) -> tuple[str, bytes]:
+    """The hash of a record's bytes, and the bytes with the hash field appended."""
+    digest = hashlib.sha256(body).hexdigest()
+    return digest, body + field_bytes(_HASH_KEY, digest)
+
+
+def record_digest(fields: Mapping[str, Any]) -> str:
+    """The hash a record read back (journald fields or a fallback line) should carry."""
+    rec = msgspec.convert(dict(fields), AuditRecord, strict=False)
+    return hashlib.sha256(record_bytes(rec)).hexdigest()
