@@ -58,8 +58,14 @@ decision = "allow"
 """
 SETTINGS = """
 [executors.search]
-# Stands in for a browser: logs the URL it was given, to show who ran it and where.
-argv = ["/usr/bin/logger", "-t", "clawvisor-test-search", "{url}"]
+# Stands in for a browser: logs the URL it was given, to show who ran it and where. It
+# lingers after logging because journald reads _SYSTEMD_UNIT from /proc when it receives
+# the datagram: a sender that has already exited (as logger(1) often has) logs no unit.
+argv = [
+  "/usr/bin/python3", "-c",
+  "import sys, syslog, time; syslog.openlog('clawvisor-test-search'); syslog.syslog(sys.argv[1]); time.sleep(3)",
+  "{url}",
+]
 """
 DENY_STATUS = POLICY.replace('decision = "allow"', 'decision = "deny"', 1)
 
