@@ -63,8 +63,8 @@ SETTINGS = """
 # the datagram: a sender that has already exited (as logger(1) often has) logs no unit.
 argv = [
   "/usr/bin/python3", "-c",
-  "import sys, syslog, time; syslog.openlog('clawvisor-test-search'); syslog.syslog(sys.argv[1]); time.sleep(3)",
-  "{url}",
+  "import sys,syslog,time; syslog.openlog(sys.argv[2]); syslog.syslog(sys.argv[1]); time.sleep(3)",
+  "{url}", "clawvisor-test-search",
 ]
 """
 DENY_STATUS = POLICY.replace('decision = "allow"', 'decision = "deny"', 1)
