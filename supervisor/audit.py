@@ -4,13 +4,21 @@ Records go to journald with SYSLOG_IDENTIFIER=clawvisor, a fixed MESSAGE_ID per 
 (catalogued in units/clawvisor.catalog), PRIORITY and CLAWVISOR_* fields. When journald
 does not take a record, it goes to a JSONL file in the log directory and a warning says
 so; when neither can take it, `AuditUnavailable` is raised and the caller must not act.
+
+A record that does not lead to an action (a refusal, or a read-only intent the operator
+chose to serve while the trail is down) may instead be deferred: it waits, in order, in
+a bounded backlog that is written first as soon as either sink takes records again. So
+a full disk delays records instead of losing them; only an overflowing backlog loses
+any, and then the count of lost records is itself written, at CRIT, when the trail is back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -76,6 +84,7 @@ class Auditor:
         sender: JournalSender | None = None,
         warn: TextIO = sys.stderr,
         head_path: Path | None = None,
+        backlog_cap: int = 10_000,
     ) -> None:
         self.log_dir = log_dir
         self.fallback_path = log_dir / fallback_name
@@ -94,16 +103,67 @@ class Auditor:
         self._encoded: dict[tuple[bytes, object], bytes] = {}
         self.written_journal = 0
         self.written_fallback = 0
+        self._backlog: deque[AuditRecord] = deque()
+        self.backlog_cap = backlog_cap
+        #: Deferred records dropped because the backlog was full (reported when back).
+        self.lost = 0
 
     @property
     def journal_ok(self) -> bool:
         """False while records are going to the fallback file."""
         return self._journal_ok
 
-    def write(self, rec: AuditRecord) -> None:
-        """Record `rec` durably or raise AuditUnavailable. Never drops it silently."""
+    @property
+    def backlog(self) -> int:
+        """Deferred records still waiting for a sink."""
+        return len(self._backlog)
+
+    def write(self, rec: AuditRecord, *, defer: bool = False) -> None:
+        """Record `rec` durably or raise AuditUnavailable. Never drops it silently.
+
+        With `defer`, a record no sink takes waits in the backlog instead (raising only
+        when the backlog is full); callers defer only records that do not license an action.
+        """
+        if rec.ts is None:
+            rec.ts = time.time()
+        try:
+            if self._backlog or self.lost:
+                self.flush()
+            self._write_now(rec)
+        except AuditUnavailable:
+            if not defer:
+                raise
+            if len(self._backlog) >= self.backlog_cap:
+                self.lost += 1
+                raise
+            if not self._backlog:
+                self._say(f"audit trail unavailable; holding records (at most {self.backlog_cap})")
+            self._backlog.append(rec)
+
+    def flush(self) -> None:
+        """Write the deferred records, oldest first; AuditUnavailable if a sink still fails."""
+        while self._backlog:
+            self._write_now(self._backlog[0])
+            self._backlog.popleft()
+        if self.lost:
+            lost, self.lost = self.lost, 0
+            try:
+                self._write_now(
+                    AuditRecord(
+                        kind="audit",
+                        priority=CRIT,
+                        message=f"{lost} audit records were lost: the trail was unavailable "
+                        f"and more than {self.backlog_cap} records waited",
+                        ts=time.time(),
+                    )
+                )
+            except AuditUnavailable:
+                self.lost += lost
+                raise
+            self._say(f"{lost} deferred audit records were lost (backlog full)")
+
+    def _write_now(self, rec: AuditRecord) -> None:
         rec.chain, rec.seq, rec.prev = self.chain, self._seq + 1, self._hash
-        rec.ts = time.time()
         rec.hash, payload = seal(record_bytes(rec, self._encoded))
         try:
             self._sender.send(payload)
@@ -123,11 +183,12 @@ class Auditor:
         if not self._journal_ok:
             self._journal_ok = True
             self._say("journald reachable again; audit records go to journald")
-            self.write(
+            self._write_now(
                 AuditRecord(
                     kind="audit",
                     priority=WARNING,
                     message=f"audit records between journald outages are in {self.fallback_path}",
+                    ts=time.time(),
                 )
             )
 
@@ -142,9 +203,17 @@ class Auditor:
                 self._fd = os.open(
                     self.fallback_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
                 )
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise OSError(f"short write ({written} of {len(line)} bytes)")
+            end = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                written = os.write(self._fd, line)
+                if written != len(line):
+                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+            except OSError:
+                # A full disk may take half a line: cut it off, or every later line
+                # would be glued to the fragment and unreadable.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, end)
+                raise
         except OSError as exc:
             raise AuditUnavailable(
                 f"journald and {self.fallback_path} both failed: {exc}"
@@ -164,7 +233,14 @@ class Auditor:
             self._say(f"cannot save the chain head to {self._head_path}: {exc}")
 
     def close(self) -> None:
-        """Save the chain head; close the fallback file and the journald socket."""
+        """Write what waits, save the chain head; close the fallback file and the socket."""
+        try:
+            self.flush()
+        except AuditUnavailable:
+            # The last place left: stderr (under systemd, journald's stream; else a terminal).
+            for rec in self._backlog:
+                self._say("unwritten record: " + self._encoder.encode(rec).decode())
+            self._say(f"{len(self._backlog) + self.lost} audit records could not be written")
         self.save_head()
         if self._fd is not None:
             os.close(self._fd)

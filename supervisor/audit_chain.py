@@ -76,7 +76,7 @@ def journal_entries(chain: str) -> Iterator[dict[str, object]]:
     try:
         reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
         for entry in reader:
-            yield _from_journal(entry)
+            yield journal_fields(entry)
     finally:
         reader.close()
 
@@ -92,14 +92,15 @@ def newest_in_journal(chain: str) -> dict[str, object] | None:
         reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
         reader.seek_tail()
         entry = reader.get_previous()
-        return _from_journal(entry) if entry else None
+        return journal_fields(entry) if entry else None
     except OSError:
         return None
     finally:
         reader.close()
 
 
-def _from_journal(entry: Mapping[str, object]) -> dict[str, object]:
+def journal_fields(entry: Mapping[str, object]) -> dict[str, object]:
+    """A journald entry's CLAWVISOR_* fields (lower-case, unprefixed), PRIORITY, MESSAGE."""
     fields: dict[str, object] = {
         k[len("CLAWVISOR_") :].lower(): v for k, v in entry.items() if k.startswith("CLAWVISOR_")
     }
@@ -156,6 +157,8 @@ class Verdict(msgspec.Struct):
     last: int
     problems: list[str]
     notes: list[str]
+    #: The seq of the first record that is altered, missing or out of chain.
+    first_break: int | None = None
 
 
 def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> Verdict:
@@ -181,24 +184,31 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
             "in the journal (rotated or vacuumed) or were removed"
         )
     prev_seq: int | None = None
+    breaks: list[int] = []
     for seq in seqs:
         rec = by_seq[seq]
         if _digest(rec) != rec.get("hash"):
             problems.append(f"seq {seq}: the record does not match its hash (altered)")
+            breaks.append(seq)
         if prev_seq is not None:
             if seq != prev_seq + 1:
                 problems.append(f"seq {prev_seq + 1}..{seq - 1}: missing")
+                breaks.append(prev_seq + 1)
             elif rec.get("prev") != by_seq[prev_seq].get("hash"):
                 problems.append(f"seq {seq}: does not follow seq {prev_seq} (chain broken)")
+                breaks.append(seq)
         elif seq == 1 and rec.get("prev") != GENESIS:
             problems.append("seq 1: does not start from the genesis hash")
+            breaks.append(1)
         prev_seq = seq
     if head is not None and head.chain == chain and head.seq > seqs[-1]:
         problems.append(
             f"the state directory's head is at seq {head.seq}, the newest record found is "
             f"{seqs[-1]}: records at the end are missing"
         )
-    return Verdict(chain, len(seqs), seqs[0], seqs[-1], problems, notes)
+        breaks.append(seqs[-1] + 1)
+    first_break = min(breaks) if breaks else None
+    return Verdict(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
 
 
 def report(state_dir: Path, fallback: Path, chain: str | None, *, as_json: bool) -> int:
@@ -219,6 +229,8 @@ def report(state_dir: Path, fallback: Path, chain: str | None, *, as_json: bool)
             f"chain {verdict.chain}: {verdict.records} records, seq {verdict.first}.."
             f"{verdict.last}: {state}"
         )
+        if verdict.first_break is not None:
+            print(f"  first break: seq {verdict.first_break}")
         for note in verdict.notes:
             print(f"  note: {note}")
         for problem in verdict.problems:

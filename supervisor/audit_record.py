@@ -3,8 +3,8 @@ written with (supervisor/audit.py) and checked against (supervisor/audit_chain.p
 
 A record's journald payload is a fixed sequence of fields (MESSAGE_ID,
 SYSLOG_IDENTIFIER, CLAWVISOR_KIND, PRIORITY, MESSAGE, then each CLAWVISOR_* field that
-is set, in declaration order); its hash is SHA-256 over exactly those bytes, which
-include CLAWVISOR_PREV, and is sent as the last field, CLAWVISOR_HASH.
+is set, in declaration order, CLAWVISOR_TS last); its hash is SHA-256 over exactly those
+bytes, which include CLAWVISOR_PREV, and is sent as the last field, CLAWVISOR_HASH.
 """
 
 from __future__ import annotations
@@ -59,15 +59,16 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     chain: str | None = None
     seq: int = 0
     prev: str | None = None
+    #: When it happened (Unix time): a record deferred by an outage keeps its own time.
+    ts: float | None = None
     hash: str | None = None
-    ts: float = 0.0
 
 
 # Precomputed journald bytes: the hot path only joins them with the record's values.
 _KEYS: Final = tuple(
     (f, b"CLAWVISOR_" + f.upper().encode())
     for f in AuditRecord.__struct_fields__
-    if f not in ("kind", "priority", "message", "ts", "hash")
+    if f not in ("kind", "priority", "message", "hash")
 )
 _HASH_KEY: Final = b"CLAWVISOR_HASH"
 _PREFIX: Final = {

@@ -121,6 +121,18 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_audit_log(args: argparse.Namespace) -> int:
+    from .audit_log import show
+
+    return show(
+        args.log_dir / args.fallback_file,
+        fmt=args.format,
+        workload=args.workload,
+        since=args.since,
+        follow_new=args.follow,
+    )
+
+
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from .audit_chain import report
 
@@ -128,7 +140,8 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
-    from .policy_tools import parse_since, replay
+    from .audit_log import parse_since
+    from .policy_tools import replay
 
     try:
         since = parse_since(args.since) if args.since else 0.0
@@ -485,6 +498,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
     p.add_argument("--json", action="store_true", help="the verdict as JSON")
     p.set_defaults(func=_cmd_audit_verify)
+
+    p = asub.add_parser(
+        "log",
+        help="show the audit trail",
+        description="Records from journald and the fallback file, oldest first. "
+        "--format cef gives ArcSight CEF:0, one line per record, severity from PRIORITY.",
+    )
+    p.add_argument("--workload", metavar="W", help="only records about workload W")
+    p.add_argument("--since", metavar="T", help="Unix time, ISO 8601, or an age: 30m, 2h, 1d")
+    p.add_argument("--format", choices=("text", "json", "cef"), default="text")
+    p.add_argument("--follow", "-f", action="store_true", help="then print new records")
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=DEFAULT_LOG_DIR,
+        help="where the audit fallback file is (default %(default)s)",
+    )
+    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
+    p.set_defaults(func=_cmd_audit_log)
 
     p = sub.add_parser(
         "pending",

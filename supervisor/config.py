@@ -73,6 +73,12 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     params_cap: Annotated[int, msgspec.Meta(ge=256, le=65536)] = 4096
     fallback_file: str = "audit.jsonl"
+    #: When neither journald nor the fallback file takes records (a full disk): read-only
+    #: intents are refused (`refuse`) or served with their records held in memory and
+    #: written once the trail is back (`serve`). Mutating intents are always refused.
+    readonly_when_unavailable: Literal["refuse", "serve"] = "refuse"
+    #: Records held while the trail is unavailable; beyond it they are counted as lost.
+    backlog: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
 
 
 class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -406,6 +406,9 @@ class Daemon:
     def _save_head_later(self, loop: asyncio.AbstractEventLoop) -> None:
         # journald holds the chain itself; the saved head only has to survive journald
         # losing its tail, so every few seconds is enough.
+        if self.auditor.backlog or self.auditor.lost:
+            with contextlib.suppress(AuditUnavailable):
+                self.auditor.flush()
         self.auditor.save_head()
         loop.call_later(HEAD_SAVE_INTERVAL, self._save_head_later, loop)
 
@@ -468,6 +471,7 @@ def serve(paths: Paths, *, embedded: bool) -> int:
         paths.log_dir,
         fallback_name=config.settings.audit.fallback_file,
         head_path=paths.state_dir / HEAD_FILE,
+        backlog_cap=config.settings.audit.backlog,
     )
 
     async def main() -> int:

@@ -150,10 +150,10 @@ class Dispatcher:
             )
         if verdict.decision == "ask":
             return self._ask_then_run(it, rule)
-        if not self._audit(
-            it.record(kind="decision", priority=INFO, message=self._summary(it, "allow"))
+        if not self._license(
+            it, it.record(kind="decision", priority=INFO, message=self._summary(it, "allow"))
         ):
-            return self._reply_error(it, "unavailable", "audit trail unavailable; not executed")
+            return self._unavailable(it, "audit trail unavailable; not executed")
         return self._execute(it)
 
     def _effective_target(self, it: _Intent, rule: Rule) -> str | None:
@@ -186,7 +186,8 @@ class Dispatcher:
         key = it.key()
         grant = self.grants.match(key)
         if grant is not None:
-            if not self._audit(
+            if not self._license(
+                it,
                 it.record(
                     kind="decision",
                     priority=INFO,
@@ -194,19 +195,21 @@ class Dispatcher:
                     approver=", ".join(grant.approvers),
                     detail=grant.id,
                     message=self._summary(it, f"ask: let through by grant {grant.id}"),
-                )
+                ),
             ):
-                return self._reply_error(it, "unavailable", "audit trail unavailable")
+                return self._unavailable(it, "audit trail unavailable; not executed")
             return await self._run_now(it)
-        if not self._audit(
+        if not self._license(
+            it,
             it.record(
                 kind="decision",
                 priority=NOTICE,
                 outcome="pending",
                 message=self._summary(it, "ask (waiting for approval)"),
-            )
+            ),
+            serve=False,
         ):
-            return self._reply_error(it, "unavailable", "audit trail unavailable; not asked")
+            return self._unavailable(it, "audit trail unavailable; not asked")
         res = await self.broker.ask(
             intent_id=it.request_id,
             workload=it.caller.workload.workload,
@@ -226,7 +229,8 @@ class Dispatcher:
             return self._deny(
                 it, "approval_denied", "the approval does not match this intent; not executed"
             )
-        if not self._audit(
+        if not self._license(
+            it,
             it.record(
                 kind="decision",
                 priority=INFO,
@@ -234,9 +238,9 @@ class Dispatcher:
                 approver=", ".join(res.approvers),
                 pending=res.pending_id,
                 message=self._summary(it, f"ask: approved by {', '.join(res.approvers)}"),
-            )
+            ),
         ):
-            return self._reply_error(it, "unavailable", "audit trail unavailable")
+            return self._unavailable(it, "audit trail unavailable; not executed")
         if res.grant > 0:
             g = self.grants.add(
                 key=res.key,
@@ -386,15 +390,42 @@ class Dispatcher:
     # --- auditing ------------------------------------------------------------------------
 
     def audit(self, record: AuditRecord) -> bool:
-        """Write one record; False (and a loud message) when it could not be written."""
+        """Write (or defer) a record that licenses nothing; False when it was lost."""
         try:
-            self.auditor.write(record)
+            self.auditor.write(record, defer=True)
+        except AuditUnavailable as exc:
+            print(f"clawvisor: AUDIT RECORD LOST: {exc}", file=sys.stderr, flush=True)
+            return False
+        return True
+
+    _audit = audit
+
+    def _license(self, it: _Intent, record: AuditRecord, *, serve: bool = True) -> bool:
+        """Write the record that lets `it` run. Only a read-only intent, when the operator
+        chose to serve those while the trail is down, may run on a deferred record."""
+        defer = (
+            serve
+            and not it.action.mutating
+            and self.state.config.settings.audit.readonly_when_unavailable == "serve"
+        )
+        try:
+            self.auditor.write(record, defer=defer)
         except AuditUnavailable as exc:
             print(f"clawvisor: AUDIT FAILED, refusing to act: {exc}", file=sys.stderr, flush=True)
             return False
         return True
 
-    _audit = audit
+    def _unavailable(self, it: _Intent, message: str) -> bytes:
+        """Refuse `it` because its record could not be written; the refusal waits to be."""
+        self._audit(
+            it.record(
+                kind="decision",
+                priority=WARNING,
+                outcome="unavailable",
+                message=self._summary(it, "refused: audit trail unavailable"),
+            )
+        )
+        return self._reply_error(it, "unavailable", message)
 
     def _audit_rejected(
         self,

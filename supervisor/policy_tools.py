@@ -6,12 +6,9 @@ pure. Output is plain text for people; exit codes are for scripts.
 
 from __future__ import annotations
 
-import json
-import re
 import stat
 import sys
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,12 +27,10 @@ from policy import (
     run_tests,
 )
 
+from . import audit_log
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config
 from .grants import Grant, GrantStore, intent_key
-
-_RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _load_config(config_dir: Path, out: TextIO) -> Config | None:
@@ -242,17 +237,6 @@ class Recorded:
 _INITIAL_OUTCOMES = (None, "", "policy_denied", "pending", "rate_limited")
 
 
-def parse_since(text: str, now: float | None = None) -> float:
-    """`30m`, `2h`, `1d` ago, or an ISO 8601 time; seconds since the epoch."""
-    m = _RELATIVE.match(text.strip())
-    if m:
-        return (now if now is not None else time.time()) - int(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(f"--since must be like 30m, 2h, 1d or an ISO time, not {text!r}") from None
-
-
 def _from_fields(f: Mapping[str, Any], ts: float) -> Recorded | None:
     """A decision from an audit record's fields (the fallback's lowercase names)."""
     if f.get("kind") != "decision" or f.get("outcome") not in _INITIAL_OUTCOMES:
@@ -272,45 +256,6 @@ def _from_fields(f: Mapping[str, Any], ts: float) -> Recorded | None:
         rule=str(f["rule"]),
         params=str(f["params"]),
     )
-
-
-def journal_records(since: float) -> Iterator[Recorded]:
-    """Decision records from journald (all journal files this user can read)."""
-    from systemd import journal
-
-    reader = journal.Reader()
-    try:
-        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_KIND="decision")
-        reader.seek_realtime(since)
-        for entry in reader:
-            fields = {
-                k[len("CLAWVISOR_") :].lower(): str(v)
-                for k, v in entry.items()
-                if k.startswith("CLAWVISOR_")
-            }
-            rec = _from_fields(fields, entry["__REALTIME_TIMESTAMP"].timestamp())
-            if rec is not None:
-                yield rec
-    finally:
-        reader.close()
-
-
-def fallback_records(path: Path, since: float) -> Iterator[Recorded]:
-    """Decision records from the JSONL fallback file (unparseable lines are skipped)."""
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        return
-    for line in lines:
-        try:
-            record = json.loads(line)["record"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        ts = float(record.get("ts", 0.0))
-        if ts >= since:
-            rec = _from_fields(record, ts)
-            if rec is not None:
-                yield rec
 
 
 def replay(
@@ -333,11 +278,10 @@ def replay(
         return 2
     if run_tests(policy, normalise_params):
         print("note: the new policy's own tests fail; a reload would refuse it", file=out)
-    records: list[Recorded] = []
-    if use_journal:
-        records.extend(journal_records(since))
-    records.extend(fallback_records(log_dir / config.settings.audit.fallback_file, since))
-    records.sort(key=lambda r: (r.ts, r.seq))
+    trail = audit_log.records(
+        log_dir / config.settings.audit.fallback_file, since=since, journal=use_journal
+    )
+    records = [r for f in trail if (r := _from_fields(f, float(f["ts"]))) is not None]
     changed = skipped = 0
     for r in records:
         if r.params.endswith("...(truncated)") or r.action not in POLICY_CATALOG:

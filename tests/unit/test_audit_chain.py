@@ -134,3 +134,23 @@ def test_a_record_no_sink_took_does_not_advance_the_chain(tmp_path):
     records = list(fallback_entries(log / "audit.jsonl", a.chain))
     assert [r["seq"] for r in records] == [1]
     assert verify(a.chain, records, load_head(tmp_path / "head.json")).problems == []
+
+
+def test_verify_names_the_first_break(tmp_path):
+    a = auditor(tmp_path)
+    write(a, 8)
+    a.close()
+
+    def edit(lines):
+        lines[5]["record"]["message"] = "later edit"
+        return lines[:2] + lines[3:]
+
+    rewrite(tmp_path / "audit.jsonl", edit)
+    assert check(tmp_path, a.chain).first_break == 3
+
+
+def test_an_intact_chain_has_no_first_break(tmp_path):
+    a = auditor(tmp_path)
+    write(a, 3)
+    a.close()
+    assert check(tmp_path, a.chain).first_break is None

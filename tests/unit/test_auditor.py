@@ -56,3 +56,61 @@ def test_the_fallback_file_is_appended_not_truncated(tmp_path):
     a = Auditor(tmp_path, sender=JournalSender(str(tmp_path / "none")), warn=io.StringIO())
     a.write(record())
     assert (tmp_path / "audit.jsonl").read_text().startswith('{"old": 1}\n')
+
+
+def _blocked(tmp_path, cap: int = 10) -> tuple[Auditor, object]:
+    """An auditor whose sinks both fail until `unblock` runs."""
+    log = tmp_path / "log"
+    log.write_text("a file where the log directory should be")
+    a = Auditor(
+        log, sender=JournalSender(str(tmp_path / "none")), warn=io.StringIO(), backlog_cap=cap
+    )
+    return a, log.unlink
+
+
+def test_a_deferred_record_waits_and_is_written_first_when_the_trail_is_back(tmp_path):
+    a, unblock = _blocked(tmp_path)
+    a.write(record(1), defer=True)
+    a.write(record(2), defer=True)
+    assert a.backlog == 2
+    unblock()
+    a.write(record(3))
+    lines = [json.loads(x)["record"] for x in (tmp_path / "log" / "audit.jsonl").open()]
+    assert [r["intent_id"] for r in lines] == ["i1", "i2", "i3"]
+    assert [r["seq"] for r in lines] == [1, 2, 3]
+    assert lines[1]["prev"] == lines[0]["hash"] and lines[2]["prev"] == lines[1]["hash"]
+    assert a.backlog == 0
+
+
+def test_a_deferred_record_keeps_the_time_it_happened(tmp_path):
+    a, unblock = _blocked(tmp_path)
+    rec = record(1)
+    a.write(rec, defer=True)
+    when = rec.ts
+    unblock()
+    a.flush()
+    [line] = (tmp_path / "log" / "audit.jsonl").read_text().splitlines()
+    assert json.loads(line)["record"]["ts"] == when
+
+
+def test_a_record_that_may_not_wait_is_refused_while_others_wait(tmp_path):
+    a, _ = _blocked(tmp_path)
+    a.write(record(1), defer=True)
+    with pytest.raises(AuditUnavailable):
+        a.write(record(2))
+    assert a.backlog == 1
+
+
+def test_a_full_backlog_counts_what_it_loses_and_says_so_when_back(tmp_path):
+    a, unblock = _blocked(tmp_path, cap=2)
+    a.write(record(1), defer=True)
+    a.write(record(2), defer=True)
+    with pytest.raises(AuditUnavailable):
+        a.write(record(3), defer=True)
+    assert a.lost == 1
+    unblock()
+    a.flush()
+    lines = [json.loads(x)["record"] for x in (tmp_path / "log" / "audit.jsonl").open()]
+    assert [r.get("intent_id") for r in lines] == ["i1", "i2", None]
+    assert lines[2]["priority"] == 2 and "1 audit records were lost" in lines[2]["message"]
+    assert a.lost == 0
