@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import resource
 import signal
 import socket
 import sys
@@ -453,6 +454,17 @@ def embedded_banner(config: Config) -> str:
     )
 
 
+def raise_fd_limit(want: int = 65536) -> None:
+    """Lift the soft RLIMIT_NOFILE towards the hard one: systemd leaves the soft limit at
+    1024 for select()'s sake, and every gateway connection is a descriptor (epoll has no
+    such limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def serve(paths: Paths, *, embedded: bool) -> int:
     """Run the daemon in the foreground; the exit status for the CLI."""
     try:
@@ -462,6 +474,7 @@ def serve(paths: Paths, *, embedded: bool) -> int:
         return 2
     for warning in config.warnings:
         print(f"clawvisor: warning: {warning}", file=sys.stderr)
+    raise_fd_limit()
     try:
         paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:

@@ -87,3 +87,6 @@ def make_group() -> Iterator[Callable[[], str]]:
     yield make
     for name in made:
         rig.delete_group(name)
+
+
+pytest_plugins = ["tests.helpers.reliability"]
