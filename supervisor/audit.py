@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 
+#: Records journald took that are written to the fallback too when journald goes away.
+RECENT = 256
+
+
 class AuditUnavailable(Exception):
     """Neither journald nor the fallback file took the record."""
 
@@ -104,6 +108,10 @@ class Auditor:
         self.written_journal = 0
         self.written_fallback = 0
         self._backlog: deque[AuditRecord] = deque()
+        # The last records journald accepted: a journald killed with records still in its
+        # socket queue loses them, so on the switch to the fallback they are written there
+        # too (identical copies: the chain check counts them once).
+        self._recent: deque[AuditRecord] = deque(maxlen=RECENT)
         self.backlog_cap = backlog_cap
         #: Deferred records dropped because the backlog was full (reported when back).
         self.lost = 0
@@ -174,12 +182,16 @@ class Auditor:
                     f"journald unreachable ({exc.strerror}); audit records go to "
                     f"{self.fallback_path} until it is back"
                 )
+                while self._recent:
+                    self._fallback(self._recent[0])
+                    self._recent.popleft()
             self._fallback(rec)  # raises AuditUnavailable: the chain stays where it was
             self._seq, self._hash = rec.seq, rec.hash
             self.written_fallback += 1
             return
         self._seq, self._hash = rec.seq, rec.hash
         self.written_journal += 1
+        self._recent.append(rec)
         if not self._journal_ok:
             self._journal_ok = True
             self._say("journald reachable again; audit records go to journald")

@@ -66,13 +66,13 @@ def save_head(path: Path, head: Head) -> None:
 # --- reading the chain back -----------------------------------------------------------------
 
 
-def journal_entries(chain: str) -> Iterator[dict[str, object]]:
-    """This chain's records in journald, as record fields (oldest first)."""
+def journal_entries(chain: str, directory: Path | None = None) -> Iterator[dict[str, object]]:
+    """This chain's records in journald (or the journal files in `directory`), oldest first."""
     try:
         from systemd import journal
     except ImportError:
         return
-    reader = journal.Reader()
+    reader = journal.Reader(path=str(directory)) if directory else journal.Reader()
     try:
         reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
         for entry in reader:
@@ -211,7 +211,14 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
     return Verdict(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
 
 
-def report(state_dir: Path, fallback: Path, chain: str | None, *, as_json: bool) -> int:
+def report(
+    state_dir: Path,
+    fallback: Path,
+    chain: str | None,
+    *,
+    as_json: bool,
+    journal_dir: Path | None = None,
+) -> int:
     """`clawvisor audit verify`: check the chain in journald and the fallback file."""
     head = load_head(state_dir / HEAD_FILE)
     if chain is None:
@@ -219,7 +226,7 @@ def report(state_dir: Path, fallback: Path, chain: str | None, *, as_json: bool)
             print(f"clawvisor audit verify: no chain head in {state_dir}; give --chain ID")
             return 2
         chain = head.chain
-    records = [*journal_entries(chain), *fallback_entries(fallback, chain)]
+    records = [*journal_entries(chain, journal_dir), *fallback_entries(fallback, chain)]
     verdict = verify(chain, records, head)
     if as_json:
         print(msgspec.json.encode(verdict).decode())

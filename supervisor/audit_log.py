@@ -83,10 +83,12 @@ def _int(value: object, default: int) -> int:
         return default
 
 
-def _journal_reader(workload: str | None, since: float | None) -> Any:
+def _journal_reader(
+    workload: str | None, since: float | None, directory: Path | None = None
+) -> Any:
     from systemd import journal
 
-    reader = journal.Reader()
+    reader = journal.Reader(path=str(directory)) if directory else journal.Reader()
     reader.add_match(SYSLOG_IDENTIFIER="clawvisor")
     if workload is not None:
         reader.add_match(CLAWVISOR_WORKLOAD=workload)
@@ -143,6 +145,7 @@ def records(
     workload: str | None = None,
     since: float | None = None,
     journal: bool = True,
+    journal_dir: Path | None = None,
 ) -> Iterator[Fields]:
     """Matching records in journald (unless not `journal`) and the fallback, oldest first.
 
@@ -152,7 +155,7 @@ def records(
     reader = None
     if journal:
         with contextlib.suppress(ImportError, OSError):
-            reader = _journal_reader(workload, since)
+            reader = _journal_reader(workload, since, journal_dir)
     if reader is None:
         yield from saved
         return
@@ -167,14 +170,18 @@ def _ts(rec: Fields) -> float:
 
 
 def follow(
-    fallback: Path, *, workload: str | None = None, since: float | None = None
+    fallback: Path,
+    *,
+    workload: str | None = None,
+    since: float | None = None,
+    journal_dir: Path | None = None,
 ) -> Iterator[Fields]:
     """Matching records from `since` (default: now) on, then each new one (never returns)."""
     tail = FallbackTail(fallback)
     if since is None:
         since = time.time()
     ok = _wanted(workload, since)
-    reader = _journal_reader(workload, since)
+    reader = _journal_reader(workload, since, journal_dir)
     while True:
         for entry in reader:
             yield from_journal(entry)
@@ -262,6 +269,7 @@ def show(
     workload: str | None,
     since: str | None,
     follow_new: bool,
+    journal_dir: Path | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """`clawvisor audit log`."""
@@ -273,11 +281,11 @@ def show(
     line = FORMATTERS[fmt]
     try:
         if not follow_new:
-            for rec in records(fallback, workload=workload, since=after):
+            for rec in records(fallback, workload=workload, since=after, journal_dir=journal_dir):
                 print(line(rec), file=out)
             out.flush()
             return 0
-        for rec in follow(fallback, workload=workload, since=after):
+        for rec in follow(fallback, workload=workload, since=after, journal_dir=journal_dir):
             print(line(rec), file=out, flush=True)
     except KeyboardInterrupt:
         pass

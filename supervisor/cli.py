@@ -130,13 +130,20 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
         workload=args.workload,
         since=args.since,
         follow_new=args.follow,
+        journal_dir=args.journal_dir,
     )
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from .audit_chain import report
 
-    return report(args.state_dir, args.log_dir / args.fallback_file, args.chain, as_json=args.json)
+    return report(
+        args.state_dir,
+        args.log_dir / args.fallback_file,
+        args.chain,
+        as_json=args.json,
+        journal_dir=args.journal_dir,
+    )
 
 
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
@@ -474,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     control = DEFAULT_RUNTIME_DIR / "control.sock"
     socket_help = "control socket (default %(default)s)"
 
+    journal_dir_help = "read the journal files in this directory instead of the system journal"
     aud = sub.add_parser("audit", help="the audit trail", description="The audit trail.")
     asub = aud.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     p = asub.add_parser(
@@ -496,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
     p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
+    p.add_argument("--journal-dir", type=Path, help=journal_dir_help)
     p.add_argument("--json", action="store_true", help="the verdict as JSON")
     p.set_defaults(func=_cmd_audit_verify)
 
@@ -516,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the audit fallback file is (default %(default)s)",
     )
     p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
+    p.add_argument("--journal-dir", type=Path, help=journal_dir_help)
     p.set_defaults(func=_cmd_audit_log)
 
     p = sub.add_parser(

@@ -157,11 +157,18 @@ class DesktopAgent:
         while True:
             msg = await signals.get()
             member = msg.header.fields.get(HeaderFields.member)  # type: ignore[attr-defined]
-            if member == "ActionInvoked":
-                nid, key = msg.body  # type: ignore[attr-defined]
-                await self.invoked(int(nid), str(key))
-            elif member == "NotificationClosed":
-                self.closed(int(msg.body[0]))  # type: ignore[attr-defined]
+            await self.signal(member, msg.body)  # type: ignore[attr-defined]
+
+    async def signal(self, member: object, body: object) -> None:
+        """One signal from the notification server; a body of the wrong shape is ignored."""
+        if not isinstance(body, tuple | list):
+            return
+        if member == "ActionInvoked" and len(body) == 2:
+            nid, key = body
+            if isinstance(nid, int) and isinstance(key, str):
+                await self.invoked(nid, key)
+        elif member == "NotificationClosed" and body and isinstance(body[0], int):
+            self.closed(body[0])
 
 
 async def run(socket: Path, *, bus: str = "SESSION", out: TextIO = sys.stdout) -> int:

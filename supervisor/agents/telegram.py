@@ -297,15 +297,23 @@ class TelegramAgent:
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 1.0
-            for update in updates or []:
-                offset = max(offset, int(update.get("update_id", 0)) + 1)
-                try:
-                    if "callback_query" in update:
-                        await self.callback(update["callback_query"])
-                    elif "message" in update:
-                        await self.message(update["message"])
-                except (TelegramError, ConnectionError, ValueError, TypeError) as exc:
-                    self.say(f"update {update.get('update_id')} not handled: {exc}")
+            for update in updates if isinstance(updates, list) else []:
+                if isinstance(update, dict) and isinstance(update.get("update_id"), int):
+                    offset = max(offset, update["update_id"] + 1)
+                await self.handle(update)
+
+    async def handle(self, update: object) -> None:
+        """One update as Telegram sent it: whatever its shape, handled or reported, never raised."""
+        try:
+            if not isinstance(update, dict):
+                raise TypeError(f"an update that is not an object: {type(update).__name__}")
+            if "callback_query" in update:
+                await self.callback(update["callback_query"])
+            elif "message" in update:
+                await self.message(update["message"])
+        except (TelegramError, ConnectionError, ValueError, TypeError, AttributeError) as exc:
+            uid = update.get("update_id") if isinstance(update, dict) else None
+            self.say(f"update {uid!r:.40} not handled: {exc!s:.200}")
 
     async def follow_daemon(self) -> None:
         while True:

@@ -1,9 +1,12 @@
-"""Run a command with one directory hidden under an empty tmpfs: hide_dir.py DIR CMD...
+"""Run a command in a private mount namespace with directories hidden or replaced.
 
-Meant to run under `unshare --mount --propagation private` (see `hiding` below): the
-tmpfs exists in that private mount namespace only, so the host's files and mounts are
-untouched, and it vanishes with the namespace when the command exits. Tests use it to
-take journald's socket or the kernel headers away from one process.
+    hide_dir.py [--bind SRC DST]... [--tmpfs DIR]... -- CMD...
+
+Meant to run under `unshare --mount --propagation private` (see `hiding` and `binding`):
+the mounts exist in that namespace only, so the host's files and mounts are untouched,
+and they vanish with the namespace when the command exits. Tests use it to take
+journald's socket or the kernel headers away from one process, or to give a process
+(a private journald, a daemon talking to it) its own /run/systemd/journal.
 """
 
 import os
@@ -12,8 +15,7 @@ import sys
 from pathlib import Path
 
 
-def hiding(directory: str | os.PathLike[str]) -> list[str]:
-    """A wrapper argv: what follows it runs with `directory` empty."""
+def _wrapper(*args: str) -> list[str]:
     return [
         "unshare",
         "--mount",
@@ -22,14 +24,44 @@ def hiding(directory: str | os.PathLike[str]) -> list[str]:
         "--",
         sys.executable,
         str(Path(__file__).resolve()),
-        str(directory),
+        *args,
+        "--",
     ]
 
 
+def hiding(directory: str | os.PathLike[str]) -> list[str]:
+    """A wrapper argv: what follows it runs with `directory` empty."""
+    return _wrapper("--tmpfs", str(directory))
+
+
+def binding(mounts: dict[str, str | os.PathLike[str]]) -> list[str]:
+    """A wrapper argv: what follows it sees each key (a directory) as its value's contents."""
+    args: list[str] = []
+    for dst, src in mounts.items():
+        args += ["--bind", str(src), dst]
+    return _wrapper(*args)
+
+
+def main(argv: list[str]) -> None:
+    split = argv.index("--")
+    opts, cmd = argv[:split], argv[split + 1 :]
+    i = 0
+    while i < len(opts):
+        if opts[i] == "--tmpfs":
+            if os.path.isdir(opts[i + 1]):
+                subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", opts[i + 1]],
+                    check=True,
+                )
+            i += 2
+        elif opts[i] == "--bind":
+            os.makedirs(opts[i + 2], exist_ok=True)
+            subprocess.run(["mount", "--bind", opts[i + 1], opts[i + 2]], check=True)
+            i += 3
+        else:
+            raise SystemExit(f"hide_dir.py: unknown option {opts[i]}")
+    os.execv(cmd[0], cmd)
+
+
 if __name__ == "__main__":
-    hidden = sys.argv[1]
-    if os.path.isdir(hidden):
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", hidden], check=True
-        )
-    os.execv(sys.argv[2], sys.argv[2:])
+    main(sys.argv[1:])

@@ -115,6 +115,7 @@ def env(make_group, make_user, make_daemon, journal):
     rig.cleanup_root(rec_dir)
 
 
+@pytest.mark.reliability("isolation", "workloads cannot use control.sock")
 def test_control_socket_admits_ops_members_and_refuses_workloads(env):
     st = env.daemon.control.stat()
     assert oct(st.st_mode & 0o777) == "0o660"
@@ -408,6 +409,7 @@ def test_interactive_cli_approver_defaults_to_deny(env):
         proc.wait(10)
 
 
+@pytest.mark.reliability("fault", "daemon SIGKILLed mid-ask: denied at restart, no grant")
 def test_sigkill_mid_ask_is_denied_at_the_next_start(
     make_group, make_user, make_daemon, journal, tmp_path
 ):

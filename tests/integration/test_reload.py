@@ -141,6 +141,7 @@ GOOD_2 = (
 RULES_OF = {"policy.d/10.toml:1": ("allow", GOOD_1), "policy.d/10.toml:7": ("deny", GOOD_2)}
 
 
+@pytest.mark.reliability("fault", "broken policy swapped in during a burst")
 def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, make_daemon):
     users = [make_user() for _ in range(4)]
     daemon = make_daemon(
