@@ -23,13 +23,15 @@ SOURCES   := pyproject.toml README.md $(shell find supervisor policy executors b
                -o -name '*.socket' -o -name '*.catalog' \) -not -path '*/__pycache__/*')
 PYTEST_ARGS ?=
 
-.PHONY: help setup headers tracefs run test lint typecheck pytest bench clean \
+.PHONY: help setup headers tracefs run test lint typecheck pytest bench reliability fuzz clean \
         install uninstall deb wheels
 
 help:
 	@echo "make run        set up, then run the daemon in the foreground (embedded demo config)"
 	@echo "make test       set up, then ruff, mypy and the whole pytest suite"
 	@echo "make bench      set up, then every benchmark beside its peers (bench/results/)"
+	@echo "make reliability  the reliability table at full strength (loads, faults, fuzzing)"
+	@echo "make fuzz       the fuzz rows alone, a million protocol inputs and more"
 	@echo "make install    install to /opt/clawvisor with units, provision, enable the sockets"
 	@echo "make uninstall  stop and remove it (configuration and state stay)"
 	@echo "make deb        build the Debian package in build/"
@@ -91,6 +93,14 @@ pytest:
 	@mkdir -p build
 	$(VPY) -m pytest -q $(PYTEST_ARGS) 2>&1 | tee build/pytest.log | tail -n 40; \
 	    exit $${PIPESTATUS[0]}
+
+# The reliability table at full strength: every row (tests marked reliability), one table.
+reliability: setup
+	$(VPY) -m pytest -q -m reliability --profile full tests
+
+# The fuzz rows alone, at full strength (a million protocol inputs and more).
+fuzz: setup
+	$(VPY) -m pytest -q -m reliability --profile full tests/reliability/test_fuzz.py
 
 BENCH_APT := bpftrace inotify-tools polkitd sudo dbus
 

@@ -56,7 +56,7 @@ class Row:
         self.notes.append(text)
 
 
-_ROWS: dict[str, Row] = {}
+_ROWS: dict[tuple[str, ...], Row] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,7 +84,7 @@ def row(request: pytest.FixtureRequest) -> Row:
     """This test's row of the table, for its figures."""
     marker = request.node.get_closest_marker("reliability")
     assert marker is not None, "the row fixture is for tests marked reliability(group, row)"
-    return _ROWS.setdefault(request.node.nodeid, Row(*marker.args))
+    return _ROWS.setdefault(marker.args, Row(*marker.args))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -94,7 +94,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if marker is None:
         return
     report = outcome.get_result()
-    r = _ROWS.setdefault(item.nodeid, Row(*marker.args))
+    # A parametrized test is one row: it holds only if every case holds.
+    r = _ROWS.setdefault(marker.args, Row(*marker.args))
+    if r.outcome == "FAILED":
+        return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         r.outcome = "ok" if report.passed else ("skipped" if report.skipped else "FAILED")
 

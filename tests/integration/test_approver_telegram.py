@@ -246,6 +246,7 @@ def test_timed_out_and_answered_elsewhere_edit_the_message(tg):
         time.sleep(0.05)
 
 
+@pytest.mark.reliability("isolation", "a Telegram token file others can read is refused")
 def test_a_token_file_others_can_read_is_refused(tg, tmp_path):
     loose = tg.state.parent / "loose-token"
     loose.write_text(TOKEN)

@@ -131,6 +131,7 @@ def test_the_corpus_is_big_enough():
 @pytest.mark.parametrize(
     "action, shape, record", TARGETS, ids=[f"{a}-{i}" for i, (a, _, _) in enumerate(TARGETS)]
 )
+@pytest.mark.reliability("isolation", "hostile params reach executors as one inert argument")
 def test_every_value_is_refused_or_one_inert_argument(hostile, action, shape, record):
     daemon, alpha, rec, canary = hostile
     values = corpus(canary)

@@ -109,12 +109,15 @@ def test_a_clean_file_arrives_with_its_sha256(tree, journal):
         ("mid/../../x", ".."),
     ],
 )
+@pytest.mark.reliability("isolation", "sync-out traps write nothing anywhere")
 def test_traps_are_refused_with_their_reason(tree, path, why):
+    _, _, _, dest = tree
+    before = sorted(dest.parent.rglob("*"))
     reply = sync(tree, path)
     assert reply["status"] == "error", reply
     assert why in reply["error"]["message"], reply["error"]["message"]
-    _, _, _, dest = tree
     assert not (dest / path).exists()
+    assert sorted(dest.parent.rglob("*")) == before  # nothing written, inside or out
     assert not any(p.name.startswith(".clawvisor-") for p in dest.rglob("*"))
 
 
