@@ -173,6 +173,24 @@ def journald() -> Iterator[Journald]:
             proc.wait()
 
 
+def chain_field(chain: str, field: str) -> list[str]:
+    """One field of every record of an audit chain in journald (cheap: `-o cat`)."""
+    out = subprocess.run(
+        [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            f"--output-fields={field}",
+            f"CLAWVISOR_CHAIN={chain}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return out.splitlines()
+
+
 # --- the daemon ---------------------------------------------------------------------
 
 
@@ -246,6 +264,11 @@ class Daemon:
             for line in self.fallback.read_text().splitlines()
             if line.strip()
         ]
+
+    @property
+    def chain(self) -> str:
+        """The id of its audit chain (from the head it keeps in the state directory)."""
+        return json.loads((self.root / "state" / "audit-chain.json").read_text())["chain"]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

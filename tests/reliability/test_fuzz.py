@@ -98,8 +98,12 @@ def test_garbage_over_the_socket_gets_one_typed_reply_per_line(
         {"10.toml": '[[rule]]\naction = "*"\nsource = "w"\ntarget = "*"\ndecision = "deny"\n'},
     )
     rng = random.Random(SEED)
-    chain = json.loads((daemon.root / "state" / "audit-chain.json").read_text())["chain"]
-    before = _count(chain)
+    chain = daemon.chain
+
+    def recorded() -> int:
+        return len(rig.chain_field(chain, "CLAWVISOR_SEQ"))
+
+    before = recorded()
     total = 0
     with connect_as(daemon.intents, user, timeout=60) as sock:
         while total < profile.wire_inputs:
@@ -116,28 +120,11 @@ def test_garbage_over_the_socket_gets_one_typed_reply_per_line(
             total += len(batch)
     assert daemon.alive()
     deadline = time.monotonic() + 60
-    while _count(chain) - before < total and time.monotonic() < deadline:
+    while recorded() - before < total and time.monotonic() < deadline:
         time.sleep(0.5)
     row.inputs = row.requests = total
-    row.lost = max(0, total - (_count(chain) - before))
+    row.lost = max(0, total - (recorded() - before))
     assert row.lost == 0
-
-
-def _count(chain: str) -> int:
-    out = subprocess.run(
-        [
-            "journalctl",
-            "--no-pager",
-            "-o",
-            "cat",
-            "--output-fields=CLAWVISOR_SEQ",
-            f"CLAWVISOR_CHAIN={chain}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return len(out.splitlines())
 
 
 @pytest.mark.reliability("fuzz", "every executor's params")

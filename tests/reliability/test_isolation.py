@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.hide_dir import hiding
 from tests.helpers.rig import as_euid, call
 
 POLICY = """
@@ -35,17 +36,11 @@ def daemon_and_user(make_user, make_daemon):
         {"10.toml": POLICY},
         '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\n'
         'argv = ["/bin/true", "{url}"]\n',
-        wrapper=rig_hiding_journal(),
+        wrapper=hiding("/run/systemd/journal"),  # so the fallback log holds records
     )
     # Leave something in each file: a pending ask that timed out, records in the fallback.
     call(daemon.intents, user, {"action": "open-url", "url": "https://e.example/"})
     return daemon, user
-
-
-def rig_hiding_journal() -> list[str]:
-    from tests.helpers.hide_dir import hiding
-
-    return hiding("/run/systemd/journal")  # so the fallback log exists and holds records
 
 
 def _opens(user: rig.User, path: os.PathLike[str] | str, flags: int) -> int:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import resource
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -41,33 +40,11 @@ def users(make_user):
     return make_user(), make_user()
 
 
-def records_of(chain_daemon: rig.Daemon, prefix: str) -> set[str]:
-    """Intent ids starting with `prefix` that have a record in journald."""
-    out = subprocess.run(
-        [
-            "journalctl",
-            "--no-pager",
-            "-o",
-            "cat",
-            "--output-fields=CLAWVISOR_INTENT_ID",
-            f"CLAWVISOR_CHAIN={chain_of(chain_daemon)}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {ln for ln in out.splitlines() if ln.startswith(prefix)}
-
-
-def chain_of(daemon: rig.Daemon) -> str:
-    return json.loads((daemon.root / "state" / "audit-chain.json").read_text())["chain"]
-
-
-def lost_records(daemon: rig.Daemon, ids: list[str], prefix: str, timeout: float = 60) -> int:
+def lost_records(daemon: rig.Daemon, ids: list[str], timeout: float = 60) -> int:
     """Requests among `ids` without a record in journald (waiting for journald to catch up)."""
     deadline = time.monotonic() + timeout
     while True:
-        missing = len(set(ids) - records_of(daemon, prefix))
+        missing = len(set(ids) - set(rig.chain_field(daemon.chain, "CLAWVISOR_INTENT_ID")))
         if missing == 0 or time.monotonic() > deadline:
             return missing
         time.sleep(0.5)
@@ -98,7 +75,7 @@ def test_a_thousand_concurrent_connections_are_all_served(
     assert [r[0]["id"] for r in replies] == ids
     assert all(r[0]["status"] == "ok" for r in replies)
     row.requests = len(ids)
-    row.lost = lost_records(daemon, ids, prefix)
+    row.lost = lost_records(daemon, ids)
     assert row.lost == 0
 
 
@@ -202,7 +179,7 @@ def test_lines_at_the_frame_limit_are_each_answered(users, make_daemon, journal,
     # An unknown top-level key is a typed error, and the connection carried on.
     assert {r["error"]["code"] for r in answered} == {"bad_request"}
     row.requests = len(ids)
-    row.lost = lost_records(daemon, ids, prefix)
+    row.lost = lost_records(daemon, ids)
     assert row.lost == 0
 
 
@@ -267,5 +244,5 @@ def test_memory_stays_bounded_over_many_requests(users, make_daemon, journal, pr
     row.requests = len(ids)
     row.note(f"RSS {first:.1f} -> {last:.1f} MiB")
     assert last - first <= 20
-    row.lost = lost_records(daemon, ids, prefix, timeout=120)
+    row.lost = lost_records(daemon, ids, timeout=120)
     assert row.lost == 0
