@@ -13,9 +13,9 @@ KREL      := $(shell uname -r)
 RUNTIME_APT := nftables python3-nftables python3-bpfcc python3-systemd python3-venv acl \
              iproute2 util-linux passwd
 # What developing and testing it needs on top: headers for BPF, the systemd test's
-# container tools, the test peers.
+# container tools, the test peers, Node.js for the README's gateway snippet.
 APT_PKGS  := $(RUNTIME_APT) bpfcc-tools linux-headers-amd64 socat dbus python3-pip \
-             systemd-container debootstrap dpkg-dev
+             systemd-container debootstrap dpkg-dev nodejs
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 WHEELS    ?= build/wheels
 SOURCES   := pyproject.toml README.md $(shell find supervisor policy executors bpf units \
@@ -24,7 +24,7 @@ SOURCES   := pyproject.toml README.md $(shell find supervisor policy executors b
 PYTEST_ARGS ?=
 
 .PHONY: help setup headers tracefs run test lint typecheck pytest bench reliability fuzz clean \
-        install uninstall deb wheels
+        install uninstall deb wheels schema
 
 help:
 	@echo "make run        set up, then run the daemon in the foreground (embedded demo config)"
@@ -35,6 +35,7 @@ help:
 	@echo "make install    install to /opt/clawvisor with units, provision, enable the sockets"
 	@echo "make uninstall  stop and remove it (configuration and state stay)"
 	@echo "make deb        build the Debian package in build/"
+	@echo "make schema     regenerate supervisor/protocol.schema.json from the Structs"
 
 setup: $(STAMP) headers tracefs
 
@@ -79,6 +80,10 @@ $(STAMP): pyproject.toml | .apt-stamp-check
 
 run: setup
 	$(VENV)/bin/clawvisor serve
+
+# The protocol's JSON Schema, generated from the msgspec Structs (a test checks it is fresh).
+schema: setup
+	$(VENV)/bin/clawvisor schema -o supervisor/protocol.schema.json
 
 test: setup lint typecheck pytest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from . import (
+    capabilities,
     egress_allow,
     install_app,
     notify,
@@ -33,6 +34,7 @@ ACTIONS: MappingProxyType[str, Action] = MappingProxyType(
             workload_control.RESTART,
             notify.ACTION,
             run_ops.ACTION,
+            capabilities.ACTION,
         )
     }
 )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from .capabilities import Capability
 
 #: A workload name as it appears on the wire, in workloads.toml and in the policy.
 WORKLOAD_NAME_PATTERN = r"^[a-zA-Z0-9-]+$"
@@ -71,7 +74,7 @@ class TargetUser:
 
 
 class DaemonView(Protocol):
-    """Read-only facts about the running daemon that `status` reports."""
+    """Read-only facts about the running daemon that `status` and `capabilities` report."""
 
     @property
     def version(self) -> str: ...
@@ -89,6 +92,9 @@ class DaemonView(Protocol):
     def grants(self) -> int: ...
     @property
     def monitors(self) -> Sequence[MonitorInfo]: ...
+    def capabilities(self, source: str) -> Sequence[Capability]:
+        """The actions `source`'s policy could allow or ask about, with their rules."""
+        ...
 
 
 class MonitorInfo(msgspec.Struct, frozen=True):

@@ -1,35 +1,268 @@
-"""A small synchronous client for the intents and control sockets (stdlib + msgspec only).
+"""Talk to clawvisor from a gateway: a synchronous and an asyncio client.
 
-Requests may be pipelined; replies are matched by id, whatever order they arrive in.
+Both pipeline: send as many requests as you like, replies are matched by id whatever
+order they come back in. Results come back typed (the action's `Result` Struct); every
+error code is its own exception class, so a gateway can tell "the owner said no" from
+"fix your params" from "the daemon went away". This module imports the standard
+library, msgspec and the protocol's Structs only (no bcc, nftables or systemd), so a
+gateway can use it from any venv.
+
+    with Client() as c:
+        result = c.request("open-url", url="https://example.com", target="work")
+
+    async with await AsyncClient.connect() as c:
+        results = await asyncio.gather(*(c.request("status") for _ in range(100)))
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import enum
 import itertools
 import os
+import select
 import socket
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
-from .protocol import MAX_LINE, Reply
+from .protocol import MAX_LINE, ErrorInfo, IntentReply, Reply, Result
 
-DEFAULT_INTENTS_SOCKET = "/run/clawvisor/intents.sock"
-DEFAULT_CONTROL_SOCKET = "/run/clawvisor/control.sock"
+DEFAULT_INTENTS_SOCKET: Final = "/run/clawvisor/intents.sock"
+DEFAULT_CONTROL_SOCKET: Final = "/run/clawvisor/control.sock"
+#: Longest reply line accepted (results such as `capabilities` may exceed a request's cap).
+MAX_REPLY: Final = 16 * MAX_LINE
 
-_reply_decoder = msgspec.json.Decoder(Reply)
+_reply_decoder: Final = msgspec.json.Decoder(Reply)
+_typed_decoder: Final = msgspec.json.Decoder(IntentReply)
+_encoder: Final = msgspec.json.Encoder()
+
+
+class _IdOnly(msgspec.Struct):
+    id: str | None = None
+    #: Set on lines pushed to a subscription (control socket), which are not replies.
+    event: str | None = None
+
+
+class _Default(enum.Enum):
+    TIMEOUT = enum.auto()
+
+
+#: "Use the client's own timeout" (None means wait for ever).
+DEFAULT: Final = _Default.TIMEOUT
+Timeout = float | None | Literal[_Default.TIMEOUT]
+
+
+_id_decoder: Final = msgspec.json.Decoder(_IdOnly)
+
+# --- errors --------------------------------------------------------------------------
+
+
+class ClawvisorError(Exception):
+    """A reply with an error: `code`, `message`, and the decision and rule when there was one."""
+
+    code: ClassVar[str] = ""
+    #: Whether sending the same request again could succeed (decided by the daemon, not
+    #: by chance): false for refusals by policy or by a human.
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        decision: str | None = None,
+        rule: str | None = None,
+        info: ErrorInfo | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.decision = decision
+        self.rule = rule
+        self.info = info
+
+    def __str__(self) -> str:
+        where = f" (rule {self.rule})" if self.rule else ""
+        return f"{self.code}: {self.message}{where}"
+
+
+class Refused(ClawvisorError):
+    """The policy or a human refused the request; nothing was done."""
+
+
+class BadFrame(ClawvisorError):
+    """The line was not UTF-8 JSON, too deep, or longer than 64 KiB."""
+
+    code = "bad_frame"
+
+
+class BadRequest(ClawvisorError):
+    """Valid JSON but not a request (`id` or `intent` missing or malformed)."""
+
+    code = "bad_request"
+
+
+class Unauthorized(ClawvisorError):
+    """This Linux user is not a workload clawvisor serves on this socket."""
+
+    code = "unauthorized"
+
+
+class UnknownAction(ClawvisorError):
+    """No such action in clawvisor's fixed catalogue."""
+
+    code = "unknown_action"
+
+
+class InvalidParams(ClawvisorError):
+    """A param is missing, unknown or invalid; the message names it."""
+
+    code = "invalid_params"
+
+
+class PolicyDenied(Refused):
+    """A deny rule matched, or no rule did (default deny)."""
+
+    code = "policy_denied"
+
+
+class ApprovalDenied(Refused):
+    """The policy asked a human, who said no."""
+
+    code = "approval_denied"
+
+
+class ApprovalTimeout(Refused):
+    """The policy asked a human and nobody answered in time (so: no)."""
+
+    code = "approval_timeout"
+
+
+class RateLimited(Refused):
+    """Too many requests or connections from this workload; later may work."""
+
+    code = "rate_limited"
+    retryable = True
+
+
+class ExecutorFailed(ClawvisorError):
+    """The action was allowed but failed; `exit_status` and `stderr` say how."""
+
+    code = "executor_failed"
+
+    @property
+    def exit_status(self) -> int | None:
+        return self.info.exit_status if self.info else None
+
+    @property
+    def stderr(self) -> str | None:
+        return self.info.stderr if self.info else None
+
+
+class Unavailable(ClawvisorError):
+    """The daemon cannot carry out intents now (shutting down, audit trail down)."""
+
+    code = "unavailable"
+    retryable = True
+
+
+#: The exception class for each error code on the wire.
+ERRORS: Final[Mapping[str, type[ClawvisorError]]] = MappingProxyType(
+    {
+        cls.code: cls
+        for cls in (
+            BadFrame,
+            BadRequest,
+            Unauthorized,
+            UnknownAction,
+            InvalidParams,
+            PolicyDenied,
+            ApprovalDenied,
+            ApprovalTimeout,
+            RateLimited,
+            ExecutorFailed,
+            Unavailable,
+        )
+    }
+)
 
 
 class ConnectionLost(ConnectionError):
-    """The daemon closed the connection before answering."""
+    """The daemon closed the connection (or it broke); `unanswered` requests got no reply."""
+
+    def __init__(self, message: str, unanswered: int = 0) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
+
+
+class ClientTimeout(TimeoutError):
+    """No reply within the client's own timeout (the request may still be in progress)."""
+
+
+def error_for(reply: IntentReply | Reply) -> ClawvisorError:
+    """The exception a reply with an error stands for."""
+    info = reply.error or ErrorInfo(code="bad_request", message="reply without result or error")
+    cls = ERRORS.get(info.code, ClawvisorError)
+    return cls(
+        info.message, request_id=reply.id, decision=reply.decision, rule=reply.rule, info=info
+    )
+
+
+def result_of(reply: IntentReply) -> Result:
+    """The reply's typed result, or its error raised as the matching exception."""
+    if reply.status == "ok" and reply.result is not None:
+        return reply.result
+    raise error_for(reply)
+
+
+IntentLike = msgspec.Struct | Mapping[str, Any] | str
+
+
+def encode_request(request_id: str, intent: IntentLike, params: Mapping[str, Any]) -> bytes:
+    """One request line (with its newline): an action name plus params, a dict, or a Struct."""
+    body: Any
+    if isinstance(intent, str):
+        body = {"action": intent, **params}
+    elif isinstance(intent, Mapping):
+        body = {**intent, **params}
+    else:
+        if params:
+            raise TypeError("params go inside the intent Struct")
+        body = intent
+    return _encoder.encode({"id": request_id, "intent": body}) + b"\n"
+
+
+class _Ids:
+    def __init__(self, prefix: str) -> None:
+        self._prefix = f"{prefix}{os.getpid()}-{id(self):x}-"
+        self._n = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._n)}"
+
+
+# --- synchronous ---------------------------------------------------------------------
 
 
 class Client:
-    """One connection to a clawvisor socket."""
+    """One connection to a clawvisor socket (blocking, one thread at a time).
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float | None = 30.0) -> None:
+    `timeout` bounds each wait for the daemon (connecting, sending, each reply); None
+    waits for ever. An `ask` can take as long as the rule's approval timeout.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] = DEFAULT_INTENTS_SOCKET, timeout: float | None = 30.0
+    ) -> None:
         self.path = str(path)
+        self.timeout = timeout
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self._sock.settimeout(timeout)
         try:
@@ -37,69 +270,183 @@ class Client:
         except OSError:
             self._sock.close()
             raise
-        self._buf = b""
-        self._early: dict[str | None, tuple[Reply, bytes]] = {}
-        self._ids = itertools.count(1)
-        self._prefix = f"c{os.getpid()}-"
+        self._sock.setblocking(False)
+        self._buf = bytearray()
+        self._lines: deque[bytes] = deque()
+        self._events: deque[bytes] = deque()
+        self._early: dict[str | None, bytes] = {}
+        self._outstanding: set[str] = set()
+        self._lost: ConnectionLost | None = None
+        self.next_id = _Ids("c")
 
-    def next_id(self) -> str:
-        """A fresh request id for this connection."""
-        return f"{self._prefix}{next(self._ids)}"
+    # -- bytes in and out
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ClientTimeout(f"no reply from {self.path} in time")
+        return left
+
+    def _lose(self, why: str) -> ConnectionLost:
+        unanswered = len(self._outstanding - self._early.keys())
+        self._lost = ConnectionLost(
+            f"clawvisor at {self.path} {why}"
+            + (f"; {unanswered} request(s) got no reply" if unanswered else ""),
+            unanswered,
+        )
+        return self._lost
+
+    def _fill(self) -> None:
+        """Receive what is there (at least one byte, or the end) and split off lines."""
+        try:
+            chunk = self._sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise self._lose(f"broke the connection ({exc.strerror or exc})") from None
+        if not chunk:
+            raise self._lose("closed the connection")
+        self._buf += chunk
+        while (end := self._buf.find(b"\n")) >= 0:
+            self._lines.append(bytes(self._buf[:end]))
+            del self._buf[: end + 1]
+        if len(self._buf) > MAX_REPLY:
+            raise self._lose(f"sent a line longer than {MAX_REPLY} bytes")
+
+    def _wait(self, want_write: bool, deadline: float | None) -> bool:
+        """Block until readable (False) or, if asked, writable (True)."""
+        wr = [self._sock] if want_write else []
+        r, w, _ = select.select([self._sock], wr, [], self._remaining(deadline))
+        if not r and not w:
+            self._remaining(deadline)  # raises when the deadline passed
+        if r:
+            self._fill()
+        return bool(w)
 
     def send_line(self, payload: bytes) -> None:
         """Send one raw line (a newline is added)."""
-        self._sock.sendall(payload + b"\n")
+        self._send(payload + b"\n")
 
-    def send_intent(self, intent: dict[str, Any], request_id: str | None = None) -> str:
-        """Send an intent without waiting; returns its id."""
+    def _send(self, data: bytes) -> None:
+        # Read while writing: a daemon that cannot send replies stops reading requests,
+        # so a client that only writes would deadlock with it.
+        if self._lost is not None:
+            raise self._lost
+        view = memoryview(data)
+        deadline = self._deadline(self.timeout)
+        while view:
+            if not self._wait(True, deadline):
+                continue
+            try:
+                sent = self._sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise self._lose(f"broke the connection ({exc.strerror or exc})") from None
+            view = view[sent:]
+
+    def read_line(self, timeout: Timeout = DEFAULT) -> bytes:
+        """The next line that answers no request (a subscription's pushed events), undecoded."""
+        deadline = self._deadline(self.timeout if timeout is DEFAULT else timeout)
+        while not self._events:
+            if self._lines:
+                self._sort(self._lines.popleft())
+            else:
+                if self._lost is not None:
+                    raise self._lost
+                self._wait(False, deadline)
+        return self._events.popleft()
+
+    def _sort(self, line: bytes) -> str | None:
+        """File one received line as a reply by id, or as an event; returns the id."""
+        try:
+            probe = _id_decoder.decode(line)
+        except msgspec.DecodeError:
+            raise self._lose("sent a line that is not JSON") from None
+        if probe.event is not None:
+            self._events.append(line)
+            return ""
+        self._early[probe.id] = line
+        return probe.id
+
+    # -- requests
+
+    def send_intent(self, intent: IntentLike, request_id: str | None = None, **params: Any) -> str:
+        """Send an intent without waiting for its reply; returns its id."""
         rid = request_id or self.next_id()
-        self.send_line(msgspec.json.encode({"id": rid, "intent": intent}))
+        self._send(encode_request(rid, intent, params))
+        self._outstanding.add(rid)
         return rid
+
+    submit = send_intent
 
     def send_control(self, op: str, request_id: str | None = None, **fields: Any) -> str:
         """Send a control-socket command without waiting; returns its id."""
         rid = request_id or self.next_id()
-        self.send_line(msgspec.json.encode({"id": rid, "op": op, **fields}))
+        self._send(_encoder.encode({"id": rid, "op": op, **fields}) + b"\n")
+        self._outstanding.add(rid)
         return rid
 
-    def read_reply(self) -> tuple[Reply, bytes]:
-        """The next reply line, decoded, with its raw bytes."""
-        while b"\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionLost("clawvisor closed the connection")
-            self._buf += chunk
-            if len(self._buf) > 16 * MAX_LINE and b"\n" not in self._buf:
-                raise ConnectionLost("reply line too long")
-        line, _, self._buf = self._buf.partition(b"\n")
-        return _reply_decoder.decode(line), line
-
-    def read_line(self) -> bytes:
-        """The next line, undecoded (events pushed on a subscription are not replies)."""
-        while b"\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionLost("clawvisor closed the connection")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line
-
-    def wait_for(self, request_id: str) -> tuple[Reply, bytes]:
-        """The reply to `request_id`; replies to other ids are kept for later.
+    def wait_raw(self, request_id: str, timeout: Timeout = DEFAULT) -> bytes:
+        """The raw reply line to `request_id`; replies to other ids are kept for later.
 
         A reply with a null id (the daemon refusing the connection or a frame) is
         returned at once: it answers whatever was outstanding.
         """
-        if request_id in self._early:
-            return self._early.pop(request_id)
+        deadline = self._deadline(self.timeout if timeout is DEFAULT else timeout)
         while True:
-            reply, raw = self.read_reply()
-            if reply.id == request_id or reply.id is None:
-                return reply, raw
-            self._early[reply.id] = (reply, raw)
+            for key in (request_id, None):
+                if key in self._early:
+                    self._outstanding.discard(request_id)
+                    return self._early.pop(key)
+            if self._lines:
+                self._sort(self._lines.popleft())
+            elif self._lost is not None:
+                raise self._lost
+            else:
+                self._wait(False, deadline)
 
-    def call(self, intent: dict[str, Any], request_id: str | None = None) -> tuple[Reply, bytes]:
-        """Send an intent and wait for its reply."""
+    def wait_for(self, request_id: str) -> tuple[Reply, bytes]:
+        """The reply to `request_id` (untyped result) with its raw bytes."""
+        raw = self.wait_raw(request_id)
+        return _reply_decoder.decode(raw), raw
+
+    def reply(self, request_id: str, timeout: Timeout = DEFAULT) -> IntentReply:
+        """The typed reply to `request_id`, error or not."""
+        return _typed_decoder.decode(self.wait_raw(request_id, timeout))
+
+    def result(self, request_id: str, timeout: Timeout = DEFAULT) -> Result:
+        """The typed result of `request_id`, or its error raised."""
+        return result_of(self.reply(request_id, timeout))
+
+    def request(
+        self,
+        intent: IntentLike,
+        /,
+        *,
+        timeout: Timeout = DEFAULT,
+        request_id: str | None = None,
+        **params: Any,
+    ) -> Result:
+        """Send one intent and return its typed result (or raise its error)."""
+        return self.result(self.send_intent(intent, request_id, **params), timeout)
+
+    def pipeline(
+        self,
+        intents: Iterable[IntentLike],
+        timeout: Timeout = DEFAULT,
+    ) -> list[IntentReply]:
+        """Send every intent, then collect every reply, in the order sent."""
+        ids = [self.send_intent(i) for i in intents]
+        return [self.reply(rid, timeout) for rid in ids]
+
+    def call(self, intent: IntentLike, request_id: str | None = None) -> tuple[Reply, bytes]:
+        """Send an intent and wait for its reply (untyped) and the raw line."""
         return self.wait_for(self.send_intent(intent, request_id))
 
     def control(self, op: str, **fields: Any) -> tuple[Reply, bytes]:
@@ -115,6 +462,133 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- asyncio -------------------------------------------------------------------------
+
+
+class AsyncClient:
+    """One asyncio connection to the intents socket; concurrent requests share it."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        path: str,
+        timeout: float | None,
+    ) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._reader = reader
+        self._writer = writer
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._lost: ConnectionLost | None = None
+        self._send_lock = asyncio.Lock()
+        self.next_id = _Ids("a")
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(
+        cls, path: str | os.PathLike[str] = DEFAULT_INTENTS_SOCKET, timeout: float | None = 30.0
+    ) -> AsyncClient:
+        """Connect to the socket at `path`."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(path), limit=MAX_REPLY), timeout
+            )
+        except TimeoutError:
+            raise ClientTimeout(f"cannot connect to {path} within {timeout:g} s") from None
+        return cls(reader, writer, str(path), timeout)
+
+    @property
+    def lost(self) -> bool:
+        """True once the connection is gone; every later request raises ConnectionLost."""
+        return self._lost is not None
+
+    async def _read(self) -> None:
+        why = "closed the connection"
+        try:
+            while line := await self._reader.readline():
+                if not line.endswith(b"\n"):
+                    break
+                rid = _id_decoder.decode(line).id
+                # A null id is a refusal of the whole connection: it answers everyone.
+                waiting = list(self._waiting.values()) if rid is None else [self._waiting.get(rid)]
+                for future in waiting:
+                    if future is not None and not future.done():
+                        future.set_result(line)
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            why = f"broke the connection ({exc})"
+        finally:
+            pending = [f for f in self._waiting.values() if not f.done()]
+            self._lost = ConnectionLost(
+                f"clawvisor at {self.path} {why}"
+                + (f"; {len(pending)} request(s) got no reply" if pending else ""),
+                len(pending),
+            )
+            for future in pending:
+                future.set_exception(self._lost)
+
+    async def _exchange(self, line: bytes, rid: str, timeout: float | None) -> bytes:
+        if self._lost is not None:
+            raise self._lost
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = future
+        try:
+            async with self._send_lock:
+                self._writer.write(line)
+                await self._writer.drain()
+        except OSError as exc:
+            self._waiting.pop(rid, None)
+            lost = self._lost or ConnectionLost(f"clawvisor at {self.path} broke ({exc})")
+            raise lost from None
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise ClientTimeout(f"no reply from {self.path} within {timeout} s") from None
+        finally:
+            self._waiting.pop(rid, None)
+
+    async def reply(
+        self,
+        intent: IntentLike,
+        /,
+        *,
+        timeout: Timeout = DEFAULT,
+        request_id: str | None = None,
+        **params: Any,
+    ) -> IntentReply:
+        """Send one intent and return its typed reply, error or not."""
+        rid = request_id or self.next_id()
+        line = encode_request(rid, intent, params)
+        wait = self.timeout if timeout is DEFAULT else timeout
+        return _typed_decoder.decode(await self._exchange(line, rid, wait))
+
+    async def request(
+        self,
+        intent: IntentLike,
+        /,
+        *,
+        timeout: Timeout = DEFAULT,
+        request_id: str | None = None,
+        **params: Any,
+    ) -> Result:
+        """Send one intent and return its typed result (or raise its error)."""
+        return result_of(await self.reply(intent, timeout=timeout, request_id=request_id, **params))
+
+    async def close(self) -> None:
+        """Close the connection; requests still waiting get ConnectionLost."""
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 def socket_path_default(kind: str) -> Path:

@@ -6,6 +6,7 @@ pure. Output is plain text for people; exit codes are for scripts.
 
 from __future__ import annotations
 
+import io
 import stat
 import sys
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 import msgspec
 
 from executors import ACTIONS
+from executors.capabilities import Capability
 from policy import (
     Policy,
     PolicyError,
@@ -28,6 +30,7 @@ from policy import (
 )
 
 from . import audit_log
+from .capabilities import describe
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config
 from .grants import Grant, GrantStore, intent_key
@@ -308,3 +311,21 @@ def replay(
         file=out,
     )
     return 0
+
+
+# --- capabilities ----------------------------------------------------------------------
+
+
+def capabilities_offline(config_dir: Path, workload: str) -> list[Capability] | str:
+    """What `workload` could do under the policy files in `config_dir`, or why not known."""
+    out = io.StringIO()
+    config = _load_config(config_dir, out)
+    if config is None:
+        return out.getvalue().strip()
+    if workload not in config.workload_names:
+        return f"no workload {workload!r} in {config_dir}/workloads.toml"
+    try:
+        policy = _load(config)
+    except PolicyError as exc:
+        return f"the policy does not load (the daemon would deny everything): {exc}"
+    return describe(policy, workload)

@@ -25,6 +25,7 @@ import msgspec
 
 from executors import (
     ACTIONS,
+    capabilities,
     egress_allow,
     install_app,
     notify,
@@ -100,6 +101,7 @@ Intent = (
     | workload_control.RestartParams
     | notify.Params
     | run_ops.Params
+    | capabilities.Params
 )
 #: Every executor result, tagged on `action`.
 Result = (
@@ -112,6 +114,7 @@ Result = (
     | workload_control.Result
     | notify.Result
     | run_ops.Result
+    | capabilities.Result
 )
 
 
@@ -139,6 +142,21 @@ class Reply(msgspec.Struct, omit_defaults=True):
     decision: Decision | None = None
     rule: str | None = None
     result: Any = None
+    error: ErrorInfo | None = None
+
+
+class IntentReply(msgspec.Struct, omit_defaults=True):
+    """The answer to one request: the action's typed `result`, or an `error` saying why not.
+
+    `id` is null only when the request had no usable id. (The daemon builds `Reply`;
+    this is the same JSON, decoded with the result typed per action.)
+    """
+
+    id: str | None
+    status: ReplyStatus
+    decision: Decision | None = None
+    rule: str | None = None
+    result: Result | None = None
     error: ErrorInfo | None = None
 
 

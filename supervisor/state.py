@@ -7,8 +7,10 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from executors.base import MonitorInfo
+from executors.capabilities import Capability
 from policy import Policy
 
+from .capabilities import describe
 from .config import Config
 
 
@@ -33,6 +35,8 @@ class DaemonState:
         self.monitor_status: Callable[[], list[MonitorInfo]] = list
         self._started = time.monotonic()
         self._version = daemon_version()
+        # Rebuilt only when the policy object is swapped: no work per request.
+        self._capabilities: dict[str, tuple[Policy, list[Capability]]] = {}
 
     @property
     def version(self) -> str:
@@ -65,3 +69,11 @@ class DaemonState:
     @property
     def monitors(self) -> Sequence[MonitorInfo]:
         return self.monitor_status()
+
+    def capabilities(self, source: str) -> Sequence[Capability]:
+        policy = self.policy
+        cached = self._capabilities.get(source)
+        if cached is None or cached[0] is not policy:
+            cached = (policy, describe(policy, source))
+            self._capabilities[source] = cached
+        return cached[1]

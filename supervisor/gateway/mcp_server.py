@@ -1,0 +1,195 @@
+"""`clawvisor mcp`: an MCP server over stdio that turns tool calls into intents.
+
+Runs as the workload user, so the daemon knows the caller from SO_PEERCRED as with any
+gateway. The tools are the actions the workload's policy could allow or ask about,
+asked of the daemon (`capabilities`) each time the client lists them; a call is one
+intent, decided by the daemon as always. Refusals come back as tool errors that say
+what happened and that retrying will not help: the decision is never hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import mcp_types as types
+import msgspec
+from mcp.server import Server, ServerRequestContext
+from mcp.server.stdio import stdio_server
+
+from executors.capabilities import Capability
+from executors.capabilities import Result as CapabilitiesResult
+
+from ..client import (
+    AsyncClient,
+    ClawvisorError,
+    ClientTimeout,
+    ConnectionLost,
+    result_of,
+)
+from ..protocol import IntentReply
+from ..state import daemon_version
+from .describe import description, input_schema, offered
+
+#: Extra seconds over a rule's approval timeout before the bridge stops waiting itself.
+MARGIN = 30.0
+
+#: What the model is told, per error code, besides the daemon's own message.
+ADVICE: dict[str, str] = {
+    "policy_denied": "The machine owner's policy does not allow this. Retrying, rephrasing or "
+    "splitting the request will not change that; tell the user what was refused and why.",
+    "approval_denied": "A human reviewer was asked and said no. Do not retry; tell the user.",
+    "approval_timeout": "A human reviewer was asked but did not answer in time, so the "
+    "action was not done. Retrying will not help unless the user says they are ready to "
+    "approve it.",
+    "rate_limited": "Too many requests from this workload right now. Nothing was done; "
+    "wait before trying again.",
+    "invalid_params": "The arguments were not valid; nothing was done. Fix the argument "
+    "named in the message.",
+    "unknown_action": "clawvisor has no such action; nothing was done.",
+    "executor_failed": "The action was allowed and started, but failed.",
+    "unavailable": "clawvisor cannot carry out actions right now (it may be shutting down "
+    "or its audit trail is unavailable); nothing was done.",
+    "unauthorized": "This user is not a workload clawvisor serves. No call can succeed.",
+}
+
+
+class Bridge:
+    """The MCP handlers and their one connection to the intents socket."""
+
+    def __init__(self, socket: str, timeout: float | None) -> None:
+        self.socket = socket
+        self.timeout = timeout
+        self._client: AsyncClient | None = None
+        self._caps: dict[str, Capability] = {}
+
+    async def _connection(self) -> AsyncClient:
+        if self._client is None or self._client.lost:
+            self._client = await AsyncClient.connect(self.socket, timeout=self.timeout)
+        return self._client
+
+    async def capabilities(self) -> list[Capability]:
+        """The workload's capabilities, asked of the daemon now."""
+        client = await self._connection()
+        result = result_of(await client.reply("capabilities"))
+        assert isinstance(result, CapabilitiesResult)
+        self._caps = {c.action: c for c in result.actions}
+        return offered(result.actions)
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        """Each action the policy could allow or ask about, as a tool."""
+        tools = [
+            types.Tool(
+                name=cap.action,
+                title=cap.action,
+                description=description(cap),
+                input_schema=input_schema(cap.action),
+                annotations=types.ToolAnnotations(
+                    read_only_hint=not cap.mutating, destructive_hint=cap.mutating
+                ),
+            )
+            for cap in await self.capabilities()
+        ]
+        return types.ListToolsResult(tools=tools)
+
+    def _wait_for(self, action: str) -> float | None:
+        if self.timeout is None:
+            return None
+        cap = self._caps.get(action)
+        asks = [r.timeout for r in cap.rules if r.timeout is not None] if cap else []
+        return max([self.timeout, *(t + MARGIN for t in asks)])
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        """One tool call is one intent; the reply comes back whole, decision included."""
+        intent = {**(params.arguments or {}), "action": params.name}
+        try:
+            client = await self._connection()
+            reply = await client.reply(intent, timeout=self._wait_for(params.name))
+        except ClientTimeout as exc:
+            return _failure(
+                f"clawvisor did not answer within the bridge's timeout ({exc}). The request "
+                "may still be waiting for a human; do not send it again.",
+            )
+        except (ConnectionLost, OSError) as exc:
+            return _failure(
+                f"The connection to clawvisor was lost ({exc}). Whether the action ran is "
+                "unknown: check before trying again.",
+            )
+        return _tool_result(reply)
+
+
+def _failure(text: str, structured: Any = None) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(text=text)], structured_content=structured, is_error=True
+    )
+
+
+def _tool_result(reply: IntentReply) -> types.CallToolResult:
+    plain = msgspec.to_builtins(reply)
+    if reply.status == "ok" and reply.result is not None:
+        body = msgspec.to_builtins(reply.result)
+        return types.CallToolResult(
+            content=[types.TextContent(text=json.dumps(body, ensure_ascii=False))],
+            structured_content=body,
+        )
+    try:
+        result_of(reply)
+    except ClawvisorError as exc:
+        error = exc
+    code = error.code or "error"
+    decided = (
+        f"clawvisor refused this call: {reply.decision} by rule {reply.rule}"
+        if reply.decision
+        else "clawvisor could not carry out this call"
+    )
+    text = f"{decided} ({code}): {error.message}. {ADVICE.get(code, '')}".strip()
+    if error.info is not None and error.info.stderr:
+        text += f"\nstderr: {error.info.stderr}"
+    return _failure(text, plain)
+
+
+def build_server(bridge: Bridge) -> Server[Any]:
+    """The MCP server with the bridge's handlers."""
+    return Server(
+        "clawvisor",
+        version=daemon_version(),
+        instructions="Actions on this machine go through clawvisor, which checks each one "
+        "against the owner's policy and may ask a human first. A refused call stays refused.",
+        on_list_tools=bridge.list_tools,
+        on_call_tool=bridge.call_tool,
+    )
+
+
+async def _serve(bridge: Bridge) -> None:
+    server = build_server(bridge)
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def serve(socket: str, timeout: float | None) -> int:
+    """Serve MCP on stdin/stdout until the client goes away."""
+    bridge = Bridge(socket, timeout)
+
+    async def main() -> None:
+        # Fail loudly before serving when the daemon is not there or refuses this user.
+        await bridge.capabilities()
+        await _serve(bridge)
+
+    try:
+        asyncio.run(main())
+    except (OSError, ConnectionLost, ClientTimeout) as exc:
+        print(f"clawvisor mcp: cannot reach clawvisor at {socket}: {exc}", file=sys.stderr)
+        return 2
+    except ClawvisorError as exc:
+        print(
+            f"clawvisor mcp: clawvisor refused to list this workload's actions: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
