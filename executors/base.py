@@ -11,8 +11,18 @@ import msgspec
 if TYPE_CHECKING:
     from .capabilities import Capability
 
+
+def whole(body: str) -> str:
+    """A msgspec/JSON Schema pattern matching `body` as the whole string, in both dialects.
+
+    Python's `$` also matches before a final newline, ECMA-262's (JSON Schema) does not:
+    the lookahead makes the daemon's decoder and the published schema agree.
+    """
+    return f"^(?:{body})$(?!\\n)"
+
+
 #: A workload name as it appears on the wire, in workloads.toml and in the policy.
-WORKLOAD_NAME_PATTERN = r"^[a-zA-Z0-9-]+$"
+WORKLOAD_NAME_PATTERN = whole(r"[a-zA-Z0-9-]+")
 WorkloadName = Annotated[
     str,
     msgspec.Meta(

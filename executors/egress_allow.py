@@ -40,7 +40,13 @@ class Params(IntentBase, tag="egress-allow", frozen=True):
             min_length=1, max_length=253, description="A DNS host name (IDNA); no IP literals."
         ),
     ]
-    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    port: (
+        Annotated[
+            int,
+            msgspec.Meta(ge=1, le=65535, description="Only this port; omitted: every port."),
+        ]
+        | None
+    ) = None
     ttl: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL, description="Seconds, at most 24 h.")] = 3600
 
     def __post_init__(self) -> None:

@@ -23,7 +23,10 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
 class Params(IntentBase, tag="notify", frozen=True):
     """Tell the operator `message` (at most 500 characters; shown made safe)."""
 
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    message: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=500, description="The text for the operator, plain."),
+    ]
 
 
 class Result(ResultBase, tag="notify", frozen=True):

@@ -14,14 +14,15 @@ from typing import Annotated
 
 import msgspec
 
-from .base import Action, ExecContext, ExecError, IntentBase, ResultBase
+from .base import Action, ExecContext, ExecError, IntentBase, ResultBase, whole
 from .common import need_target, run_template
 from .validate import field_check, has_control
 
 ScriptName = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="A script name in ops/ (no '/')."
+        pattern=whole(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"),
+        description="A script name in ops/ (no '/').",
     ),
 ]
 Arg = Annotated[str, msgspec.Meta(max_length=256)]
@@ -38,7 +39,10 @@ class Params(IntentBase, tag="run-ops", frozen=True):
     """Run ops script `script` with `args` (at most 16, each at most 256 characters)."""
 
     script: ScriptName
-    args: Annotated[list[Arg], msgspec.Meta(max_length=16)] = []
+    args: Annotated[
+        list[Arg],
+        msgspec.Meta(max_length=16, description="Arguments after `--`: each one argv element."),
+    ] = []
 
     def __post_init__(self) -> None:
         field_check("args", lambda: _check_args(list(self.args)))

@@ -206,7 +206,7 @@ class ClientTimeout(TimeoutError):
     """No reply within the client's own timeout (the request may still be in progress)."""
 
 
-def error_for(reply: IntentReply | Reply) -> ClawvisorError:
+def error_for(reply: Reply) -> ClawvisorError:
     """The exception a reply with an error stands for."""
     info = reply.error or ErrorInfo(code="bad_request", message="reply without result or error")
     cls = ERRORS.get(info.code, ClawvisorError)

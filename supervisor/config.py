@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from executors import ACTIONS
-from executors.base import ExecutorSettings, TargetUser, WorkloadFiles, WorkloadName
+from executors.base import ExecutorSettings, TargetUser, WorkloadFiles, WorkloadName, whole
 from executors.runner import TemplateError, template_fields
 
 DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
@@ -62,7 +62,7 @@ class ExecutorConfig(msgspec.Struct, kw_only=True):
     argv: list[str] | None = None
     timeout: Seconds | None = None
     output_cap: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
-    env: dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] | None = None
+    env: dict[Annotated[str, msgspec.Meta(pattern=whole(r"[A-Z_][A-Z0-9_]*"))], str] | None = None
 
 
 _COMMON_KEYS = frozenset(ExecutorConfig.__struct_fields__)
@@ -146,16 +146,16 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     monitors: MonitorSettings = msgspec.field(default_factory=MonitorSettings)
 
 
-AbsPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\x00]*$", max_length=4096)]
+AbsPath = Annotated[str, msgspec.Meta(pattern=whole(r"/[^\x00]*"), max_length=4096)]
 #: A path overlayfs options can carry unescaped (no `,`, `:`, `\\` or whitespace).
-MountPath = Annotated[str, msgspec.Meta(pattern=r"^/[^,:\\\s\x00]*$", max_length=1024)]
+MountPath = Annotated[str, msgspec.Meta(pattern=whole(r"/[^,:\\\s\x00]*"), max_length=1024)]
 #: A host name, an IP address or CIDR, each optionally with `:PORT` (IPv6 in brackets).
 EgressEntry = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=300, pattern=r"^[\[\]0-9A-Za-z.:/-]+$")
+    str, msgspec.Meta(min_length=1, max_length=300, pattern=whole(r"[\[\]0-9A-Za-z.:/-]+"))
 ]
 #: `ADDRESS:PORT` (an IPv6 address in brackets).
 HostService = Annotated[
-    str, msgspec.Meta(pattern=r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$")
+    str, msgspec.Meta(pattern=whole(r"(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}"))
 ]
 
 
@@ -168,10 +168,10 @@ class OverlaySpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One workload in workloads.toml."""
 
-    user: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,30}$")]
+    user: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z_][a-z0-9_-]{0,30}"))]
     #: A fixed uid for the user (created with it; an existing user must already have it).
     uid: Annotated[int, msgspec.Meta(ge=100, le=2**31 - 2)] | None = None
-    tags: list[Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]] = []
+    tags: list[Annotated[str, msgspec.Meta(pattern=whole(r"[a-zA-Z0-9_-]{1,64}"))]] = []
     #: Egress: `open` (anything but LAN), `none`, or only what is allowed (`allowlist`).
     internet: Literal["open", "none", "allowlist"] = "none"
     #: Always-allowed destinations for `allowlist` (host names are resolved at provision).

@@ -36,7 +36,7 @@ from executors import (
     sync_out,
     workload_control,
 )
-from executors.base import IntentBase
+from executors.base import IntentBase, whole
 
 #: Longest accepted line, not counting its terminating newline.
 MAX_LINE: Final = 64 * 1024
@@ -83,7 +83,7 @@ RequestId = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        pattern=r"^[\x21-\x7e]+$",
+        pattern=whole(r"[\x21-\x7e]+"),
         description="Caller-chosen id (printable ASCII, no spaces), echoed in the reply.",
     ),
 ]
@@ -122,42 +122,53 @@ class Request(msgspec.Struct, forbid_unknown_fields=True):
     """One gateway request: an id of the caller's choosing and one intent."""
 
     id: RequestId
-    intent: Intent
+    intent: Annotated[
+        Intent,
+        msgspec.Meta(
+            description="What to do: `action` names one of the fixed actions, `target` the "
+            "workload to act on; the action's own params beside them."
+        ),
+    ]
+
+
+def _doc(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
 
 
 class ErrorInfo(msgspec.Struct, omit_defaults=True):
     """Why a request did not produce a result (`executor_failed` adds status and stderr)."""
 
-    code: ErrorCode
-    message: str
-    exit_status: int | None = None
-    stderr: str | None = None
+    code: Annotated[ErrorCode, _doc("One of a closed set; see the README's table.")]
+    message: Annotated[str, _doc("What went wrong, for people.")]
+    exit_status: Annotated[int | None, _doc("The executor's exit status.")] = None
+    stderr: Annotated[str | None, _doc("The end of the executor's stderr.")] = None
 
 
 class Reply(msgspec.Struct, omit_defaults=True):
     """The answer to one request (`id` is null only when the request had no usable id)."""
 
-    id: str | None
-    status: ReplyStatus
-    decision: Decision | None = None
-    rule: str | None = None
-    result: Any = None
-    error: ErrorInfo | None = None
+    id: Annotated[str | None, _doc("The request's id; null when it had no usable one.")]
+    status: Annotated[
+        ReplyStatus, _doc("ok: carried out; denied: refused by policy or a human; error.")
+    ]
+    decision: Annotated[Decision | None, _doc("What the policy decided, when it got that far.")] = (
+        None
+    )
+    rule: Annotated[
+        str | None, _doc("The deciding rule as file:line, or `default` (no rule matched).")
+    ] = None
+    result: Annotated[Any, _doc("The action's result (status ok).")] = None
+    error: Annotated[ErrorInfo | None, _doc("Why there is no result.")] = None
 
 
-class IntentReply(msgspec.Struct, omit_defaults=True):
+class IntentReply(Reply):
     """The answer to one request: the action's typed `result`, or an `error` saying why not.
 
     `id` is null only when the request had no usable id. (The daemon builds `Reply`;
     this is the same JSON, decoded with the result typed per action.)
     """
 
-    id: str | None
-    status: ReplyStatus
-    decision: Decision | None = None
-    rule: str | None = None
-    result: Result | None = None
-    error: ErrorInfo | None = None
+    result: Annotated[Result | None, _doc("The action's result (status ok).")] = None
 
 
 class ProtocolError(Exception):
@@ -189,13 +200,13 @@ class ReloadOp(ControlBase, tag="reload"):
 
 Agent = Literal["desktop", "telegram", "cli"]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
-PendingId = Annotated[str, msgspec.Meta(pattern=r"^p-[0-9a-f]{10}$")]
-GrantId = Annotated[str, msgspec.Meta(pattern=r"^g-[0-9a-f]{10}$")]
-Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+PendingId = Annotated[str, msgspec.Meta(pattern=whole(r"p-[0-9a-f]{10}"))]
+GrantId = Annotated[str, msgspec.Meta(pattern=whole(r"g-[0-9a-f]{10}"))]
+Digest = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9a-f]{64}"))]
 GrantSpec = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^(once|always|\d{1,6}\s*[a-z]{1,7})$",
+        pattern=whole(r"once|always|\d{1,6}\s*[a-z]{1,7}"),
         description="once, always, or a duration such as 30m",
     ),
 ]
@@ -253,7 +264,7 @@ class RespondOp(ControlBase, tag="respond"):
     """Carry out a response on a workload now (audited with who asked)."""
 
     response: Literal["freeze", "thaw", "kill", "cut-network", "restore-network", "revoke-grants"]
-    workload: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9-]{1,64}$")]
+    workload: Annotated[str, msgspec.Meta(pattern=whole(r"[a-zA-Z0-9-]{1,64}"))]
 
 
 class RespondResult(msgspec.Struct, tag_field="op", tag="respond"):

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from executors.base import whole
 from policy.constraints import Exact, parse_constraint
 
 from .monitors import events as ev
@@ -76,7 +77,7 @@ class RateSpec(msgspec.Struct, forbid_unknown_fields=True):
 class TriggerSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A `[[trigger]]` table as written."""
 
-    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+    name: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9][a-z0-9-]{0,63}"))]
     kind: str | list[str]
     severity: ev.Severity = "medium"
     responses: list[Response] = msgspec.field(default_factory=lambda: ["alert"])

@@ -38,7 +38,9 @@ def test_groups_expand_to_their_actions():
 
 def test_builtin_readonly_and_mutating_groups_exist_without_definition():
     p = load(rule(action="@readonly"))
-    assert p.groups["readonly"] == frozenset({"status", "open-url", "search", "notify"})
+    assert p.groups["readonly"] == frozenset(
+        {"status", "open-url", "search", "notify", "capabilities"}
+    )
     assert p.groups["mutating"] == frozenset(
         {
             "install-app",
