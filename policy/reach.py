@@ -34,7 +34,7 @@ def may_proceed(rules: tuple[Rule, ...]) -> bool:
 def describe_target(pattern: str) -> str:
     """A rule's target pattern in words."""
     if pattern == ANY:
-        return "any target, or none"
+        return "any workload or none"
     if pattern == DEFAULT:
         return "no target given"
     if pattern == SELF:

@@ -1,0 +1,262 @@
+"""`clawvisor mcp` driven by the MCP SDK's own client over stdio, run as each workload user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from tests.helpers import rig
+from tests.helpers.rig import connect_as, read_lines
+
+RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
+
+POLICY = """\
+[[rule]]
+action = "capabilities"
+source = "*"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "search"
+source = "alpha"
+target = "*"
+decision = "deny"
+[rule.params]
+query = { prefix = "secret" }
+
+[[rule]]
+action = "search"
+source = "alpha"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "install-app"
+source = "alpha"
+target = "*"
+decision = "ask"
+timeout = 60
+
+[[rule]]
+action = "notify"
+source = "beta"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "open-url"
+source = "*"
+target = "*"
+decision = "deny"
+"""
+
+
+def rule_line(nth: int) -> int:
+    """The line of the nth `[[rule]]` header (1-based) in POLICY."""
+    lines = [i for i, ln in enumerate(POLICY.splitlines(), 1) if ln == "[[rule]]"]
+    return lines[nth - 1]
+
+
+class Env:
+    def __init__(self, daemon, alpha, beta, rec: Path, log: Path):
+        self.daemon, self.alpha, self.beta, self.rec, self.log = daemon, alpha, beta, rec, log
+
+    def records(self, name: str) -> list[dict]:
+        path = self.rec / name
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def control(self, op: str, **fields) -> dict:
+        with connect_as(self.daemon.control, None) as sock:
+            sock.sendall(json.dumps({"id": "c1", "op": op, **fields}).encode() + b"\n")
+            return read_lines(sock, 1)[0]
+
+    def pending(self, action: str, timeout: float = 15.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for p in self.control("pending")["result"]["pending"]:
+                if p["action"] == action:
+                    return p
+            time.sleep(0.05)
+        raise AssertionError(f"no pending {action}")
+
+    @asynccontextmanager
+    async def session(self, user):
+        """An MCP client session with `clawvisor mcp` running as `user`."""
+        params = StdioServerParameters(
+            command="/usr/bin/setpriv",
+            args=[
+                f"--reuid={user.uid}",
+                f"--regid={user.gid}",
+                "--clear-groups",
+                str(rig.CLAWVISOR),
+                "mcp",
+                "--socket",
+                str(self.daemon.intents),
+            ],
+            env={"HOME": "/nonexistent"},
+        )
+        with self.log.open("a") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    yield session
+
+
+@pytest.fixture(scope="module")
+def env(make_user, make_daemon, journal):
+    rec = rig.shared_tmpdir("clawvisor-mcp-")
+    rec.chmod(0o1777)
+    alpha, beta = make_user(), make_user()
+
+    def argv(name: str, *template: str) -> str:
+        return json.dumps(["/usr/bin/python3", str(RECORDER), str(rec / name), *template])
+
+    settings = f"""
+[server]
+socket_group = "cvt-no-such-group"
+[executors.search]
+argv = {argv("search.jsonl", "{url}")}
+url_template = "https://search.example/?q={{query}}"
+[executors.install-app]
+argv = {argv("apt.jsonl", "install", "-y", "--", "{package}")}
+"""
+    daemon = make_daemon({"alpha": alpha, "beta": beta}, {"10.toml": POLICY}, settings)
+    yield Env(daemon, alpha, beta, rec, rec / "mcp.stderr")
+    shutil.rmtree(rec, ignore_errors=True)
+
+
+def test_tools_are_exactly_what_each_workloads_policy_could_allow_or_ask(env):
+    async def names(user) -> dict[str, str]:
+        async with env.session(user) as s:
+            return {t.name: t.description or "" for t in (await s.list_tools()).tools}
+
+    alpha = asyncio.run(names(env.alpha))
+    beta = asyncio.run(names(env.beta))
+    # open-url is denied outright, status has no rule, capabilities is the bridge's own.
+    assert set(alpha) == {"search", "install-app"}
+    assert set(beta) == {"notify"}
+
+
+def test_tool_descriptions_say_what_allows_and_what_asks_with_the_rules(env):
+    async def tools():
+        async with env.session(env.alpha) as s:
+            return {t.name: t for t in (await s.list_tools()).tools}
+
+    found = asyncio.run(tools())
+    search = found["search"].description
+    assert (
+        f"is refused when target: any workload or none; query starts with 'secret' "
+        f"[rule policy.d/10.toml:{rule_line(2)}]" in search
+    )
+    assert (
+        f"runs at once when target: any workload or none [rule policy.d/10.toml:"
+        f"{rule_line(3)}]" in search
+    )
+    assert "waits for a human to approve" in found["install-app"].description
+    assert found["search"].input_schema["required"] == ["query"]
+    assert found["install-app"].annotations.destructive_hint is True
+
+
+def test_an_allowed_call_returns_the_executors_result(env):
+    async def scenario():
+        async with env.session(env.alpha) as s:
+            return await s.call_tool("search", {"query": "debian trixie"})
+
+    result = asyncio.run(scenario())
+    assert not result.is_error, result.content
+    assert result.structured_content["action"] == "search"
+    assert result.structured_content["url"] == "https://search.example/?q=debian+trixie"
+    [rec] = env.records("search.jsonl")[-1:]
+    assert rec["args"] == ["https://search.example/?q=debian+trixie"]
+    assert rec["uid"] == env.alpha.uid
+
+
+def test_a_denied_call_is_a_tool_error_naming_the_rule_and_saying_retrying_will_not_help(env):
+    before = len(env.records("search.jsonl"))
+
+    async def scenario():
+        async with env.session(env.alpha) as s:
+            return await s.call_tool("search", {"query": "secret plans"})
+
+    result = asyncio.run(scenario())
+    assert result.is_error
+    text = result.content[0].text
+    assert f"rule policy.d/10.toml:{rule_line(2)}" in text
+    assert "policy_denied" in text and "will not change" in text
+    assert result.structured_content["decision"] == "deny"
+    assert result.structured_content["rule"] == f"policy.d/10.toml:{rule_line(2)}"
+    assert len(env.records("search.jsonl")) == before
+
+
+def test_a_call_no_rule_allows_is_refused_by_the_default_rule(env):
+    async def scenario():
+        async with env.session(env.beta) as s:
+            return await s.call_tool("search", {"query": "anything"})
+
+    result = asyncio.run(scenario())
+    assert result.is_error
+    assert result.structured_content["rule"] == "default"
+    assert "Retrying" in result.content[0].text
+
+
+def test_an_ask_approved_through_the_control_socket_completes(env):
+    async def scenario():
+        async with env.session(env.alpha) as s:
+            call = asyncio.create_task(s.call_tool("install-app", {"package": "jq"}))
+            pending = await asyncio.to_thread(env.pending, "install-app")
+            assert not call.done()
+            verdict = await asyncio.to_thread(
+                env.control,
+                "verdict",
+                request=pending["id"],
+                digest=pending["digest"],
+                allow=True,
+            )
+            assert verdict["status"] == "ok", verdict
+            return await asyncio.wait_for(call, 30)
+
+    result = asyncio.run(scenario())
+    assert not result.is_error, result.content
+    assert result.structured_content["action"] == "install-app"
+    assert result.structured_content["package"] == "jq"
+    assert env.records("apt.jsonl")[-1]["args"] == ["install", "-y", "--", "jq"]
+
+
+def test_an_ask_refused_by_a_human_says_so_and_that_retrying_will_not_help(env):
+    async def scenario():
+        async with env.session(env.alpha) as s:
+            call = asyncio.create_task(s.call_tool("install-app", {"package": "nmap"}))
+            pending = await asyncio.to_thread(env.pending, "install-app")
+            await asyncio.to_thread(
+                env.control,
+                "verdict",
+                request=pending["id"],
+                digest=pending["digest"],
+                allow=False,
+            )
+            return await asyncio.wait_for(call, 30)
+
+    result = asyncio.run(scenario())
+    assert result.is_error
+    text = result.content[0].text
+    assert "approval_denied" in text and "said no" in text and "Do not retry" in text
+    assert result.structured_content["decision"] == "ask"
+
+
+def test_invalid_arguments_come_back_as_a_tool_error_naming_the_param(env):
+    async def scenario():
+        async with env.session(env.alpha) as s:
+            return await s.call_tool("search", {"query": "x", "shell": "id"})
+
+    result = asyncio.run(scenario())
+    assert result.is_error
+    assert "invalid_params" in result.content[0].text and "shell" in result.content[0].text

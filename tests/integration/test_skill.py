@@ -1,0 +1,102 @@
+"""`clawvisor skill` as the workload user, the same from the policy files, and refusals."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.helpers import rig
+
+POLICY = """\
+[[rule]]
+action = "capabilities"
+source = "alpha"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "search"
+source = "alpha"
+target = "*"
+decision = "allow"
+
+[[rule]]
+action = "install-app"
+source = "*"
+target = "*"
+decision = "ask"
+"""
+
+
+@pytest.fixture(scope="module")
+def env(make_user, make_daemon):
+    alpha, beta = make_user(), make_user()
+    daemon = make_daemon({"alpha": alpha, "beta": beta}, {"10.toml": POLICY})
+    out = rig.shared_tmpdir("clawvisor-skill-")
+    out.chmod(0o1777)
+    yield daemon, alpha, beta, out
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def clawvisor(*argv: str, user=None) -> subprocess.CompletedProcess[str]:
+    extra = rig.as_user(user) if user is not None else {}
+    return subprocess.run(
+        [str(rig.CLAWVISOR), *argv], capture_output=True, text=True, timeout=60, **extra
+    )
+
+
+def test_skill_written_as_the_workload_user_describes_exactly_its_actions(env):
+    daemon, alpha, _, out = env
+    done = clawvisor("skill", "--socket", str(daemon.intents), "--out", str(out / "a"), user=alpha)
+    assert done.returncode == 0, done.stderr
+    text = (out / "a" / "clawvisor" / "SKILL.md").read_text()
+    sections = [ln[3:] for ln in text.splitlines() if ln.startswith("## ")]
+    assert sections == ["search", "install-app"]
+    assert "clawvisor send search query=<query>" in text
+    assert "clawvisor send install-app package=<package>" in text
+    assert "policy.d/10.toml:7" in text and "waits for a human" in text
+
+
+def test_skill_from_the_policy_files_matches_what_the_daemon_says(env):
+    daemon, alpha, _, out = env
+    live = clawvisor(
+        "skill", "--socket", str(daemon.intents), "--out", str(out / "live"), user=alpha
+    )
+    offline = clawvisor(
+        "skill",
+        "--config-dir",
+        str(daemon.config_dir),
+        "--workload",
+        "alpha",
+        "--out",
+        str(out / "offline"),
+    )
+    assert live.returncode == 0 and offline.returncode == 0, live.stderr + offline.stderr
+    assert (out / "live" / "clawvisor" / "SKILL.md").read_text() == (
+        out / "offline" / "clawvisor" / "SKILL.md"
+    ).read_text()
+
+
+def test_a_workload_not_allowed_to_see_its_rights_gets_no_skill_and_a_clear_message(env):
+    daemon, _, beta, out = env
+    done = clawvisor("skill", "--socket", str(daemon.intents), "--out", str(out / "b"), user=beta)
+    assert done.returncode == 1
+    assert "policy_denied" in done.stderr
+    assert not (out / "b").exists()
+
+
+def test_the_mcp_bridge_refuses_to_start_when_the_workload_may_not_see_its_rights(env):
+    daemon, _, beta, _ = env
+    done = subprocess.run(
+        [str(rig.CLAWVISOR), "mcp", "--socket", str(daemon.intents)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **rig.as_user(beta),
+    )
+    assert done.returncode == 2
+    assert "refused to list this workload's actions" in done.stderr
+    assert "policy_denied" in done.stderr
