@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,22 @@ def test_the_client_imports_nothing_the_daemon_needs(daemon, gw):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["loaded"] == []
+
+
+def test_the_readmes_python_example_runs_against_a_real_daemon(daemon, gw):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [code] = [
+        b.split("```")[0] for b in readme.split("```python\n")[1:] if "supervisor.client" in b
+    ]
+    path = str(daemon.intents)
+    code = code.replace("/run/clawvisor/intents.sock", path).replace(
+        "AsyncClient.connect()", f"AsyncClient.connect({path!r})"
+    )
+    code += "\nasyncio.run(gateway())\nprint(len(results))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, **rig.as_user(gw)
+    )
+    assert out.returncode == 0, out.stderr
+    uptime, refused, count = out.stdout.splitlines()
+    assert float(uptime) > 0 and count == "1000"
+    assert refused.startswith("policy_denied policy.d/10.toml:13"), refused
