@@ -397,6 +397,15 @@ def _box_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _intents_socket(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--socket",
+        type=Path,
+        default=DEFAULT_RUNTIME_DIR / "intents.sock",
+        help="intents socket (default %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -443,12 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send one intent to the intents socket and print the "
         "reply JSON. Exit status: 0 ok, 1 denied, 2 error.",
     )
-    p.add_argument(
-        "--socket",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR / "intents.sock",
-        help="intents socket (default %(default)s)",
-    )
+    _intents_socket(p)
     p.add_argument("--target", default=None, help="target workload")
     p.add_argument("--id", default=None, help="request id (default: generated)")
     p.add_argument(
@@ -484,12 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "workload user: its tools are the actions that workload's policy could allow or "
         "ask about; each call is one intent, decided by the daemon.",
     )
-    p.add_argument(
-        "--socket",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR / "intents.sock",
-        help="intents socket (default %(default)s)",
-    )
+    _intents_socket(p)
     p.add_argument(
         "--timeout",
         type=float,
@@ -508,12 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reads the policy files for --workload.",
     )
     p.add_argument("--out", type=Path, default=Path("skills"), help="skills folder")
-    p.add_argument(
-        "--socket",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR / "intents.sock",
-        help="intents socket (default %(default)s)",
-    )
+    _intents_socket(p)
     p.add_argument("--config-dir", type=Path, default=None, help="read this config instead")
     p.add_argument("--workload", default=None, help="the workload (with --config-dir)")
     p.set_defaults(func=_cmd_skill)

@@ -111,7 +111,7 @@ def test_embedded_demo_config_maps_the_sudo_user_to_demo(make_user, journal):
             assert pending["CLAWVISOR_OUTCOME"] == "pending"
             denied = call(sock, user, {"action": "search", "query": "x"})
             assert denied["error"]["code"] == "policy_denied"
-            assert ok["result"]["policy"]["rules"] == 3
+            assert ok["result"]["policy"]["rules"] == 4
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=90)
