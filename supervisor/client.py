@@ -320,13 +320,18 @@ class Client:
 
     def _wait(self, want_write: bool, deadline: float | None) -> bool:
         """Block until readable (False) or, if asked, writable (True)."""
-        wr = [self._sock] if want_write else []
-        r, w, _ = select.select([self._sock], wr, [], self._remaining(deadline))
-        if not r and not w:
+        # poll, not select: a gateway may well hold descriptors above FD_SETSIZE.
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN | (select.POLLOUT if want_write else 0))
+        left = self._remaining(deadline)
+        events = poller.poll(None if left is None else max(1, int(left * 1000)))
+        if not events:
             self._remaining(deadline)  # raises when the deadline passed
-        if r:
+            return False
+        mask = events[0][1]
+        if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
             self._fill()
-        return bool(w)
+        return bool(mask & select.POLLOUT)
 
     def send_line(self, payload: bytes) -> None:
         """Send one raw line (a newline is added)."""
