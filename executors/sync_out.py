@@ -104,20 +104,24 @@ def _open_dir(root: str) -> int:
     return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
-def _walk(root_fd: int, parts: list[str], path: str, *, create: bool) -> int:
-    """Open the directory `parts` below root_fd, never following a symlink."""
+def _walk(root_fd: int, parts: list[str], path: str, created: list[str] | None = None) -> int:
+    """Open the directory `parts` below root_fd, never following a symlink.
+
+    With `created`, missing directories are made and their relative paths appended to it.
+    """
     fd = os.dup(root_fd)
     try:
-        for comp in parts:
+        for depth, comp in enumerate(parts, 1):
             try:
                 nxt = os.open(
                     comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
                 )
             except FileNotFoundError:
-                if not create:
+                if created is None:
                     raise Refused(f"{path}: {comp!r} does not exist") from None
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(comp, 0o755, dir_fd=fd)
+                    created.append("/".join(parts[:depth]))
                 nxt = os.open(
                     comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
                 )
@@ -149,9 +153,23 @@ def _secrets_in(dest_dir: int, tmp: str) -> list[str]:
     return sorted(set(found))
 
 
-def _stage(src_root: int, dst_root: int, path: str, options: Options, budget: int) -> _Staged:
+def _remove_created(dst_root: int, created: list[str]) -> None:
+    """Remove the directories a refused request made (deepest first; only if still empty)."""
+    for rel in reversed(created):
+        parent, _, name = rel.rpartition("/")
+        with contextlib.suppress(OSError, Refused):
+            fd = _walk(dst_root, parent.split("/") if parent else [], rel)
+            try:
+                os.rmdir(name, dir_fd=fd)
+            finally:
+                os.close(fd)
+
+
+def _stage(
+    src_root: int, dst_root: int, path: str, options: Options, budget: int, created: list[str]
+) -> _Staged:
     parts = path.split("/")
-    src_dir = _walk(src_root, parts[:-1], path, create=False)
+    src_dir = _walk(src_root, parts[:-1], path)
     try:
         try:
             fd = os.open(
@@ -178,7 +196,7 @@ def _stage(src_root: int, dst_root: int, path: str, options: Options, budget: in
         limit = min(options.max_file_bytes, budget)
         if st.st_size > limit:
             raise Refused(f"{path}: {st.st_size} bytes is over the cap of {limit}")
-        dest_dir = _walk(dst_root, parts[:-1], path, create=True)
+        dest_dir = _walk(dst_root, parts[:-1], path, created)
         tmp = f".clawvisor-{secrets.token_hex(6)}-{parts[-1]}"[:255]
         try:
             out = os.open(
@@ -231,10 +249,11 @@ def copy_out(upper: str, destination: str, paths: list[str], options: Options) -
     src_root = _open_dir(upper)
     dst_root = _open_dir(destination)
     staged: list[_Staged] = []
+    created: list[str] = []
     try:
         budget = options.max_request_bytes
         for path in paths:
-            s = _stage(src_root, dst_root, path, options, budget)
+            s = _stage(src_root, dst_root, path, options, budget, created)
             staged.append(s)
             budget -= s.size
         for s in staged:
@@ -245,6 +264,8 @@ def copy_out(upper: str, destination: str, paths: list[str], options: Options) -
         for s in staged:
             with contextlib.suppress(OSError):
                 os.unlink(s.tmp, dir_fd=s.dest_dir)
+        # All or nothing includes the directories made for the files.
+        _remove_created(dst_root, created)
         raise
     finally:
         for s in staged:

@@ -19,7 +19,7 @@ socket_group = "cvt-no-such-group"
 [executors.sync-out]
 max_file_bytes = 1048576
 max_request_bytes = 1500000
-allow = ["docs/*", "big.bin", "link-out", "dirlink/*", "hard", "fifo", "mid/*", "missing"]
+allow = ["docs/*", "big.bin", "link-out", "dirlink/*", "hard", "fifo", "mid/*", "missing", "deep/*"]
 """
 KEY = (
     "-----BEGIN RSA PRIVATE KEY-----\n"
@@ -45,6 +45,9 @@ def tree(make_user, make_daemon, journal):
         (upper / "link-out").symlink_to("/etc/passwd")
         (upper / "dirlink").symlink_to("/etc")
         (upper / "mid").mkdir()
+        (upper / "deep" / "a" / "b").mkdir(parents=True)
+        (upper / "deep" / "a" / "b" / "clean.txt").write_text("fine\n")
+        (upper / "deep" / "a" / "b" / "key.pem").write_text(KEY)
         outside = root / "outside-secret.txt"
         outside.write_text("not the workload's\n")
         os.link(outside, upper / "hard")
@@ -119,6 +122,18 @@ def test_traps_are_refused_with_their_reason(tree, path, why):
     assert not (dest / path).exists()
     assert sorted(dest.parent.rglob("*")) == before  # nothing written, inside or out
     assert not any(p.name.startswith(".clawvisor-") for p in dest.rglob("*"))
+
+
+def test_a_refused_request_leaves_no_directory_it_made_for_its_files(tree):
+    _, _, _, dest = tree
+    assert not (dest / "deep").exists()
+    reply = sync(tree, "deep/a/b/clean.txt", "deep/a/b/key.pem")
+    assert "secrets" in reply["error"]["message"]
+    assert not (dest / "deep").exists()
+    ok = sync(tree, "deep/a/b/clean.txt")
+    assert ok["status"] == "ok", ok
+    assert (dest / "deep" / "a" / "b" / "clean.txt").read_text() == "fine\n"
+    shutil.rmtree(dest / "deep")
 
 
 def test_a_request_is_all_or_nothing(tree):
