@@ -13,6 +13,9 @@ from tests.helpers import rig
 from tests.helpers.hide_dir import hiding
 from tests.helpers.rig import call
 
+# A workload name of this run only: other runs' records (the load rows write a million
+# for their workload) must not be in what `audit log --workload` reads.
+W = f"w{uuid.uuid4().hex[:8]}"
 POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
 
 
@@ -25,7 +28,7 @@ def cli(*argv: str, **kw) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def daemon(make_user, make_daemon, journal):
     user = make_user()
-    d = make_daemon({"w": user, "v": make_user()}, {"10.toml": POLICY})
+    d = make_daemon({W: user, "v": make_user()}, {"10.toml": POLICY})
     return d, user
 
 
@@ -39,7 +42,7 @@ def test_audit_log_shows_a_workloads_records_as_cef(daemon, journal):
     out = cli(
         "log",
         "--workload",
-        "w",
+        W,
         "--since",
         "5m",
         "--format",
@@ -49,7 +52,7 @@ def test_audit_log_shows_a_workloads_records_as_cef(daemon, journal):
     ).stdout.splitlines()
     mine = [ln for ln in out if any(f"externalId={rid}" in ln for rid in ids)]
     assert len(mine) == 3 and all(ln.startswith("CEF:0|clawvisor|clawvisor|") for ln in mine)
-    assert all("|decision|" not in ln and "suser=w " in ln for ln in mine)
+    assert all("|decision|" not in ln and f"suser={W} " in ln for ln in mine)
     assert all(ln.split("|")[6] == "1" for ln in mine)  # info -> 1
 
 
@@ -82,7 +85,7 @@ def test_audit_log_follow_prints_records_as_they_are_written(daemon, journal):
             if line and json.loads(line).get("intent_id") == rid:
                 seen = json.loads(line)
                 break
-        assert seen is not None and seen["workload"] == "w" and seen["seq"] > 0
+        assert seen is not None and seen["workload"] == W and seen["seq"] > 0
     finally:
         proc.terminate()
         proc.wait(10)
