@@ -5,7 +5,10 @@ The whole directory compiles as one policy, its tests must pass, or nothing is l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .catalog import Catalog
@@ -20,19 +23,63 @@ from .testing import Normaliser, run_tests
 SUFFIXES = (".toml", ".policy")
 
 
+def _names(dir_fd: int, suffixes: tuple[str, ...]) -> list[str]:
+    with os.scandir(dir_fd) as entries:
+        return sorted(
+            e.name
+            for e in entries
+            if os.path.splitext(e.name)[1] in suffixes
+            and not e.name.startswith(".")
+            and e.is_file()
+        )
+
+
+@contextlib.contextmanager
+def _opened(name: str | Path, dir_fd: int | None = None) -> Iterator[int]:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read(name: str, dir_fd: int) -> str:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{name} is not a regular file")
+        return f.read().decode("utf-8")
+
+
+def read_policy_dir(directory: Path) -> list[tuple[Path, str | OSError | UnicodeError]]:
+    """Each policy file's path and text (or why it could not be read), in load order.
+
+    Everything comes through one open descriptor of the directory, so a directory swapped
+    for another mid-read (a deploy renaming a new policy.d into place) yields one
+    directory's files or the other's, never a mix.
+    """
+    found: list[tuple[Path, str | OSError | UnicodeError]] = []
+
+    def take(base: Path, dir_fd: int, suffixes: tuple[str, ...]) -> None:
+        for name in _names(dir_fd, suffixes):
+            try:
+                found.append((base / name, _read(name, dir_fd)))
+            except (OSError, UnicodeError) as exc:
+                found.append((base / name, exc))
+
+    with _opened(directory) as fd:
+        take(directory, fd, SUFFIXES)
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            _opened("tests", fd) as tests_fd,
+        ):
+            take(directory / "tests", tests_fd, (".toml",))
+    return found
+
+
 def policy_files(directory: Path) -> list[Path]:
     """The files that make up the policy, in the order they are read; tests last."""
-
-    def visible(p: Path, suffixes: tuple[str, ...]) -> bool:
-        return p.suffix in suffixes and not p.name.startswith(".") and p.is_file()
-
-    files = sorted((p for p in directory.iterdir() if visible(p, SUFFIXES)), key=lambda p: p.name)
-    tests_dir = directory / "tests"
-    if tests_dir.is_dir():
-        files += sorted(
-            (p for p in tests_dir.iterdir() if visible(p, (".toml",))), key=lambda p: p.name
-        )
-    return files
+    return [path for path, _ in read_policy_dir(directory)]
 
 
 def parse_file(text: str, name: str, *, tests_only: bool = False) -> FileDraft:
@@ -52,16 +99,18 @@ def load_policy_dir(
     check_tests: bool = True,
 ) -> Policy:
     """Load, compile and test the whole directory, or raise PolicyError (never half)."""
-    if not directory.is_dir():
-        raise PolicyError(str(directory), 0, 0, "policy directory does not exist")
+    try:
+        files = read_policy_dir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PolicyError(str(directory), 0, 0, "policy directory does not exist") from None
+    except OSError as exc:
+        raise PolicyError(str(directory), 0, 0, f"cannot read: {exc}") from None
     drafts: list[FileDraft] = []
     names: list[str] = []
-    for path in policy_files(directory):
+    for path, text in files:
         name = _display(path, display_root)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(name, 0, 0, f"cannot read: {exc}") from None
+        if not isinstance(text, str):
+            raise PolicyError(name, 0, 0, f"cannot read: {text}")
         drafts.append(parse_file(text, name, tests_only=path.parent != directory))
         names.append(name)
     return _finish(drafts, names, catalog, workloads, normalise, check_tests)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import threading
@@ -207,3 +208,71 @@ def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, ma
         total += sent
     assert total > 0
     assert daemon.alive()
+
+
+# Two complete policies as directories. A load that mixed them (B's files as A's listing
+# names them) would allow status by policy.d/10.toml:3, a rule no complete version decides by.
+VERSION_A = {"10.toml": ALLOW}
+VERSION_B = {
+    "05.toml": ALLOW.replace('"allow"', '"deny"'),
+    "10.toml": "# padding\n\n" + ALLOW,
+}
+DECIDED_BY = {("allow", "policy.d/10.toml:1"), ("deny", "policy.d/05.toml:1")}
+
+
+def swap_policy_dir(daemon, files: dict[str, str], n: int) -> None:
+    """Replace policy.d whole, as a deploy tool renaming a new tree into place would."""
+    etc = daemon.config_dir
+    new, old = etc / f"policy.d.new{n}", etc / f"policy.d.old{n}"
+    new.mkdir()
+    for name, text in files.items():
+        (new / name).write_text(text)
+    (etc / "policy.d").rename(old)
+    new.rename(etc / "policy.d")  # between these two renames there is no policy.d at all
+    shutil.rmtree(old)
+
+
+@pytest.mark.reliability("fault", "policy directory swapped whole during reloads and a burst")
+def test_a_policy_directory_swapped_under_a_reload_is_loaded_whole_or_not_at_all(
+    make_user, make_daemon
+):
+    user = make_user()
+    daemon = make_daemon({"w": user}, {"10.toml": ALLOW})
+    stop = threading.Event()
+    replies: list[dict] = []
+    reloads: list[str] = []
+    sock = connect_as(daemon.intents, user)
+
+    def burst() -> None:
+        sent = 0
+        with sock:
+            while not stop.is_set():
+                sock.sendall(
+                    b"".join(request_line(f"s-{sent + i}", {"action": "status"}) for i in range(20))
+                )
+                replies.extend(read_lines(sock, 20, timeout=30))
+                sent += 20
+
+    def reload() -> None:
+        from supervisor.client import Client
+
+        with Client(daemon.control) as control:
+            while not stop.is_set():
+                reloads.append(control.control("reload")[0].status)
+
+    workers = [threading.Thread(target=burst), threading.Thread(target=reload)]
+    for t in workers:
+        t.start()
+    try:
+        for n in range(300):
+            swap_policy_dir(daemon, VERSION_B if n % 2 else VERSION_A, n)
+    finally:
+        stop.set()
+        for t in workers:
+            t.join(60)
+    assert reloads.count("ok") > 0
+    decided = {(r["decision"], r["rule"]) for r in replies}
+    assert decided <= DECIDED_BY, decided - DECIDED_BY
+    assert daemon.alive()
+    # Whatever the last swap left, a reload now loads it whole.
+    assert call(daemon.intents, user, {"action": "status"})["status"] in ("ok", "denied")
