@@ -53,6 +53,13 @@ target = "*"
 decision = "allow"
 
 [[rule]]
+action = "install-app"
+source = "beta"
+target = "*"
+decision = "ask"
+timeout = 1
+
+[[rule]]
 action = "open-url"
 source = "*"
 target = "*"
@@ -143,7 +150,7 @@ def test_tools_are_exactly_what_each_workloads_policy_could_allow_or_ask(env):
     beta = asyncio.run(names(env.beta))
     # open-url is denied outright, status has no rule, capabilities is the bridge's own.
     assert set(alpha) == {"search", "install-app"}
-    assert set(beta) == {"notify"}
+    assert set(beta) == {"notify", "install-app"}
 
 
 def test_tool_descriptions_say_what_allows_and_what_asks_with_the_rules(env):
@@ -260,3 +267,16 @@ def test_invalid_arguments_come_back_as_a_tool_error_naming_the_param(env):
     result = asyncio.run(scenario())
     assert result.is_error
     assert "invalid_params" in result.content[0].text and "shell" in result.content[0].text
+
+
+def test_an_ask_nobody_answers_says_so_and_that_retrying_will_not_help(env):
+    async def scenario():
+        async with env.session(env.beta) as s:
+            return await s.call_tool("install-app", {"package": "jq"})
+
+    result = asyncio.run(scenario())
+    assert result.is_error
+    text = result.content[0].text
+    assert "approval_timeout" in text and "did not answer in time" in text
+    assert "Retrying will not help" in text
+    assert result.structured_content["error"]["code"] == "approval_timeout"
