@@ -95,7 +95,7 @@ def test_readme_node_snippet_passes_node_test_against_a_real_daemon(make_user, m
         (work / "clawvisor-client.mjs").write_text(snippet())
         (work / "gateway.test.mjs").write_text(SPEC)
         out = subprocess.run(
-            [node, "--test", str(work / "gateway.test.mjs")],
+            [node, "--test", "--test-reporter=tap", str(work / "gateway.test.mjs")],
             cwd=work,
             env={
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
