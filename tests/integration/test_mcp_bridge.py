@@ -15,62 +15,23 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tests.helpers import rig
 from tests.helpers.rig import connect_as, read_lines
+from tests.helpers.rules import rule, starts
 
 RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
 
-POLICY = """\
-[[rule]]
-action = "capabilities"
-source = "*"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "search"
-source = "alpha"
-target = "*"
-decision = "deny"
-[rule.params]
-query = { prefix = "secret" }
-
-[[rule]]
-action = "search"
-source = "alpha"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "install-app"
-source = "alpha"
-target = "*"
-decision = "ask"
-timeout = 60
-
-[[rule]]
-action = "notify"
-source = "beta"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "install-app"
-source = "beta"
-target = "*"
-decision = "ask"
-timeout = 1
-
-[[rule]]
-action = "open-url"
-source = "*"
-target = "*"
-decision = "deny"
-"""
+POLICY = (
+    rule("capabilities")
+    + rule("search", "alpha", "deny", params={"query": '{ prefix = "secret" }'})
+    + rule("search", "alpha")
+    + rule("install-app", "alpha", "ask", timeout=60)
+    + rule("notify", "beta")
+    + rule("install-app", "beta", "ask", timeout=1)
+    + rule("open-url", "*", "deny")
+)
 
 
 def rule_line(nth: int) -> int:
-    """The line of the nth `[[rule]]` header (1-based) in POLICY."""
-    lines = [i for i, ln in enumerate(POLICY.splitlines(), 1) if ln == "[[rule]]"]
-    return lines[nth - 1]
+    return starts(POLICY, nth)
 
 
 class Env:
@@ -215,23 +176,29 @@ def test_a_call_no_rule_allows_is_refused_by_the_default_rule(env):
     assert "Retrying" in result.content[0].text
 
 
-def test_an_ask_approved_through_the_control_socket_completes(env):
+def call_and_answer(env, package: str, allow: bool):
+    """Call install-app as alpha; answer the ask it raises through control.sock."""
+
     async def scenario():
         async with env.session(env.alpha) as s:
-            call = asyncio.create_task(s.call_tool("install-app", {"package": "jq"}))
+            call = asyncio.create_task(s.call_tool("install-app", {"package": package}))
             pending = await asyncio.to_thread(env.pending, "install-app")
-            assert not call.done()
+            assert not call.done()  # it waits for the human
             verdict = await asyncio.to_thread(
                 env.control,
                 "verdict",
                 request=pending["id"],
                 digest=pending["digest"],
-                allow=True,
+                allow=allow,
             )
             assert verdict["status"] == "ok", verdict
             return await asyncio.wait_for(call, 30)
 
-    result = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_an_ask_approved_through_the_control_socket_completes(env):
+    result = call_and_answer(env, "jq", allow=True)
     assert not result.is_error, result.content
     assert result.structured_content["action"] == "install-app"
     assert result.structured_content["package"] == "jq"
@@ -239,20 +206,7 @@ def test_an_ask_approved_through_the_control_socket_completes(env):
 
 
 def test_an_ask_refused_by_a_human_says_so_and_that_retrying_will_not_help(env):
-    async def scenario():
-        async with env.session(env.alpha) as s:
-            call = asyncio.create_task(s.call_tool("install-app", {"package": "nmap"}))
-            pending = await asyncio.to_thread(env.pending, "install-app")
-            await asyncio.to_thread(
-                env.control,
-                "verdict",
-                request=pending["id"],
-                digest=pending["digest"],
-                allow=False,
-            )
-            return await asyncio.wait_for(call, 30)
-
-    result = asyncio.run(scenario())
+    result = call_and_answer(env, "nmap", allow=False)
     assert result.is_error
     text = result.content[0].text
     assert "approval_denied" in text and "said no" in text and "Do not retry" in text

@@ -10,23 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.rules import rule
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "// clawvisor-client.mjs"
 
-POLICY = """\
-[[rule]]
-action = "status"
-source = "gw"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "gw"
-target = "*"
-decision = "deny"
-"""
+POLICY = rule("status", "gw") + rule("open-url", "gw", "deny")
 
 # Node's built-in runner (node:test): the README's module, used as a gateway would.
 SPEC = r"""

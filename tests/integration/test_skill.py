@@ -8,26 +8,9 @@ import subprocess
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.rules import rule, starts
 
-POLICY = """\
-[[rule]]
-action = "capabilities"
-source = "alpha"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "search"
-source = "alpha"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "install-app"
-source = "*"
-target = "*"
-decision = "ask"
-"""
+POLICY = rule("capabilities", "alpha") + rule("search", "alpha") + rule("install-app", "*", "ask")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +39,7 @@ def test_skill_written_as_the_workload_user_describes_exactly_its_actions(env):
     assert sections == ["search", "install-app"]
     assert "clawvisor send search query=<query>" in text
     assert "clawvisor send install-app package=<package>" in text
-    assert "policy.d/10.toml:7" in text and "waits for a human" in text
+    assert f"policy.d/10.toml:{starts(POLICY, 2)}" in text and "waits for a human" in text
 
 
 def test_skill_from_the_policy_files_matches_what_the_daemon_says(env):
