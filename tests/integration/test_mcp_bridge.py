@@ -56,6 +56,15 @@ class Env:
             time.sleep(0.05)
         raise AssertionError(f"no pending {action}")
 
+    def call(self, user, tool: str, arguments: dict):
+        """One tool call in a fresh session as `user`."""
+
+        async def scenario():
+            async with self.session(user) as s:
+                return await s.call_tool(tool, arguments)
+
+        return asyncio.run(scenario())
+
     @asynccontextmanager
     async def session(self, user):
         """An MCP client session with `clawvisor mcp` running as `user`."""
@@ -135,11 +144,7 @@ def test_tool_descriptions_say_what_allows_and_what_asks_with_the_rules(env):
 
 
 def test_an_allowed_call_returns_the_executors_result(env):
-    async def scenario():
-        async with env.session(env.alpha) as s:
-            return await s.call_tool("search", {"query": "debian trixie"})
-
-    result = asyncio.run(scenario())
+    result = env.call(env.alpha, "search", {"query": "debian trixie"})
     assert not result.is_error, result.content
     assert result.structured_content["action"] == "search"
     assert result.structured_content["url"] == "https://search.example/?q=debian+trixie"
@@ -151,11 +156,7 @@ def test_an_allowed_call_returns_the_executors_result(env):
 def test_a_denied_call_is_a_tool_error_naming_the_rule_and_saying_retrying_will_not_help(env):
     before = len(env.records("search.jsonl"))
 
-    async def scenario():
-        async with env.session(env.alpha) as s:
-            return await s.call_tool("search", {"query": "secret plans"})
-
-    result = asyncio.run(scenario())
+    result = env.call(env.alpha, "search", {"query": "secret plans"})
     assert result.is_error
     text = result.content[0].text
     assert f"rule policy.d/10.toml:{rule_line(2)}" in text
@@ -166,11 +167,7 @@ def test_a_denied_call_is_a_tool_error_naming_the_rule_and_saying_retrying_will_
 
 
 def test_a_call_no_rule_allows_is_refused_by_the_default_rule(env):
-    async def scenario():
-        async with env.session(env.beta) as s:
-            return await s.call_tool("search", {"query": "anything"})
-
-    result = asyncio.run(scenario())
+    result = env.call(env.beta, "search", {"query": "anything"})
     assert result.is_error
     assert result.structured_content["rule"] == "default"
     assert "Retrying" in result.content[0].text
@@ -214,21 +211,13 @@ def test_an_ask_refused_by_a_human_says_so_and_that_retrying_will_not_help(env):
 
 
 def test_invalid_arguments_come_back_as_a_tool_error_naming_the_param(env):
-    async def scenario():
-        async with env.session(env.alpha) as s:
-            return await s.call_tool("search", {"query": "x", "shell": "id"})
-
-    result = asyncio.run(scenario())
+    result = env.call(env.alpha, "search", {"query": "x", "shell": "id"})
     assert result.is_error
     assert "invalid_params" in result.content[0].text and "shell" in result.content[0].text
 
 
 def test_an_ask_nobody_answers_says_so_and_that_retrying_will_not_help(env):
-    async def scenario():
-        async with env.session(env.beta) as s:
-            return await s.call_tool("install-app", {"package": "jq"})
-
-    result = asyncio.run(scenario())
+    result = env.call(env.beta, "install-app", {"package": "jq"})
     assert result.is_error
     text = result.content[0].text
     assert "approval_timeout" in text and "did not answer in time" in text
