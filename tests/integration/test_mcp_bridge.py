@@ -223,3 +223,21 @@ def test_an_ask_nobody_answers_says_so_and_that_retrying_will_not_help(env):
     assert "approval_timeout" in text and "did not answer in time" in text
     assert "Retrying will not help" in text
     assert result.structured_content["error"]["code"] == "approval_timeout"
+
+
+def test_the_bridge_reconnects_after_a_daemon_restart(env, make_daemon):
+    daemon = make_daemon({"alpha": env.alpha}, {"10.toml": POLICY})
+    bridge = Env(daemon, env.alpha, env.beta, env.rec, env.log)
+
+    async def scenario():
+        async with bridge.session(env.alpha) as s:
+            before = await s.call_tool("search", {"query": "secret one"})
+            await asyncio.to_thread(daemon.restart)
+            after = await s.call_tool("search", {"query": "secret two"})
+            return before, after
+
+    before, after = asyncio.run(scenario())
+    # Both reached a daemon and were decided (denied by the same rule), none was lost.
+    for result in (before, after):
+        assert result.is_error
+        assert result.structured_content["rule"] == f"policy.d/10.toml:{rule_line(2)}"
