@@ -208,20 +208,26 @@ def test_other_uids_produce_no_events(mon, acted):
 
 
 def ticker(mon):
-    """A process of alpha that bumps a file every 20 ms; returns (proc, read)."""
+    """A process of alpha that bumps a counter file every 20 ms; returns (proc, read)."""
     out = mon[5] / "tick"
-    out.write_text("0")
+    out.write_text("0" * 12)
     out.chmod(0o666)
+    # Overwritten in place, never truncated: a reader always sees a whole count, even
+    # when the freezer stops the ticker between two writes.
     code = (
-        f"import time\nn = 0\nwhile True:\n    n += 1\n"
-        f"    open({str(out)!r}, 'w').write(str(n))\n    time.sleep(0.02)\n"
+        f"import os, time\nfd = os.open({str(out)!r}, os.O_WRONLY)\nn = 0\nwhile True:\n"
+        f"    n += 1\n    os.pwrite(fd, b'%012d' % n, 0)\n    time.sleep(0.02)\n"
     )
     proc = as_user(mon[2], ["/usr/bin/python3", "-S", "-c", code])
+
+    def read() -> int:
+        return int(out.read_text())
+
     deadline = time.monotonic() + 10
-    while int(out.read_text() or 0) < 3:
+    while read() < 3:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    return proc, lambda: int(out.read_text() or 0)
+    return proc, read
 
 
 def respond(mon, what: str) -> subprocess.CompletedProcess[str]:
