@@ -6,11 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .config import DEFAULT_CONFIG_DIR, DEFAULT_LOG_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR
+
+if TYPE_CHECKING:
+    from .config import Paths
+    from .provision.box import Box
 
 EXIT_OK, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
 
@@ -285,54 +289,53 @@ def _guard(run: Callable[[], int]) -> int:
         return EXIT_ERROR
 
 
-def _cmd_provision(args: argparse.Namespace) -> int:
+def _box_paths(args: argparse.Namespace) -> Paths:
+    """The paths the provisioning commands work on (config, runtime and state directories)."""
     from .config import Paths
-    from .provision.run import provision
 
-    paths = Paths(
+    return Paths(
         config_dir=args.config_dir,
         runtime_dir=args.runtime_dir,
         state_dir=args.state_dir,
         log_dir=DEFAULT_LOG_DIR,
     )
+
+
+def _load_box(args: argparse.Namespace, command: str) -> Box | None:
+    from .config import ConfigError
+    from .provision.run import load_box
+
+    if not args.config_dir.is_dir():
+        print(f"clawvisor {command}: no config directory {args.config_dir}", file=sys.stderr)
+        return None
+    try:
+        return load_box(_box_paths(args))
+    except ConfigError as exc:
+        print(f"clawvisor {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_provision(args: argparse.Namespace) -> int:
+    from .provision.run import provision
+
     only = args.only.split(",") if args.only else None
-    return provision(paths, dry_run=args.dry_run, **({"only": only} if only else {}))
+    return provision(_box_paths(args), dry_run=args.dry_run, **({"only": only} if only else {}))
 
 
 def _cmd_deprovision(args: argparse.Namespace) -> int:
-    from .config import ConfigError, Paths
     from .provision.deprovision import deprovision
-    from .provision.run import load_box
 
-    paths = Paths(
-        config_dir=args.config_dir,
-        runtime_dir=args.runtime_dir,
-        state_dir=args.state_dir,
-        log_dir=DEFAULT_LOG_DIR,
-    )
-    try:
-        box = load_box(paths)
-    except ConfigError as exc:
-        print(f"clawvisor deprovision: {exc}", file=sys.stderr)
+    box = _load_box(args, "deprovision")
+    if box is None:
         return EXIT_DENIED
     return deprovision(box, args.name, args.purge)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .config import ConfigError, Paths
-    from .provision.run import load_box
     from .provision.verify import verify
 
-    paths = Paths(
-        config_dir=args.config_dir,
-        runtime_dir=args.runtime_dir,
-        state_dir=args.state_dir,
-        log_dir=DEFAULT_LOG_DIR,
-    )
-    try:
-        box = load_box(paths)
-    except ConfigError as exc:
-        print(f"clawvisor verify: {exc}", file=sys.stderr)
+    box = _load_box(args, "verify")
+    if box is None:
         return EXIT_ERROR
     return verify(box, args.workload, args.json)
 

@@ -432,3 +432,15 @@ def test_deprovision_removes_a_workload_and_keeps_data_unless_purged(box):
     assert not (box.home / "gamma").exists()
     (box.etc / "workloads.toml").write_text(box.workloads())
     assert "nothing to change" in box.provision().stdout
+
+
+@pytest.mark.parametrize("command", [["verify"], ["deprovision", "w"]])
+def test_verify_and_deprovision_refuse_a_missing_config_directory(command, tmp_path):
+    out = subprocess.run(
+        [str(rig.CLAWVISOR), *command, "--config-dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "no config directory" in out.stderr
