@@ -450,46 +450,30 @@ def test_policy_explain_shows_a_grant_that_lets_an_intent_through(env):
         p = env.wait_pending(url)
         assert env.cli("approve", "--always", p["id"], user=env.op).returncode == 0
         read_lines(sock, 1)
-    out = subprocess.run(
-        [
-            str(rig.CLAWVISOR),
-            "policy",
-            "explain",
-            "--config-dir",
-            str(env.daemon.config_dir),
-            "--state-dir",
-            str(env.daemon.root / "state"),
-            "--source",
-            "alpha",
-            "--target",
-            "alpha",
-            "open-url",
-            f"url={url}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.stdout.splitlines()[0] == "decision: ask (rule policy.d/10.toml:18)"
-    assert "lets this exact intent through without asking (until always" in out.stdout
-    other = subprocess.run(
-        [
-            str(rig.CLAWVISOR),
-            "policy",
-            "explain",
-            "--config-dir",
-            str(env.daemon.config_dir),
-            "--state-dir",
-            str(env.daemon.root / "state"),
-            "--source",
-            "alpha",
-            "--target",
-            "alpha",
-            "open-url",
-            f"url={url}x",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "grant" not in other.stdout.split("\n", 2)[2]
+
+    def explain(intent_url: str) -> str:
+        return subprocess.run(
+            [
+                str(rig.CLAWVISOR),
+                "policy",
+                "explain",
+                "--config-dir",
+                str(env.daemon.config_dir),
+                "--state-dir",
+                str(env.daemon.root / "state"),
+                "--source",
+                "alpha",
+                "--target",
+                "alpha",
+                "open-url",
+                f"url={intent_url}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+
+    out = explain(url)
+    assert out.splitlines()[0] == "decision: ask (rule policy.d/10.toml:18)"
+    assert "lets this exact intent through without asking (until always" in out
+    assert "grant" not in explain(f"{url}x").split("\n", 2)[2]

@@ -100,19 +100,24 @@ def test_check_warns_on_policy_files_others_can_write(config):
     assert "owned by uid 4242" in out.stdout
 
 
-def test_explain_shows_the_rule_and_why_earlier_ones_did_not_match(config):
-    out = run(
+def explain(config, *params: str, target: str | None = None):
+    """`policy explain` of open-url from alpha (to `target`, or none)."""
+    where = ["--target", target] if target else []
+    return run(
         "policy",
         "explain",
         "--config-dir",
         str(config),
         "--source",
         "alpha",
-        "--target",
-        "alpha",
+        *where,
         "open-url",
-        "url=https://www.EXAMPLE.org/x",
+        *params,
     )
+
+
+def test_explain_shows_the_rule_and_why_earlier_ones_did_not_match(config):
+    out = explain(config, "url=https://www.EXAMPLE.org/x", target="alpha")
     assert out.returncode == 0, out.stdout
     lines = out.stdout.splitlines()
     assert lines[0] == "decision: ask (rule policy.d/10.toml:11)"
@@ -122,45 +127,16 @@ def test_explain_shows_the_rule_and_why_earlier_ones_did_not_match(config):
 
 
 def test_explain_reports_each_failed_condition(config):
-    out = run(
-        "policy",
-        "explain",
-        "--config-dir",
-        str(config),
-        "--source",
-        "alpha",
-        "--target",
-        "beta",
-        "open-url",
-        "url=https://evil.org/",
-    )
+    out = explain(config, "url=https://evil.org/", target="beta")
     assert out.stdout.splitlines()[0] == "decision: deny (rule default)"
     assert "target '@self' does not cover 'beta'" in out.stdout
     # no target: open-url runs on its sender, which @self covers; the URL is what fails
-    out = run(
-        "policy",
-        "explain",
-        "--config-dir",
-        str(config),
-        "--source",
-        "alpha",
-        "open-url",
-        "url=https://evil.org/",
-    )
+    out = explain(config, "url=https://evil.org/")
     assert "param url = 'https://evil.org/' fails: url host is one of" in out.stdout
 
 
 def test_explain_refuses_invalid_params_as_the_daemon_would(config):
-    out = run(
-        "policy",
-        "explain",
-        "--config-dir",
-        str(config),
-        "--source",
-        "alpha",
-        "open-url",
-        "url=ftp://x",
-    )
+    out = explain(config, "url=ftp://x")
     assert out.returncode == 2 and "invalid_params" in out.stdout
 
 

@@ -48,6 +48,19 @@ def ask(broker, url="https://a.org/", r=None, workload="w", intent_id="i1"):
     )
 
 
+def vote(broker, p, *, digest=None, allow=True, agent="cli", principal="uid:0", reason=None):
+    """A verdict on pending request `p` (quoting its own digest unless told otherwise)."""
+    return broker.verdict(
+        pending_id=p["id"],
+        digest=digest or p["digest"],
+        allow=allow,
+        agent=agent,
+        principal=principal,
+        grant=0.0,
+        reason=reason,
+    )
+
+
 async def settle():
     for _ in range(3):
         await asyncio.sleep(0)
@@ -63,15 +76,7 @@ def test_approval_resolves_the_ask_and_withdraws_other_prompts():
         await settle()
         offered = a.events[0]["request"]
         assert b.events[0]["request"]["id"] == offered["id"]
-        ok, msg, *_ = broker.verdict(
-            pending_id=offered["id"],
-            digest=offered["digest"],
-            allow=True,
-            agent="cli",
-            principal="uid:0",
-            grant=0.0,
-            reason=None,
-        )
+        ok, msg, *_ = vote(broker, offered)
         assert ok and msg == "approved"
         res = await task
         assert res.outcome == "approved" and res.approvers == ("cli uid:0",)
@@ -94,28 +99,12 @@ def test_a_verdict_quoting_another_intents_digest_is_refused():
         first = ask(broker, "https://a.org/")
         await settle()
         old = agent.events[0]["request"]
-        broker.verdict(
-            pending_id=old["id"],
-            digest=old["digest"],
-            allow=True,
-            agent="cli",
-            principal="uid:0",
-            grant=0.0,
-            reason=None,
-        )
+        vote(broker, old)
         await first
         second = ask(broker, "https://a.org/CHANGED")
         await settle()
         new = agent.events[-1]["request"]
-        ok, msg, *_ = broker.verdict(
-            pending_id=new["id"],
-            digest=old["digest"],
-            allow=True,
-            agent="cli",
-            principal="uid:0",
-            grant=0.0,
-            reason=None,
-        )
+        ok, msg, *_ = vote(broker, new, digest=old["digest"])
         assert not ok and "digest" in msg
         assert records[-1].outcome == "verdict_refused"
         assert not second.done()
@@ -154,15 +143,7 @@ def test_fifty_identical_asks_share_one_prompt():
         await settle()
         assert len([e for e in agent.events if e["event"] == "pending"]) == 1
         p = agent.events[0]["request"]
-        broker.verdict(
-            pending_id=p["id"],
-            digest=p["digest"],
-            allow=False,
-            agent="cli",
-            principal="uid:0",
-            grant=0.0,
-            reason="no",
-        )
+        vote(broker, p, allow=False, reason="no")
         results = await asyncio.gather(*tasks)
         assert {r.outcome for r in results} == {"denied"}
         assert sum(1 for r in records if r.outcome == "offered") == 1
@@ -228,15 +209,7 @@ def test_agents_only_see_requests_their_kind_may_answer():
         await settle()
         assert tg.events == [] and len(cli.events) == 1
         p = cli.events[0]["request"]
-        refused = broker.verdict(
-            pending_id=p["id"],
-            digest=p["digest"],
-            allow=True,
-            agent="telegram",
-            principal="telegram:1",
-            grant=0.0,
-            reason=None,
-        )
+        refused = vote(broker, p, agent="telegram", principal="telegram:1")
         assert not refused[0]
         task.cancel()
 
