@@ -22,8 +22,16 @@ SOURCES   := pyproject.toml README.md $(shell find supervisor policy executors b
                -type f \( -name '*.py' -o -name '*.c' -o -name '*.toml' -o -name '*.service' \
                -o -name '*.socket' -o -name '*.catalog' \) -not -path '*/__pycache__/*')
 PYTEST_ARGS ?=
+LOCK         := requirements.lock
+RUNTIME_LOCK := runtime.lock
+LOCKTOOL     := build/locktool
+LOCKTOOL_PKGS := pip==26.3 pip-tools==7.6.2
+# The lock is made against PyPI itself, not whatever mirror this machine's pip.conf names.
+LOCKENV      := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null
+LOCKFLAGS    := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+                --no-emit-find-links --index-url https://pypi.org/simple
 
-.PHONY: help setup headers tracefs run test lint typecheck pytest bench reliability fuzz clean \
+.PHONY: help lock setup headers tracefs run test lint typecheck pytest bench reliability fuzz clean \
         install uninstall deb wheels schema
 
 help:
@@ -36,6 +44,7 @@ help:
 	@echo "make uninstall  stop and remove it (configuration and state stay)"
 	@echo "make deb        build the Debian package in build/"
 	@echo "make schema     regenerate supervisor/protocol.schema.json from the Structs"
+	@echo "make lock       re-resolve requirements.lock and runtime.lock from pyproject.toml"
 
 setup: $(STAMP) headers tracefs
 
@@ -73,10 +82,29 @@ headers: | .apt-stamp-check
 tracefs:
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
 
-$(STAMP): pyproject.toml | .apt-stamp-check
+# Every Python dependency comes from requirements.lock, pinned with sha256 hashes (dev,
+# bench and mcp extras included): a new upstream release never changes what a fresh clone
+# installs. The project itself goes in last, editable, without resolving anything.
+$(STAMP): pyproject.toml $(LOCK) | .apt-stamp-check
 	@test -x $(VPY) || $(PY) -m venv --system-site-packages $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@echo "setup: installing $$(grep -c '^[a-z0-9].*==' $(LOCK)) pinned packages from $(LOCK)" \
+	    "(sha256 $$(sha256sum $(LOCK) | cut -c1-16)), hashes required"
+	$(VPY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(VPY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Refresh both locks from pyproject.toml against PyPI (needs the network; review the diff).
+# requirements.lock: everything a developer, the tests and the benchmarks use;
+# runtime.lock: what a release ships, the same versions (constrained by the first).
+lock:
+	rm -rf $(LOCKTOOL)
+	$(PY) -m venv $(LOCKTOOL)
+	$(LOCKENV) $(LOCKTOOL)/bin/pip install -q $(LOCKTOOL_PKGS)
+	$(LOCKENV) $(LOCKTOOL)/bin/pip-compile $(LOCKFLAGS) --extra dev --extra bench --extra mcp \
+	    -o $(LOCK) pyproject.toml
+	$(LOCKENV) $(LOCKTOOL)/bin/pip-compile $(LOCKFLAGS) -c $(LOCK) -o $(RUNTIME_LOCK) pyproject.toml
+	@echo "lock: $$(grep -c '^[a-z0-9].*==' $(LOCK)) pins in $(LOCK)," \
+	    "$$(grep -c '^[a-z0-9].*==' $(RUNTIME_LOCK)) in $(RUNTIME_LOCK)"
 
 run: setup
 	$(VENV)/bin/clawvisor serve
@@ -112,16 +140,18 @@ BENCH_APT := bpftrace inotify-tools polkitd sudo dbus
 # Every benchmark beside its peers: bench/results.md and bench/results/*.png.
 bench: setup
 	$(call apt_ensure,$(BENCH_APT))
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(VPY) -m bench.all
 
 # The build's wheels: clawvisor's and every dependency's, so that installing needs no
 # network and a release is exactly what was built.
 wheels: $(WHEELS)/.built
 
-$(WHEELS)/.built: $(SOURCES)
+$(WHEELS)/.built: $(SOURCES) $(RUNTIME_LOCK)
 	rm -rf $(WHEELS)
-	$(PY) -m pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELS) .
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --require-hashes --no-deps \
+	    --wheel-dir $(WHEELS) -r $(RUNTIME_LOCK)
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	    --wheel-dir $(WHEELS) .
 	@touch $@
 
 install: $(WHEELS)/.built | .apt-runtime

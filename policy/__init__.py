@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .catalog import ActionInfo, Catalog
 from .errors import PolicyError, PolicyTestError
-from .evaluate import evaluate
+from .evaluate import evaluate, runs_on
 from .explain import Explanation, explain
 from .lint import Finding, lint
 from .load import load_policy_dir, load_policy_texts
@@ -32,4 +32,5 @@ __all__ = [
     "load_policy_dir",
     "load_policy_texts",
     "run_tests",
+    "runs_on",
 ]

@@ -14,7 +14,7 @@ from .constraints import Exact, parse_constraint
 from .drafts import FileDraft, GroupDraft, Positioned, RuleDraft, TestDraft
 from .errors import PolicyError
 from .model import APPROVERS, Constraint, Policy, PolicyTest, Rule, Workloads
-from .subjects import ANY, NAME, source_error, source_matches, target_error
+from .subjects import ANY, NAME, SELF, source_error, source_matches, target_error
 from .units import parse_grant, parse_rate
 
 BUILTIN_GROUPS = ("readonly", "mutating")
@@ -130,6 +130,14 @@ def _compile_rule(
             )
         if s.decision == "deny":
             raise fail("default_target", "default_target means nothing on a deny rule")
+        if s.target == SELF:
+            # `@self` says the intent acts on its sender; a default_target elsewhere would
+            # let any sender's untargeted intent act on that other workload.
+            raise fail(
+                "default_target",
+                "default_target cannot go with target = '@self': an intent that names no "
+                "target runs on its sender; use target = '@default' to send those elsewhere",
+            )
     try:
         grant_max = parse_grant(s.grant)
     except ValueError as exc:

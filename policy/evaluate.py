@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .model import DEFAULT_DENY, Policy, Rule, Verdict
-from .subjects import source_matches, target_matches
+from .subjects import SELF, source_matches, target_matches
 
 
 def candidates(policy: Policy, source: str, action: str) -> tuple[Rule, ...]:
@@ -37,3 +37,21 @@ def evaluate(
             verdict: Verdict = rule.verdict
             return verdict
     return DEFAULT_DENY
+
+
+def runs_on(policy: Policy, rule: Rule, source: str, action: str, target: str | None) -> str | None:
+    """Where an intent decided by `rule` runs: the target it names; else, for a `@self`
+    rule, its sender (never `default_target`); else the rule's `default_target`; else the
+    sender for actions that run on their sender; else nowhere in particular (None).
+
+    The one definition: the pipeline runs intents there, and `policy explain`, grants and
+    `policy replay` work it out through this same function.
+    """
+    if target is not None:
+        return target
+    on_sender = action in policy.sender_actions
+    if rule.target == SELF:
+        return source if on_sender else None
+    if rule.default_target is not None:
+        return rule.default_target
+    return source if on_sender else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -61,13 +62,37 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     line: int
     #: `file:line`, the rule's name in replies and audit records.
     where: str = ""
+    #: `file:line` plus a hash of everything the rule says: prompts and grants are keyed
+    #: by it, so an edited rule (same line, other content) is another rule.
+    identity: str = ""
     #: The verdict this rule gives, built once.
     verdict: Any = None
 
     def __post_init__(self) -> None:
         if not self.where:
             msgspec.structs.force_setattr(self, "where", f"{self.file}:{self.line}")
+        if not self.identity:
+            msgspec.structs.force_setattr(self, "identity", f"{self.where}#{self._content_hash()}")
         msgspec.structs.force_setattr(self, "verdict", Verdict(decision=self.decision, rule=self))
+
+    def _content_hash(self) -> str:
+        content = "\x1f".join(
+            [
+                self.action,
+                ",".join(sorted(self.actions)),
+                self.source,
+                self.target,
+                self.decision,
+                *(c.describe() for c in self.constraints),
+                repr(self.timeout),
+                self.rate.text if self.rate is not None else "",
+                self.default_target or "",
+                ",".join(self.approvers),
+                self.grant,
+                str(self.quorum),
+            ]
+        )
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -1,12 +1,18 @@
 """The approvals broker: an `ask` waits here for human verdicts, its deadline, or its end.
 
-A pending request is offered to every subscribed agent the rule allows. Its digest binds
-any verdict to the exact intent shown (workload, action, target, params and a nonce):
-a verdict quoting another digest is refused. The first deny, or `quorum` allows from
-distinct approvers, decides; the other prompts are withdrawn. Identical asks from one
-workload share one prompt, and each workload has a cap on pending requests. Every
-pending request is recorded in the state directory so that, after a crash, the next
-start audits it as denied.
+A prompt is what agents show: one intent decided by one rule (its key binds both, so an
+intent decided by another rule never joins it), with the identical intents waiting
+behind it counted. A verdict quotes the prompt's digest (the key salted with a nonce),
+and the nonce changes whenever the prompt releases anyone, so one verdict is one
+release: "once" releases the oldest waiter only; "allow all N" (`release=N`) at most the
+N the human saw; a grant (a duration or always) is recorded once, here, and lets every
+waiter through. The first deny, or `quorum` allows from distinct principals, decides.
+
+Each waiter has its own deadline. It is written to the state directory before it joins
+(so that after a crash the next start audits it as refused), off the event loop; if
+that write fails the intent is answered `unavailable` and no agent is shown anything.
+A waiter whose gateway leaves or cancels is withdrawn, and a prompt with nobody left
+waiting is withdrawn from every agent.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +43,10 @@ from .protocol import (
     encode_event,
 )
 from .sanitize import shown
-from .statefile import read_or_none, write_atomic
+from .statefile import Saver, read_or_none, write_atomic
 
-Outcome = Literal["approved", "denied", "timeout", "unavailable", "cancelled", "rate_limited"]
-_ANSWERS: dict[str, Literal["approved", "denied", "timeout", "cancelled", "unavailable"]] = {
-    "approved": "approved",
-    "denied": "denied",
-    "timeout": "timeout",
-    "cancelled": "cancelled",
-    "unavailable": "unavailable",
-}
+Outcome = Literal["approved", "denied", "timeout", "unavailable", "withdrawn", "rate_limited"]
+Closing = Literal["approved", "denied", "timeout", "withdrawn", "unavailable", "policy_changed"]
 
 
 class AgentSession(Protocol):
@@ -60,12 +61,13 @@ class AgentSession(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """How a pending request ended."""
+    """How one waiting intent's ask ended."""
 
     outcome: Outcome
     approvers: tuple[str, ...] = ()
-    #: Seconds the approvers granted beyond this once (0: once; inf: always).
-    grant: float = 0.0
+    #: The grant the approving verdict recorded (the intent is let through by it).
+    grant_id: str | None = None
+    #: The prompt's key, and the nonce and digest the approving verdict quoted.
     key: str = ""
     nonce: str = ""
     digest: str = ""
@@ -73,8 +75,35 @@ class Resolution:
     pending_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class VerdictTaken:
+    """What a verdict did: refused (with why), recorded as a vote, or decided."""
+
+    accepted: bool
+    message: str
+    decided: bool = False
+    votes: int = 0
+    quorum: int = 0
+    released: int = 0
+    still_waiting: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """What an approving verdict with a duration asks the grant store to record."""
+
+    key: str
+    workload: str
+    action: str
+    target: str | None
+    params: Mapping[str, Any]
+    rule: Rule
+    approvers: tuple[str, ...]
+    seconds: float
+
+
 def bound_digest(nonce: str, key: str) -> str:
-    """The digest a verdict must quote: the intent key, salted with the request's nonce."""
+    """The digest a verdict must quote: the prompt's key, salted with its current nonce."""
     return hashlib.sha256(f"{nonce}:{key}".encode()).hexdigest()
 
 
@@ -83,26 +112,37 @@ class _Vote:
     principal: str
     agent: str
     grant: float
+    release: int
 
 
-@dataclass(slots=True)
-class _Pending:
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    intent_id: str
+    created: float
+    deadline: float
+    future: asyncio.Future[Resolution]
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Prompt:
     id: str
     key: str
     nonce: str
     digest: str
-    intent_id: str
     workload: str
     action: str
     target: str | None
     params: Mapping[str, Any]
     rule: Rule
     created: float
-    deadline: float
-    future: asyncio.Future[Resolution]
-    timer: asyncio.TimerHandle | None = None
+    #: The intent that opened it (its records name that one).
+    intent_id: str
+    #: In arrival order (a dict: ordered, and O(1) removal).
+    waiters: dict[_Waiter, None] = field(default_factory=dict)
     votes: list[_Vote] = field(default_factory=list)
-    waiters: int = 0
+    offered: bool = False
+    update_due: bool = False
 
     def view(self, limit: int | None = 200) -> PendingView:
         params: dict[str, str] = {}
@@ -114,6 +154,7 @@ class _Pending:
             else:
                 params[name], was_cut = shown(text, limit)
                 cut = cut or was_cut
+        first = next(iter(self.waiters), None)
         return PendingView(
             id=self.id,
             workload=self.workload,
@@ -122,16 +163,17 @@ class _Pending:
             params=params,
             cut=cut,
             rule=self.rule.where,
-            deadline=self.deadline,
+            deadline=first.deadline if first is not None else self.created,
             digest=self.digest,
             grant=self.rule.grant,
             quorum=self.rule.quorum,
             votes=len(self.votes),
+            waiting=len(self.waiters),
         )
 
 
 class PendingRecord(msgspec.Struct, frozen=True):
-    """What the state directory keeps of a pending request, to deny it after a crash."""
+    """What the state directory keeps of one waiting intent, to refuse it after a crash."""
 
     id: str
     intent_id: str
@@ -142,8 +184,12 @@ class PendingRecord(msgspec.Struct, frozen=True):
     created: float
 
 
+def _never_granted(request: GrantRequest) -> str:
+    raise RuntimeError("this broker records no grants")
+
+
 class Broker:
-    """Holds pending asks and the agents that may answer them."""
+    """Holds the prompts, their waiting intents, and the agents that may answer them."""
 
     def __init__(
         self,
@@ -152,22 +198,31 @@ class Broker:
         *,
         max_pending_per_workload: int = 10,
         clock: Callable[[], float] = time.time,
+        record_grant: Callable[[GrantRequest], str] = _never_granted,
     ) -> None:
         self._audit = audit
-        self._state_file = state_file
         self.max_pending_per_workload = max_pending_per_workload
         self._clock = clock
-        self._pending: dict[str, _Pending] = {}
-        self._by_key: dict[str, _Pending] = {}
+        self._record_grant = record_grant
+        self._pending: dict[str, _Prompt] = {}
+        self._by_key: dict[str, _Prompt] = {}
+        self._per_workload: Counter[str] = Counter()
         self._agents: set[AgentSession] = set()
         self._closed = False
+        self._saver = (
+            Saver(state_file, self._snapshot, self._save_failed) if state_file is not None else None
+        )
 
     # --- agents ----------------------------------------------------------------------
 
     def subscribe(self, session: AgentSession) -> list[PendingView]:
         """Start pushing events to `session`; the requests it may answer now."""
         self._agents.add(session)
-        return [p.view() for p in self._pending.values() if session.agent in p.rule.approvers]
+        return [
+            p.view()
+            for p in self._pending.values()
+            if p.offered and session.agent in p.rule.approvers
+        ]
 
     def unsubscribe(self, session: AgentSession) -> None:
         """Stop pushing events to `session` (its prompts simply stay unanswered)."""
@@ -185,13 +240,18 @@ class Broker:
 
     @property
     def pending(self) -> list[PendingView]:
-        """The requests waiting now, oldest first."""
-        return [p.view() for p in self._pending.values()]
+        """The prompts shown now, oldest first."""
+        return [p.view() for p in self._pending.values() if p.offered]
+
+    @property
+    def waiting(self) -> int:
+        """Intents waiting for a verdict, over all prompts."""
+        return sum(len(p.waiters) for p in self._pending.values())
 
     def show(self, pending_id: str) -> PendingView | None:
-        """One pending request with every value in full."""
+        """One shown prompt with every value in full."""
         p = self._pending.get(pending_id)
-        return p.view(limit=None) if p is not None else None
+        return p.view(limit=None) if p is not None and p.offered else None
 
     async def ask(
         self,
@@ -202,29 +262,79 @@ class Broker:
         target: str | None,
         params: Mapping[str, Any],
         rule: Rule,
+        withdrawn: asyncio.Future[str] | None = None,
+        key: str | None = None,
     ) -> Resolution:
-        """Wait for the verdict on an intent; identical pending intents share one prompt."""
+        """Wait for the verdict on one intent (or its deadline, or its withdrawal).
+
+        `key` (the intent with its deciding rule, computed when not given) decides which
+        waiting intents share a prompt. `withdrawn` resolves (with a reason) when the
+        intent's gateway is gone.
+        """
+        if key is None:
+            key = intent_key(workload, action, target, params, rule.identity)
         if self._closed:
-            return Resolution("unavailable")
-        key = intent_key(workload, action, target, params)
+            return Resolution("unavailable", key=key, reason="the daemon is shutting down")
         p = self._by_key.get(key)
         if p is None:
-            if (
-                sum(1 for q in self._pending.values() if q.workload == workload)
-                >= self.max_pending_per_workload
-            ):
+            if self._per_workload[workload] >= self.max_pending_per_workload:
                 return Resolution("rate_limited", key=key)
-            p = self._open(intent_id, key, workload, action, target, params, rule)
-        p.waiters += 1
+            p = self._new_prompt(intent_id, key, workload, action, target, params, rule)
+        loop = asyncio.get_running_loop()
+        now = self._clock()
+        w = _Waiter(
+            intent_id=intent_id,
+            created=now,
+            deadline=now + rule.timeout,
+            future=loop.create_future(),
+        )
+        w.timer = loop.call_later(rule.timeout, self._expire, p, w)
+        p.waiters[w] = None
         try:
-            return await asyncio.shield(p.future)
+            return await self._wait(p, w, withdrawn)
         finally:
-            p.waiters -= 1
-            if p.waiters == 0 and not p.future.done():
-                # Every gateway waiting for it has gone: nobody would get the result.
-                self._finish(p, Resolution("cancelled", key=p.key), "cancelled", None)
+            if not w.future.done():  # cancelled from outside (an interrupted shutdown)
+                self._leave(p, w, Resolution("withdrawn", key=p.key), "withdrawn")
 
-    def _open(
+    async def _wait(
+        self, p: _Prompt, w: _Waiter, withdrawn: asyncio.Future[str] | None
+    ) -> Resolution:
+        if self._saver is not None:
+            try:
+                await self._saver.commit()
+            except OSError as exc:
+                if not w.future.done():
+                    self._leave(
+                        p,
+                        w,
+                        Resolution(
+                            "unavailable",
+                            key=p.key,
+                            reason=f"the request could not be recorded in the state "
+                            f"directory ({exc.strerror or exc}); nobody was asked",
+                        ),
+                        "unavailable",
+                    )
+                return w.future.result()
+        if w.future.done():  # timed out, or the daemon closed, while it was being saved
+            return w.future.result()
+        if not p.offered:
+            self._offer(p)
+        else:
+            self._update_soon(p)
+        if withdrawn is None:
+            return await asyncio.shield(w.future)
+        await asyncio.wait((w.future, withdrawn), return_when=asyncio.FIRST_COMPLETED)
+        if withdrawn.done():
+            # Gone before or as it was decided: never run for nobody.
+            reason = withdrawn.result() if not withdrawn.cancelled() else "withdrawn"
+            if not w.future.done():
+                self._leave(p, w, Resolution("withdrawn", key=p.key, reason=reason), "withdrawn")
+                return w.future.result()
+            return Resolution("withdrawn", key=p.key, reason=reason, pending_id=p.id)
+        return w.future.result()
+
+    def _new_prompt(
         self,
         intent_id: str,
         key: str,
@@ -233,59 +343,84 @@ class Broker:
         target: str | None,
         params: Mapping[str, Any],
         rule: Rule,
-    ) -> _Pending:
-        loop = asyncio.get_running_loop()
+    ) -> _Prompt:
         nonce = secrets.token_hex(16)
-        now = self._clock()
-        p = _Pending(
+        p = _Prompt(
             id=f"p-{secrets.token_hex(5)}",
             key=key,
             nonce=nonce,
             digest=bound_digest(nonce, key),
-            intent_id=intent_id,
             workload=workload,
             action=action,
             target=target,
             params=params,
             rule=rule,
-            created=now,
-            deadline=now + rule.timeout,
-            future=loop.create_future(),
+            created=self._clock(),
+            intent_id=intent_id,
         )
-        p.timer = loop.call_later(rule.timeout, self._expire, p.id)
         self._pending[p.id] = p
         self._by_key[key] = p
-        self._save()
-        sent = self._push(encode_event(PendingEvent(request=p.view())), rule.approvers)
+        self._per_workload[workload] += 1
+        return p
+
+    def _offer(self, p: _Prompt) -> None:
+        p.offered = True
+        sent = self._push(encode_event(PendingEvent(request=p.view())), p.rule.approvers)
         self._record(
             p,
             NOTICE,
             "offered",
             None,
-            f"asking {', '.join(rule.approvers)} ({sent} agents connected); "
-            f"times out in {rule.timeout:g} s",
+            f"asking {', '.join(p.rule.approvers)} ({sent} agents connected); "
+            f"times out in {p.rule.timeout:g} s",
         )
-        return p
 
-    def _expire(self, pending_id: str) -> None:
-        p = self._pending.get(pending_id)
-        if p is not None and not p.future.done():
-            self._finish(p, Resolution("timeout", key=p.key), "timeout", None)
+    def _update_soon(self, p: _Prompt) -> None:
+        """Show agents the prompt's new state once this loop iteration is over (a burst
+        of identical asks is one update, not one per ask)."""
+        if not p.update_due:
+            p.update_due = True
+            asyncio.get_running_loop().call_soon(self._push_update, p)
 
-    def _finish(self, p: _Pending, resolution: Resolution, reason: str, by: str | None) -> None:
-        if p.timer is not None:
-            p.timer.cancel()
-        self._pending.pop(p.id, None)
+    def _push_update(self, p: _Prompt) -> None:
+        p.update_due = False
+        if p.offered and self._pending.get(p.id) is p:
+            self._push(encode_event(PendingEvent(request=p.view())), p.rule.approvers)
+
+    def _expire(self, p: _Prompt, w: _Waiter) -> None:
+        if not w.future.done():
+            self._leave(p, w, Resolution("timeout", key=p.key, pending_id=p.id), "timeout")
+
+    def _leave(self, p: _Prompt, w: _Waiter, resolution: Resolution, closing: Closing) -> None:
+        """`w` stops waiting with `resolution`; a prompt nobody waits behind is closed."""
+        if w.timer is not None:
+            w.timer.cancel()
+        p.waiters.pop(w, None)
+        if not w.future.done():
+            w.future.set_result(resolution)
+        if self._saver is not None:
+            self._saver.touch()
+        if not p.waiters:
+            self._close(p, closing, None)
+        else:
+            self._update_soon(p)
+
+    def _close(self, p: _Prompt, closing: Closing, by: str | None, note: str = "") -> None:
+        if self._pending.pop(p.id, None) is None:
+            return
         if self._by_key.get(p.key) is p:
             del self._by_key[p.key]
-        self._save()
-        if not p.future.done():
-            p.future.set_result(resolution)
-        self._push(
-            encode_event(WithdrawnEvent(id=p.id, reason=_ANSWERS[reason], by=by)), p.rule.approvers
-        )
-        priority = INFO if reason == "approved" else NOTICE
-        self._record(p, priority, reason, by, f"request {reason}" + (f" by {by}" if by else ""))
+        self._per_workload[p.workload] -= 1
+        if self._per_workload[p.workload] <= 0:
+            del self._per_workload[p.workload]
+        if self._saver is not None:
+            self._saver.touch()
+        if not p.offered:
+            return  # nobody was shown it: nothing to withdraw or record
+        self._push(encode_event(WithdrawnEvent(id=p.id, reason=closing, by=by)), p.rule.approvers)
+        priority = INFO if closing == "approved" else NOTICE
+        text = f"request {closing.replace('_', ' ')}" + (f" by {by}" if by else "") + note
+        self._record(p, priority, closing, by, text)
 
     # --- verdicts --------------------------------------------------------------------
 
@@ -299,21 +434,29 @@ class Broker:
         principal: str,
         grant: float,
         reason: str | None,
-    ) -> tuple[bool, str, int, int]:
-        """Apply one verdict. Returns (accepted, message, votes, quorum)."""
+        release: int = 1,
+    ) -> VerdictTaken:
+        """Apply one verdict to a shown prompt."""
         p = self._pending.get(pending_id)
-        if p is None:
-            return False, f"{pending_id} is not pending (answered, timed out or unknown)", 0, 0
+        if p is None or not p.offered:
+            return VerdictTaken(
+                False, f"{pending_id} is not pending (answered, timed out or unknown)"
+            )
         who = f"{agent} {principal}"
+        quorum = p.rule.quorum
         if not secrets.compare_digest(digest, p.digest):
             self._record(
                 p,
                 WARNING,
                 "verdict_refused",
                 who,
-                "verdict refused: its digest is not this request's",
+                "verdict refused: its digest is not this request's current one",
             )
-            return False, "digest does not match this request: the intent differs", 0, 0
+            return VerdictTaken(
+                False,
+                "digest does not match this request now: the intent differs, or the "
+                "request changed since it was shown (show it again)",
+            )
         if agent not in p.rule.approvers:
             self._record(
                 p,
@@ -322,50 +465,103 @@ class Broker:
                 who,
                 f"verdict refused: rule {p.rule.where} does not let {agent} answer",
             )
-            return False, f"rule {p.rule.where} does not accept answers from {agent}", 0, 0
+            return VerdictTaken(False, f"rule {p.rule.where} does not accept answers from {agent}")
         if not allow:
-            self._finish(
-                p,
-                Resolution("denied", approvers=(who,), key=p.key, reason=reason, pending_id=p.id),
-                "denied",
-                who,
+            waiting = list(p.waiters)
+            refused = Resolution(
+                "denied", approvers=(who,), key=p.key, reason=reason, pending_id=p.id
             )
-            return True, "denied", len(p.votes), p.rule.quorum
+            for w in waiting:
+                if w.timer is not None:
+                    w.timer.cancel()
+                if not w.future.done():
+                    w.future.set_result(refused)
+            p.waiters.clear()
+            note = f" ({len(waiting)} waiting refused)" if len(waiting) > 1 else ""
+            self._close(p, "denied", who, note)
+            return VerdictTaken(True, "denied", decided=True, votes=len(p.votes), quorum=quorum)
         if grant > p.rule.grant_max:
-            return (
+            return VerdictTaken(
                 False,
-                (f"rule {p.rule.where} lets an approval grant at most {p.rule.grant}"),
-                len(p.votes),
-                p.rule.quorum,
+                f"rule {p.rule.where} lets an approval grant at most {p.rule.grant}",
+                votes=len(p.votes),
+                quorum=quorum,
             )
         if any(v.principal == principal for v in p.votes):
-            return (
+            return VerdictTaken(
                 False,
-                (f"{principal} already approved; quorum {p.rule.quorum} needs different approvers"),
-                len(p.votes),
-                p.rule.quorum,
+                f"{principal} already approved; quorum {quorum} needs different approvers",
+                votes=len(p.votes),
+                quorum=quorum,
             )
-        p.votes.append(_Vote(principal=principal, agent=agent, grant=grant))
-        self._record(p, INFO, "vote", who, f"approved by {who} ({len(p.votes)} of {p.rule.quorum})")
-        if len(p.votes) < p.rule.quorum:
-            return True, "vote recorded", len(p.votes), p.rule.quorum
-        approvers = tuple(f"{v.agent} {v.principal}" for v in p.votes)
-        granted = min(v.grant for v in p.votes)
-        self._finish(
-            p,
-            Resolution(
-                "approved",
-                approvers=approvers,
-                grant=granted,
-                key=p.key,
-                nonce=p.nonce,
-                digest=p.digest,
-                pending_id=p.id,
-            ),
+        p.votes.append(_Vote(principal=principal, agent=agent, grant=grant, release=release))
+        self._record(p, INFO, "vote", who, f"approved by {who} ({len(p.votes)} of {quorum})")
+        if len(p.votes) < quorum:
+            self._update_soon(p)
+            return VerdictTaken(True, "vote recorded", votes=len(p.votes), quorum=quorum)
+        return self._release(p, quorum)
+
+    def _release(self, p: _Prompt, quorum: int) -> VerdictTaken:
+        votes = p.votes
+        approvers = tuple(f"{v.agent} {v.principal}" for v in votes)
+        seconds = min(v.grant for v in votes)
+        grant_id: str | None = None
+        if seconds > 0:
+            grant_id = self._record_grant(
+                GrantRequest(
+                    key=p.key,
+                    workload=p.workload,
+                    action=p.action,
+                    target=p.target,
+                    params=p.params,
+                    rule=p.rule,
+                    approvers=approvers,
+                    seconds=seconds,
+                )
+            )
+            count = len(p.waiters)  # the grant covers each of them
+        else:
+            count = min(*(v.release for v in votes), len(p.waiters))
+        released = list(p.waiters)[:count]
+        approved = Resolution(
             "approved",
-            ", ".join(approvers),
+            approvers=approvers,
+            grant_id=grant_id,
+            key=p.key,
+            nonce=p.nonce,
+            digest=p.digest,
+            pending_id=p.id,
         )
-        return True, "approved", len(p.votes), p.rule.quorum
+        for w in released:
+            if w.timer is not None:
+                w.timer.cancel()
+            del p.waiters[w]
+            if not w.future.done():
+                w.future.set_result(approved)
+        if self._saver is not None:
+            self._saver.touch()
+        left = len(p.waiters)
+        by = ", ".join(approvers)
+        how = f"released {count} of {count + left}" + (f" (grant {grant_id})" if grant_id else "")
+        if left:
+            # One verdict is one release: the rest wait for answers of their own, which
+            # must quote the new digest.
+            p.nonce = secrets.token_hex(16)
+            p.digest = bound_digest(p.nonce, p.key)
+            p.votes = []
+            self._record(p, INFO, "approved", by, f"approved by {by}: {how}; {left} still waiting")
+            self._update_soon(p)
+        else:
+            self._close(p, "approved", by, f": {how}")
+        return VerdictTaken(
+            True,
+            "approved",
+            decided=True,
+            votes=len(votes),
+            quorum=quorum,
+            released=count,
+            still_waiting=left,
+        )
 
     def alert(self, event: AlertEvent) -> int:
         """Show every connected agent an alert; how many got it."""
@@ -380,12 +576,18 @@ class Broker:
         """Refuse new asks and answer every waiting one as `unavailable`."""
         self._closed = True
         for p in list(self._pending.values()):
-            self._finish(p, Resolution("unavailable", key=p.key), "unavailable", None)
+            for w in list(p.waiters):
+                self._leave(
+                    p,
+                    w,
+                    Resolution("unavailable", key=p.key, reason="the daemon is shutting down"),
+                    "unavailable",
+                )
 
     # --- records -----------------------------------------------------------------------
 
     def _record(
-        self, p: _Pending, priority: int, outcome: str, approver: str | None, message: str
+        self, p: _Prompt, priority: int, outcome: str, approver: str | None, message: str
     ) -> None:
         self._audit(
             AuditRecord(
@@ -399,30 +601,47 @@ class Broker:
                 outcome=outcome,
                 approver=approver,
                 pending=p.id,
-                message=f"{p.workload} {p.action} -> {p.target or '-'} [{p.id}]: {message}",
+                message=f"{p.workload} {p.action} -> {p.target or '-'} [{p.id}]: {message}"
+                + (f" ({len(p.waiters)} waiting)" if len(p.waiters) > 1 else ""),
             )
         )
 
-    def _save(self) -> None:
-        if self._state_file is None:
-            return
-        records = [
-            PendingRecord(
-                id=p.id,
-                intent_id=p.intent_id,
-                workload=p.workload,
-                action=p.action,
-                target=p.target,
-                rule=p.rule.where,
-                created=p.created,
+    def _snapshot(self) -> bytes:
+        return msgspec.json.encode(
+            [
+                PendingRecord(
+                    id=p.id,
+                    intent_id=w.intent_id,
+                    workload=p.workload,
+                    action=p.action,
+                    target=p.target,
+                    rule=p.rule.where,
+                    created=w.created,
+                )
+                for p in self._pending.values()
+                for w in p.waiters
+            ]
+        )
+
+    def _save_failed(self, exc: OSError) -> None:
+        self._audit(
+            AuditRecord(
+                kind="approval",
+                priority=WARNING,
+                outcome="unavailable",
+                detail=str(exc),
+                message=f"the pending requests could not be saved to the state directory: {exc}",
             )
-            for p in self._pending.values()
-        ]
-        write_atomic(self._state_file, msgspec.json.encode(records))
+        )
+
+    async def saved(self) -> None:
+        """Wait until the state file lists exactly the intents waiting now."""
+        if self._saver is not None:
+            await self._saver.commit()
 
 
 def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> int:
-    """Audit pending requests a stopped daemon left behind as denied; clear the record."""
+    """Audit the intents a stopped daemon left waiting as refused; clear the record."""
     data = read_or_none(state_file)
     if not data:
         return 0
@@ -442,7 +661,7 @@ def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> in
     for r in records:
         audit(
             AuditRecord(
-                kind="approval",
+                kind="decision",
                 priority=NOTICE,
                 intent_id=r.intent_id,
                 workload=r.workload,
@@ -452,6 +671,7 @@ def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> in
                 outcome="unavailable",
                 pending=r.id,
                 decision="ask",
+                final=1,
                 message=f"{r.workload} {r.action} -> {r.target or '-'} [{r.id}]: denied "
                 "(unavailable): the daemon stopped while it was pending",
             )

@@ -115,6 +115,7 @@ class Auditor:
         self.backlog_cap = backlog_cap
         #: Deferred records dropped because the backlog was full (reported when back).
         self.lost = 0
+        self._loss_said = False
 
     @property
     def journal_ok(self) -> bool:
@@ -126,11 +127,30 @@ class Auditor:
         """Deferred records still waiting for a sink."""
         return len(self._backlog)
 
+    def license(self, rec: AuditRecord) -> None:
+        """Write a record that lets something run: written now, or AuditUnavailable is
+        raised and the caller must not act."""
+        self.write(rec)
+
+    def note(self, rec: AuditRecord) -> bool:
+        """Write a record that licenses nothing: now, or held in the bounded backlog until
+        a sink takes records again. False when even the backlog was full: the loss is
+        counted and reported at CRIT once the trail is back, never silent."""
+        try:
+            self.write(rec, defer=True)
+        except AuditUnavailable as exc:
+            if not self._loss_said:
+                self._loss_said = True
+                self._say(f"AUDIT RECORDS LOST (counted, reported when the trail is back): {exc}")
+            return False
+        return True
+
     def write(self, rec: AuditRecord, *, defer: bool = False) -> None:
-        """Record `rec` durably or raise AuditUnavailable. Never drops it silently.
+        """The mechanism under `license` (defer=False) and `note` (defer=True): record
+        `rec` durably or raise AuditUnavailable. Never drops it silently.
 
         With `defer`, a record no sink takes waits in the backlog instead (raising only
-        when the backlog is full); callers defer only records that do not license an action.
+        when the backlog is full).
         """
         if rec.ts is None:
             rec.ts = time.time()
@@ -169,6 +189,7 @@ class Auditor:
                 self.lost += lost
                 raise
             self._say(f"{lost} deferred audit records were lost (backlog full)")
+            self._loss_said = False
 
     def _write_now(self, rec: AuditRecord) -> None:
         rec.chain, rec.seq, rec.prev = self.chain, self._seq + 1, self._hash

@@ -46,7 +46,10 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     uid: int | None = None
     pid: int | None = None
     action: str | None = None
+    #: The target the intent named (None: it named none) ...
     target: str | None = None
+    #: ... and the workload it ran on (or would have), when that differs.
+    runs_on: str | None = None
     decision: str | None = None
     rule: str | None = None
     params: str | None = None
@@ -54,6 +57,8 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     approver: str | None = None
     pending: str | None = None
     detail: str | None = None
+    #: 1 on the one record that ends an accepted intent: its outcome.
+    final: int | None = None
     #: The hash chain (supervisor/audit_chain.py): its id, this record's place in it,
     #: the previous record's hash and this one's.
     chain: str | None = None
@@ -86,6 +91,7 @@ _REPEATING: Final = frozenset(
         "pid",
         "action",
         "target",
+        "runs_on",
         "decision",
         "rule",
         "outcome",

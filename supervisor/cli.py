@@ -235,7 +235,9 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     from .agents.commands import verdict
 
     grant = "always" if args.always else (args.grant_for or "once")
-    return _guard(lambda: verdict(args.socket, args.request, allow=True, grant=grant))
+    return _guard(
+        lambda: verdict(args.socket, args.request, allow=True, grant=grant, release_all=args.all)
+    )
 
 
 def _cmd_deny(args: argparse.Namespace) -> int:
@@ -665,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--always",
         action="store_true",
         help="let this exact intent through from now on, if the rule allows",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="release every identical request shown as waiting behind this one (without "
+        "it, an approval releases exactly one)",
     )
     p.add_argument("request", metavar="ID")
     p.set_defaults(func=_cmd_approve)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 
-from .protocol import MAX_LINE, ErrorInfo, IntentReply, Reply, Result
+from .protocol import MAX_LINE, CancelResult, ErrorInfo, IntentReply, Reply, Result
 
 DEFAULT_INTENTS_SOCKET: Final = "/run/clawvisor/intents.sock"
 DEFAULT_CONTROL_SOCKET: Final = "/run/clawvisor/control.sock"
@@ -173,6 +173,13 @@ class Unavailable(ClawvisorError):
     retryable = True
 
 
+class Cancelled(ClawvisorError):
+    """The request was withdrawn (by a `cancel`, or its connection went) before it ran."""
+
+    code = "cancelled"
+    retryable = True
+
+
 #: The exception class for each error code on the wire.
 ERRORS: Final[Mapping[str, type[ClawvisorError]]] = MappingProxyType(
     {
@@ -189,6 +196,7 @@ ERRORS: Final[Mapping[str, type[ClawvisorError]]] = MappingProxyType(
             RateLimited,
             ExecutorFailed,
             Unavailable,
+            Cancelled,
         )
     }
 )
@@ -217,8 +225,21 @@ def error_for(reply: Reply) -> ClawvisorError:
 
 def result_of(reply: IntentReply) -> Result:
     """The reply's typed result, or its error raised as the matching exception."""
-    if reply.status == "ok" and reply.result is not None:
-        return reply.result
+    result = reply.result
+    if reply.status == "ok" and result is not None and not isinstance(result, CancelResult):
+        return result
+    raise error_for(reply)
+
+
+def cancel_line(request_id: str, target: str) -> bytes:
+    """The line that withdraws request `target` (sent with id `request_id`)."""
+    return _encoder.encode({"id": request_id, "cancel": target}) + b"\n"
+
+
+def cancel_state(reply: IntentReply) -> str:
+    """What a cancel did: withdrawn, running or unknown (its error raised otherwise)."""
+    if isinstance(reply.result, CancelResult):
+        return reply.result.state
     raise error_for(reply)
 
 
@@ -458,6 +479,14 @@ class Client:
         """Send a control command and wait for its reply."""
         return self.wait_for(self.send_control(op, **fields))
 
+    def cancel(self, request_id: str, timeout: Timeout = DEFAULT) -> str:
+        """Withdraw a request in flight: `withdrawn` (it will not run; its own reply says
+        `cancelled`), `running` (too late: it runs to completion) or `unknown`."""
+        rid = self.next_id()
+        self._send(cancel_line(rid, request_id))
+        self._outstanding.add(rid)
+        return cancel_state(self.reply(rid, timeout))
+
     def close(self) -> None:
         """Close the connection."""
         self._sock.close()
@@ -550,9 +579,27 @@ class AsyncClient:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
+            self._withdraw(rid)
             raise ClientTimeout(f"no reply from {self.path} within {timeout} s") from None
+        except asyncio.CancelledError:
+            # The caller gave up (an agent runtime's abort): so does the daemon.
+            self._withdraw(rid)
+            raise
         finally:
             self._waiting.pop(rid, None)
+
+    def _withdraw(self, rid: str) -> None:
+        """Tell the daemon, without waiting, that nobody waits for `rid` any more."""
+        if self._lost is None and not self._writer.is_closing():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._writer.write(cancel_line(self.next_id(), rid))
+
+    async def cancel(self, request_id: str, timeout: Timeout = DEFAULT) -> str:
+        """Withdraw a request in flight (see `Client.cancel`)."""
+        rid = self.next_id()
+        wait = self.timeout if timeout is DEFAULT else timeout
+        raw = await self._exchange(cancel_line(rid, request_id), rid, wait)
+        return cancel_state(_typed_decoder.decode(raw))
 
     async def reply(
         self,

@@ -45,6 +45,9 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_inflight: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 128
     idle_timeout: Seconds = 600.0
     frame_timeout: Seconds = 10.0
+    #: On stop and upgrade, how long started executors may take to finish (below the
+    #: unit's TimeoutStopSec=30s); what still runs then is interrupted and recorded so.
+    drain_timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 20.0
     socket_group: str = "clawvisor-gw"
     #: Members of this group may use control.sock (answer approvals, manage grants).
     control_group: str = "clawvisor-ops"

@@ -7,11 +7,11 @@ only from the Telegram agent's own user, and only as that agent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from executors import ACTIONS
-from executors.base import ExecContext
 from policy.units import parse_grant
 
 from . import protocol
@@ -20,6 +20,7 @@ from .audit import WARNING, AuditRecord
 from .grants import Grant, GrantStore
 from .identity import Peer
 from .monitors.manager import Monitors, ViewerFilter
+from .pipeline import Pipeline
 from .protocol import (
     Agent,
     ErrorCode,
@@ -46,6 +47,7 @@ class ControlServices:
     audit: Callable[[AuditRecord], bool]
     reload: Callable[[], str | None]
     telegram_uid: Callable[[], int | None]
+    pipeline: Pipeline
     monitors: Monitors | None = None
     responder: Responder | None = None
 
@@ -85,7 +87,7 @@ class OperatorSession:
         if self.services.monitors is not None:
             self.services.monitors.remove_viewer(self)
 
-    def handle(self, line: bytes) -> bytes:
+    def handle(self, line: bytes) -> bytes | Coroutine[Any, Any, bytes]:
         """Answer one command line."""
         try:
             op = protocol.decode_control(line)
@@ -153,13 +155,7 @@ class OperatorSession:
     def _status(self) -> object:
         status = ACTIONS["status"]
         assert status.run_inline is not None
-        ctx = ExecContext(
-            source="@operator",
-            target=None,
-            settings=self.services.state.config.executors["status"],
-            daemon=self.services.state,
-        )
-        return status.run_inline(status.params(), ctx)
+        return status.run_inline(status.params(), self.services.pipeline.context(status))
 
     def _reload(self, op: protocol.ReloadOp) -> bytes:
         error = self.services.reload()
@@ -201,7 +197,7 @@ class OperatorSession:
             return self._error(op.id, "invalid_params", str(exc))
         if not op.allow:
             grant = 0.0
-        ok, message, votes, quorum = self.services.broker.verdict(
+        taken = self.services.broker.verdict(
             pending_id=op.request,
             digest=op.digest,
             allow=op.allow,
@@ -209,19 +205,36 @@ class OperatorSession:
             principal=who,
             grant=grant,
             reason=op.reason,
+            release=op.release,
         )
-        if not ok:
-            return self._error(op.id, "invalid_params", message)
-        decided = message in ("approved", "denied")
+        if not taken.accepted:
+            return self._error(op.id, "invalid_params", taken.message)
         return self._ok(
             op.id,
-            protocol.VerdictResult(request=op.request, decided=decided, votes=votes, quorum=quorum),
+            protocol.VerdictResult(
+                request=op.request,
+                decided=taken.decided,
+                votes=taken.votes,
+                quorum=taken.quorum,
+                released=taken.released,
+                still_waiting=taken.still_waiting,
+            ),
         )
 
-    def _revoke(self, op: protocol.RevokeOp) -> bytes:
+    async def _revoke(self, op: protocol.RevokeOp) -> bytes:
         gone = self.services.grants.revoke(op.grant)
         if gone is None:
             return self._error(op.id, "invalid_params", f"no grant {op.grant}")
+        try:
+            # Answered only once it is on disk: a restart must not bring it back.
+            await self.services.grants.persisted()
+        except OSError as exc:
+            return self._error(
+                op.id,
+                "unavailable",
+                f"grant {gone.id} no longer lets anything through, but the grants file "
+                f"could not be saved ({exc}): it would come back after a restart",
+            )
         self.services.audit(
             AuditRecord(
                 kind="approval",

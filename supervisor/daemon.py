@@ -34,19 +34,23 @@ from .config import (
     load_config,
 )
 from .control import ControlServices, OperatorSession
-from .dispatch import Caller, Dispatcher
 from .grants import GrantStore
 from .identity import Peer, peer_groups
 from .monitors.manager import Monitors
+from .pipeline import Caller, Pipeline, grant_recorder
 from .posix_acl import grant_users
 from .protocol import AlertEvent
+from .rejections import Rejections
 from .responses import Responder, alert_json, summary
 from .sanitize import visible
 from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_unix_socket
+from .session import GatewaySession
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
 
 HEAD_SAVE_INTERVAL = 5.0
+#: How long replies owed at shutdown may take to leave once the work is done.
+FLUSH_TIMEOUT = 2.0
 
 
 def load_policy(config: Config) -> Policy:
@@ -76,11 +80,11 @@ class Daemon:
         self.state = DaemonState(config, policy, grant_count=lambda: len(self.grants.list()))
         state_dir = config.paths.state_dir
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.grants = GrantStore(state_dir / "grants.json")
+        self.grants = GrantStore(state_dir / "grants.json", on_save_error=self._grants_unsaved)
         self.grants.load()
         pending_file = state_dir / "pending.json"
-        self._audit_fn = self._audit_safely
-        left = deny_leftovers(pending_file, self._audit_fn)
+        note = auditor.note
+        left = deny_leftovers(pending_file, note)
         if left:
             print(
                 f"clawvisor: {left} request(s) pending when the daemon last stopped are "
@@ -89,17 +93,19 @@ class Daemon:
                 flush=True,
             )
         self.broker = Broker(
-            self._audit_fn,
+            note,
             pending_file,
             max_pending_per_workload=config.settings.approvals.max_pending_per_workload,
+            record_grant=grant_recorder(self.grants, auditor, config.settings.audit.params_cap),
         )
-        self.dispatcher = Dispatcher(self.state, auditor, self.broker, self.grants)
+        self.pipeline = Pipeline(self.state, auditor, self.broker, self.grants)
+        self.rejections = Rejections(auditor)
         self.monitors: Monitors | None = None
         self.responder: Responder | None = None
         ms = config.settings.monitors
         if ms.enabled:
             self.responder = Responder(
-                lambda: self.state.config, self.grants, self._audit_fn, self._show_alert
+                lambda: self.state.config, self.grants, note, self._show_alert
             )
             self.monitors = Monitors(
                 ms,
@@ -112,8 +118,9 @@ class Daemon:
             state=self.state,
             broker=self.broker,
             grants=self.grants,
-            audit=self._audit_fn,
+            audit=note,
             reload=self.reload,
+            pipeline=self.pipeline,
             telegram_uid=self._telegram_uid,
             monitors=self.monitors,
             responder=self.responder,
@@ -127,10 +134,10 @@ class Daemon:
         )
         over_cap = self._over_cap
         self.intents = Endpoint(
-            "intents", limits, self._accept_gateway, self.dispatcher.reject_frame, over_cap
+            "intents", limits, self._accept_gateway, self.rejections.frame, over_cap
         )
         self.control = Endpoint(
-            "control", limits, self._accept_operator, self.dispatcher.reject_frame, over_cap
+            "control", limits, self._accept_operator, self.rejections.frame, over_cap
         )
         self._stop = asyncio.Event()
         self._sockets: dict[str, socket.socket] = {}
@@ -178,13 +185,17 @@ class Daemon:
                 )
             )
 
-    def _audit_safely(self, record: AuditRecord) -> bool:
-        try:
-            self.auditor.write(record)
-        except AuditUnavailable as exc:
-            print(f"clawvisor: AUDIT FAILED: {exc}", file=sys.stderr, flush=True)
-            return False
-        return True
+    def _grants_unsaved(self, exc: OSError) -> None:
+        self.auditor.note(
+            AuditRecord(
+                kind="approval",
+                priority=CRIT,
+                outcome="unavailable",
+                detail=str(exc),
+                message=f"the grants file could not be saved ({exc}); grants in force stay in "
+                "memory until it can be",
+            )
+        )
 
     def _telegram_uid(self) -> int | None:
         name = self.state.config.settings.approvals.telegram_agent_user
@@ -196,22 +207,20 @@ class Daemon:
             return None
 
     def _audit_policy(self, priority: int, message: str, where: str | None) -> None:
-        with contextlib.suppress(AuditUnavailable):
-            self.auditor.write(
-                AuditRecord(kind="policy", priority=priority, message=message, rule=where)
-            )
+        self.auditor.note(
+            AuditRecord(kind="policy", priority=priority, message=message, rule=where)
+        )
 
     def _accept_gateway(self, peer: Peer, sock: socket.socket) -> Acceptance:
         account = self.state.config.by_uid.get(peer.uid)
         if account is None:
             return Acceptance(
-                refusal=self.dispatcher.reject_connection(
+                refusal=self.rejections.connection(
                     peer, "unauthorized", f"uid {peer.uid} is not a workload of this daemon"
                 )
             )
-        caller = Caller(peer=peer, workload=account)
-        handle = self.dispatcher.handle_intent
-        return Acceptance(handler=lambda line: handle(caller, line), workload=account.workload)
+        session = GatewaySession(Caller(peer=peer, account=account), self.pipeline, self.rejections)
+        return Acceptance(handler=session.handle, workload=account.workload, on_close=session.close)
 
     def _accept_operator(self, peer: Peer, sock: socket.socket) -> Acceptance:
         group = self.state.config.settings.server.control_group
@@ -220,7 +229,7 @@ class Daemon:
             gid is not None and (peer.gid == gid or gid in peer_groups(sock))
         ):
             return Acceptance(
-                refusal=self.dispatcher.reject_connection(
+                refusal=self.rejections.connection(
                     peer, "unauthorized", f"the control socket is for root and group {group}"
                 )
             )
@@ -239,7 +248,7 @@ class Daemon:
 
     def _over_cap(self, peer: Peer) -> bytes:
         cap = self.state.config.settings.server.max_connections_per_uid
-        return self.dispatcher.reject_connection(
+        return self.rejections.connection(
             peer, "rate_limited", f"too many connections from uid {peer.uid} (cap {cap})"
         )
 
@@ -273,7 +282,7 @@ class Daemon:
             return str(exc)
         old_by_uid = self.state.config.by_uid
         self.state.config, self.state.policy = config, policy
-        self.dispatcher.limiter.retain(policy.rules)
+        self.pipeline.limiter.retain(policy.rules)
         self._drop_remapped(old_by_uid)
         if self.monitors is not None:
             self.monitors.configure(config, triggers)
@@ -358,19 +367,42 @@ class Daemon:
             await self._reexec(self._upgrade_to)  # returns only if the exec failed
             code = 1  # so that Restart=on-failure starts whatever build is installed
         sdnotify.notify("STOPPING=1", "STATUS=stopping")
+        summary = await self._drain()
         if watchdog is not None:
             watchdog.stop()
         if self.monitors is not None:
             self.monitors.stop()
-        self.broker.close()
         await self.intents.close()
         await self.control.close()
         for path in self._owned:  # systemd owns the sockets it passed
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        self._audit_daemon("clawvisor stopped")
+        self._audit_daemon(f"clawvisor stopped ({summary})")
         self.auditor.close()
         return code
+
+    async def _drain(self) -> str:
+        """Stop taking requests, answer pending asks `unavailable`, let started executors
+        finish (until `[server] drain_timeout`), write their outcomes, flush the replies
+        owed; cancel (and so record as interrupted) only what is still running then."""
+        started = time.monotonic()
+        deadline = started + self.state.config.settings.server.drain_timeout
+        self.pipeline.draining = True
+        self.broker.close()
+        late = await self.intents.drain(deadline)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=FLUSH_TIMEOUT)
+            self._audit_daemon(
+                f"shutdown: {len(late)} request(s) still running after the "
+                f"{self.state.config.settings.server.drain_timeout:g} s drain deadline were "
+                "interrupted (each has its outcome recorded)",
+                priority=CRIT,
+            )
+        await self.intents.flush(FLUSH_TIMEOUT)
+        took = time.monotonic() - started
+        return f"drained in {took:.2f} s, {len(late)} interrupted"
 
     # --- upgrades ------------------------------------------------------------------------
 
@@ -387,14 +419,15 @@ class Daemon:
     async def _reexec(self, target: str) -> None:
         """Hand the listening sockets to the newer build in this same process (pid kept)."""
         self._audit_daemon(f"upgrade: re-executing into {target} (was {self._code})")
-        # Asks in flight are answered `unavailable` now; their records are denied by
-        # the new build, as after any restart.
-        self.broker.close()
-        for conn in [*self.intents.connections, *self.control.connections]:
+        # New connections wait in the listening sockets' backlog for the new build; the
+        # work in flight here ends (asks answered `unavailable`) and is answered first.
+        summary = await self._drain()
+        self.control.stop_accepting()
+        for conn in list(self.control.connections):
             conn.close()
-        await asyncio.sleep(0.2)  # let those replies leave
         if self.monitors is not None:
             self.monitors.stop()
+        self._audit_daemon(f"upgrade: {summary}; handing over")
         self.auditor.close()
         try:
             handoff(self._sockets, self._argv)
@@ -408,7 +441,7 @@ class Daemon:
         # journald holds the chain itself; the saved head only has to survive journald
         # losing its tail, so every few seconds is enough.
         if self.auditor.backlog or self.auditor.lost:
-            with contextlib.suppress(AuditUnavailable):
+            with contextlib.suppress(AuditUnavailable):  # still down: they keep waiting
                 self.auditor.flush()
         self.auditor.save_head()
         loop.call_later(HEAD_SAVE_INTERVAL, self._save_head_later, loop)
@@ -425,8 +458,7 @@ class Daemon:
         return sock
 
     def _audit_daemon(self, message: str, priority: int = NOTICE) -> None:
-        with contextlib.suppress(AuditUnavailable):
-            self.auditor.write(AuditRecord(kind="daemon", priority=priority, message=message))
+        self.auditor.note(AuditRecord(kind="daemon", priority=priority, message=message))
 
     def stop(self) -> None:
         """Ask the daemon to shut down."""

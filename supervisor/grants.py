@@ -1,15 +1,20 @@
 """Grants: what a human's "allow for 30 minutes" or "always" lets through without asking.
 
 A grant covers exactly one intent (workload, action, target and params, hashed in
-canonical form), is only consulted when the policy says `ask` (so it never overrides a
-`deny`), and survives restarts in the state directory.
+canonical form) decided by exactly one rule (its identity: file:line and a hash of its
+content), is only consulted when that rule says `ask` (so it never overrides a `deny`,
+and a grant given under a looser rule never serves a stricter one), and survives
+restarts in the state directory. The file is written off the event loop; a revocation
+is answered only once it is on disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,14 +22,17 @@ from typing import Any
 
 import msgspec
 
-from .statefile import read_or_none, write_atomic
+from .statefile import Saver, read_or_none
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
-def intent_key(workload: str, action: str, target: str | None, params: Mapping[str, Any]) -> str:
-    """sha256 of the intent in canonical JSON: the identity approvals and grants bind to."""
-    doc = {"workload": workload, "action": action, "target": target, "params": params}
+def intent_key(
+    workload: str, action: str, target: str | None, params: Mapping[str, Any], rule: str = ""
+) -> str:
+    """sha256 of the intent in canonical JSON and of the identity of the rule deciding it:
+    what prompts, approvals and grants bind to."""
+    doc = {"workload": workload, "action": action, "target": target, "params": params, "rule": rule}
     return hashlib.sha256(_canonical.encode(doc)).hexdigest()
 
 
@@ -42,15 +50,27 @@ class Grant(msgspec.Struct, frozen=True, kw_only=True):
     created: float
     #: Seconds since the epoch; None means it never expires.
     expires: float | None = None
+    #: The deciding rule's identity when it was given (part of `key`).
+    rule_id: str = ""
+
+
+def _report(exc: OSError) -> None:
+    print(f"clawvisor: cannot save grants: {exc}", file=sys.stderr, flush=True)
 
 
 class GrantStore:
     """The grants in force, persisted as JSON in the state directory."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        on_save_error: Callable[[OSError], None] = _report,
+    ) -> None:
         self.path = path
         self._clock = clock
         self._grants: dict[str, Grant] = {}
+        self._saver = Saver(path, self._snapshot, on_save_error)
 
     def load(self) -> None:
         """Read the grants file (a missing file means no grants)."""
@@ -58,8 +78,20 @@ class GrantStore:
         grants = msgspec.json.decode(data, type=list[Grant]) if data else []
         self._grants = {g.id: g for g in grants}
 
+    def _snapshot(self) -> bytes:
+        return msgspec.json.encode(list(self._grants.values()))
+
     def _save(self) -> None:
-        write_atomic(self.path, msgspec.json.encode(list(self._grants.values())))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a CLI tool, no loop: write now
+            self._saver.write_now()
+        else:
+            self._saver.touch()
+
+    async def persisted(self) -> None:
+        """Wait until the grants as they are now are on disk (OSError if they cannot be)."""
+        await self._saver.commit()
 
     def _live(self, g: Grant) -> bool:
         return g.expires is None or g.expires > self._clock()
@@ -75,8 +107,9 @@ class GrantStore:
         rule: str,
         approvers: list[str],
         seconds: float,
+        rule_id: str = "",
     ) -> Grant:
-        """Record a grant for `seconds` (inf: always) and persist it."""
+        """Record a grant for `seconds` (inf: always); it is written to disk soon after."""
         now = self._clock()
         grant = Grant(
             id=f"g-{secrets.token_hex(5)}",
@@ -89,6 +122,7 @@ class GrantStore:
             approvers=approvers,
             created=now,
             expires=None if math.isinf(seconds) else now + seconds,
+            rule_id=rule_id,
         )
         self._grants[grant.id] = grant
         self._prune()
@@ -103,7 +137,7 @@ class GrantStore:
         return None
 
     def revoke(self, grant_id: str) -> Grant | None:
-        """Remove a grant; the removed grant, or None if there was none."""
+        """Remove a grant (at once for matching; on disk soon after, see `persisted`)."""
         grant = self._grants.pop(grant_id, None)
         if grant is not None:
             self._save()

@@ -17,16 +17,17 @@ from typing import Any, TextIO
 
 import msgspec
 
-from executors import ACTIONS
 from executors.capabilities import Capability
 from policy import (
     Policy,
     PolicyError,
+    Rule,
     evaluate,
     explain,
     lint,
     load_policy_dir,
     run_tests,
+    runs_on,
 )
 
 from . import audit_log
@@ -164,8 +165,10 @@ def explain_request(
     print(f"decision: {v.decision} (rule {v.rule_name})", file=out)
     rule = v.rule
     if rule is not None:
-        if target is None and rule.default_target:
-            print(f"  no target given: runs on default_target {rule.default_target!r}", file=out)
+        where = runs_on(policy, rule, source, action, target)
+        if target is None and where is not None:
+            how = "default_target" if where == rule.default_target else "its sender"
+            print(f"  no target given: runs on {how} {where!r}", file=out)
         if rule.rate is not None:
             print(f"  rate limit: {rule.rate.text} per source workload", file=out)
         if rule.decision == "ask":
@@ -173,7 +176,7 @@ def explain_request(
                 f"  asks {', '.join(rule.approvers)}; times out to deny after {rule.timeout:g} s",
                 file=out,
             )
-            grant = _grant_for(state_dir, source, action, target, rule.default_target, normal)
+            grant = _grant_for(state_dir, source, action, where, rule, normal)
             if grant is not None:
                 until = (
                     "always"
@@ -203,11 +206,11 @@ def _grant_for(
     state_dir: Path | None,
     source: str,
     action: str,
-    target: str | None,
-    default_target: str | None,
+    where: str | None,
+    rule: Rule,
     params: Mapping[str, Any],
 ) -> Grant | None:
-    """The live grant the daemon would find for this request, as dispatch computes it."""
+    """The live grant the daemon would find for this request (the pipeline's key)."""
     if state_dir is None:
         return None
     store = GrantStore(state_dir / "grants.json")
@@ -215,8 +218,7 @@ def _grant_for(
         store.load()
     except (OSError, msgspec.DecodeError):
         return None
-    effective = target or default_target or (source if ACTIONS[action].needs_target else None)
-    return store.match(intent_key(source, action, effective, params))
+    return store.match(intent_key(source, action, where, params, rule.identity))
 
 
 # --- replay --------------------------------------------------------------------------

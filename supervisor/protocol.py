@@ -36,7 +36,7 @@ from executors import (
     sync_out,
     workload_control,
 )
-from executors.base import IntentBase, whole
+from executors.base import IntentBase, ResultBase, whole
 
 #: Longest accepted line, not counting its terminating newline.
 MAX_LINE: Final = 64 * 1024
@@ -53,6 +53,7 @@ ErrorCode = Literal[
     "rate_limited",
     "executor_failed",
     "unavailable",
+    "cancelled",
 ]
 
 #: What each error code means; the README's table is generated from this.
@@ -68,6 +69,7 @@ ERROR_CODES: Final[dict[str, str]] = {
     "rate_limited": "Too many requests or connections from this workload.",
     "executor_failed": "The action was allowed but the executor failed; see the message.",
     "unavailable": "The daemon cannot carry out the intent now (shutting down, audit down).",
+    "cancelled": "The gateway withdrew the request (`cancel`) before it started; nothing ran.",
 }
 
 Decision = Literal["allow", "ask", "deny"]
@@ -119,7 +121,11 @@ Result = (
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
-    """One gateway request: an id of the caller's choosing and one intent."""
+    """One gateway request: an id of the caller's choosing and one intent.
+
+    An id may not be reused while the request it named is still in flight on the same
+    connection (`bad_request`).
+    """
 
     id: RequestId
     intent: Annotated[
@@ -129,6 +135,24 @@ class Request(msgspec.Struct, forbid_unknown_fields=True):
             "workload to act on; the action's own params beside them."
         ),
     ]
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Withdraw a request still in flight on this connection: a pending ask is withdrawn
+    from every approval agent and an intent not yet started never starts. An executor
+    that has started runs to completion (its result is audited); the reply says which."""
+
+    id: RequestId
+    cancel: Annotated[RequestId, msgspec.Meta(description="The id of the request to withdraw.")]
+
+
+class CancelResult(ResultBase, tag="cancel", frozen=True):
+    """What a `cancel` did to the request it named."""
+
+    request: str
+    #: withdrawn: it will not run (its own reply says `cancelled`); running: too late, it
+    #: runs to completion; unknown: no request with that id is in flight here.
+    state: Literal["withdrawn", "running", "unknown"]
 
 
 def _doc(text: str) -> msgspec.Meta:
@@ -168,7 +192,9 @@ class IntentReply(Reply):
     this is the same JSON, decoded with the result typed per action.)
     """
 
-    result: Annotated[Result | None, _doc("The action's result (status ok).")] = None
+    result: Annotated[
+        Result | CancelResult | None, _doc("The action's result, or a cancel's (status ok).")
+    ] = None
 
 
 class ProtocolError(Exception):
@@ -229,13 +255,19 @@ class ShowOp(ControlBase, tag="show"):
 
 
 class VerdictOp(ControlBase, tag="verdict"):
-    """Allow or deny one pending request, as shown: `digest` binds it to that exact intent."""
+    """Allow or deny one pending request, as shown: `digest` binds it to that exact intent.
+
+    An approval releases `release` of the identical intents waiting behind the prompt
+    (oldest first): 1 unless the human chose "allow all N" for the N shown. A deny refuses
+    every one of them.
+    """
 
     request: PendingId
     digest: Digest
     allow: bool
     agent: Agent = "cli"
     grant: GrantSpec = "once"
+    release: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
     reason: ShortText | None = None
     #: Who pressed, as the agent knows them (the Telegram user id, for Telegram).
     detail: ShortText | None = None
@@ -296,6 +328,8 @@ class PendingView(msgspec.Struct, kw_only=True):
     grant: str
     quorum: int
     votes: int
+    #: Identical intents waiting behind this prompt ("once" releases one of them).
+    waiting: int = 1
 
 
 class PendingList(msgspec.Struct, tag_field="op", tag="pending"):
@@ -325,16 +359,20 @@ class GrantList(msgspec.Struct, tag_field="op", tag="grants"):
 
 
 class VerdictResult(msgspec.Struct, tag_field="op", tag="verdict"):
-    """A verdict taken: whether it decided the request or waits for more approvers."""
+    """A verdict taken: whether it decided the request or waits for more approvers, and
+    how many waiting intents it released (the rest, if any, are still pending)."""
 
     request: str
     decided: bool
     votes: int
     quorum: int
+    released: int = 0
+    still_waiting: int = 0
 
 
 class PendingEvent(msgspec.Struct, tag_field="event", tag="pending"):
-    """Pushed to subscribed agents: a new request to show."""
+    """Pushed to subscribed agents: a new request to show, or a shown one that changed
+    (same id: more or fewer intents waiting, or a new digest after a release)."""
 
     request: PendingView
 
@@ -343,7 +381,9 @@ class WithdrawnEvent(msgspec.Struct, tag_field="event", tag="withdrawn", kw_only
     """Pushed to subscribed agents: stop showing this request."""
 
     id: str
-    reason: Literal["approved", "denied", "timeout", "cancelled", "unavailable"]
+    #: withdrawn: every gateway waiting for it left or cancelled; policy_changed: a
+    #: reload no longer decides it by the rule it was asked under.
+    reason: Literal["approved", "denied", "timeout", "withdrawn", "unavailable", "policy_changed"]
     by: str | None = None
 
 
@@ -408,6 +448,7 @@ class _Head(msgspec.Struct):
 
 _LEADING_ID: Final = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"\s*[,}]')
 _request_decoder: Final = msgspec.json.Decoder(Request)
+_cancel_decoder: Final = msgspec.json.Decoder(CancelRequest)
 _envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
 _id_decoder: Final = msgspec.json.Decoder(_IdProbe)
 _head_decoder: Final = msgspec.json.Decoder(_Head)
@@ -418,12 +459,17 @@ _control_decoder: Final = msgspec.json.Decoder(ControlRequest)
 _encoder: Final = msgspec.json.Encoder()
 
 
-def decode_request(line: bytes) -> Request:
+def decode_request(line: bytes) -> Request | CancelRequest:
     """Decode one request line (without its newline) or raise ProtocolError."""
     try:
         return _request_decoder.decode(line)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         pass
+    if b'"cancel"' in line:
+        try:
+            return _cancel_decoder.decode(line)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass
     # The fast path failed; find out exactly why, so the caller gets a precise code.
     raise _classify(line)
 

@@ -1,4 +1,8 @@
-"""Per-rule, per-source token buckets for rules with `rate = "N/period"`."""
+"""Per-rule, per-source token buckets for rules with `rate = "N/period"`.
+
+Buckets are keyed by the rule's identity (file:line and its content), so a reload that
+leaves a rule as it was leaves its buckets as they were: reloading is no way to refill.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +19,15 @@ class RateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         # key -> (tokens, last refill time)
-        self._buckets: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
 
     def allow(self, rule: Rule, source: str) -> bool:
         """Take one token from the rule's bucket for `source`; False when it is empty."""
         if rule.rate is None:
             return True
-        return self.take((rule.where, rule.rate.text, source), rule.rate)
+        return self.take((_RULE + rule.identity, source), rule.rate)
 
-    def take(self, key: tuple[str, str, str], rate: Rate) -> bool:
+    def take(self, key: tuple[str, str], rate: Rate) -> bool:
         """Take one token from the bucket `key` refilled at `rate`; False when empty."""
         now = self._clock()
         tokens, last = self._buckets.get(key, (float(rate.count), now))
@@ -35,6 +39,12 @@ class RateLimiter:
         return True
 
     def retain(self, rules: Iterable[Rule]) -> None:
-        """Forget buckets of rules that are no longer in the policy (after a reload)."""
-        live = {(r.where, r.rate.text) for r in rules if r.rate is not None}
-        self._buckets = {k: v for k, v in self._buckets.items() if (k[0], k[1]) in live}
+        """Forget the buckets of rules no longer in the policy (after a reload); buckets
+        not tied to a rule (the notify executor's) are kept."""
+        live = {_RULE + r.identity for r in rules if r.rate is not None}
+        self._buckets = {
+            k: v for k, v in self._buckets.items() if not k[0].startswith(_RULE) or k[0] in live
+        }
+
+
+_RULE = "rule:"

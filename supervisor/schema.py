@@ -6,6 +6,7 @@ shipped as `supervisor/protocol.schema.json`, and a test fails when the two diff
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -60,6 +61,19 @@ def _rename(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
+def _clean(node: Any) -> Any:
+    """Every `description` dedented and stripped here, whatever the msgspec release does
+    with docstring indentation (0.23 started keeping it): the schema is ours to define."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    return node
+
+
 def protocol_schema(part: Part = "all") -> dict[str, Any]:
     """The JSON Schema (2020-12) of `part`: requests, replies, control commands, or all."""
     (request, reply, control), defs = msgspec.json.schema_components(
@@ -83,13 +97,16 @@ def protocol_schema(part: Part = "all") -> dict[str, Any]:
         }
     else:
         root = dict(roots[part])
-    return {
-        "$schema": DIALECT,
-        "$id": f"urn:clawvisor:protocol:{part}",
-        "title": f"clawvisor protocol ({part})",
-        **root,
-        "$defs": defs,
-    }
+    cleaned: dict[str, Any] = _clean(
+        {
+            "$schema": DIALECT,
+            "$id": f"urn:clawvisor:protocol:{part}",
+            "title": f"clawvisor protocol ({part})",
+            **root,
+            "$defs": defs,
+        }
+    )
+    return cleaned
 
 
 def schema_text(part: Part = "all") -> str:
@@ -111,4 +128,5 @@ def action_params_schema(action: str) -> dict[str, Any]:
     schema.pop("title", None)
     if defs:
         schema["$defs"] = defs
-    return schema
+    cleaned: dict[str, Any] = _clean(schema)
+    return cleaned

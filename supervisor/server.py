@@ -5,6 +5,15 @@ flooding client cannot monopolise the loop; a connection stops being read while 
 queue, its in-flight requests or its unsent replies are over their caps, so a client
 that never reads cannot grow the daemon's memory. Replies go out as they complete,
 matched to requests by id, so a slow `ask` never holds up an `allow` behind it.
+
+A client does not control what it started: when its connection ends (closed, reset,
+killed, or cut off for a bad frame), the work in flight goes on to its outcome and only
+the reply is dropped; the session is told (`on_close`) so that it can withdraw what has
+not started. EOF is told apart from a half-close (`socat` at the end of its input) by
+POLLHUP, which Linux sets on an AF_UNIX stream socket only when the peer has closed it
+entirely. A broken frame is refused only after the complete lines before it are answered.
+On shutdown, `drain` stops reading, lets the work in flight finish up to a deadline and
+flushes the replies owed.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import stat
 import sys
@@ -22,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .framing import FrameTooLong, LineFramer
+from .framing import LineFramer
 from .identity import Peer, peer_credentials
 from .protocol import MAX_LINE
 
@@ -92,15 +102,55 @@ class Endpoint:
         self.on_over_cap = on_over_cap
         self.connections: set[Connection] = set()
         self.per_uid: dict[int, int] = {}
+        #: Work whose connection has ended: it goes on to its outcome (kept referenced).
+        self.orphans: set[asyncio.Task[bytes]] = set()
+        self.draining = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, sock: socket.socket) -> None:
-        """Serve connections on an already bound and listening socket."""
+        """Serve connections on an already bound and listening socket (asyncio gets its
+        own descriptor of it: stopping to accept never closes the caller's)."""
         loop = asyncio.get_running_loop()
-        sock.setblocking(False)
-        self._server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
+        mine = sock.dup()
+        mine.setblocking(False)
+        self._server = await loop.create_unix_server(lambda: Connection(self), sock=mine)
         self._schedule_sweep()
+
+    def in_flight(self) -> set[asyncio.Task[bytes]]:
+        """Every request being handled, on live connections or orphaned."""
+        tasks = set(self.orphans)
+        for conn in self.connections:
+            tasks |= conn.tasks
+        return tasks
+
+    def stop_accepting(self) -> None:
+        """Accept no more connections (new ones wait in the kernel's backlog, if any)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def drain(self, deadline: float) -> set[asyncio.Task[bytes]]:
+        """Read no more requests; wait (until the monotonic `deadline`) for the work in
+        flight; the tasks still running then."""
+        self.draining = True
+        self.stop_accepting()
+        for conn in list(self.connections):
+            conn.stop_reading()
+        while True:
+            tasks = self.in_flight()
+            left = deadline - time.monotonic()
+            if not tasks or left <= 0:
+                return tasks
+            await asyncio.wait(tasks, timeout=left)
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (bounded) until every connection's owed replies have left, then close."""
+        end = time.monotonic() + timeout
+        # asyncio has no "write buffer empty" event; at shutdown a short poll is fine.
+        while time.monotonic() < end and any(c.unsent() for c in self.connections):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.close()
 
     def _schedule_sweep(self) -> None:
         period = max(0.05, min(self.limits.idle_timeout, self.limits.frame_timeout) / 4)
@@ -116,8 +166,7 @@ class Endpoint:
         """Stop listening and close every connection."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._server is not None:
-            self._server.close()
+        self.stop_accepting()
         for conn in list(self.connections):
             conn.close()
         if self._server is not None:
@@ -145,6 +194,9 @@ class Connection(asyncio.Protocol):
         self._closed = False
         self._counted = False
         self._eof = False
+        self._stopped = False
+        #: A bad frame seen: refused once the complete lines before it are answered.
+        self._broken: str | None = None
         self._on_close: Callable[[], None] | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------
@@ -171,28 +223,46 @@ class Connection(asyncio.Protocol):
         self._on_close = acceptance.on_close
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or self.handler is None:
+        if self._closed or self.handler is None or self._broken is not None:
             return  # refused or closing: input is discarded, never buffered
         self.last_activity = time.monotonic()
-        try:
-            lines = self.framer.feed(data)
-        except FrameTooLong as exc:
-            assert self.peer is not None
-            self._refuse(self.endpoint.on_bad_frame(self.peer, self.workload, str(exc)))
-            return
+        lines, error = self.framer.feed_until_broken(data)
         self.partial_since = (
             (self.partial_since or self.last_activity) if self.framer.partial else None
         )
         if lines:
             self.queue.extend(lines)
+        if error is not None:
+            self._break(str(error))
+            return
+        if lines:
             self._pump()
 
     def eof_received(self) -> bool:
+        self._eof = True
+        if self._peer_gone():
+            self._abandoned()
+            return True
         # Half-close (`socat` at the end of its input): keep the socket open until the
         # replies still owed have been written, then close.
-        self._eof = True
         self._close_if_done()
         return True
+
+    def _peer_gone(self) -> bool:
+        """True when the peer has closed its end entirely (not just shut down writing)."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or sock.fileno() < 0:
+            return True
+        poller = select.poll()
+        poller.register(sock.fileno(), 0)
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
+    def _abandoned(self) -> None:
+        """The peer is gone: nobody will read replies; withdraw, then close."""
+        self.queue.clear()
+        self._notify_closed()
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -205,9 +275,15 @@ class Connection(asyncio.Protocol):
             else:
                 ep.per_uid.pop(self.peer.uid, None)
             self._counted = False
-        for task in list(self.tasks):
-            task.cancel()
+        # The work in flight is not the client's to stop: it goes on to its outcome.
+        for task in self.tasks:
+            ep.orphans.add(task)
+            task.add_done_callback(ep.orphans.discard)
+        self.tasks.clear()
         self.queue.clear()
+        self._notify_closed()
+
+    def _notify_closed(self) -> None:
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             on_close()
@@ -247,8 +323,33 @@ class Connection(asyncio.Protocol):
         self._close_if_done()
 
     def _close_if_done(self) -> None:
-        if self._eof and not self.queue and not self.tasks:
+        if self.queue or self.tasks:
+            return
+        if self._broken is not None and self.handler is not None:
+            assert self.peer is not None
+            self._refuse(self.endpoint.on_bad_frame(self.peer, self.workload, self._broken))
+        elif self._eof:
             self.close()
+
+    def _break(self, message: str) -> None:
+        """A bad frame: read nothing more; answer what came before it, then refuse."""
+        self._broken = message
+        self.partial_since = None
+        self._update_reading()
+        self._pump()
+
+    def stop_reading(self) -> None:
+        """Read no more requests (shutdown); what is queued is still handled."""
+        self._stopped = True
+        self._update_reading()
+        self._pump()
+
+    def unsent(self) -> int:
+        """Reply bytes written but not yet taken by the peer's socket."""
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            return 0
+        return transport.get_write_buffer_size()
 
     def _task_done(self, task: asyncio.Task[bytes]) -> None:
         self.tasks.discard(task)
@@ -256,10 +357,11 @@ class Connection(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
+            # The session guards every intent; reaching here is a bug. It costs nothing
+            # else: the connection goes on.
             print(f"clawvisor: internal error handling a request: {exc!r}", file=sys.stderr)
-            self.close()
-            return
-        self._write(task.result())
+        else:
+            self._write(task.result())
         if not self._pump_scheduled:
             self._pump()
         else:
@@ -271,6 +373,8 @@ class Connection(asyncio.Protocol):
         should_pause = (
             bool(self.queue)
             or self._write_paused
+            or self._stopped
+            or self._broken is not None
             or len(self.tasks) >= self.endpoint.limits.max_inflight
         )
         if should_pause and not self._reading_paused:
@@ -298,8 +402,7 @@ class Connection(asyncio.Protocol):
         """Send a final reply, stop serving, and close after a short linger."""
         self.handler = None
         self.queue.clear()
-        for task in list(self.tasks):
-            task.cancel()
+        self._notify_closed()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -313,19 +416,15 @@ class Connection(asyncio.Protocol):
         asyncio.get_running_loop().call_later(_LINGER, self.close)
 
     def check_timeouts(self, now: float) -> None:
-        """Close the connection if idle too long or a line has been arriving too slowly."""
-        if self.handler is None:
+        """Close the connection if idle too long, its peer has gone since it half-closed,
+        or a line has been arriving too slowly."""
+        if self.handler is None or self._closed:
             return  # already refused; its linger timer closes it
         limits = self.endpoint.limits
-        if self.partial_since is not None and now - self.partial_since > limits.frame_timeout:
-            assert self.peer is not None
-            self._refuse(
-                self.endpoint.on_bad_frame(
-                    self.peer,
-                    self.workload,
-                    f"line not completed within {limits.frame_timeout:g} s",
-                )
-            )
+        if self._eof and self._peer_gone():
+            self._abandoned()
+        elif self.partial_since is not None and now - self.partial_since > limits.frame_timeout:
+            self._break(f"line not completed within {limits.frame_timeout:g} s")
         elif not self.tasks and not self.queue and now - self.last_activity > limits.idle_timeout:
             self.close()
 

@@ -55,9 +55,11 @@ def verdict(
     allow: bool,
     grant: str = "once",
     reason: str | None = None,
+    release_all: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Show the request, then allow or deny exactly what was shown (its digest)."""
+    """Show the request, then allow or deny exactly what was shown (its digest); with
+    `release_all`, an approval releases every identical request shown as waiting."""
     with Client(socket, timeout=30) as client:
         shown, _ = client.control("show", request=request)
         if shown.status != "ok":
@@ -72,6 +74,7 @@ def verdict(
             "allow": allow,
             "agent": "cli",
             "grant": grant,
+            "release": p.waiting if release_all else 1,
         }
         if reason:
             fields["reason"] = reason
@@ -82,7 +85,14 @@ def verdict(
     if not allow:
         print("denied", file=out)
     elif r["decided"]:
-        print("approved" + (f" (granted {grant})" if grant != "once" else ""), file=out)
+        left = r.get("still_waiting", 0)
+        print(
+            "approved"
+            + (f" (granted {grant})" if grant != "once" else "")
+            + f": released {r.get('released', 1)}"
+            + (f"; {left} identical still waiting" if left else ""),
+            file=out,
+        )
     else:
         print(f"approval recorded: {r['votes']} of {r['quorum']} needed", file=out)
     return EXIT_OK

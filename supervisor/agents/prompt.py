@@ -27,6 +27,11 @@ def body(p: PendingView, now: float | None = None) -> str:
         lines.append(f"needs {p.quorum} approvers ({p.votes} so far)")
     if p.grant != "once":
         lines.append(f"an approval may be granted for up to: {p.grant}")
+    if p.waiting > 1:
+        lines.append(
+            f"{p.waiting} identical requests wait: allowing once releases one of them; "
+            f"'allow all {p.waiting}' is a choice of its own"
+        )
     return "\n".join(lines)
 
 

@@ -47,7 +47,8 @@ _OUTCOME = {
     "approved": "Allowed",
     "denied": "Denied",
     "timeout": "Timed out: denied",
-    "cancelled": "Withdrawn: the agent stopped waiting",
+    "withdrawn": "Withdrawn: the agent stopped waiting",
+    "policy_changed": "Withdrawn: the policy changed",
     "unavailable": "Daemon stopped: denied",
 }
 

@@ -30,3 +30,26 @@ def test_an_unfinished_line_over_the_cap_is_refused_without_waiting_for_newline(
     f.feed(b"x" * 6)
     with pytest.raises(FrameTooLong):
         f.feed(b"x" * 6)
+
+
+def test_complete_lines_before_an_over_long_one_in_the_same_read_are_kept():
+    lines, error = LineFramer(10).feed_until_broken(b"a\nb\nc\n" + b"x" * 11 + b"\nd\n")
+    assert lines == [b"a", b"b", b"c"]
+    assert isinstance(error, FrameTooLong)
+
+
+def test_a_broken_stream_refuses_everything_after():
+    f = LineFramer(10)
+    f.feed_until_broken(b"x" * 11)
+    assert f.feed_until_broken(b"\nok\n") == ([], f.broken)
+
+
+def test_a_line_fed_8_bytes_at_a_time_comes_out_whole():
+    # (What it costs, against the old re-splitting framer, is a bench row: bench/framing.py.)
+    f = LineFramer(64 * 1024)
+    chunk = b"y" * 8
+    for _ in range(60 * 1024 // 8):
+        assert f.feed(chunk) == []
+    assert f.partial == 60 * 1024
+    assert f.feed(b"\n") == [b"y" * (60 * 1024)]
+    assert f.partial == 0

@@ -53,3 +53,33 @@ def test_retain_forgets_rules_gone_after_reload():
         limiter.allow(r, "a")
     limiter.retain([])
     assert limiter.allow(r, "a")
+
+
+def test_a_reload_that_keeps_a_rule_keeps_its_bucket():
+    limiter = RateLimiter(Clock())
+    for _ in range(3):
+        limiter.allow(rule(), "a")
+    again = rule()  # the same rule, compiled again by a reload
+    limiter.retain([again])
+    assert not limiter.allow(again, "a")
+
+
+def test_a_reload_that_edits_a_rule_starts_its_bucket_afresh():
+    limiter, r = RateLimiter(Clock()), rule()
+    for _ in range(3):
+        limiter.allow(r, "a")
+    edited = load_policy_texts(
+        [("r.toml", TEXT.replace("3/min", "4/min"))], POLICY_CATALOG, {}
+    ).rules[0]
+    limiter.retain([edited])
+    assert limiter.allow(edited, "a")
+
+
+def test_a_reload_keeps_buckets_that_belong_to_no_rule():
+    # The notify executor's own rate: today's reload refilled it every time.
+    from policy.model import Rate
+
+    limiter, rate = RateLimiter(Clock()), Rate(count=1, per=60.0, text="1/min")
+    assert limiter.take(("notify:1/min", "a"), rate)
+    limiter.retain([rule()])
+    assert not limiter.take(("notify:1/min", "a"), rate)

@@ -1,0 +1,91 @@
+"""One gateway connection: reply lines for request lines, and the intents in flight on it.
+
+The edge of the pipeline: lines are decoded here into typed requests and outcomes encoded
+into replies. It also keeps what the connection is owed: each intent in flight by id (an
+id may not be reused while in flight), `cancel` requests, and, when the connection ends
+(EOF with the peer gone, reset, kill), the withdrawal of every intent not yet started.
+Started executors are not the connection's to stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from .pipeline import Caller, Job, Outcome, Pipeline
+from .protocol import (
+    CancelRequest,
+    CancelResult,
+    ProtocolError,
+    Reply,
+    decode_request,
+    encode_reply,
+)
+from .rejections import Rejections
+
+Answer = bytes | Coroutine[Any, Any, bytes]
+
+
+class GatewaySession:
+    """Decodes one connection's lines, submits its intents, encodes their outcomes."""
+
+    def __init__(self, caller: Caller, pipeline: Pipeline, rejections: Rejections) -> None:
+        self.caller = caller
+        self.pipeline = pipeline
+        self.rejections = rejections
+        #: Intents in flight on this connection, by request id.
+        self.jobs: dict[str, Job] = {}
+
+    def handle(self, line: bytes) -> Answer:
+        """Answer one request line."""
+        try:
+            request = decode_request(line)
+        except ProtocolError as exc:
+            return self._reject(exc.request_id, exc)
+        if isinstance(request, CancelRequest):
+            return self._cancel(request)
+        rid = request.id
+        if rid in self.jobs:
+            return self._reject(
+                rid,
+                ProtocolError(
+                    "bad_request", f"request id {rid!r} is still in flight on this connection"
+                ),
+            )
+        job = Job(rid)
+        answer = self.pipeline.submit(self.caller, request, job)
+        if isinstance(answer, Outcome):
+            return encode_reply(answer.reply())
+        self.jobs[rid] = job
+        return self._finish(rid, answer)
+
+    async def _finish(self, rid: str, answer: Coroutine[Any, Any, Outcome]) -> bytes:
+        try:
+            outcome = await answer
+        finally:
+            self.jobs.pop(rid, None)
+        return encode_reply(outcome.reply())
+
+    def _cancel(self, request: CancelRequest) -> bytes:
+        job = self.jobs.get(request.cancel)
+        if job is None:
+            state: Any = "unknown"
+        elif job.withdraw(f"cancelled by the gateway (request {request.id})"):
+            state = "withdrawn"
+        else:
+            state = "running"
+        return encode_reply(
+            Reply(
+                id=request.id, status="ok", result=CancelResult(request=request.cancel, state=state)
+            )
+        )
+
+    def _reject(self, request_id: str | None, exc: ProtocolError) -> bytes:
+        return self.rejections.rejected(
+            self.caller.peer, self.caller.workload, request_id, exc.code, exc.message
+        )
+
+    def close(self) -> None:
+        """The gateway is gone: withdraw everything of its that has not started."""
+        for job in list(self.jobs.values()):
+            job.withdraw("the gateway disconnected")
