@@ -49,7 +49,8 @@ from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
 
 HEAD_SAVE_INTERVAL = 5.0
-#: How long replies owed at shutdown may take to leave once the work is done.
+#: At shutdown, how long owed replies may sit unread before they are given up (a peer
+#: that keeps reading gets them all, up to the drain deadline plus this).
 FLUSH_TIMEOUT = 2.0
 
 
@@ -400,7 +401,7 @@ class Daemon:
                 "interrupted (each has its outcome recorded)",
                 priority=CRIT,
             )
-        await self.intents.flush(FLUSH_TIMEOUT)
+        await self.intents.flush(FLUSH_TIMEOUT, max(deadline, time.monotonic()) + FLUSH_TIMEOUT)
         took = time.monotonic() - started
         return f"drained in {took:.2f} s, {len(late)} interrupted"
 

@@ -239,7 +239,8 @@ class Recorded:
     params: str
 
 
-_INITIAL_OUTCOMES = (None, "", "policy_denied", "pending", "rate_limited")
+#: The first decision record of an intent (an ask's later "approved" record is not one).
+_INITIAL_OUTCOMES = (None, "", "policy_denied", "pending", "rate_limited", "ok", "granted")
 
 
 def _from_fields(f: Mapping[str, Any], ts: float) -> Recorded | None:

@@ -143,11 +143,20 @@ class Endpoint:
                 return tasks
             await asyncio.wait(tasks, timeout=left)
 
-    async def flush(self, timeout: float) -> None:
-        """Wait (bounded) until every connection's owed replies have left, then close."""
-        end = time.monotonic() + timeout
+    async def flush(self, stall: float, deadline: float) -> None:
+        """Wait until every connection's owed replies have left (for as long as peers keep
+        taking them: at most `stall` seconds without progress, never past the monotonic
+        `deadline`), then close."""
+        last, moved = -1, time.monotonic()
         # asyncio has no "write buffer empty" event; at shutdown a short poll is fine.
-        while time.monotonic() < end and any(c.unsent() for c in self.connections):  # noqa: ASYNC110
+        while (now := time.monotonic()) < deadline:
+            unsent = sum(c.unsent() for c in self.connections)
+            if not unsent:
+                break
+            if unsent != last:
+                last, moved = unsent, now
+            elif now - moved > stall:
+                break
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.close()

@@ -191,6 +191,67 @@ def chain_field(chain: str, field: str) -> list[str]:
     return out.splitlines()
 
 
+def audit_verify(daemon: Daemon, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`clawvisor audit verify` on a test daemon's chain (its state and log directories)."""
+    return subprocess.run(
+        [
+            str(CLAWVISOR),
+            "audit",
+            "verify",
+            "--state-dir",
+            str(daemon.root / "state"),
+            "--log-dir",
+            str(daemon.root / "log"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def final_records(daemon: Daemon) -> dict[str, int]:
+    """How many records end each intent (CLAWVISOR_FINAL=1) in a daemon's chain, by
+    intent id, from journald and the fallback file alike (a record in both counts once)."""
+    out = subprocess.run(
+        [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "json",
+            "--output-fields=CLAWVISOR_INTENT_ID,CLAWVISOR_SEQ",
+            f"CLAWVISOR_CHAIN={daemon.chain}",
+            "CLAWVISOR_FINAL=1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    seen: dict[int, str] = {}
+    for line in out.splitlines():
+        if line.strip():
+            f = json.loads(line)
+            seen[int(f["CLAWVISOR_SEQ"])] = f.get("CLAWVISOR_INTENT_ID", "")
+    for rec in daemon.fallback_records():
+        if rec.get("final") == 1 and rec.get("chain") == daemon.chain:
+            seen[int(rec["seq"])] = str(rec.get("intent_id", ""))
+    counts: dict[str, int] = {}
+    for rid in seen.values():
+        counts[rid] = counts.get(rid, 0) + 1
+    return counts
+
+
+def wait_final(daemon: Daemon, ids: list[str], timeout: float = 20.0) -> dict[str, int]:
+    """final_records, once every id in `ids` has one (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = final_records(daemon)
+        if all(counts.get(i) for i in ids) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
 # --- the daemon ---------------------------------------------------------------------
 
 
