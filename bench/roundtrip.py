@@ -9,7 +9,11 @@ Same machine, same run:
 - sudo: `sudo -n /bin/true` for a user a sudoers drop-in allows exactly that.
 
 One client: sequential round trips with a blocking client (the least client overhead
-each peer can have: a plain socket; jeepney's blocking connection; a process spawn).
+each peer can have: a plain socket; jeepney's blocking connection; a process spawn);
+beside `status` (allowed, a result payload) a denied `open-url` (decided and audited, no
+executor, no result), and with `--before DIR` the same `status` served by another
+checkout's code (PYTHONPATH=DIR, e.g. a `git worktree` of an older commit), so a
+change's effect on the allow path is measured in the same run.
 8 and 64 clients: asyncio clients, each connection keeping one request in flight, for
 clawvisor, the floor and polkit over D-Bus. clawvisor and the floor alternate rounds
 (medians). CPU time per request of the server and journald is measured too: it explains
@@ -43,6 +47,7 @@ POLICY = '[[rule]]\naction = "status"\nsource = "bench"\ntarget = "*"\ndecision 
 # Every bench client is one uid, so the per-uid connection cap (16) is lifted.
 SETTINGS = '[server]\nsocket_group = "cvt-no-such-group"\nmax_connections_per_uid = 256\n'
 REQUEST = b'{"id":"%d","intent":{"action":"status"}}\n'
+DENIED = b'{"id":"%d","intent":{"action":"open-url","url":"https://example.org/"}}\n'
 SAMPLES = 2000  # latency samples kept per series for the plots
 
 
@@ -68,7 +73,7 @@ def keep(latencies: list[float]) -> list[float]:
 # --- one client, blocking ---------------------------------------------------------------------
 
 
-def lines_sequential(path: str, count: int) -> list[float]:
+def lines_sequential(path: str, count: int, request: bytes = REQUEST) -> list[float]:
     """`count` request/reply round trips on one plain socket, each timed."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
@@ -76,7 +81,7 @@ def lines_sequential(path: str, count: int) -> list[float]:
     try:
         for i in range(count + 200):
             t0 = time.perf_counter()
-            sock.sendall(REQUEST % i)
+            sock.sendall(request % i)
             buf = sock.recv(65536)
             while not buf.endswith(b"\n"):
                 more = sock.recv(65536)
@@ -139,12 +144,12 @@ async def drive(path: str, clients: int, total: int) -> tuple[list[float], float
 
 
 def measure(
-    path: str, clients: int, total: int, pids: dict[str, int]
+    path: str, clients: int, total: int, pids: dict[str, int], request: bytes = REQUEST
 ) -> tuple[dict[str, float], list[float]]:
     """One measured run; adds CPU µs per request for each process in `pids`."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     if clients == 1:
-        latencies = lines_sequential(path, total)
+        latencies = lines_sequential(path, total, request)
         figures = summary(latencies)
         n = figures["requests"] + 200
     else:
@@ -159,9 +164,13 @@ def measure(
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run(requests: int, clients: list[int], rounds: int, spawn_count: int) -> dict[str, Any]:
+def run(
+    requests: int, clients: list[int], rounds: int, spawn_count: int, before: str | None = None
+) -> dict[str, Any]:
     """Every figure of the decision bench, in one run."""
     root = rig.shared_tmpdir("clawvisor-bench-")
+    old_root = rig.shared_tmpdir("clawvisor-bench-before-") if before else None
+    old = None
     floor_path = str(root / "echo.sock")
     floor = subprocess.Popen(
         [sys.executable, str(HERE / "echo_floor.py"), floor_path], stdout=subprocess.PIPE, text=True
@@ -180,6 +189,16 @@ def run(requests: int, clients: list[int], rounds: int, spawn_count: int) -> dic
             pids = {"server": daemon.proc.pid}
             if jpid is not None:
                 pids["journald"] = jpid
+            old_pids: dict[str, int] = {}
+            if before and old_root is not None:
+                rig.write_config(
+                    old_root,
+                    workloads={"bench": "root"},
+                    policy={"10.toml": POLICY},
+                    settings=SETTINGS,
+                )
+                old = rig.start_daemon(old_root, env={"PYTHONPATH": before})
+                old_pids = {"server": old.proc.pid, **({"journald": jpid} if jpid else {})}
             for n in clients:
                 # Every series is measured once per round, back to back, so that a slow
                 # spell of the machine hits all of them alike; figures are medians.
@@ -191,6 +210,9 @@ def run(requests: int, clients: list[int], rounds: int, spawn_count: int) -> dic
                         "clawvisor": measure(str(daemon.intents), n, requests, pids),
                     }
                     if n == 1:
+                        got["denied"] = measure(str(daemon.intents), n, requests, pids, DENIED)
+                        if old is not None:
+                            got["before"] = measure(str(old.intents), n, requests, old_pids)
                         d = dbus_sequential(pk.address, min(requests, 3000))
                         got["polkit_dbus"] = (summary(d), d)
                         each = max(1, spawn_count // rounds)
@@ -232,7 +254,11 @@ def run(requests: int, clients: list[int], rounds: int, spawn_count: int) -> dic
         floor.wait()
         if daemon is not None:
             daemon.stop()
+        if old is not None:
+            old.stop()
         rig.cleanup_root(root)
+        if old_root is not None:
+            rig.cleanup_root(old_root)
     return {
         "machine": machine(),
         "rounds": rounds,
@@ -241,6 +267,7 @@ def run(requests: int, clients: list[int], rounds: int, spawn_count: int) -> dic
         "audit_fallback_records": fallback,
         "rows": rows,
         "samples_us": samples,
+        "before": before,
     }
 
 
@@ -265,6 +292,22 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {c['throughput_rps'] / p['throughput_rps']:.1f}x more |"
         )
         if n == 1:
+            out.append(
+                f"| 1 | CPU µs/req (daemon + journald) | {c['server_cpu_us_per_req']:.0f} + "
+                f"{c['journald_cpu_us_per_req']:.0f} | {f['server_cpu_us_per_req']:.0f} | - | - |"
+            )
+            if "denied" in row:
+                d = row["denied"]
+                out.append(
+                    f"| 1 | p50 µs, denied (no executor, no result) | {d['p50_us']:.0f} "
+                    f"| {f['p50_us']:.0f} | - | - |"
+                )
+            if "before" in row:
+                b = row["before"]
+                out.append(
+                    f"| 1 | p50 µs, the `--before` build | {b['p50_us']:.0f} "
+                    f"| {f['p50_us']:.0f} | - | {b['p50_us'] / c['p50_us']:.2f}x ours |"
+                )
             for key, name in (("pkcheck", "pkcheck"), ("sudo", "sudo -n")):
                 s = row[key]
                 out.append(
@@ -280,8 +323,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spawns", type=int, default=200, help="pkcheck and sudo runs")
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also serve `status` from the code in DIR (a checkout of another commit)",
+    )
     args = parser.parse_args()
-    result = run(args.requests, args.clients, args.rounds, args.spawns)
+    result = run(args.requests, args.clients, args.rounds, args.spawns, args.before)
     result["table"] = table(result["rows"])
     write_result("roundtrip", result)
     print(f"machine: {result['machine']}")

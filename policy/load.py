@@ -74,6 +74,10 @@ def read_policy_dir(directory: Path) -> list[tuple[Path, str | OSError | Unicode
             _opened("tests", fd) as tests_fd,
         ):
             take(directory / "tests", tests_fd, (".toml",))
+        if os.fstat(fd).st_nlink == 0:
+            # Deleted while it was read (a deploy removing the old tree it renamed away):
+            # what was read may be any part of it.
+            raise OSError(f"{directory} was removed while it was read")
     return found
 
 
@@ -105,6 +109,15 @@ def load_policy_dir(
         raise PolicyError(str(directory), 0, 0, "policy directory does not exist") from None
     except OSError as exc:
         raise PolicyError(str(directory), 0, 0, f"cannot read: {exc}") from None
+    if not any(path.parent == directory for path, _ in files):
+        # Also what a directory emptied mid-read looks like: never taken for a policy.
+        raise PolicyError(
+            str(directory),
+            0,
+            0,
+            "no policy files (*.toml, *.policy) in the policy directory; to deny "
+            "everything, write a rule that does",
+        )
     drafts: list[FileDraft] = []
     names: list[str] = []
     for path, text in files:

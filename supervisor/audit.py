@@ -20,7 +20,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
@@ -104,7 +104,7 @@ class Auditor:
         self._saved_seq = -1
         self.save_head()
         self._encoder = msgspec.json.Encoder()
-        self._encoded: dict[tuple[bytes, object], bytes] = {}
+        self._encoded: dict[Any, bytes] = {}
         self.written_journal = 0
         self.written_fallback = 0
         self._backlog: deque[AuditRecord] = deque()

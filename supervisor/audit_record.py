@@ -70,11 +70,7 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 
 # Precomputed journald bytes: the hot path only joins them with the record's values.
-_KEYS: Final = tuple(
-    (f, b"CLAWVISOR_" + f.upper().encode())
-    for f in AuditRecord.__struct_fields__
-    if f not in ("kind", "priority", "message", "hash")
-)
+_FIELDS: Final = AuditRecord.__struct_fields__
 _HASH_KEY: Final = b"CLAWVISOR_HASH"
 _PREFIX: Final = {
     kind: b"MESSAGE_ID=%s\nSYSLOG_IDENTIFIER=clawvisor\nCLAWVISOR_KIND=%s\n"
@@ -82,42 +78,72 @@ _PREFIX: Final = {
     for kind, mid in MESSAGE_IDS.items()
 }
 _PRIORITY: Final = {p: b"PRIORITY=%d\n" % p for p in range(8)}
-# Fields that repeat from record to record (one connection, one rule); their encoded
-# bytes are cached, bounded.
-_REPEATING: Final = frozenset(
-    {
-        "workload",
-        "uid",
-        "pid",
-        "action",
-        "target",
-        "runs_on",
-        "decision",
-        "rule",
-        "outcome",
-        "approver",
-        "chain",
-    }
+
+
+def _key(name: str) -> bytes:
+    return b"CLAWVISOR_" + name.upper().encode()
+
+
+def _at(name: str) -> int:
+    return _FIELDS.index(name)
+
+
+# The CLAWVISOR_* fields in declaration order, cut into runs: values that repeat from
+# record to record (one connection, one rule: workload..rule, outcome..pending,
+# final..chain) are encoded once per distinct run and cached, bounded; values that
+# differ every time or can be long (intent_id, params, detail, seq, prev, ts) are
+# encoded each time. A field not set (None) is left out.
+_I_INTENT, _I_PARAMS, _I_DETAIL = _at("intent_id"), _at("params"), _at("detail")
+_I_SEQ, _I_PREV, _I_TS = _at("seq"), _at("prev"), _at("ts")
+_RUN_A: Final = (_at("workload"), _I_PARAMS)
+_RUN_B: Final = (_at("outcome"), _I_DETAIL)
+_RUN_C: Final = (_at("final"), _I_SEQ)
+# The layout these runs assume: intent_id right before workload; ts, then hash, last.
+assert _FIELDS[_I_INTENT + 1] == "workload"
+assert len(_FIELDS) == _I_TS + 2
+_RUN_KEYS: Final = {
+    run: tuple(_key(f) for f in _FIELDS[run[0] : run[1]]) for run in (_RUN_A, _RUN_B, _RUN_C)
+}
+_K_INTENT, _K_PARAMS, _K_DETAIL, _K_PREV = (
+    _key(f) for f in ("intent_id", "params", "detail", "prev")
 )
 _CACHE_MAX: Final = 4096
 
 
-def record_bytes(rec: AuditRecord, cache: dict[tuple[bytes, object], bytes] | None = None) -> bytes:
-    """The record's journald payload without its hash; `cache` keeps repeating fields."""
+def _run(values: tuple[Any, ...], run: tuple[int, int], cache: dict[Any, bytes] | None) -> bytes:
+    part = values[run[0] : run[1]]
+    encoded = cache.get(part) if cache is not None else None
+    if encoded is None:
+        encoded = b"".join(
+            field_bytes(k, v if type(v) is str else str(v))
+            for k, v in zip(_RUN_KEYS[run], part, strict=True)
+            if v is not None
+        )
+        if cache is not None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[part] = encoded
+    return encoded
+
+
+def record_bytes(rec: AuditRecord, cache: dict[Any, bytes] | None = None) -> bytes:
+    """The record's journald payload without its hash; `cache` keeps repeating runs."""
+    v = msgspec.structs.astuple(rec)
     parts = [_PREFIX[rec.kind], _PRIORITY[rec.priority], field_bytes(b"MESSAGE", rec.message)]
-    for name, key in _KEYS:
-        value = getattr(rec, name)
-        if value is None:
-            continue
-        if cache is not None and name in _REPEATING:
-            encoded = cache.get((key, value))
-            if encoded is None:
-                if len(cache) >= _CACHE_MAX:
-                    cache.clear()
-                encoded = cache[(key, value)] = field_bytes(key, str(value))
-            parts.append(encoded)
-        else:
-            parts.append(field_bytes(key, value if type(value) is str else str(value)))
+    if v[_I_INTENT] is not None:
+        parts.append(field_bytes(_K_INTENT, v[_I_INTENT]))
+    parts.append(_run(v, _RUN_A, cache))
+    if v[_I_PARAMS] is not None:
+        parts.append(field_bytes(_K_PARAMS, v[_I_PARAMS]))
+    parts.append(_run(v, _RUN_B, cache))
+    if v[_I_DETAIL] is not None:
+        parts.append(field_bytes(_K_DETAIL, v[_I_DETAIL]))
+    parts.append(_run(v, _RUN_C, cache))
+    parts.append(b"CLAWVISOR_SEQ=%d\n" % v[_I_SEQ])  # an int: never a newline in it
+    if v[_I_PREV] is not None:
+        parts.append(field_bytes(_K_PREV, v[_I_PREV]))
+    if v[_I_TS] is not None:
+        parts.append(b"CLAWVISOR_TS=%s\n" % str(v[_I_TS]).encode())
     return b"".join(parts)
 
 

@@ -50,6 +50,8 @@ from .state import DaemonState
 
 _ACTION_OF: Final[dict[type[IntentBase], Action]] = {a.params: a for a in ACTIONS.values()}
 _STDERR_IN_REPLY: Final = 4096
+#: Executor contexts kept per config (actions x sources x targets: small on real boxes).
+_CONTEXTS_MAX: Final = 4096
 #: How an ask that did not end in an approval is answered.
 _REFUSALS: Final[dict[str, tuple[ErrorCode, str]]] = {
     "denied": ("approval_denied", "a human refused the request"),
@@ -242,6 +244,8 @@ class Pipeline:
         self.limiter = RateLimiter()
         #: Set when the daemon stops: new intents are answered `unavailable`.
         self.draining = False
+        self._contexts_of: object = None
+        self._contexts: dict[tuple[str, str, str | None], ExecContext] = {}
 
     # --- the entry point -------------------------------------------------------------
 
@@ -525,14 +529,23 @@ class Pipeline:
         (no intent: the daemon's own view, as `status` on control.sock shows it)."""
         cfg = self.state.config
         where = it.runs_on if it is not None else None
-        return ExecContext(
-            source=it.caller.account.workload if it is not None else "@operator",
-            target=cfg.workloads.get(where) if where is not None else None,
-            settings=cfg.executors[action.name],
-            daemon=self.state,
-            files=cfg.files.get(where) if where is not None else None,
-            notify=self._notify,
-        )
+        source = it.caller.account.workload if it is not None else "@operator"
+        key = (action.name, source, where)
+        if self._contexts_of is not cfg:  # built per config in force, never per request
+            self._contexts_of, self._contexts = cfg, {}
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = ExecContext(
+                source=source,
+                target=cfg.workloads.get(where) if where is not None else None,
+                settings=cfg.executors[action.name],
+                daemon=self.state,
+                files=cfg.files.get(where) if where is not None else None,
+                notify=self._notify,
+            )
+            if len(self._contexts) < _CONTEXTS_MAX:
+                self._contexts[key] = ctx
+        return ctx
 
     def _notify(self, workload: str, message: str) -> int:
         """The `notify` executor's way to the operator, at most its configured rate."""

@@ -160,3 +160,58 @@ def test_reload_after_a_newer_build_is_installed_reexecs_in_place(make_user, jou
             daemon.stop()
     finally:
         rig.cleanup_root(root)
+
+
+RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
+
+
+def test_an_upgrade_drains_what_runs_and_answers_pending_asks_before_the_exec(
+    make_user, journal, tmp_path
+):
+    user = make_user()
+    root = rig.shared_tmpdir("clawvisor-upgrade-")
+    record = root / "calls.jsonl"
+    try:
+        for release in ("r1", "r2"):
+            (root / release / "bin").mkdir(parents=True)
+            shutil.copy(rig.CLAWVISOR, root / release / "bin" / "clawvisor")
+        current = root / "current"
+        current.symlink_to(root / "r1")
+        policy = (
+            POLICY
+            + '[[rule]]\naction = "search"\nsource = "w"\ntarget = "*"\ndecision = "allow"\n'
+            + '[[rule]]\naction = "install-app"\nsource = "w"\ntarget = "*"\ndecision = "ask"\n'
+        )
+        settings = (
+            '[server]\nsocket_group = "cvt-no-such-group"\n[executors.search]\n'
+            f'argv = ["/usr/bin/python3", "{RECORDER}", "{record}", "--sleep=1.5", "{{url}}"]\n'
+        )
+        rig.write_config(root, workloads={"w": user}, policy={"10.toml": policy}, settings=settings)
+        root.chmod(0o1777)
+        daemon = rig.start_daemon(root, exe=current / "bin" / "clawvisor")
+        try:
+            running = rig.connect_as(daemon.intents, user, timeout=30)
+            running.sendall(rig.request_line("run", {"action": "search", "query": "q"}))
+            asking = rig.connect_as(daemon.intents, user, timeout=30)
+            asking.sendall(rig.request_line("ask", {"action": "install-app", "package": "hello"}))
+            deadline = time.monotonic() + 10
+            while not (record.exists() and "started" in record.read_text()):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            tmp_link = root / "current.new"
+            tmp_link.symlink_to(root / "r2")
+            tmp_link.replace(current)
+            daemon.signal(signal.SIGHUP)
+            [asked] = rig.read_lines(asking, 1, timeout=30)
+            assert asked["error"]["code"] == "unavailable"
+            [ran] = rig.read_lines(running, 1, timeout=30)
+            assert ran["status"] == "ok"  # finished before the hand-over, and answered
+            assert '"finished": true' in record.read_text()
+            # A connection made during the hand-over waits in the backlog for the new build.
+            assert status_over(daemon.intents, user)["status"] == "ok"
+            counts = rig.wait_final(daemon, ["run", "ask"])
+            assert counts == {**counts, "run": 1, "ask": 1}
+        finally:
+            daemon.stop()
+    finally:
+        rig.cleanup_root(root)

@@ -177,3 +177,33 @@ def test_one_broken_file_fails_the_whole_directory(tmp_path):
     with pytest.raises(PolicyError) as info:
         load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
     assert info.value.file == "policy.d/20-b.toml"
+
+
+def test_an_empty_policy_directory_is_refused_not_taken_for_deny_all(tmp_path):
+    from policy import PolicyError, load_policy_dir
+    from supervisor.catalog import POLICY_CATALOG
+
+    (tmp_path / "policy.d").mkdir()
+    with pytest.raises(PolicyError, match="no policy files"):
+        load_policy_dir(tmp_path / "policy.d", POLICY_CATALOG, {})
+
+
+def test_a_policy_directory_removed_while_read_is_refused(tmp_path, monkeypatch):
+    import policy.load as load
+
+    d = tmp_path / "policy.d"
+    d.mkdir()
+    (d / "10.toml").write_text('[[rule]]\naction = "status"\ndecision = "allow"\n')
+    real = load._names
+
+    def names_then_remove(dir_fd, suffixes):
+        out = real(dir_fd, suffixes)
+        if suffixes != (".toml",):
+            for p in d.iterdir():
+                p.unlink()
+            d.rmdir()
+        return out
+
+    monkeypatch.setattr(load, "_names", names_then_remove)
+    with pytest.raises(OSError, match="removed while it was read"):
+        load.read_policy_dir(d)
