@@ -138,9 +138,10 @@ fuzz: setup
 BENCH_APT := bpftrace inotify-tools polkitd sudo dbus
 
 # Every benchmark beside its peers: bench/results.md and bench/results/*.png.
+# BEFORE=COMMIT also serves the allow path from that commit's code in the same run.
 bench: setup
 	$(call apt_ensure,$(BENCH_APT))
-	$(VPY) -m bench.all
+	$(VPY) -m bench.all $(if $(BEFORE),--before $(BEFORE))
 
 # The build's wheels: clawvisor's and every dependency's, so that installing needs no
 # network and a release is exactly what was built.

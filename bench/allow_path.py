@@ -74,7 +74,7 @@ def run(calls: int) -> dict[str, Any]:
     """Every step's cost, in one run."""
     with rig.journald(), tempfile.TemporaryDirectory() as tmp:
         env = Env(Path(tmp), rule("status", "w"))
-        env.trail._sender = NullSender()  # noqa: SLF001 (a bench's stand-in)
+        env.trail._sender = NullSender()
         session = GatewaySession(env.caller, env.pipeline, Rejections(env.trail))
         request = decode_request(LINE)
         assert not isinstance(request, type(None))
@@ -98,7 +98,7 @@ def run(calls: int) -> dict[str, Any]:
         steps["executor (status, in process)"] = per_call(
             lambda: run_inline(status.params(), ctx), calls
         )
-        last = env.trail._recent[-1]  # noqa: SLF001 (the record it just wrote)
+        last = env.trail._recent[-1]
         cache: dict[Any, bytes] = {}
         steps["audit record bytes"] = per_call(lambda: record_bytes(last, cache), calls)
         body = record_bytes(last, cache)

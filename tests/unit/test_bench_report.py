@@ -12,7 +12,7 @@ def rows():
     out = []
     for step in bench_all.STEPS:
         data = bench_all._load(step.name)
-        if data is not None:
+        if data is not None and step.name in bench_all.EXTRACT:
             out += bench_all.EXTRACT[step.name](data, step.shown())
     if not out:
         pytest.skip("no bench results in bench/results/")
@@ -31,10 +31,11 @@ def test_every_row_says_how_to_reproduce_it(rows):
 
 def test_the_issue_aims_are_reported_as_met_or_not(rows):
     aims = [r.aim for r in rows if r.aim]
-    for fragment in ("≥ 10x", "≥ 50x", "≥ 10,000/s", "no loss at 100,000/s", "< 1.02x"):
+    for fragment in ("≥ 8x", "≤ 4x", "≥ 50x", "≥ 10,000/s", "no loss at 100,000/s", "< 1.02x"):
         assert any(a.startswith(fragment) and a.endswith(("met", "NOT met")) for a in aims)
 
 
 def test_the_table_has_one_line_per_row(rows):
     text = bench_all.results_md(rows, {}, quick=False)
-    assert text.count("\n| ") == len(rows) + 2  # and the header and its rule
+    table = text.split("\n\n")[2]  # title, run line, then the table
+    assert table.count("\n| ") + 1 == len(rows) + 2  # and the header and its rule
