@@ -107,6 +107,7 @@ class Auditor:
         self._encoded: dict[Any, bytes] = {}
         self.written_journal = 0
         self.written_fallback = 0
+        self._fallback_mark = 0
         self._backlog: deque[AuditRecord] = deque()
         # The last records journald accepted: a journald killed with records still in its
         # socket queue loses them, so on the switch to the fallback they are written there
@@ -199,6 +200,7 @@ class Auditor:
         except JournalUnavailable as exc:
             if self._journal_ok:
                 self._journal_ok = False
+                self._fallback_mark = self.written_fallback
                 self._say(
                     f"journald unreachable ({exc.strerror}); audit records go to "
                     f"{self.fallback_path} until it is back"
@@ -216,14 +218,16 @@ class Auditor:
         if not self._journal_ok:
             self._journal_ok = True
             self._say("journald reachable again; audit records go to journald")
-            self._write_now(
-                AuditRecord(
-                    kind="audit",
-                    priority=WARNING,
-                    message=f"audit records between journald outages are in {self.fallback_path}",
-                    ts=time.time(),
+            if self.written_fallback > self._fallback_mark:  # else they waited in memory
+                self._write_now(
+                    AuditRecord(
+                        kind="audit",
+                        priority=WARNING,
+                        message="audit records between journald outages are in "
+                        f"{self.fallback_path}",
+                        ts=time.time(),
+                    )
                 )
-            )
 
     def _fallback(self, rec: AuditRecord) -> None:
         line = (

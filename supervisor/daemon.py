@@ -442,8 +442,11 @@ class Daemon:
         # journald holds the chain itself; the saved head only has to survive journald
         # losing its tail, so every few seconds is enough.
         if self.auditor.backlog or self.auditor.lost:
-            with contextlib.suppress(AuditUnavailable):  # still down: they keep waiting
+            try:
                 self.auditor.flush()
+            except AuditUnavailable:
+                held = self.auditor.backlog  # still down: they keep waiting, counted
+                sdnotify.notify(f"STATUS={self.status_line()}; {held} audit records held")
         self.auditor.save_head()
         loop.call_later(HEAD_SAVE_INTERVAL, self._save_head_later, loop)
 

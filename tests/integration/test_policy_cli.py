@@ -178,6 +178,43 @@ def test_replay_lists_decisions_a_new_policy_would_change(
     assert f"[st-{tag}]: allow (policy.d/10.toml:5) -> deny (new.d/10.toml:1)" in changed[0]
 
 
+def test_replay_decides_on_the_target_the_intent_named_not_where_it_ran(
+    make_user, make_daemon, journal, tmp_path
+):
+    """`open-url * alpha @default allow default_target=research` ran an untargeted intent
+    on research; replaying it under the same policy must change nothing (the old replay
+    re-decided it as if it had named research, and reported a deny that never happened)."""
+    alpha, research = make_user(), make_user()
+    line = "open-url  *  alpha  @default  allow default_target=research\n"
+    daemon = make_daemon(
+        {"alpha": alpha, "research": research},
+        {"10.policy": line},
+        '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\nargv = ["/bin/true"]\n',
+    )
+    tag = uuid.uuid4().hex[:8]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    reply = call(daemon.intents, alpha, {"action": "open-url", "url": "https://a.org/"}, f"d-{tag}")
+    assert reply["status"] == "ok"
+    recs = journal.wait_entries(2, CLAWVISOR_INTENT_ID=f"d-{tag}")
+    assert {r.get("CLAWVISOR_RUNS_ON") for r in recs} == {"research"}
+    assert not any("CLAWVISOR_TARGET" in r for r in recs)
+    out = run(
+        "policy",
+        "replay",
+        "--policy-dir",
+        str(daemon.config_dir / "policy.d"),
+        "--config-dir",
+        str(daemon.config_dir),
+        "--log-dir",
+        str(daemon.root / "log"),
+        "--since",
+        since,
+    )
+    assert out.returncode == 0, out.stdout
+    assert not [ln for ln in out.stdout.splitlines() if tag in ln], out.stdout
+    assert "0 would change" in out.stdout
+
+
 def test_replay_reads_the_fallback_file(tmp_path, config):
     log = tmp_path / "log"
     log.mkdir()

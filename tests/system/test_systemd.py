@@ -335,7 +335,7 @@ def test_sigkill_restarts_the_daemon_and_pending_asks_are_recorded_as_denied(box
     records = journal(
         box,
         "SYSLOG_IDENTIFIER=clawvisor",
-        "CLAWVISOR_KIND=approval",
+        "CLAWVISOR_FINAL=1",  # the intent's outcome: refused by the restart
         f"CLAWVISOR_PENDING={asked['id']}",
     )
     denied = [r for r in records if r.get("CLAWVISOR_OUTCOME") == "unavailable"]

@@ -233,3 +233,38 @@ def test_a_grant_serves_only_the_rule_it_was_given_under(tmp_path):
     assert len(env.grants.list()) == 1
     granted = env.finals_of("g2")
     assert granted and granted[0]["CLAWVISOR_OUTCOME"] == "ok"
+
+
+def test_approval_records_held_while_the_trail_is_down_are_written_after_in_order(tmp_path):
+    env = Env(tmp_path, ask_policy(), fallback_ok=False)
+
+    async def main() -> Outcome:
+        task = asyncio.ensure_future(env.submit("h1", {"action": "open-url", "url": "https://a.org/"}))
+        while not env.broker.pending:
+            await asyncio.sleep(0.01)
+        env.journal.down = True  # journald and the fallback both gone while it waits
+        [p] = env.broker.pending
+        env.broker.verdict(
+            pending_id=p.id,
+            digest=p.digest,
+            allow=True,
+            agent="cli",
+            principal="uid:0",
+            grant=0.0,
+            reason=None,
+        )
+        return await task
+
+    out = run(main())
+    # The approval's licence could not be written: it did not run.
+    assert out.code == "unavailable" and "not executed" in out.message
+    held = len(env.journal.records)
+    env.journal.down = False
+    run(env.submit("h2", {"action": "status"}))  # any write flushes what waits, first
+    later = [(r["CLAWVISOR_KIND"], r.get("CLAWVISOR_OUTCOME")) for r in env.journal.records[held:]]
+    assert later[:3] == [
+        ("approval", "vote"),
+        ("approval", "approved"),
+        ("decision", "unavailable"),
+    ], later
+    assert env.finals_of("h1")[0]["CLAWVISOR_OUTCOME"] == "unavailable"
