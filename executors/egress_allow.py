@@ -10,18 +10,17 @@ nftables allow set with the requested timeout, in one transaction.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 import msgspec
 
+from .addresses import IPAddress, parse_answers, public_address
 from .base import Action, ExecContext, ExecError, IntentBase, ResultBase
 from .common import need_target, run_template
 from .nft import TABLE, Nft, NftError, set_name
 from .validate import field_check, normalise_host
 
 MAX_TTL = 24 * 3600
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,26 +62,6 @@ class Result(ResultBase, tag="egress-allow", frozen=True):
     port: int | None
     ttl: int
     sets: list[str]
-
-
-def public_address(text: str) -> IPAddress:
-    """Parse a resolver answer and insist it is a public address; ValueError otherwise."""
-    address = ipaddress.ip_address(text.split("%", 1)[0])
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    for a in (address, mapped):
-        if a is not None and (not a.is_global or a.is_multicast or a.is_reserved):
-            raise ValueError(f"{text} is not a public address")
-    return address
-
-
-def parse_answers(output: str) -> list[str]:
-    """Addresses in `getent ahosts` output (first column), in order, without repeats."""
-    seen: list[str] = []
-    for line in output.splitlines():
-        first = line.split(maxsplit=1)[0] if line.strip() else ""
-        if first and first not in seen:
-            seen.append(first)
-    return seen
 
 
 async def run(params: Params, ctx: ExecContext) -> Result:

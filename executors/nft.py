@@ -1,9 +1,12 @@
 """nftables through libnftables' JSON API (python3-nftables): the one way clawvisor touches it.
 
-Also the naming convention every part agrees on: table `inet clawvisor`, and per workload
-the allow sets `allow4_W` / `allow6_W` (any port) and `allowp4_W` / `allowp6_W`
-(address . port), with `-` in workload names written `_` (names never contain `_`,
-so the mapping is one-to-one).
+Also the one home of the vocabulary every part agrees on (provisioning writes it; the
+executors, the counters monitor and the responses use it; none of them imports another
+for it): table `inet clawvisor`; per workload the allow sets `allow4_W` / `allow6_W`
+(any port) and `allowp4_W` / `allowp6_W` (address . port), which `egress-allow` fills
+and `cut-network` empties; the `cut` set of uids whose traffic is dropped; and the named
+counters `W_REASON`, one per verdict reason. `-` in workload names is written `_` (names
+never contain `_`, so the mapping is one-to-one).
 """
 
 from __future__ import annotations
@@ -12,6 +15,12 @@ from typing import Any
 
 FAMILY = "inet"
 TABLE = "clawvisor"
+#: Per-workload sets filled at run time (egress-allow), kept across re-provisioning.
+DYNAMIC_SETS = ("allow4", "allow6", "allowp4", "allowp6")
+#: The set of uids a `cut-network` response drops all traffic of.
+CUT_SET = "cut"
+#: Why a packet of a workload was accepted or dropped: one named counter per workload each.
+REASONS = ("cut", "est", "dns", "host", "drop_meta", "drop_lan", "accept", "drop")
 
 
 class NftError(Exception):

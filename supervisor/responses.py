@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from executors.nft import FAMILY, TABLE, Nft, NftError, set_name
+from executors.nft import CUT_SET, DYNAMIC_SETS, FAMILY, TABLE, Nft, NftError, set_name
 
 from .audit import AuditRecord, bounded_json
 from .cgroups import CgroupError, WorkloadCgroup, pids_of
@@ -29,7 +29,6 @@ from .monitors import events as ev
 from .triggers import Alert
 
 PRIORITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
-DYNAMIC_SETS = ("allow4", "allow6", "allowp4", "allowp6")
 
 
 class ResponseError(Exception):
@@ -127,7 +126,7 @@ class Responder:
     def cut_network(self, workload: str) -> str:
         uid = self._uid(workload)
         commands = [
-            {"add": {"element": {"family": FAMILY, "table": TABLE, "name": "cut", "elem": [uid]}}}
+            {"add": {"element": {"family": FAMILY, "table": TABLE, "name": CUT_SET, "elem": [uid]}}}
         ]
         commands += [
             {"flush": {"set": {"family": FAMILY, "table": TABLE, "name": set_name(kind, workload)}}}
@@ -145,7 +144,12 @@ class Responder:
             Nft().run(
                 {
                     "delete": {
-                        "element": {"family": FAMILY, "table": TABLE, "name": "cut", "elem": [uid]}
+                        "element": {
+                            "family": FAMILY,
+                            "table": TABLE,
+                            "name": CUT_SET,
+                            "elem": [uid],
+                        }
                     }
                 }
             )

@@ -7,9 +7,8 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 
-from executors.nft import FAMILY, TABLE, Nft, NftError
+from executors.nft import FAMILY, REASONS, TABLE, Nft, NftError
 
-from ..provision.firewall import REASONS
 from . import events as ev
 
 

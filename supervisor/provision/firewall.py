@@ -34,8 +34,18 @@ from typing import Any
 
 import msgspec
 
-from executors.egress_allow import parse_answers, public_address
-from executors.nft import FAMILY, TABLE, Nft, NftError, set_name, slug
+from executors.addresses import parse_answers, public_address
+from executors.nft import (
+    CUT_SET,
+    DYNAMIC_SETS,
+    FAMILY,
+    REASONS,
+    TABLE,
+    Nft,
+    NftError,
+    set_name,
+    slug,
+)
 
 from ..config import WorkloadSpec
 from ..statefile import read_or_none, write_atomic
@@ -53,9 +63,7 @@ LAN4 = (
     "0.0.0.0/8",
 )
 LAN6 = ("fc00::/7", "fe80::/10", "::1/128", "::/128")
-DYNAMIC = ("allow4", "allow6", "allowp4", "allowp6")
 STATE_FILE = "firewall.json"
-REASONS = ("cut", "est", "dns", "host", "drop_meta", "drop_lan", "accept", "drop")
 
 
 def counter_name(workload: str, reason: str) -> str:
@@ -227,7 +235,7 @@ def build(
                 )
             }
         },
-        {"add": {"set": _tbl(name="cut", type="uid")}},
+        {"add": {"set": _tbl(name=CUT_SET, type="uid")}},
         {
             "add": {
                 "chain": _tbl(name="output", type="filter", hook="output", prio=0, policy="accept")
@@ -309,7 +317,9 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
             }
         }
 
-    cmds.append(rule(_match({"meta": {"key": "skuid"}}, "@cut"), reason="cut", verdict="drop"))
+    cmds.append(
+        rule(_match({"meta": {"key": "skuid"}}, f"@{CUT_SET}"), reason="cut", verdict="drop")
+    )
     cmds.append(
         rule(
             _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
@@ -402,7 +412,7 @@ def live_elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cmds = []
     for item in listing:
         s = item.get("set")
-        if not s or not s["name"].startswith(tuple(f"{k}_" for k in DYNAMIC)):
+        if not s or not s["name"].startswith(tuple(f"{k}_" for k in DYNAMIC_SETS)):
             continue
         elems = [
             e
@@ -431,7 +441,7 @@ def fingerprint(listing: list[dict[str, Any]]) -> str:
     items = []
     for item in listing:
         s = item.get("set")
-        if s and s["name"].startswith(tuple(f"{k}_" for k in DYNAMIC)):
+        if s and s["name"].startswith(tuple(f"{k}_" for k in DYNAMIC_SETS)):
             items.append(clean({"set": {k: v for k, v in s.items() if k != "elem"}}))
         else:
             items.append(clean(item))

@@ -189,7 +189,8 @@ def test_replay_decides_on_the_target_the_intent_named_not_where_it_ran(
     daemon = make_daemon(
         {"alpha": alpha, "research": research},
         {"10.policy": line},
-        '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\nargv = ["/bin/true"]\n',
+        '[server]\nsocket_group = "cvt-no-such-group"\n'
+        '[executors.open-url]\nargv = ["/bin/true", "{url}"]\n',
     )
     tag = uuid.uuid4().hex[:8]
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))

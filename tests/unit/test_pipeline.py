@@ -239,7 +239,9 @@ def test_approval_records_held_while_the_trail_is_down_are_written_after_in_orde
     env = Env(tmp_path, ask_policy(), fallback_ok=False)
 
     async def main() -> Outcome:
-        task = asyncio.ensure_future(env.submit("h1", {"action": "open-url", "url": "https://a.org/"}))
+        task = asyncio.ensure_future(
+            env.submit("h1", {"action": "open-url", "url": "https://a.org/"})
+        )
         while not env.broker.pending:
             await asyncio.sleep(0.01)
         env.journal.down = True  # journald and the fallback both gone while it waits
