@@ -23,8 +23,8 @@ from typing import Any
 from bench.common import machine, write_result
 from executors import ACTIONS
 from policy import evaluate
-from supervisor.audit_record import record_bytes, seal
-from supervisor.journal import JournalSender
+from supervisor.audit.record import record_bytes, seal
+from supervisor.audit.journal import JournalSender
 from supervisor.protocol import decode_request, encode_reply, intent_params
 from supervisor.rejections import Rejections
 from supervisor.session import GatewaySession

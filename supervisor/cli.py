@@ -187,7 +187,7 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_log(args: argparse.Namespace) -> int:
-    from .audit_log import show
+    from .audit.log import show
 
     return show(
         args.log_dir / args.fallback_file,
@@ -200,7 +200,7 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from .audit_chain import report
+    from .audit.chain import report
 
     return report(
         args.state_dir,
@@ -212,7 +212,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
-    from .audit_log import parse_since
+    from .audit.log import parse_since
     from .policy_tools import replay
 
     try:

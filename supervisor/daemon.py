@@ -21,7 +21,7 @@ from . import sdnotify
 from .activation import code_identity, handoff, listen_fds, loose_mode
 from .approvals import Broker, deny_leftovers
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
-from .audit_chain import HEAD_FILE
+from .audit.chain import HEAD_FILE
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
     EMBEDDED_POLICY_NAME,

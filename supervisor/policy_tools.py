@@ -30,7 +30,7 @@ from policy import (
     runs_on,
 )
 
-from . import audit_log
+from .audit import log as audit_log
 from .capabilities import describe
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config

@@ -15,7 +15,7 @@ from supervisor.catalog import POLICY_CATALOG, normalise_params
 from supervisor.config import Paths, load_config
 from supervisor.grants import GrantStore
 from supervisor.identity import Peer
-from supervisor.journal import JournalUnavailable
+from supervisor.audit.journal import JournalUnavailable
 from supervisor.pipeline import Caller, Job, Outcome, Pipeline, grant_recorder
 from supervisor.protocol import Request
 from supervisor.state import DaemonState

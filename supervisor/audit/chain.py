@@ -1,6 +1,6 @@
 """The audit hash chain: every record carries the hash of the one before it.
 
-A record's hash is SHA-256 over its own journald bytes (supervisor/audit_record.py),
+A record's hash is SHA-256 over its own journald bytes (supervisor/audit/record.py),
 which include `prev`, the previous record's hash. Editing, removing or reordering a
 record therefore breaks every link after it. The chain has an id and
 continues across restarts and upgrades: its head (id, seq, hash) is kept in the state
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from .audit_record import record_digest
+from .record import record_digest
 
 GENESIS = "0" * 64
 HEAD_FILE = "audit-chain.json"
