@@ -33,7 +33,9 @@ from policy import Rule
 
 from .audit import INFO, NOTICE, WARNING, AuditRecord
 from .grants import intent_key
-from .protocol import (
+from .sanitize import shown
+from .statefile import Saver, read_or_none, write_atomic
+from .wire.control import (
     Agent,
     AlertEvent,
     NoticeEvent,
@@ -42,8 +44,6 @@ from .protocol import (
     WithdrawnEvent,
     encode_event,
 )
-from .sanitize import shown
-from .statefile import Saver, read_or_none, write_atomic
 
 Outcome = Literal["approved", "denied", "timeout", "unavailable", "withdrawn", "rate_limited"]
 Closing = Literal["approved", "denied", "timeout", "withdrawn", "unavailable", "policy_changed"]

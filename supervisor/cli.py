@@ -65,7 +65,8 @@ def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    from .client import Client, ClientTimeout
+    from .wire.client import Client
+    from .wire.errors import ClientTimeout
 
     try:
         params = parse_params(args.action, args.params)
@@ -89,7 +90,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import schema_text
+    from .wire.schema import schema_text
 
     text = schema_text(args.part)
     if args.output is None:
@@ -128,7 +129,8 @@ def _cmd_skill(args: argparse.Namespace) -> int:
     else:
         from executors.capabilities import Result as CapabilitiesResult
 
-        from .client import ClawvisorError, Client
+        from .wire.client import Client
+        from .wire.errors import ClawvisorError
 
         try:
             with Client(args.socket, timeout=30) as client:
@@ -147,7 +149,7 @@ def _cmd_skill(args: argparse.Namespace) -> int:
 
 
 def _cmd_reload(args: argparse.Namespace) -> int:
-    from .client import Client
+    from .wire.client import Client
 
     try:
         with Client(args.socket, timeout=60) as client:
@@ -364,7 +366,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_respond(args: argparse.Namespace) -> int:
-    from .client import Client
+    from .wire.client import Client
 
     def go() -> int:
         with Client(args.socket, timeout=60) as client:

@@ -39,7 +39,6 @@ from .identity import Peer, peer_groups
 from .monitors.manager import Monitors
 from .pipeline import Caller, Pipeline, grant_recorder
 from .posix_acl import grant_users
-from .protocol import AlertEvent
 from .rejections import Rejections
 from .responses import Responder, alert_json, summary
 from .sanitize import visible
@@ -47,6 +46,7 @@ from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_
 from .session import GatewaySession
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
+from .wire.control import AlertEvent
 
 HEAD_SAVE_INTERVAL = 5.0
 #: At shutdown, how long owed replies may sit unread before they are given up (a peer

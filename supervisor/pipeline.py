@@ -35,18 +35,10 @@ from .approvals import Broker, GrantRequest, Resolution, bound_digest
 from .audit import INFO, NOTICE, WARNING, Auditor, AuditRecord, AuditUnavailable, bounded_json
 from .grants import GrantStore, intent_key
 from .identity import Peer
-from .protocol import (
-    DENIAL_CODES,
-    Decision,
-    ErrorCode,
-    ErrorInfo,
-    Reply,
-    ReplyStatus,
-    Request,
-    intent_params,
-)
 from .ratelimit import RateLimiter
 from .state import DaemonState
+from .wire.common import DENIAL_CODES, Decision, ErrorCode, ErrorInfo, Reply, ReplyStatus
+from .wire.intents import Request, intent_params
 
 _ACTION_OF: Final[dict[type[IntentBase], Action]] = {a.params: a for a in ACTIONS.values()}
 _STDERR_IN_REPLY: Final = 4096

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .framing import LineFramer
 from .identity import Peer, peer_credentials
-from .protocol import MAX_LINE
+from .wire.common import MAX_LINE
+from .wire.framing import LineFramer
 
 Answer = bytes | Coroutine[Any, Any, bytes]
 LineHandler = Callable[[bytes], Answer]

@@ -13,15 +13,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .pipeline import Caller, Job, Outcome, Pipeline
-from .protocol import (
-    CancelRequest,
-    CancelResult,
-    ProtocolError,
-    Reply,
-    decode_request,
-    encode_reply,
-)
 from .rejections import Rejections
+from .wire.common import ProtocolError, Reply, encode_reply
+from .wire.intents import CancelRequest, CancelResult, decode_request
 
 Answer = bytes | Coroutine[Any, Any, bytes]
 

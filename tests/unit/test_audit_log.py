@@ -6,6 +6,7 @@ import json
 import pytest
 
 from supervisor.audit import Auditor, AuditRecord
+from supervisor.audit.journal import JournalSender
 from supervisor.audit.log import (
     FallbackTail,
     SinceError,
@@ -15,7 +16,6 @@ from supervisor.audit.log import (
     records,
     show,
 )
-from supervisor.audit.journal import JournalSender
 
 
 def rec(**over):
