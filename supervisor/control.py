@@ -14,9 +14,9 @@ from typing import Any
 from executors import ACTIONS
 from policy.units import parse_grant
 
-from .approvals import Broker
+from .approvals.broker import Broker
+from .approvals.grants import Grant, GrantStore
 from .audit import WARNING, AuditRecord
-from .grants import Grant, GrantStore
 from .identity import Peer
 from .monitors.manager import Monitors, ViewerFilter
 from .pipeline import Pipeline

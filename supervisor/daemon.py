@@ -19,7 +19,10 @@ from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
 from .activation import code_identity, handoff, listen_fds, loose_mode
-from .approvals import Broker, deny_leftovers
+from .approvals.broker import Broker
+from .approvals.grants import GrantStore
+from .approvals.leftovers import deny_leftovers
+from .approvals.sanitize import visible
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
 from .audit.chain import HEAD_FILE
 from .catalog import POLICY_CATALOG, normalise_params
@@ -34,14 +37,12 @@ from .config import (
     load_config,
 )
 from .control import ControlServices, OperatorSession
-from .grants import GrantStore
 from .identity import Peer, peer_groups
 from .monitors.manager import Monitors
 from .pipeline import Caller, Pipeline, grant_recorder
 from .posix_acl import grant_users
 from .rejections import Rejections
 from .responses import Responder, alert_json, summary
-from .sanitize import visible
 from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_unix_socket
 from .session import GatewaySession
 from .state import DaemonState

@@ -31,9 +31,10 @@ from executors.base import Action, ExecContext, ExecError, IntentBase, ResultBas
 from policy import Rule, Verdict, evaluate, runs_on
 from policy.units import parse_rate
 
-from .approvals import Broker, GrantRequest, Resolution, bound_digest
+from .approvals.broker import Broker
+from .approvals.grants import GrantStore, intent_key
+from .approvals.prompt import GrantRequest, Resolution, bound_digest
 from .audit import INFO, NOTICE, WARNING, Auditor, AuditRecord, AuditUnavailable, bounded_json
-from .grants import GrantStore, intent_key
 from .identity import Peer
 from .ratelimit import RateLimiter
 from .state import DaemonState

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..sanitize import visible
+from ..approvals.sanitize import visible
 from ..wire.client import Client
 
 COLOURS = {

@@ -48,7 +48,7 @@ from executors.nft import (
 )
 
 from ..config import WorkloadSpec
-from ..statefile import read_or_none, write_atomic
+from ..persist import read_or_none, write_atomic
 from .box import Box, uid_of
 from .plan import Plan, ProvisionError
 
