@@ -12,7 +12,7 @@ from .common import CONTROL_SOCKET, EXIT_DENIED, EXIT_ERROR, EXIT_OK, SOCKET_HEL
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ..config import Paths
-    from ..daemon import serve
+    from ..serve import serve
 
     config_dir: Path | None = args.config_dir
     embedded = config_dir is None and not DEFAULT_CONFIG_DIR.is_dir()
