@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from executors.base import TargetUser
+from executors.base import Account
 from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
@@ -293,7 +293,7 @@ class Daemon:
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         return None
 
-    def _drop_remapped(self, old_by_uid: Mapping[int, TargetUser]) -> None:
+    def _drop_remapped(self, old_by_uid: Mapping[int, Account]) -> None:
         """Close gateway connections whose uid no longer maps to the same workload."""
         new_by_uid = self.state.config.by_uid
         for conn in list(self.intents.connections):

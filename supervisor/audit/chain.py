@@ -148,7 +148,7 @@ def recover(head: Head, fallback: Path) -> Head:
     return best
 
 
-class Verdict(msgspec.Struct):
+class ChainReport(msgspec.Struct):
     """What `clawvisor audit verify` found."""
 
     chain: str
@@ -161,7 +161,7 @@ class Verdict(msgspec.Struct):
     first_break: int | None = None
 
 
-def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> Verdict:
+def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> ChainReport:
     """Check every link of the chain: hashes recompute, each `prev` is the last `hash`."""
     by_seq: dict[int, Mapping[str, object]] = {}
     problems: list[str] = []
@@ -176,7 +176,7 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
         by_seq[seq] = rec
     notes: list[str] = []
     if not by_seq:
-        return Verdict(chain, 0, 0, 0, problems or ["no records of this chain"], notes)
+        return ChainReport(chain, 0, 0, 0, problems or ["no records of this chain"], notes)
     seqs = sorted(by_seq)
     if seqs[0] != 1:
         notes.append(
@@ -208,7 +208,7 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
         )
         breaks.append(seqs[-1] + 1)
     first_break = min(breaks) if breaks else None
-    return Verdict(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
+    return ChainReport(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
 
 
 def report(
@@ -227,19 +227,19 @@ def report(
             return 2
         chain = head.chain
     records = [*journal_entries(chain, journal_dir), *fallback_entries(fallback, chain)]
-    verdict = verify(chain, records, head)
+    checked = verify(chain, records, head)
     if as_json:
-        print(msgspec.json.encode(verdict).decode())
+        print(msgspec.json.encode(checked).decode())
     else:
-        state = "BROKEN" if verdict.problems else "intact"
+        state = "BROKEN" if checked.problems else "intact"
         print(
-            f"chain {verdict.chain}: {verdict.records} records, seq {verdict.first}.."
-            f"{verdict.last}: {state}"
+            f"chain {checked.chain}: {checked.records} records, seq {checked.first}.."
+            f"{checked.last}: {state}"
         )
-        if verdict.first_break is not None:
-            print(f"  first break: seq {verdict.first_break}")
-        for note in verdict.notes:
+        if checked.first_break is not None:
+            print(f"  first break: seq {checked.first_break}")
+        for note in checked.notes:
             print(f"  note: {note}")
-        for problem in verdict.problems:
+        for problem in checked.problems:
             print(f"  {problem}")
-    return 1 if verdict.problems else 0
+    return 1 if checked.problems else 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from executors.base import ResultBase, TargetUser
+from executors.base import Account, ResultBase
 
 from ..identity import Peer
 from ..wire.common import DENIAL_CODES, Decision, ErrorCode, ErrorInfo, Reply, ReplyStatus
@@ -22,7 +22,7 @@ class Caller:
     """An authenticated gateway connection: kernel credentials and the workload they map to."""
 
     peer: Peer
-    account: TargetUser
+    account: Account
 
     @property
     def workload(self) -> str:
