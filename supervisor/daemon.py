@@ -23,6 +23,7 @@ from .approvals.grants import GrantStore
 from .approvals.leftovers import deny_leftovers
 from .approvals.sanitize import visible
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
+from .audit.chain import ended
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
     EMBEDDED_POLICY_NAME,
@@ -38,6 +39,7 @@ from .identity import Peer, peer_groups
 from .listen import listening_sockets
 from .monitors.manager import Monitors
 from .pipeline import Caller, Pipeline, grant_recorder
+from .pipeline.running import Running, record_interrupted
 from .rejections import Rejections
 from .responses import Responder, alert_json, summary
 from .server import Acceptance, Connection, Endpoint, Limits, LineHandler
@@ -83,7 +85,15 @@ class Daemon:
         self.grants.load()
         pending_file = state_dir / "pending.json"
         note = auditor.note
-        left = deny_leftovers(pending_file, note)
+        left = deny_leftovers(
+            pending_file,
+            note,
+            lambda records: ended(
+                auditor.chain,
+                ((r.workload, r.intent_id, r.created) for r in records),
+                auditor.fallback_path,
+            ),
+        )
         if left:
             print(
                 f"clawvisor: {left} request(s) pending when the daemon last stopped are "
@@ -98,6 +108,24 @@ class Daemon:
             record_grant=grant_recorder(self.grants, auditor, config.settings.audit.params_cap),
         )
         self.pipeline = Pipeline(self.state, auditor, self.broker, self.grants)
+        running_file = state_dir / "running.json"
+        interrupted = record_interrupted(
+            running_file,
+            note,
+            lambda runs: ended(
+                auditor.chain,
+                ((r.workload, r.intent_id, r.started) for r in runs),
+                auditor.fallback_path,
+            ),
+        )
+        if interrupted:
+            print(
+                f"clawvisor: {interrupted} execution(s) running when the daemon last stopped "
+                "are recorded as interrupted",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.pipeline.execution.running = Running(running_file, self._state_unsaved)
         self.rejections = Rejections(auditor)
         self.monitors: Monitors | None = None
         self.responder: Responder | None = None
@@ -183,6 +211,17 @@ class Daemon:
                     results=alert.results,
                 )
             )
+
+    def _state_unsaved(self, exc: OSError) -> None:
+        self.auditor.note(
+            AuditRecord(
+                kind="daemon",
+                priority=CRIT,
+                detail=str(exc),
+                message=f"the state directory refused a write ({exc}): until it takes writes "
+                "again, no ask is put to anyone and no process executor starts",
+            )
+        )
 
     def _grants_unsaved(self, exc: OSError) -> None:
         self.auditor.note(
@@ -373,6 +412,12 @@ class Daemon:
                 priority=CRIT,
             )
         await self.intents.flush(FLUSH_TIMEOUT, max(deadline, time.monotonic()) + FLUSH_TIMEOUT)
+        # What is left waiting or running is on disk as it is now (nothing, normally).
+        running = self.pipeline.execution.running
+        for saved in (self.broker.saved(), running.saved() if running else None):
+            if saved is not None:
+                with contextlib.suppress(OSError):  # the next start checks the trail
+                    await saved
         took = time.monotonic() - started
         return f"drained in {took:.2f} s, {len(late)} interrupted"
 

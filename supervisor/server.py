@@ -12,6 +12,10 @@ the reply is dropped; the session is told (`on_close`) so that it can withdraw w
 not started. EOF is told apart from a half-close (`socat` at the end of its input) by
 POLLHUP, which Linux sets on an AF_UNIX stream socket only when the peer has closed it
 entirely. A broken frame is refused only after the complete lines before it are answered.
+Because a connection that is not being read (at its in-flight cap, cut off after a bad
+frame, or half-closed) never sees its EOF, each endpoint also watches every connection
+for hang-ups on an epoll set of its own (EPOLLRDHUP, then EPOLLHUP): a peer that goes
+away is noticed at once, whatever the connection is doing.
 On shutdown, `drain` stops reading, lets the work in flight finish up to a deadline and
 flushes the replies owed.
 """
@@ -84,6 +88,50 @@ class Acceptance:
         self.on_close = on_close
 
 
+class HangupWatch:
+    """Tells connections, at once, when their peer has closed its end entirely.
+
+    One epoll set (its descriptor readable in the event loop) with each connection's
+    socket registered for EPOLLRDHUP only: no readable data ever wakes it. A half-close
+    (RDHUP without HUP) re-arms the socket for HUP alone, which epoll always reports.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._conns: dict[int, Connection] = {}
+        asyncio.get_running_loop().add_reader(self._epoll.fileno(), self._ready)
+
+    def watch(self, fd: int, conn: Connection) -> None:
+        """Report `conn`'s hang-up (its socket is `fd`)."""
+        self._epoll.register(fd, select.EPOLLRDHUP)
+        self._conns[fd] = conn
+
+    def forget(self, fd: int) -> None:
+        """Stop watching `fd` (its connection is gone)."""
+        if self._conns.pop(fd, None) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+
+    def _ready(self) -> None:
+        for fd, events in self._epoll.poll(0):
+            conn = self._conns.get(fd)
+            if conn is None:
+                continue
+            if events & (select.EPOLLHUP | select.EPOLLERR):
+                self.forget(fd)
+                conn.peer_left()
+            else:  # half-closed: from now on only a full close (HUP) reports
+                with contextlib.suppress(OSError):
+                    self._epoll.modify(fd, 0)
+
+    def close(self) -> None:
+        """Stop watching everything."""
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._epoll.fileno())
+        self._epoll.close()
+        self._conns.clear()
+
+
 class Endpoint:
     """One listening socket and the connections on it."""
 
@@ -107,6 +155,7 @@ class Endpoint:
         self.draining = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.hangups: HangupWatch | None = None
 
     async def start(self, sock: socket.socket) -> None:
         """Serve connections on an already bound and listening socket (asyncio gets its
@@ -114,6 +163,7 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         mine = sock.dup()
         mine.setblocking(False)
+        self.hangups = HangupWatch()
         self._server = await loop.create_unix_server(lambda: Connection(self), sock=mine)
         self._schedule_sweep()
 
@@ -178,6 +228,8 @@ class Endpoint:
         self.stop_accepting()
         for conn in list(self.connections):
             conn.close()
+        if self.hangups is not None:
+            self.hangups.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -204,6 +256,7 @@ class Connection(asyncio.Protocol):
         self._counted = False
         self._eof = False
         self._stopped = False
+        self._fd: int | None = None
         #: A bad frame seen: refused once the complete lines before it are answered.
         self._broken: str | None = None
         self._on_close: Callable[[], None] | None = None
@@ -230,6 +283,14 @@ class Connection(asyncio.Protocol):
         self.handler = acceptance.bind(self) if acceptance.bind else acceptance.handler
         self.workload = acceptance.workload
         self._on_close = acceptance.on_close
+        if ep.hangups is not None:
+            self._fd = sock.fileno()
+            ep.hangups.watch(self._fd, self)
+
+    def peer_left(self) -> None:
+        """The peer has closed its end entirely (from the endpoint's hang-up watch)."""
+        if not self._closed:
+            self._abandoned()
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self.handler is None or self._broken is not None:
@@ -270,6 +331,7 @@ class Connection(asyncio.Protocol):
     def _abandoned(self) -> None:
         """The peer is gone: nobody will read replies; withdraw, then close."""
         self.queue.clear()
+        self.handler = None
         self._notify_closed()
         self.close()
 
@@ -277,6 +339,9 @@ class Connection(asyncio.Protocol):
         self._closed = True
         ep = self.endpoint
         ep.connections.discard(self)
+        if self._fd is not None and ep.hangups is not None:
+            ep.hangups.forget(self._fd)
+            self._fd = None
         if self._counted and self.peer is not None:
             left = ep.per_uid.get(self.peer.uid, 1) - 1
             if left > 0:

@@ -36,16 +36,16 @@ class GatewaySession:
             request = decode_request(line)
         except ProtocolError as exc:
             return self._reject(exc.request_id, exc)
-        if isinstance(request, CancelRequest):
-            return self._cancel(request)
         rid = request.id
-        if rid in self.jobs:
+        if rid in self.jobs:  # a cancel's own id too: two replies would carry one id
             return self._reject(
                 rid,
                 ProtocolError(
                     "bad_request", f"request id {rid!r} is still in flight on this connection"
                 ),
             )
+        if isinstance(request, CancelRequest):
+            return self._cancel(request)
         job = Job(rid)
         answer = self.pipeline.submit(self.caller, request, job)
         if isinstance(answer, Outcome):

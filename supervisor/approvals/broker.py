@@ -197,6 +197,12 @@ class Broker:
                 return w.future.result()
         if w.future.done():  # timed out, or the daemon closed, while it was being saved
             return w.future.result()
+        if withdrawn is not None and withdrawn.done():
+            # Gone while it was being saved: it is not shown to anyone at all.
+            reason = withdrawn.result() if not withdrawn.cancelled() else "withdrawn"
+            self._leave(p, w, Resolution("withdrawn", key=p.key, reason=reason), "withdrawn")
+            return w.future.result()
+        w.saved = True
         if not p.offered:
             self._offer(p)
         else:
@@ -398,10 +404,12 @@ class Broker:
                     seconds=seconds,
                 )
             )
-            count = len(p.waiters)  # the grant covers each of them
+        releasable = p.shown_waiters()
+        if seconds > 0:
+            count = len(releasable)  # the grant covers each of them
         else:
-            count = min(*(v.release for v in votes), len(p.waiters))
-        released = list(p.waiters)[:count]
+            count = min(*(v.release for v in votes), len(releasable))
+        released = releasable[:count]
         approved = Resolution(
             "approved",
             approvers=approvers,
@@ -419,10 +427,10 @@ class Broker:
                 w.future.set_result(approved)
         if self._saver is not None:
             self._saver.touch()
-        left = len(p.waiters)
+        left = len(p.shown_waiters())
         by = ", ".join(approvers)
         how = f"released {count} of {count + left}" + (f" (grant {grant_id})" if grant_id else "")
-        if left:
+        if p.waiters:  # shown ones left, or ones still being saved (shown once they are)
             # One verdict is one release: the rest wait for answers of their own, which
             # must quote the new digest.
             p.nonce = secrets.token_hex(16)

@@ -45,8 +45,15 @@ def snapshot(prompts: Iterable[Prompt]) -> bytes:
     )
 
 
-def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> int:
-    """Audit the intents a stopped daemon left waiting as refused; clear the record."""
+def deny_leftovers(
+    state_file: Path,
+    audit: Callable[[AuditRecord], bool],
+    ended: Callable[[list[PendingRecord]], set[tuple[str, str]]] = lambda records: set(),
+) -> int:
+    """Audit the intents a stopped daemon left waiting as refused; clear the record.
+
+    `ended` names those whose outcome the trail already holds (the daemon stopped after
+    writing it but before the state file caught up): they get no second one."""
     data = read_or_none(state_file)
     if not data:
         return 0
@@ -63,7 +70,9 @@ def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> in
                 "(if any) count as denied",
             )
         )
-    for r in records:
+    done = ended(records) if records else set()
+    left = [r for r in records if (r.workload, r.intent_id) not in done]
+    for r in left:
         audit(
             AuditRecord(
                 kind="decision",
@@ -82,4 +91,4 @@ def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> in
             )
         )
     write_atomic(state_file, b"[]")
-    return len(records)
+    return len(left)

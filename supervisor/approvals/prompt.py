@@ -84,6 +84,8 @@ class Waiter:
     deadline: float
     future: asyncio.Future[Resolution]
     timer: asyncio.TimerHandle | None = None
+    #: Written to the state directory: only then is it shown, counted and releasable.
+    saved: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -116,7 +118,8 @@ class Prompt:
             else:
                 params[name], was_cut = shown(text, limit)
                 cut = cut or was_cut
-        first = next(iter(self.waiters), None)
+        shown_waiters = self.shown_waiters()
+        first = shown_waiters[0] if shown_waiters else None
         return PendingView(
             id=self.id,
             workload=self.workload,
@@ -130,8 +133,13 @@ class Prompt:
             grant=self.rule.grant,
             quorum=self.rule.quorum,
             votes=len(self.votes),
-            waiting=len(self.waiters),
+            waiting=len(shown_waiters),
         )
+
+    def shown_waiters(self) -> list[Waiter]:
+        """The waiters a verdict may release: those already written to the state
+        directory (oldest first); one still being written is neither shown nor released."""
+        return [w for w in self.waiters if w.saved]
 
     def record(
         self, priority: int, outcome: str, approver: str | None, message: str

@@ -131,6 +131,46 @@ def fallback_entries(
             yield rec
 
 
+def ended(
+    chain: str, wanted: Iterable[tuple[str, str, float]], fallback: Path
+) -> set[tuple[str, str]]:
+    """Of the (workload, intent id, since) asked about, those whose intent already has a
+    final record in this chain (journald or the fallback file), written at or after
+    `since`: a restart must not give them a second outcome."""
+    since = {(w, i): t for w, i, t in wanted}
+    if not since:
+        return set()
+    found: set[tuple[str, str]] = set()
+
+    def take(rec: Mapping[str, object]) -> None:
+        key = (str(rec.get("workload")), str(rec.get("intent_id")))
+        if key in since and str(rec.get("final")) == "1":
+            try:
+                ts = float(str(rec.get("ts")))
+            except ValueError:
+                ts = float("inf")
+            if ts >= since[key]:
+                found.add(key)
+
+    for rec in fallback_entries(fallback, chain):
+        take(rec)
+    try:
+        from systemd import journal
+    except ImportError:
+        return found
+    reader = journal.Reader()
+    try:
+        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain, CLAWVISOR_FINAL="1")
+        reader.seek_realtime(min(since.values()) - 60)  # journald's clock, a margin
+        for entry in reader:
+            take(journal_fields(entry))
+    except OSError:
+        pass
+    finally:
+        reader.close()
+    return found
+
+
 def recover(head: Head, fallback: Path) -> Head:
     """The head, moved forward to the newest record this chain has in either sink."""
     best = head

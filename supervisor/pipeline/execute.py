@@ -19,6 +19,7 @@ from ..state import DaemonState
 from .case import Case
 from .ledger import Ledger
 from .outcome import Answer, Outcome
+from .running import Running
 
 _STDERR_IN_REPLY: Final = 4096
 #: Executor contexts kept per config (actions x sources x targets: small on real boxes).
@@ -35,6 +36,8 @@ class Execution:
         self.ledger = ledger
         self.limiter = limiter
         self.broker = broker
+        #: Executions in flight, on disk (None: not recorded, as in-process tests).
+        self.running: Running | None = None
         self._contexts_of: object = None
         self._contexts: dict[tuple[str, str, str | None], ExecContext] = {}
 
@@ -77,6 +80,17 @@ class Execution:
 
     async def _run_process(self, it: Case, ctx: ExecContext) -> Outcome:
         assert it.action.run is not None
+        if self.running is not None:
+            try:
+                await self.running.begin(it)
+            except OSError as exc:
+                return self.ledger.end(
+                    it,
+                    "unavailable",
+                    f"the state directory cannot record the run ({exc.strerror or exc}); "
+                    "not started",
+                    what="refused: state directory unavailable",
+                )
         try:
             result = await it.action.run(it.intent, ctx)
         except ExecError as exc:
@@ -85,6 +99,11 @@ class Execution:
             raise
         except Exception as exc:  # an executor bug must not take the daemon down
             return self._failed(it, ExecError(f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            # Only scheduled here: the file changes after this step, whose outcome record
+            # (written below, above, or by the caller on cancellation) comes first.
+            if self.running is not None:
+                self.running.end(it)
         return self._done(it, result)
 
     def _done(self, it: Case, result: ResultBase) -> Outcome:
