@@ -3,7 +3,9 @@ bound here, each with the owner, group and mode its users need and nobody else."
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +14,6 @@ from .activation import listen_fds, loose_mode
 from .audit import CRIT
 from .config import Config, group_gid
 from .posix_acl import grant_users
-from .server import bind_unix_socket
 
 
 def listening_sockets(
@@ -55,4 +56,31 @@ def _bind_intents(config: Config, path: Path) -> socket.socket:
     # configured workload users, by uid, through an ACL.
     sock = bind_unix_socket(path, mode=0o660)
     grant_users(path, 0o660, config.by_uid.keys(), 0o6)
+    return sock
+
+
+def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:
+    """Bind and listen on `path` with `mode`, replacing a stale socket but never a live one."""
+    if path.exists() or path.is_symlink():
+        st = path.lstat()
+        if not stat.S_ISSOCK(st.st_mode):
+            raise RuntimeError(f"{path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+        else:
+            raise RuntimeError(f"{path} is in use by another process (is clawvisor running?)")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)  # born 0600: never reachable before its mode is set
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    sock.listen(512)
     return sock

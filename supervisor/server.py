@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import select
 import socket
-import stat
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from .hangups import HangupWatch
 from .identity import Peer, peer_credentials
 from .wire.common import MAX_LINE
 from .wire.framing import LineFramer
@@ -86,50 +84,6 @@ class Acceptance:
         self.workload = workload
         self.bind = bind
         self.on_close = on_close
-
-
-class HangupWatch:
-    """Tells connections, at once, when their peer has closed its end entirely.
-
-    One epoll set (its descriptor readable in the event loop) with each connection's
-    socket registered for EPOLLRDHUP only: no readable data ever wakes it. A half-close
-    (RDHUP without HUP) re-arms the socket for HUP alone, which epoll always reports.
-    """
-
-    def __init__(self) -> None:
-        self._epoll = select.epoll()
-        self._conns: dict[int, Connection] = {}
-        asyncio.get_running_loop().add_reader(self._epoll.fileno(), self._ready)
-
-    def watch(self, fd: int, conn: Connection) -> None:
-        """Report `conn`'s hang-up (its socket is `fd`)."""
-        self._epoll.register(fd, select.EPOLLRDHUP)
-        self._conns[fd] = conn
-
-    def forget(self, fd: int) -> None:
-        """Stop watching `fd` (its connection is gone)."""
-        if self._conns.pop(fd, None) is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._epoll.unregister(fd)
-
-    def _ready(self) -> None:
-        for fd, events in self._epoll.poll(0):
-            conn = self._conns.get(fd)
-            if conn is None:
-                continue
-            if events & (select.EPOLLHUP | select.EPOLLERR):
-                self.forget(fd)
-                conn.peer_left()
-            else:  # half-closed: from now on only a full close (HUP) reports
-                with contextlib.suppress(OSError):
-                    self._epoll.modify(fd, 0)
-
-    def close(self) -> None:
-        """Stop watching everything."""
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(self._epoll.fileno())
-        self._epoll.close()
-        self._conns.clear()
 
 
 class Endpoint:
@@ -506,30 +460,3 @@ class Connection(asyncio.Protocol):
         """Flush what was written and close."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-
-def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:
-    """Bind and listen on `path` with `mode`, replacing a stale socket but never a live one."""
-    if path.exists() or path.is_symlink():
-        st = path.lstat()
-        if not stat.S_ISSOCK(st.st_mode):
-            raise RuntimeError(f"{path} exists and is not a socket; refusing to replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()
-        else:
-            raise RuntimeError(f"{path} is in use by another process (is clawvisor running?)")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)  # born 0600: never reachable before its mode is set
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    sock.listen(512)
-    return sock
