@@ -82,6 +82,10 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     readonly_when_unavailable: Literal["refuse", "serve"] = "refuse"
     #: Records held while the trail is unavailable; beyond it they are counted as lost.
     backlog: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
+    #: Refused input (bad lines, refused connections) each uid may have recorded one by
+    #: one, per second and in a burst; beyond that one record a second counts the rest.
+    rejected_rate: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 10.0
+    rejected_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
 
 
 class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -126,7 +126,11 @@ class Daemon:
                 flush=True,
             )
         self.pipeline.execution.running = Running(running_file, self._state_unsaved)
-        self.rejections = Rejections(auditor)
+        self.rejections = Rejections(
+            auditor,
+            rate=config.settings.audit.rejected_rate,
+            burst=config.settings.audit.rejected_burst,
+        )
         self.monitors: Monitors | None = None
         self.responder: Responder | None = None
         ms = config.settings.monitors
@@ -412,6 +416,7 @@ class Daemon:
                 priority=CRIT,
             )
         await self.intents.flush(FLUSH_TIMEOUT, max(deadline, time.monotonic()) + FLUSH_TIMEOUT)
+        self.rejections.flush()
         # What is left waiting or running is on disk as it is now (nothing, normally).
         running = self.pipeline.execution.running
         for saved in (self.broker.saved(), running.saved() if running else None):

@@ -15,6 +15,11 @@ from .audit import CRIT
 from .config import Config, group_gid
 from .posix_acl import grant_users
 
+#: Connections the kernel queues before the daemon accepts them: a workload's connect
+#: flood must not fill it for everyone (the daemon accepts up to `ACCEPT_BATCH` a wake-up).
+LISTEN_BACKLOG = 4096
+ACCEPT_BATCH = 1024
+
 
 def listening_sockets(
     config: Config, say: Callable[..., None]
@@ -82,5 +87,5 @@ def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> so
         os.umask(old)
     os.chown(path, uid, gid)
     os.chmod(path, mode)
-    sock.listen(512)
+    sock.listen(LISTEN_BACKLOG)
     return sock

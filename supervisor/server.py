@@ -35,6 +35,8 @@ from typing import Any
 
 from .hangups import HangupWatch
 from .identity import Peer, peer_credentials
+from .listen import ACCEPT_BATCH
+from .turns import Turns
 from .wire.common import MAX_LINE
 from .wire.framing import LineFramer
 
@@ -110,6 +112,7 @@ class Endpoint:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.hangups: HangupWatch | None = None
+        self.turns = Turns(_BATCH)
 
     async def start(self, sock: socket.socket) -> None:
         """Serve connections on an already bound and listening socket (asyncio gets its
@@ -118,7 +121,9 @@ class Endpoint:
         mine = sock.dup()
         mine.setblocking(False)
         self.hangups = HangupWatch()
-        self._server = await loop.create_unix_server(lambda: Connection(self), sock=mine)
+        self._server = await loop.create_unix_server(
+            lambda: Connection(self), sock=mine, backlog=ACCEPT_BATCH
+        )
         self._schedule_sweep()
 
     def in_flight(self) -> set[asyncio.Task[bytes]]:
@@ -205,7 +210,8 @@ class Connection(asyncio.Protocol):
         self.partial_since: float | None = None
         self._write_paused = False
         self._reading_paused = False
-        self._pump_scheduled = False
+        #: Waiting in the endpoint's round-robin for its next batch.
+        self._turn_due = False
         self._closed = False
         self._counted = False
         self._eof = False
@@ -230,7 +236,8 @@ class Connection(asyncio.Protocol):
             self._refuse(acceptance.refusal or b"")
             return
         if ep.per_uid.get(self.peer.uid, 0) >= ep.limits.max_connections_per_uid:
-            self._refuse(ep.on_over_cap(self.peer))
+            # Cheap: one line and a close, no linger (a connect flood is what this is).
+            self._refuse(ep.on_over_cap(self.peer), linger=False)
             return
         ep.per_uid[self.peer.uid] = ep.per_uid.get(self.peer.uid, 0) + 1
         self._counted = True
@@ -240,6 +247,11 @@ class Connection(asyncio.Protocol):
         if ep.hangups is not None:
             self._fd = sock.fileno()
             ep.hangups.watch(self._fd, self)
+
+    @property
+    def uid(self) -> int:
+        """The peer's uid (-1 before it is known)."""
+        return self.peer.uid if self.peer is not None else -1
 
     def peer_left(self) -> None:
         """The peer has closed its end entirely (from the endpoint's hang-up watch)."""
@@ -327,13 +339,22 @@ class Connection(asyncio.Protocol):
     # --- internals -------------------------------------------------------------------
 
     def _pump(self) -> None:
-        self._pump_scheduled = False
+        """Handle queued lines: now, when no other workload is waiting for its turn,
+        else in the endpoint's next round (one batch per workload per round)."""
+        if self.handler is None or self._closed or self._turn_due:
+            return
+        turns = self.endpoint.turns
+        if turns.busy or self.serve(_BATCH):
+            turns.want(self)
+
+    def serve(self, batch: int) -> bool:
+        """Handle up to `batch` queued lines; True when more could be handled now."""
         handler = self.handler
         if handler is None or self._closed:
-            return
+            return False
         limit = self.endpoint.limits.max_inflight
         n = 0
-        while self.queue and len(self.tasks) < limit and not self._write_paused:
+        while self.queue and len(self.tasks) < limit and not self._write_paused and n < batch:
             answer = handler(self.queue.popleft())
             if isinstance(answer, bytes):
                 self._write(answer)
@@ -342,13 +363,10 @@ class Connection(asyncio.Protocol):
                 self.tasks.add(task)
                 task.add_done_callback(self._task_done)
             n += 1
-            if n >= _BATCH and self.queue:
-                # Yield to other connections; continue on the next loop iteration.
-                self._pump_scheduled = True
-                asyncio.get_running_loop().call_soon(self._pump)
-                break
+        more = bool(self.queue) and len(self.tasks) < limit and not self._write_paused
         self._update_reading()
         self._close_if_done()
+        return more and self.handler is not None and not self._closed
 
     def _close_if_done(self) -> None:
         if self.queue or self.tasks:
@@ -390,7 +408,7 @@ class Connection(asyncio.Protocol):
             print(f"clawvisor: internal error handling a request: {exc!r}", file=sys.stderr)
         else:
             self._write(task.result())
-        if not self._pump_scheduled:
+        if not self._turn_due:
             self._pump()
         else:
             self._close_if_done()
@@ -426,8 +444,9 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self.transport.write(data)
 
-    def _refuse(self, reply: bytes) -> None:
-        """Send a final reply, stop serving, and close after a short linger."""
+    def _refuse(self, reply: bytes, *, linger: bool = True) -> None:
+        """Send a final reply, stop serving, and close (after a short linger, so that the
+        peer can read the refusal before the close discards what it sent)."""
         self.handler = None
         self.queue.clear()
         self._notify_closed()
@@ -436,6 +455,9 @@ class Connection(asyncio.Protocol):
             return
         if reply:
             transport.write(reply)
+        if not linger:
+            transport.close()  # what is written still goes out first
+            return
         if transport.can_write_eof():
             transport.write_eof()
         if self._reading_paused:
