@@ -1,0 +1,71 @@
+"""Emptiness with a witness: the shortest strings in some languages and outside others.
+
+A breadth-first walk of the product of the automata, each determinised lazily (subset
+construction on the fly), over the character classes that tell their edges apart. It
+visits each product state once, so it ends, and the first strings it finds are the
+shortest: an answer of none is a proof, not a failure to sample.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from itertools import pairwise
+
+from .charset import CharSet
+from .nfa import NFA
+
+State = tuple[frozenset[int], ...]
+
+
+def _pieces(autos: Sequence[NFA], state: State) -> list[tuple[int, int]]:
+    """The maximal character intervals every edge out of `state` treats alike."""
+    points: set[int] = set()
+    for nfa, states in zip(autos, state, strict=True):
+        for s in states:
+            for label, _ in nfa.edges[s]:
+                for lo, hi in label.ranges:
+                    points.add(lo)
+                    points.add(hi + 1)
+    ordered = sorted(points)
+    return [(lo, nxt - 1) for lo, nxt in pairwise(ordered)]
+
+
+def shortest(inside: Sequence[NFA], outside: Sequence[NFA] = (), *, limit: int = 1) -> list[str]:
+    """Up to `limit` shortest strings every `inside` automaton accepts and no `outside` one.
+
+    An empty list proves there is none. `inside` must not be empty.
+    """
+    autos = [*inside, *outside]
+    n_in = len(inside)
+    start: State = tuple(a.initial() for a in autos)
+    if any(not s for s in start[:n_in]):
+        return []
+    parents: dict[State, tuple[State, str] | None] = {start: None}
+    queue: deque[State] = deque([start])
+    found: list[str] = []
+    while queue:
+        state = queue.popleft()
+        if all(a.accept in s for a, s in zip(autos[:n_in], state[:n_in], strict=True)) and not any(
+            a.accept in s for a, s in zip(autos[n_in:], state[n_in:], strict=True)
+        ):
+            found.append(_spell(parents, state))
+            if len(found) >= limit:
+                return found
+        for lo, hi in _pieces(autos, state):
+            nxt = tuple(a.step(s, lo) for a, s in zip(autos, state, strict=True))
+            if any(not s for s in nxt[:n_in]) or nxt in parents:
+                continue
+            parents[nxt] = (state, CharSet.of([(lo, hi)]).pick())
+            queue.append(nxt)
+    return found
+
+
+def _spell(parents: dict[State, tuple[State, str] | None], state: State) -> str:
+    chars: list[str] = []
+    link = parents[state]
+    while link is not None:
+        state, ch = link
+        chars.append(ch)
+        link = parents[state]
+    return "".join(reversed(chars))
