@@ -51,6 +51,8 @@ class ParamType(msgspec.Struct, frozen=True, kw_only=True):
     #: List length bounds.
     min_items: int = 0
     max_items: int | None = None
+    #: What the decoder fills in when the param is not given (None: nothing, or no default).
+    default: str | int | bool | tuple[str, ...] | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.kind == "list") != (self.item is not None):

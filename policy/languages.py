@@ -75,7 +75,10 @@ def domain_language(exact: frozenset[str], suffixes: tuple[str, ...], t: ParamTy
     )
     if t.format == "url":
         return seq(
-            parse_regex("https?://"), hosts, parse_regex(_PORT), parse_regex(r"(?:[/?#](?s:.)*)?")
+            parse_regex("https?://"),
+            hosts,
+            parse_regex(_PORT),
+            alt(seq(), seq(Chars(CharSet.chars("/?#")), star(Chars(ANY)))),
         )
     return hosts
 

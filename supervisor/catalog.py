@@ -63,9 +63,15 @@ def _scalar(t: mi.Type, where: str) -> tuple[Scalar, dict[str, Any]]:
     raise TypeError(f"the policy cannot describe param {where} of type {t}")
 
 
-def param_type(t: mi.Type, where: str, fmt: Format = "text") -> ParamType:
+def param_type(
+    t: mi.Type, where: str, fmt: Format = "text", default: Any = msgspec.NODEFAULT
+) -> ParamType:
     """The policy's view of one field type: its kind, element kind, bounds and meaning."""
     inner, optional = _unwrap(t)
+    if isinstance(default, (list, tuple)):
+        default = tuple(default)
+    elif default is msgspec.NODEFAULT:
+        default = None
     if isinstance(inner, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
         item, _ = _unwrap(inner.item_type)
         kind, facts = _scalar(item, where)
@@ -76,10 +82,11 @@ def param_type(t: mi.Type, where: str, fmt: Format = "text") -> ParamType:
             optional=optional,
             min_items=inner.min_length or 0,
             max_items=inner.max_length,
+            default=default,
             **facts,
         )
     kind, facts = _scalar(inner, where)
-    return ParamType(kind=kind, format=fmt, optional=optional, **facts)
+    return ParamType(kind=kind, format=fmt, optional=optional, default=default, **facts)
 
 
 def action_info(action: Action) -> ActionInfo:
@@ -88,7 +95,10 @@ def action_info(action: Action) -> ActionInfo:
     assert isinstance(info, mi.StructType)
     params = {
         f.name: param_type(
-            f.type, f"{action.name}.{f.name}", FORMATS.get((action.name, f.name), "text")
+            f.type,
+            f"{action.name}.{f.name}",
+            FORMATS.get((action.name, f.name), "text"),
+            f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory(),
         )
         for f in info.fields
         if f.name != "target"

@@ -8,7 +8,7 @@ import msgspec
 
 MAX_CHAR = 0x10FFFF
 #: Characters a witness string is built from when it may choose: readable ones first.
-_PREFERRED = "abcdefghijklmnopqrstuvwxyz0123456789-._/"
+PREFERRED = "abcdefghijklmnopqrstuvwxyz0123456789-._/"
 
 
 class CharSet(msgspec.Struct, frozen=True):
@@ -70,7 +70,7 @@ class CharSet(msgspec.Struct, frozen=True):
 
     def pick(self) -> str:
         """One member, a readable one when there is one."""
-        for c in _PREFERRED:
+        for c in PREFERRED:
             if c in self:
                 return c
         for lo, hi in self.ranges:

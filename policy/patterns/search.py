@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import pairwise
 
-from .charset import CharSet
+from .charset import PREFERRED, CharSet
 from .nfa import NFA
 
 State = tuple[frozenset[int], ...]
@@ -52,13 +52,20 @@ def shortest(inside: Sequence[NFA], outside: Sequence[NFA] = (), *, limit: int =
             found.append(_spell(parents, state))
             if len(found) >= limit:
                 return found
-        for lo, hi in _pieces(autos, state):
+        # Readable characters first, so the witness found among the shortest reads well.
+        picks = sorted(((CharSet.of([p]).pick(), p[0]) for p in _pieces(autos, state)), key=_rank)
+        for ch, lo in picks:
             nxt = tuple(a.step(s, lo) for a, s in zip(autos, state, strict=True))
             if any(not s for s in nxt[:n_in]) or nxt in parents:
                 continue
-            parents[nxt] = (state, CharSet.of([(lo, hi)]).pick())
+            parents[nxt] = (state, ch)
             queue.append(nxt)
     return found
+
+
+def _rank(pick: tuple[str, int]) -> tuple[int, int]:
+    index = PREFERRED.find(pick[0])
+    return (index if index >= 0 else len(PREFERRED), pick[1])
 
 
 def _spell(parents: dict[State, tuple[State, str] | None], state: State) -> str:
