@@ -55,6 +55,11 @@ def _language(c: Constraint, t: ParamType) -> Node:
     raise TypeError(f"no string language for {c.describe()}")
 
 
+def _accepts(c: Constraint, value: str) -> bool:
+    """The real matcher on one string (an element constraint sees a one-element list)."""
+    return c.matches([value]) if getattr(c, "each", False) else c.matches(value)
+
+
 class Strings:
     """Automata for one string param (or a list param's elements), built once each."""
 
@@ -92,8 +97,8 @@ class Strings:
                 m
                 for m in members
                 if isinstance(m, str)
-                and all(c.matches(m) for c in pos)
-                and not any(c.matches(m) for c in neg)
+                and all(_accepts(c, m) for c in pos)
+                and not any(_accepts(c, m) for c in neg)
                 and self.valid(m)
             ]
             return sorted(found, key=lambda s: (len(s), s))[:limit]
