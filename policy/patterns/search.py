@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import pairwise
 
-from .charset import PREFERRED, CharSet
+from .charset import pick_in
 from .nfa import NFA
 
 State = tuple[frozenset[int], ...]
@@ -22,11 +22,8 @@ def _pieces(autos: Sequence[NFA], state: State) -> list[tuple[int, int]]:
     """The maximal character intervals every edge out of `state` treats alike."""
     points: set[int] = set()
     for nfa, states in zip(autos, state, strict=True):
-        for s in states:
-            for label, _ in nfa.edges[s]:
-                for lo, hi in label.ranges:
-                    points.add(lo)
-                    points.add(hi + 1)
+        if states:
+            points |= nfa.points(states)
     ordered = sorted(points)
     return [(lo, nxt - 1) for lo, nxt in pairwise(ordered)]
 
@@ -52,20 +49,26 @@ def shortest(inside: Sequence[NFA], outside: Sequence[NFA] = (), *, limit: int =
             found.append(_spell(parents, state))
             if len(found) >= limit:
                 return found
+        live: list[tuple[int, str, State]] = []
+        for lo, hi in _pieces(autos, state):
+            first = [a.step(s, lo) for a, s in zip(autos[:n_in], state[:n_in], strict=True)]
+            if not all(first):
+                continue  # some language takes no string going this way
+            nxt = (
+                *first,
+                *(
+                    a.step(s, lo) if s else s
+                    for a, s in zip(autos[n_in:], state[n_in:], strict=True)
+                ),
+            )
+            if nxt not in parents:
+                live.append((*pick_in(lo, hi), nxt))
         # Readable characters first, so the witness found among the shortest reads well.
-        picks = sorted(((CharSet.of([p]).pick(), p[0]) for p in _pieces(autos, state)), key=_rank)
-        for ch, lo in picks:
-            nxt = tuple(a.step(s, lo) for a, s in zip(autos, state, strict=True))
-            if any(not s for s in nxt[:n_in]) or nxt in parents:
-                continue
-            parents[nxt] = (state, ch)
-            queue.append(nxt)
+        for _, ch, nxt in sorted(live, key=lambda x: x[0]):
+            if nxt not in parents:
+                parents[nxt] = (state, ch)
+                queue.append(nxt)
     return found
-
-
-def _rank(pick: tuple[str, int]) -> tuple[int, int]:
-    index = PREFERRED.find(pick[0])
-    return (index if index >= 0 else len(PREFERRED), pick[1])
 
 
 def _spell(parents: dict[State, tuple[State, str] | None], state: State) -> str:

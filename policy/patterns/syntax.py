@@ -82,6 +82,38 @@ def _class(s: CharSet) -> str:
     return f"[{body}]"
 
 
+def _single(node: Node) -> str | None:
+    if isinstance(node, Chars) and len(node.set.ranges) == 1:
+        lo, hi = node.set.ranges[0]
+        if lo == hi:
+            return chr(lo)
+    return None
+
+
+def fixed_prefix(node: Node) -> str:
+    """Text every string the node matches starts with (a cheap disjointness test)."""
+    if isinstance(node, Chars):
+        return _single(node) or ""
+    if isinstance(node, Seq):
+        out = ""
+        for part in node.parts:
+            ch = _single(part)
+            if ch is None:
+                return out + fixed_prefix(part)
+            out += ch
+        return out
+    if isinstance(node, Alt):
+        if not node.options:
+            return ""
+        prefixes = [fixed_prefix(o) for o in node.options]
+        common = prefixes[0]
+        for p in prefixes[1:]:
+            while not p.startswith(common):
+                common = common[:-1]
+        return common
+    return fixed_prefix(node.node) if node.low >= 1 else ""
+
+
 def to_regex(node: Node) -> str:
     """The Python regex (no flags needed) matching exactly the node's strings."""
     if isinstance(node, Chars):
