@@ -70,6 +70,7 @@ class Strings:
         self.outside = [NFA.of(n) for n in outside]
         self.prefixes = [fixed_prefix(n) for n in inside]
         self._autos: dict[int, tuple[Constraint, NFA, str]] = {}
+        self._guessed: dict[int, list[str]] = {}
 
     def _entry(self, c: Constraint) -> tuple[Constraint, NFA, str]:
         found = self._autos.get(id(c))
@@ -78,6 +79,13 @@ class Strings:
             # Kept with the constraint, so its id is not reused while cached.
             found = (c, NFA.of(node), fixed_prefix(node))
             self._autos[id(c)] = found
+        return found
+
+    def _guesses(self, c: Constraint) -> list[str]:
+        found = self._guessed.get(id(c))
+        if found is None:
+            found = shortest([*self.inside, self.auto(c)], self.outside, limit=4)
+            self._guessed[id(c)] = found
         return found
 
     def auto(self, c: Constraint) -> NFA:
@@ -113,6 +121,16 @@ class Strings:
         longest = max(prefixes, key=len)
         if not all(longest.startswith(p) for p in prefixes):
             return []
+        if limit == 1:
+            # Most regions have room: try the few shortest strings of each accepted
+            # language on the others before searching the product (a proof of none
+            # still needs the search).
+            for c in pos:
+                for guess in self._guesses(c):
+                    if all(_accepts(p, guess) for p in pos) and not any(
+                        _accepts(n, guess) for n in neg
+                    ):
+                        return [guess]
         inside = [*self.inside, *(self.auto(c) for c in pos)]
         # A refused language that starts differently cannot take any of these strings.
         outside = [
