@@ -194,6 +194,7 @@ def _cell(a: _Analysis, old: Policy, new: Policy, cell: tuple[str, str, str | No
                 before=a.old[i][2].shown(),
                 after=a.new[j][2].shown(),
                 params=params,
+                omitted=[p for p in a.regions.optional if p not in params],
             )
         )
     return CellDiff(

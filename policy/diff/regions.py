@@ -24,6 +24,7 @@ class Regions:
 
     def __init__(self, types: Mapping[str, ParamType]) -> None:
         self.types = types
+        self.optional = [name for name, t in types.items() if t.optional]
         self.solvers = {name: ParamSolver(name, t) for name, t in types.items()}
 
     def _ok(self, per: Per, param: str) -> bool:

@@ -58,6 +58,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     before: str
     after: str
     params: dict[str, Any]
+    #: Optional params the request leaves out (an egress-allow with no port: every port).
+    omitted: list[str] = []
 
 
 class CellDiff(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,10 +88,11 @@ class PolicyDiff(msgspec.Struct, frozen=True, kw_only=True):
     newly_allowed: bool
 
 
-def _params(params: dict[str, Any]) -> str:
-    if not params:
-        return "(no params)"
-    return " ".join(f"{k}={msgspec.json.encode(v).decode()}" for k, v in params.items())
+def _params(params: dict[str, Any], omitted: list[str]) -> str:
+    shown = " ".join(f"{k}={msgspec.json.encode(v).decode()}" for k, v in params.items())
+    if omitted:
+        shown += f" ({', '.join(omitted)} omitted)"
+    return shown.strip() or "(no params)"
 
 
 def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
@@ -106,7 +109,7 @@ def render_text(diff: PolicyDiff, old_name: str, new_name: str) -> str:
         lines.append(f"  after:  {' | '.join(cell.after)}")
         for ch in cell.changes:
             mark = "WIDER" if ch.wider else "narrower" if ch.narrower else "changed"
-            lines.append(f"  {mark:<8} {ch.kind}: {_params(ch.params)}")
+            lines.append(f"  {mark:<8} {ch.kind}: {_params(ch.params, ch.omitted)}")
             lines.append(f"           was {ch.before}, now {ch.after}")
         if cell.none_wider:
             lines.append("  proved: no request goes further than before")
