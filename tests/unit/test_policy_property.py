@@ -48,9 +48,7 @@ def rules(draw):
     action = draw(actions)
     c = draw(url_constraints) if action == "open-url" else None
     target = draw(targets)
-    if target == "@self" and not any(
-        POLICY_CATALOG[a].runs_on_sender for a in ref_actions(action)
-    ):
+    if target == "@self" and not any(POLICY_CATALOG[a].runs_on_sender for a in ref_actions(action)):
         target = "*"  # refused at load: test_policy_types covers that
     return (action, draw(sources), target, draw(decisions), c)
 
@@ -130,9 +128,7 @@ def ref_constraint(c, url):
             return False
         url_host = ref_host(url)
         url_path = url.split("://", 1)[1][len(url_host) :]
-        return ref_constraint(("domain", host), url) and fnmatch.fnmatchcase(
-            url_path, "/" + path
-        )
+        return ref_constraint(("domain", host), url) and fnmatch.fnmatchcase(url_path, "/" + path)
     if kind == "prefix":
         return url.startswith(value)
     if kind == "one_of":

@@ -105,7 +105,10 @@ def test_the_qrexec_example_means_its_comments():
 
 def test_the_test_example_loads_and_passes():
     [block] = blocks("[[test]]")
-    rule = '[[rule]]\naction = "open-url"\nsource = "research"\ntarget = "*"\ndecision = "allow"\nparams.url = { domain = "a.org" }\n'
+    rule = (
+        '[[rule]]\naction = "open-url"\nsource = "research"\ntarget = "*"\n'
+        'decision = "allow"\nparams.url = { domain = "a.org" }\n'
+    )
     load(("10.toml", rule + block))
 
 
@@ -139,7 +142,10 @@ def test_every_constraint_row_loads_on_a_param_it_is_for(row, param, action):
     line = next(ln for ln in section().splitlines() if ln.startswith(f"| {row} |"))
     example = re.search(r"\| `([^`]+)` \|", line[len(row) + 3 :]).group(1)
     value = example.split(" = ", 1)[1] if example.startswith("url = ") else example
-    text = f'[[rule]]\naction = "{action}"\nsource = "research"\ntarget = "@self"\ndecision = "allow"\nparams.{param} = {value}\n'
+    text = (
+        f'[[rule]]\naction = "{action}"\nsource = "research"\ntarget = "@self"\n'
+        f'decision = "allow"\nparams.{param} = {value}\n'
+    )
     load(("10.toml", text))
 
 
@@ -166,7 +172,8 @@ def test_the_diff_shown_is_the_diff_the_tool_prints(tmp_path):
     etc = tmp_path / "etc"
     (etc / "policy.d").mkdir(parents=True)
     (etc / "workloads.toml").write_text(
-        '[workloads.research]\nuser = "daemon"\ntags = ["trusted"]\n[workloads.social]\nuser = "bin"\n'
+        '[workloads.research]\nuser = "daemon"\ntags = ["trusted"]\n'
+        '[workloads.social]\nuser = "bin"\n'
     )
     (etc / "policy.d" / "30-user.toml").write_text(OLD)
     new = tmp_path / "new"

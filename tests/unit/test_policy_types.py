@@ -272,7 +272,10 @@ def test_timeout_nonsense_is_refused_in_words():
 
 
 def test_action_may_be_a_list():
-    text = '[[rule]]\naction = ["open-url", "search"]\nsource = "r"\ntarget = "@self"\ndecision = "ask"\n'
+    text = (
+        '[[rule]]\naction = ["open-url", "search"]\nsource = "r"\n'
+        'target = "@self"\ndecision = "ask"\n'
+    )
     p = load(text)
     assert evaluate(p, "r", "search", None, {"query": "x"}).decision == "ask"
     assert evaluate(p, "r", "open-url", None, {"url": "https://a.org/"}).decision == "ask"
@@ -280,7 +283,10 @@ def test_action_may_be_a_list():
 
 
 def test_an_unknown_action_in_a_list_is_named():
-    text = '[[rule]]\naction = ["open-url", "opne-url"]\nsource = "r"\ntarget = "*"\ndecision = "ask"\n'
+    text = (
+        '[[rule]]\naction = ["open-url", "opne-url"]\nsource = "r"\n'
+        'target = "*"\ndecision = "ask"\n'
+    )
     err = refused(text)
     assert err.where == "t.toml:2:1" and "'opne-url'" in err.message
 
