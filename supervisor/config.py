@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from executors import ACTIONS
-from executors.base import ExecutorSettings, TargetUser, WorkloadFiles, WorkloadName, whole
+from executors.base import Account, ExecutorSettings, WorkloadFiles, WorkloadName, whole
 from executors.runner import TemplateError, template_fields
 
 DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
@@ -223,8 +223,8 @@ class Config:
     paths: Paths
     settings: DaemonSettings
     executors: Mapping[str, ExecutorSettings]
-    workloads: Mapping[str, TargetUser]
-    by_uid: Mapping[int, TargetUser]
+    workloads: Mapping[str, Account]
+    by_uid: Mapping[int, Account]
     embedded: bool
     warnings: tuple[str, ...]
     #: Every configured workload (also those whose user is missing) and its tags.
@@ -254,11 +254,11 @@ def _convert(data: Mapping[str, Any], kind: type[T], path: Path | str) -> T:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def resolve_user(workload: str, user: str) -> TargetUser:
+def resolve_user(workload: str, user: str) -> Account:
     """Look a workload's account up once; raises KeyError if it does not exist."""
     pw = pwd.getpwnam(user)
     groups = tuple(g for g in os.getgrouplist(pw.pw_name, pw.pw_gid) if g != pw.pw_gid)
-    return TargetUser(
+    return Account(
         workload=workload,
         user=pw.pw_name,
         uid=pw.pw_uid,
@@ -320,9 +320,9 @@ def resolve_launcher(choice: str) -> Literal["direct", "systemd-run"]:
 
 def _resolve_workloads(
     specs: Mapping[str, WorkloadSpec], origin: str
-) -> tuple[dict[str, TargetUser], dict[int, TargetUser], list[str]]:
-    workloads: dict[str, TargetUser] = {}
-    by_uid: dict[int, TargetUser] = {}
+) -> tuple[dict[str, Account], dict[int, Account], list[str]]:
+    workloads: dict[str, Account] = {}
+    by_uid: dict[int, Account] = {}
     warnings: list[str] = []
     for name, spec in specs.items():
         try:
@@ -379,9 +379,7 @@ def overlay_dir(paths: Paths, workload: str) -> Path:
     return paths.state_dir / "overlay" / workload
 
 
-def workload_files(
-    paths: Paths, name: str, spec: WorkloadSpec, account: TargetUser
-) -> WorkloadFiles:
+def workload_files(paths: Paths, name: str, spec: WorkloadSpec, account: Account) -> WorkloadFiles:
     """A workload's file locations, as executors see them."""
     upper = str(overlay_dir(paths, name) / "upper") if spec.overlay is not None else None
     return WorkloadFiles(

@@ -33,11 +33,11 @@ from policy import (
 from policy.diff import Change, diff_policies, render_text
 from policy.diff.values import Undecided
 
-from . import audit_log
+from .approvals.grants import Grant, GrantStore, intent_key
+from .audit import log as audit_log
 from .capabilities import describe
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config
-from .grants import Grant, GrantStore, intent_key
 
 
 def _load_config(config_dir: Path, out: TextIO) -> Config | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .audit import WARNING, Auditor, AuditRecord
 from .identity import Peer
-from .protocol import ErrorCode, encode_reply, error_reply
+from .wire.common import ErrorCode, encode_reply, error_reply
 
 
 class Rejections:

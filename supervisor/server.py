@@ -12,6 +12,10 @@ the reply is dropped; the session is told (`on_close`) so that it can withdraw w
 not started. EOF is told apart from a half-close (`socat` at the end of its input) by
 POLLHUP, which Linux sets on an AF_UNIX stream socket only when the peer has closed it
 entirely. A broken frame is refused only after the complete lines before it are answered.
+Because a connection that is not being read (at its in-flight cap, cut off after a bad
+frame, or half-closed) never sees its EOF, each endpoint also watches every connection
+for hang-ups on an epoll set of its own (EPOLLRDHUP, then EPOLLHUP): a peer that goes
+away is noticed at once, whatever the connection is doing.
 On shutdown, `drain` stops reading, lets the work in flight finish up to a deadline and
 flushes the replies owed.
 """
@@ -20,21 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import select
 import socket
-import stat
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .framing import LineFramer
+from .hangups import HangupWatch
 from .identity import Peer, peer_credentials
-from .protocol import MAX_LINE
+from .wire.common import MAX_LINE
+from .wire.framing import LineFramer
 
 Answer = bytes | Coroutine[Any, Any, bytes]
 LineHandler = Callable[[bytes], Answer]
@@ -107,6 +109,7 @@ class Endpoint:
         self.draining = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.hangups: HangupWatch | None = None
 
     async def start(self, sock: socket.socket) -> None:
         """Serve connections on an already bound and listening socket (asyncio gets its
@@ -114,6 +117,7 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         mine = sock.dup()
         mine.setblocking(False)
+        self.hangups = HangupWatch()
         self._server = await loop.create_unix_server(lambda: Connection(self), sock=mine)
         self._schedule_sweep()
 
@@ -178,6 +182,8 @@ class Endpoint:
         self.stop_accepting()
         for conn in list(self.connections):
             conn.close()
+        if self.hangups is not None:
+            self.hangups.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -204,6 +210,7 @@ class Connection(asyncio.Protocol):
         self._counted = False
         self._eof = False
         self._stopped = False
+        self._fd: int | None = None
         #: A bad frame seen: refused once the complete lines before it are answered.
         self._broken: str | None = None
         self._on_close: Callable[[], None] | None = None
@@ -230,6 +237,14 @@ class Connection(asyncio.Protocol):
         self.handler = acceptance.bind(self) if acceptance.bind else acceptance.handler
         self.workload = acceptance.workload
         self._on_close = acceptance.on_close
+        if ep.hangups is not None:
+            self._fd = sock.fileno()
+            ep.hangups.watch(self._fd, self)
+
+    def peer_left(self) -> None:
+        """The peer has closed its end entirely (from the endpoint's hang-up watch)."""
+        if not self._closed:
+            self._abandoned()
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self.handler is None or self._broken is not None:
@@ -270,6 +285,7 @@ class Connection(asyncio.Protocol):
     def _abandoned(self) -> None:
         """The peer is gone: nobody will read replies; withdraw, then close."""
         self.queue.clear()
+        self.handler = None
         self._notify_closed()
         self.close()
 
@@ -277,6 +293,9 @@ class Connection(asyncio.Protocol):
         self._closed = True
         ep = self.endpoint
         ep.connections.discard(self)
+        if self._fd is not None and ep.hangups is not None:
+            ep.hangups.forget(self._fd)
+            self._fd = None
         if self._counted and self.peer is not None:
             left = ep.per_uid.get(self.peer.uid, 1) - 1
             if left > 0:
@@ -441,30 +460,3 @@ class Connection(asyncio.Protocol):
         """Flush what was written and close."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-
-def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:
-    """Bind and listen on `path` with `mode`, replacing a stale socket but never a live one."""
-    if path.exists() or path.is_symlink():
-        st = path.lstat()
-        if not stat.S_ISSOCK(st.st_mode):
-            raise RuntimeError(f"{path} exists and is not a socket; refusing to replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()
-        else:
-            raise RuntimeError(f"{path} is in use by another process (is clawvisor running?)")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)  # born 0600: never reachable before its mode is set
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    sock.listen(512)
-    return sock

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..client import Client
-from ..sanitize import visible
+from ..approvals.sanitize import visible
+from ..wire.client import Client
 
 COLOURS = {
     "info": "\x1b[2m",

@@ -212,8 +212,8 @@ def test_replay_decides_on_the_target_the_intent_named_not_where_it_ran(
         since,
     )
     assert out.returncode == 0, out.stdout
+    # (Other tests' records in the same journal may change; this intent's may not.)
     assert not [ln for ln in out.stdout.splitlines() if tag in ln], out.stdout
-    assert "0 would change" in out.stdout
 
 
 def test_replay_reads_the_fallback_file(tmp_path, config):
