@@ -124,8 +124,20 @@ def to_regex(node: Node) -> str:
         if not node.options:
             return "(?!)"
         return "(?:" + "|".join(to_regex(o) for o in node.options) + ")"
-    high = "" if node.high is None else str(node.high)
-    return f"(?:{to_regex(node.node)}){{{node.low},{high}}}"
+    inner = node.node
+    if isinstance(inner, Chars) and inner.set.ranges == ((0, MAX_CHAR),):
+        body = "(?s:.)"
+    elif isinstance(inner, Chars):
+        body = _class(inner.set)
+    else:
+        body = f"(?:{to_regex(inner)})"
+    suffix = {(0, None): "*", (1, None): "+", (0, 1): "?"}.get((node.low, node.high))
+    if suffix is None:
+        high = "" if node.high is None else str(node.high)
+        suffix = f"{{{node.low},{high}}}"
+    if body == "(?s:.)" and suffix in ("*", "+"):
+        return f"(?s:.{suffix})"
+    return body + suffix
 
 
 def compile_node(node: Node) -> re.Pattern[str]:
