@@ -90,6 +90,9 @@ class OperatorSession:
                 return self._ok(op.id, self._status())
             case control.ReloadOp():
                 return self._reload(op)
+            case control.PolicySourceOp():
+                files = [control.PolicyFile(name=n, text=t) for n, t in s.state.policy.sources]
+                return self._ok(op.id, control.PolicySource(files=files))
             case control.SubscribeOp():
                 self.agent = op.agent
                 self.subscribed = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..config import DEFAULT_CONFIG_DIR, DEFAULT_LOG_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR
 from .common import CONTROL_SOCKET, EXIT_DENIED, EXIT_ERROR, EXIT_OK, SOCKET_HELP, Subcommands
@@ -33,6 +34,9 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 
     try:
         with Client(args.socket, timeout=60) as client:
+            if args.diff and not _diff_first(client, args):
+                print("clawvisor reload: not reloaded", file=sys.stderr)
+                return EXIT_DENIED
             reply, _ = client.control("reload")
     except (OSError, ConnectionError) as exc:
         print(f"clawvisor reload: {args.socket}: {exc}", file=sys.stderr)
@@ -47,6 +51,21 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     message = reply.error.message if reply.error else "reload failed"
     print(f"clawvisor reload: {message}", file=sys.stderr)
     return EXIT_DENIED
+
+
+def _diff_first(client: Any, args: argparse.Namespace) -> bool:
+    """`reload --diff`: what the policy on disk decides differently from the one in
+    force, then (on a terminal) the question; True to go ahead."""
+    from ..policy_tools import reload_diff
+
+    reply, _ = client.control("policy-source")
+    if reply.status != "ok":
+        print(f"clawvisor reload: {reply.error.message if reply.error else '?'}", file=sys.stderr)
+        return False
+    in_force = [(f["name"], f["text"]) for f in reply.result["files"]]
+    confirm = input if sys.stdin.isatty() else None
+    go: bool = reload_diff(args.config_dir, in_force, out=sys.stdout, confirm=confirm)
+    return go
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -103,6 +122,18 @@ def register(sub: Subcommands) -> None:
         type=Path,
         default=DEFAULT_RUNTIME_DIR / "control.sock",
         help="control socket (default %(default)s)",
+    )
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="first show what the policy on disk decides differently from the one in force "
+        "(`policy diff`), and on a terminal ask before reloading",
+    )
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        default=DEFAULT_CONFIG_DIR,
+        help="the configuration the daemon reloads from, for --diff (default %(default)s)",
     )
     p.set_defaults(func=_cmd_reload)
 

@@ -1,4 +1,4 @@
-"""`clawvisor policy check | explain | replay`: the operator's tools around the policy."""
+"""`clawvisor policy check | explain | replay | diff`: the operator's tools around the policy."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
     return explain_request(
         args.config_dir, args.source, args.action, args.target, params, state_dir=args.state_dir
     )
+
+
+def _cmd_policy_diff(args: argparse.Namespace) -> int:
+    from ..policy_tools import diff
+
+    return diff(args.config_dir, args.new_policy_dir, json=args.json, out=sys.stdout)
 
 
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
@@ -81,6 +87,20 @@ def register(sub: Subcommands) -> None:
     p.add_argument("action", help="the action")
     p.add_argument("params", nargs="*", metavar="key=value", help="params: key=value, or key:=JSON")
     p.set_defaults(func=_cmd_policy_explain)
+
+    p = psub.add_parser(
+        "diff",
+        help="what a new policy newly allows, proved",
+        description="Compare NEW_POLICY_DIR with the policy in CONFIG_DIR/policy.d, for every "
+        "(source, action, target) cell: the decisions before and after, a witness request for "
+        "each change (or the proof that none exists), and changes of approvers, quorum, "
+        "timeout, rate and grant. Exit 0 when nothing is newly allowed, 1 when something is, "
+        "2 on error.",
+    )
+    p.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print the diff as JSON")
+    p.add_argument("new_policy_dir", type=Path, metavar="NEW_POLICY_DIR")
+    p.set_defaults(func=_cmd_policy_diff)
 
     p = psub.add_parser(
         "replay",

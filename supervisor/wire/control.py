@@ -31,6 +31,23 @@ class ReloadOp(ControlBase, tag="reload"):
     """Re-read config and policy; swapped in whole, or refused with the old one kept."""
 
 
+class PolicySourceOp(ControlBase, tag="policy-source"):
+    """The policy in force as it was read: each file's name and text (`reload --diff`)."""
+
+
+class PolicyFile(msgspec.Struct, frozen=True):
+    """One policy file in force."""
+
+    name: str
+    text: str
+
+
+class PolicySource(msgspec.Struct, tag_field="op", tag="policy-source"):
+    """The policy in force, file by file, in load order."""
+
+    files: list[PolicyFile]
+
+
 Agent = Literal["desktop", "telegram", "cli"]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 PendingId = Annotated[str, msgspec.Meta(pattern=whole(r"p-[0-9a-f]{10}"))]
@@ -225,6 +242,7 @@ class ReloadResult(msgspec.Struct, tag_field="op", tag="reload"):
 ControlRequest = (
     StatusOp
     | ReloadOp
+    | PolicySourceOp
     | SubscribeOp
     | PendingOp
     | ShowOp
