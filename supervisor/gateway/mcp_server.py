@@ -23,7 +23,8 @@ from executors.capabilities import Capability
 from executors.capabilities import Result as CapabilitiesResult
 
 from ..state import daemon_version
-from ..wire.client import AsyncClient, result_of
+from ..wire.calls import result_of
+from ..wire.client import AsyncClient
 from ..wire.errors import ClawvisorError, ClientTimeout, ConnectionLost
 from ..wire.intents import IntentReply
 from .describe import description, input_schema, offered

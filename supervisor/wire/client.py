@@ -22,22 +22,30 @@ import enum
 import itertools
 import os
 import select
-import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
 
+from .calls import (
+    CONNECT_FIRST_PAUSE,
+    CONNECT_MAX_PAUSE,
+    IntentLike,
+    cancel_line,
+    cancel_state,
+    connect_unix,
+    encode_request,
+    result_of,
+)
 from .common import MAX_LINE, Reply
 from .errors import (
     ClientTimeout,
     ConnectionLost,
-    error_for,
 )
-from .intents import CancelResult, IntentReply, Result
+from .intents import IntentReply, Result
 
 DEFAULT_INTENTS_SOCKET: Final = "/run/clawvisor/intents.sock"
 DEFAULT_CONTROL_SOCKET: Final = "/run/clawvisor/control.sock"
@@ -67,43 +75,6 @@ Timeout = float | None | Literal[_Default.TIMEOUT]
 _id_decoder: Final = msgspec.json.Decoder(_IdOnly)
 
 
-def result_of(reply: IntentReply) -> Result:
-    """The reply's typed result, or its error raised as the matching exception."""
-    result = reply.result
-    if reply.status == "ok" and result is not None and not isinstance(result, CancelResult):
-        return result
-    raise error_for(reply)
-
-
-def cancel_line(request_id: str, target: str) -> bytes:
-    """The line that withdraws request `target` (sent with id `request_id`)."""
-    return _encoder.encode({"id": request_id, "cancel": target}) + b"\n"
-
-
-def cancel_state(reply: IntentReply) -> str:
-    """What a cancel did: withdrawn, running or unknown (its error raised otherwise)."""
-    if isinstance(reply.result, CancelResult):
-        return reply.result.state
-    raise error_for(reply)
-
-
-IntentLike = msgspec.Struct | Mapping[str, Any] | str
-
-
-def encode_request(request_id: str, intent: IntentLike, params: Mapping[str, Any]) -> bytes:
-    """One request line (with its newline): an action name plus params, a dict, or a Struct."""
-    body: Any
-    if isinstance(intent, str):
-        body = {"action": intent, **params}
-    elif isinstance(intent, Mapping):
-        body = {**intent, **params}
-    else:
-        if params:
-            raise TypeError("params go inside the intent Struct")
-        body = intent
-    return _encoder.encode({"id": request_id, "intent": body}) + b"\n"
-
-
 class _Ids:
     def __init__(self, prefix: str) -> None:
         self._prefix = f"{prefix}{os.getpid()}-{id(self):x}-"
@@ -128,13 +99,7 @@ class Client:
     ) -> None:
         self.path = str(path)
         self.timeout = timeout
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self._sock.settimeout(timeout)
-        try:
-            self._sock.connect(self.path)
-        except OSError:
-            self._sock.close()
-            raise
+        self._sock = connect_unix(self.path, timeout)
         self._sock.setblocking(False)
         self._buf = bytearray()
         self._lines: deque[bytes] = deque()
@@ -370,12 +335,22 @@ class AsyncClient:
         cls, path: str | os.PathLike[str] = DEFAULT_INTENTS_SOCKET, timeout: float | None = 30.0
     ) -> AsyncClient:
         """Connect to the socket at `path`."""
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(path), limit=MAX_REPLY), timeout
-            )
-        except TimeoutError:
-            raise ClientTimeout(f"cannot connect to {path} within {timeout:g} s") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = CONNECT_FIRST_PAUSE
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(str(path), limit=MAX_REPLY),
+                    None if deadline is None else max(0.0, deadline - time.monotonic()),
+                )
+                break
+            except BlockingIOError:  # the daemon's listen queue is full: it is busy
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise ClientTimeout(f"{path} stayed too busy to connect to") from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, CONNECT_MAX_PAUSE)
+            except TimeoutError:
+                raise ClientTimeout(f"cannot connect to {path} within {timeout:g} s") from None
         return cls(reader, writer, str(path), timeout)
 
     @property

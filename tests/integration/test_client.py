@@ -230,3 +230,44 @@ def test_the_readmes_python_example_runs_against_a_real_daemon(daemon, gw):
     uptime, refused, count = out.stdout.splitlines()
     assert float(uptime) > 0 and count == "1000"
     assert refused.startswith(f"policy_denied policy.d/10.toml:{starts(POLICY, 3)}"), refused
+
+
+def test_a_connect_refused_while_the_listen_queue_is_full_is_retried(tmp_path):
+    """A daemon whose listen queue is full answers connect() with EAGAIN: busy, not gone.
+    The client waits for a place in the queue (bounded by its timeout)."""
+    import socket as s
+    import threading
+
+    path = str(tmp_path / "busy.sock")
+    server = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+    server.bind(path)
+    server.listen(0)  # one pending connection fills it
+    fillers = []
+    for _ in range(4):  # fill the queue (non-blocking connects fail with EAGAIN once full)
+        c = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+            fillers.append(c)
+        except BlockingIOError:
+            c.close()
+            break
+    else:
+        pytest.skip("could not fill the listen queue")
+
+    def accept_later() -> None:
+        time.sleep(0.3)
+        for _ in range(len(fillers) + 1):
+            conn, _ = server.accept()
+            conn.close()
+
+    t = threading.Thread(target=accept_later)
+    t.start()
+    from supervisor.wire.calls import connect_unix
+
+    sock = connect_unix(path, timeout=5)  # would have raised BlockingIOError at once
+    sock.close()
+    t.join(5)
+    for c in fillers:
+        c.close()
+    server.close()
