@@ -7,12 +7,12 @@ something outside the tree), as is anything that is not a regular file, a file o
 per-file cap, and a request over the per-request cap. Each file is copied to a temporary
 file beside its destination, fsynced and scanned for secrets (detect-secrets); only when
 every file of the request is clean are they all renamed into place. The sha256 of each
-copy is in the result, and so in the audit trail.
+copy is in the result, and so in the audit trail. All of it runs in a child process
+(executors/sync_out_copy.py), like every other executor: never in the daemon.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fnmatch
@@ -20,6 +20,7 @@ import hashlib
 import os
 import secrets
 import stat
+import sys
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -27,9 +28,14 @@ import msgspec
 
 from .base import Action, ExecContext, ExecError, IntentBase, ResultBase
 from .common import need_target
+from .runner import run_argv
 from .validate import field_check, has_control
 
 MAX_PATHS = 100
+#: The copy's answer: 100 files' paths and hashes fit well within this.
+_RESULT_CAP = 1024 * 1024
+#: The copy's exit status for a refusal (executors/sync_out_copy.py says why on stderr).
+_REFUSED = 3
 RelPath = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
@@ -275,7 +281,8 @@ def copy_out(upper: str, destination: str, paths: list[str], options: Options) -
 
 
 async def run(params: Params, ctx: ExecContext) -> Result:
-    """Copy the files in a worker thread (file I/O must not stall the event loop)."""
+    """Copy the files in a child process (executors/sync_out_copy.py), under the
+    executor's timeout, output cap and limits: the daemon reads none of them itself."""
     target = need_target(ctx, "sync-out")
     files = ctx.files
     if files is None or files.upper is None:
@@ -283,14 +290,44 @@ async def run(params: Params, ctx: ExecContext) -> Result:
     if files.destination is None:
         raise ExecError(f"workload {target.workload} has no sync-out destination")
     options: Options = ctx.settings.options
+    argv = [
+        sys.executable,
+        "-I",
+        "-m",
+        "executors.sync_out_copy",
+        files.upper,
+        files.destination,
+        msgspec.json.encode(options).decode(),
+        # It stops itself first, cleanly: a kill at the timeout could leave staged files.
+        repr(max(0.5, ctx.settings.timeout - 1.0)),
+        "--",
+        *params.paths,
+    ]
     try:
-        copied = await asyncio.to_thread(
-            copy_out, files.upper, files.destination, list(params.paths), options
+        # As root: reading the workload's layer and writing the host-side destination
+        # takes both, which no workload may have (it could then bypass the checks).
+        outcome = await run_argv(
+            argv,
+            user=None,
+            timeout=ctx.settings.timeout,
+            output_cap=max(ctx.settings.output_cap, _RESULT_CAP),
+            extra_env=ctx.settings.env,
+            launcher=ctx.settings.launcher,
         )
-    except Refused as exc:
-        raise ExecError(f"refused: {exc}") from None
     except OSError as exc:
-        raise ExecError(f"copy failed: {exc.strerror or exc}") from None
+        raise ExecError(f"cannot start the copy: {exc.strerror or exc}") from None
+    stderr = outcome.stderr.decode("utf-8", "replace").strip()
+    if outcome.timed_out:
+        raise ExecError(f"the copy timed out after {ctx.settings.timeout:g} s; nothing was copied")
+    if outcome.exit_status == _REFUSED:
+        raise ExecError(f"refused: {stderr}")
+    if outcome.exit_status != 0 or outcome.truncated:
+        raise ExecError(
+            f"copy failed: {stderr or f'exit status {outcome.exit_status}'}",
+            exit_status=outcome.exit_status,
+            stderr=stderr,
+        )
+    copied = msgspec.json.decode(outcome.stdout, type=list[Copied])
     return Result(destination=files.destination, files=copied)
 
 

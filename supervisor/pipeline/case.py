@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from executors.base import Action, ResultBase
 from policy import Rule, Verdict
 
@@ -13,6 +15,8 @@ from ..audit import INFO, AuditRecord, bounded_json
 from ..wire.common import ErrorCode
 from ..wire.intents import Request, intent_params
 from .outcome import Caller, Job, Outcome
+
+_encoder = msgspec.json.Encoder()
 
 
 class Case:
@@ -26,6 +30,7 @@ class Case:
         "job",
         "params",
         "params_json",
+        "params_overflow",
         "request_id",
         "runs_on",
         "verdict",
@@ -39,7 +44,10 @@ class Case:
         self.intent = request.intent
         self.action = action
         self.params: dict[str, Any] = intent_params(request.intent)
+        full = _encoder.encode(self.params)
+        #: The params as records carry them (cut at the cap) and, when cut, in full.
         self.params_json = bounded_json(self.params, params_cap)
+        self.params_overflow: bytes | None = full if len(full) > params_cap else None
         self.job = job
         self.verdict: Verdict | None = None
         #: Where it runs: the named target, the sender for `@self`, default_target, ...

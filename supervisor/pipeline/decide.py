@@ -127,6 +127,8 @@ class Pipeline:
         policy = self.state.policy
         verdict = evaluate(policy, source, it.action.name, target, it.params)
         it.verdict = verdict
+        if it.params_overflow is not None:  # all of them in the trail, before its decision
+            self.ledger.note_parts(it, "params", it.params_overflow)
         if verdict.decision == "deny":
             return self._deny(it, "policy_denied", self._deny_message(it))
         rule = verdict.rule

@@ -107,14 +107,18 @@ class Execution:
         return self._done(it, result)
 
     def _done(self, it: Case, result: ResultBase) -> Outcome:
-        detail = (
-            bounded_json(result, self.state.config.settings.audit.params_cap)
-            if it.action.audit_result
-            else None
-        )
+        detail = None
+        what = "executed"
+        if it.action.audit_result:
+            cap = self.state.config.settings.audit.params_cap
+            full = msgspec.json.encode(result)
+            detail = bounded_json(result, cap)
+            if len(full) > cap:  # every file's hash is in the trail, however many
+                parts = self.ledger.note_parts(it, "result", full)
+                what = f"executed (its result whole in the {parts} records before this)"
         self.ledger.note_end(
             it,
-            it.record(kind="result", outcome="ok", detail=detail, message=it.summary("executed")),
+            it.record(kind="result", outcome="ok", detail=detail, message=it.summary(what)),
         )
         return it.outcome(result=result)
 

@@ -69,3 +69,33 @@ class Ledger:
             it.record(priority=priority, outcome=code, message=it.summary(what), **fields),
         )
         return it.outcome(code, message)
+
+    def note_parts(self, it: Case, what: str, data: bytes) -> int:
+        """Write `data` (JSON too long for one record's field) whole, in as many records
+        as it takes, each naming the intent and its place ("params 2 of 5"); a reader
+        joins their `detail`s in order. How many were written."""
+        cap = max(256, self.state.config.settings.audit.params_cap)
+        chunks = _utf8_chunks(data, cap)
+        for n, chunk in enumerate(chunks, 1):
+            self.trail.note(
+                it.record(
+                    kind="result" if what == "result" else "decision",
+                    outcome="part",
+                    detail=chunk,
+                    message=it.summary(f"{what} {n} of {len(chunks)}"),
+                )
+            )
+        return len(chunks)
+
+
+def _utf8_chunks(data: bytes, size: int) -> list[str]:
+    """`data` cut into text pieces of at most `size` bytes, never inside a character."""
+    out: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(len(data), start + size)
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # a continuation byte
+            end -= 1
+        out.append(data[start:end].decode("utf-8"))
+        start = end
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import hashlib
 import os
 import shutil
@@ -98,6 +99,12 @@ def test_a_clean_file_arrives_with_its_sha256(tree, journal):
     assert any(hashlib.sha256(data).hexdigest() in r.get("CLAWVISOR_DETAIL", "") for r in recs)
 
 
+def written(root: Path) -> list[Path]:
+    """Everything under root but the daemon's own record of what runs (state/running.json,
+    rewritten around every execution), which is not the copy's doing."""
+    return sorted(p for p in root.rglob("*") if "running.json" not in p.name)
+
+
 @pytest.mark.parametrize(
     "path, why",
     [
@@ -115,12 +122,12 @@ def test_a_clean_file_arrives_with_its_sha256(tree, journal):
 @pytest.mark.reliability("isolation", "sync-out traps write nothing anywhere")
 def test_traps_are_refused_with_their_reason(tree, path, why):
     _, _, _, dest = tree
-    before = sorted(dest.parent.rglob("*"))
+    before = written(dest.parent)
     reply = sync(tree, path)
     assert reply["status"] == "error", reply
     assert why in reply["error"]["message"], reply["error"]["message"]
     assert not (dest / path).exists()
-    assert sorted(dest.parent.rglob("*")) == before  # nothing written, inside or out
+    assert written(dest.parent) == before  # nothing written, inside or out
     assert not any(p.name.startswith(".clawvisor-") for p in dest.rglob("*"))
 
 
@@ -154,4 +161,33 @@ def test_nothing_outside_the_destination_was_written(tree):
     assert (root / "outside-secret.txt").read_text() == "not the workload's\n"
     names = {str(p.relative_to(dest)) for p in dest.rglob("*")}
     assert names <= {"docs", "docs/clean.txt"}
+    shutil.rmtree(dest / "docs", ignore_errors=True)
+
+
+def test_every_file_of_a_100_file_request_is_in_the_trail_with_its_hash(tree, journal):
+    """Its params and its result are longer than one record's field (params_cap): both
+    are written whole, in as many records as it takes."""
+    daemon, alpha, upper, dest = tree
+    names = [f"docs/many-{n:03d}-{'x' * 40}.txt" for n in range(100)]
+    for n, name in enumerate(names):
+        (upper / name).write_text(f"file {n}\n")
+    reply = call(daemon.intents, alpha, {"action": "sync-out", "paths": names}, rid="hundred")
+    assert reply["status"] == "ok", reply
+    recs = journal.wait_entries(10, CLAWVISOR_INTENT_ID="hundred")
+
+    def joined(kind: str) -> dict | list:
+        parts = [
+            r for r in recs if r.get("CLAWVISOR_OUTCOME") == "part" and r["CLAWVISOR_KIND"] == kind
+        ]
+        assert parts, f"no {kind} parts"
+        return json.loads("".join(r["CLAWVISOR_DETAIL"] for r in parts))
+
+    params = joined("decision")
+    assert params["paths"] == names
+    result = joined("result")
+    hashes = {f["path"]: f["sha256"] for f in result["files"]}
+    assert len(hashes) == 100
+    for n, name in enumerate(names):
+        assert hashes[name] == hashlib.sha256(f"file {n}\n".encode()).hexdigest()
+    assert [r for r in recs if r.get("CLAWVISOR_FINAL") == "1"][0]["CLAWVISOR_KIND"] == "result"
     shutil.rmtree(dest / "docs", ignore_errors=True)
