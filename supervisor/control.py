@@ -17,11 +17,11 @@ from policy.units import parse_grant
 from .approvals.broker import Broker
 from .approvals.grants import Grant, GrantStore
 from .audit import WARNING, AuditRecord
+from .connection import Connection
 from .identity import Peer
 from .monitors.manager import Monitors, ViewerFilter
 from .pipeline import Pipeline
 from .responses import Responder, ResponseError
-from .server import Connection
 from .state import DaemonState
 from .wire import control
 from .wire.common import ErrorCode, ProtocolError, Reply, encode_reply, error_reply

@@ -34,6 +34,7 @@ from .config import (
     group_gid,
     load_config,
 )
+from .connection import Acceptance, Connection, Limits, LineHandler
 from .control import ControlServices, OperatorSession
 from .identity import Peer, peer_groups
 from .listen import listening_sockets
@@ -42,7 +43,7 @@ from .pipeline import Caller, Pipeline, grant_recorder
 from .pipeline.running import Running, record_interrupted
 from .rejections import Rejections
 from .responses import Responder, alert_json, summary
-from .server import Acceptance, Connection, Endpoint, Limits, LineHandler
+from .server import Endpoint
 from .session import GatewaySession
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers

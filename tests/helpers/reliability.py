@@ -18,6 +18,7 @@ GROUPS = {
     "fuzz": "bad inputs",
     "isolation": "surfaces closed",
     "audit": "tamper evidence",
+    "hostile": "hostile workloads held",
 }
 
 

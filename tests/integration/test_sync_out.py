@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -189,5 +189,5 @@ def test_every_file_of_a_100_file_request_is_in_the_trail_with_its_hash(tree, jo
     assert len(hashes) == 100
     for n, name in enumerate(names):
         assert hashes[name] == hashlib.sha256(f"file {n}\n".encode()).hexdigest()
-    assert [r for r in recs if r.get("CLAWVISOR_FINAL") == "1"][0]["CLAWVISOR_KIND"] == "result"
+    assert next(r for r in recs if r.get("CLAWVISOR_FINAL") == "1")["CLAWVISOR_KIND"] == "result"
     shutil.rmtree(dest / "docs", ignore_errors=True)

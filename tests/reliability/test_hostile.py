@@ -1,0 +1,207 @@
+"""A hostile workload against the trail and the other workloads: what it can make the
+daemon write is bounded, it cannot lock others out or slow them much, and a sync-out of
+a big file costs the others nothing. Each row reports its figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from supervisor.wire.calls import connect_unix
+from tests.helpers import rig
+from tests.helpers.honest import Honest
+from tests.helpers.rig import connect_as
+
+POLICY = (
+    '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n\n'
+    '[[rule]]\naction = "sync-out"\nsource = "w"\ntarget = "@self"\ndecision = "allow"\n'
+)
+SETTINGS = '[server]\nsocket_group = "cvt-no-such-group"\n'
+
+
+@pytest.fixture(scope="module", autouse=True)
+def enough_descriptors():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture(scope="module")
+def users(make_user):
+    return make_user(), make_user()
+
+
+def flood_in_child(path: str, user: rig.User, seconds: float, mode: str) -> subprocess.Popen:
+    """A flooding workload in its own process (as that user): `garbage` sends 2-byte
+    junk lines on 8 connections; `connect` opens and closes connections in a loop."""
+    code = f"""
+import socket, time, threading
+end = time.monotonic() + {seconds}
+def garbage():
+    s = socket.socket(socket.AF_UNIX); s.connect({path!r}); s.setblocking(False)
+    while time.monotonic() < end:
+        try:
+            s.send(b"x\\n" * 4096)
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            s = socket.socket(socket.AF_UNIX); s.connect({path!r}); s.setblocking(False)
+        try:
+            s.recv(1 << 20)
+        except OSError:
+            pass
+def connect():
+    while time.monotonic() < end:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect({path!r})
+        except OSError:
+            pass
+        s.close()
+ts = [threading.Thread(target={mode}) for _ in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
+    return subprocess.Popen(["/usr/bin/python3", "-c", code], **rig.as_user(user))
+
+
+def uid_records(daemon: rig.Daemon, uid: int) -> list[dict]:
+    out = subprocess.run(
+        [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "json",
+            f"CLAWVISOR_CHAIN={daemon.chain}",
+            f"CLAWVISOR_UID={uid}",
+            "CLAWVISOR_KIND=rejected",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.reliability("hostile", "a garbage flood: records per second bounded, aggregated")
+def test_a_garbage_flood_writes_a_bounded_number_of_records(users, make_daemon, journal, row):
+    w, v = users
+    daemon = make_daemon({"w": w, "v": v}, {"10.toml": POLICY}, SETTINGS)
+    seconds = 3.0
+    with Honest(daemon.intents, v) as honest:
+        flood = flood_in_child(str(daemon.intents), w, seconds, "garbage")
+        flood.wait(60)
+        row.p99_us = honest.check()
+    time.sleep(1.5)  # the last aggregate record, a second after the flood
+    recs = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        recs = uid_records(daemon, w.uid)
+        if any(r.get("CLAWVISOR_OUTCOME") == "aggregated" for r in recs):
+            break
+        time.sleep(0.3)
+    single = [r for r in recs if r.get("CLAWVISOR_OUTCOME") != "aggregated"]
+    aggregated = [r for r in recs if r.get("CLAWVISOR_OUTCOME") == "aggregated"]
+    counted = sum(int(r["MESSAGE"].split(": ", 1)[1].split(" more", 1)[0]) for r in aggregated)
+    row.inputs = len(single) + counted
+    row.note(
+        f"{len(single) + counted:,} refused lines in {seconds:g} s: {len(single)} records one "
+        f"by one, {len(aggregated)} aggregate records counting {counted:,} more"
+    )
+    # The budget: a burst of 100, then 10 a second; at most one aggregate a second.
+    assert len(single) <= 100 + 10 * (seconds + 3)
+    assert aggregated and len(aggregated) <= seconds + 3
+    assert counted > 10 * len(single)  # the flood was real, and it was counted, not written
+
+
+@pytest.mark.reliability("hostile", "a connect flood at the cap: the victim still connects")
+def test_a_connect_flood_at_the_cap_does_not_lock_out_another_workload(
+    users, make_daemon, journal, row
+):
+    w, v = users
+    daemon = make_daemon({"w": w, "v": v}, {"10.toml": POLICY}, SETTINGS)
+    held = [connect_as(daemon.intents, w) for _ in range(16)]  # w at its cap
+
+    def victim(n: int) -> tuple[list[float], int]:
+        """New connections as the client library makes them (it retries EAGAIN)."""
+        latencies, failed = [], 0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            try:
+                with rig.as_euid(v.uid, v.gid):
+                    sock = connect_unix(str(daemon.intents), 10)
+                with sock:
+                    sock.sendall(rig.request_line("v", {"action": "status"}))
+                    assert rig.read_lines(sock, 1)[0]["status"] == "ok"
+                latencies.append(time.perf_counter() - t0)
+            except OSError:
+                failed += 1
+        return latencies, failed
+
+    base, _ = victim(200)
+    flood = flood_in_child(str(daemon.intents), w, 6.0, "connect")
+    time.sleep(0.5)
+    during, failed = victim(400)
+    flood.wait(60)
+    for sock in held:
+        sock.close()
+
+    def p99(xs: list[float]) -> float:
+        return sorted(xs)[int(len(xs) * 0.99) - 1] * 1e6
+
+    row.p99_us = p99(during)
+    row.note(
+        f"victim's new connections: p50 {statistics.median(base) * 1e6:.0f} -> "
+        f"{statistics.median(during) * 1e6:.0f} µs, p99 {p99(base):.0f} -> {p99(during):.0f} µs "
+        f"(aim: within 3x), {failed} failed"
+    )
+    assert failed == 0
+
+
+@pytest.mark.reliability("hostile", "another workload during a 16 MiB sync-out scan")
+def test_a_big_sync_out_scan_costs_other_workloads_nothing(users, make_daemon, journal, row):
+    w, v = users
+
+    def prepare(root):
+        upper = root / "state" / "overlay" / "w" / "upper"
+        upper.mkdir(parents=True)
+        # Text that the secret scanner reads line by line (its slow case).
+        line = b"lorem ipsum dolor sit amet consectetur adipiscing elit " * 3 + b"\n"
+        with (upper / "big.txt").open("wb") as f:
+            while f.tell() < 16 * 1024 * 1024:
+                f.write(line * 1000)
+        (root / "dest").mkdir()
+
+    daemon = make_daemon(
+        {"w": w, "v": v},
+        {"10.toml": POLICY},
+        SETTINGS + "[executors.sync-out]\ntimeout = 600\nmax_file_bytes = 33554432\n"
+        "max_request_bytes = 33554432\n",
+        prepare=prepare,
+        workload_extra={"w": 'overlay = { lower = "/srv" }\ndestination = "/x"'},
+    )
+    wl = daemon.config_dir / "workloads.toml"
+    wl.write_text(
+        wl.read_text().replace('destination = "/x"', f'destination = "{daemon.root}/dest"')
+    )
+    daemon.restart()
+    with Honest(daemon.intents, v) as honest:
+        time.sleep(1.0)
+        baseline = honest.p99_us()
+        honest.latencies.clear()
+        t0 = time.monotonic()
+        reply = rig.call(daemon.intents, w, {"action": "sync-out", "paths": ["big.txt"]})
+        took = time.monotonic() - t0
+        row.p99_us = honest.check()
+    assert reply["status"] == "ok", reply
+    row.note(
+        f"16 MiB copied and scanned in {took:.1f} s ({took / 16:.2f} s/MiB) in its own "
+        f"process; the other workload's p99 {baseline:.0f} -> {row.p99_us:.0f} µs"
+    )
+    assert os.path.getsize(daemon.root / "dest" / "big.txt") >= 16 * 1024 * 1024
