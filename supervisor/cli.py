@@ -343,8 +343,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
-    from .agents.monitor_view import run
+    from .agents.monitor_view import Format, from_log, parse_since, run
 
+    fmt: Format = args.format or ("json" if args.json else "text")
+    if args.since is not None:
+        return from_log(
+            args.log_dir / "events",
+            parse_since(args.since),
+            follow=args.follow,
+            workload=args.workload,
+            kinds=args.kind or [],
+            severity=args.severity,
+            alerts_only=args.alerts,
+            fmt=fmt,
+        )
     return _guard(
         lambda: run(
             args.socket,
@@ -353,6 +365,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             severity=args.severity,
             alerts_only=args.alerts,
             as_json=args.json,
+            fmt=fmt,
         )
     )
 
@@ -809,6 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON object per line: kind, severity, workload, uid, pid, comm "
         "and the event's own fields",
     )
+    p.add_argument("--format", choices=["text", "json", "cef"], help="output format")
+    p.add_argument(
+        "--since", metavar="WHEN", help="from the kept event log: 1h, 30m, 2d or epoch seconds"
+    )
+    p.add_argument("--follow", action="store_true", help="with --since: then keep reading")
+    p.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="the daemon's log dir")
     p.set_defaults(func=_cmd_monitor)
 
     p = sub.add_parser(
