@@ -260,6 +260,7 @@ class Decode:
         event = ev.Exec(
             filename=path,
             argv=argv,
+            caller=p.exe or None,
             env=env,
             dropped=dropped,
             dropped_by=maker.describe() if maker else None,

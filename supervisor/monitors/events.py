@@ -27,9 +27,9 @@ class MonitorEvent(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults
 
 
 class SyscallEvent(MonitorEvent, kw_only=True):
-    """An event from a traced syscall: with its outcome."""
+    """An event from a traced syscall: with its outcome (always shown, also when 0)."""
 
-    result: int = 0
+    result: int
     error: str | None = None
 
 
@@ -39,10 +39,12 @@ class Exec(SyscallEvent, tag="exec"):
     into place, made executable: `dropped_by` names which) or lives where the workload
     writes (its overlay upper layer or work/); `memfd`: executed from memory (fileless);
     `env`: the entries of its environment that change what it loads or where its history
-    and traffic go (LD_*, HISTFILE, *_proxy)."""
+    and traffic go (LD_*, HISTFILE, *_proxy). `caller`: the program the process ran before
+    (its parent's, after a fork), when that was a watched process."""
 
     filename: str
     argv: list[str] = []
+    caller: str | None = None
     env: list[str] = []
     dropped: bool = False
     dropped_by: str | None = None
