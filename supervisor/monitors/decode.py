@@ -42,6 +42,7 @@ UID_CALLS = frozenset({SetidCall.SETUID, SetidCall.SETREUID, SetidCall.SETRESUID
 UID_CALLS |= {SetidCall.SETFSUID}
 #: Paths that are never a dropped file (writes to them are not files being made).
 NOT_FILES = ("/dev/", "/proc/", "/sys/")
+TEMP_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/user/")
 #: Records without an outcome of their own.
 NO_OUTCOME = frozenset({Kind.THROTTLED, Kind.EXIT, Kind.COMM})
 
@@ -114,8 +115,10 @@ class Decode:
         self.boot_offset = time.time() - time.monotonic()
         self.extra: list[ev.Event] = []
         self._pipes = 0
-        self._stdin_of: dict[str, int] = {}  # pipe id -> pid reading it on fd 0
-        self._stdout_of: dict[str, int] = {}  # pipe id -> pid writing it on fd 1
+        # pipe id -> the process reading it on fd 0 / writing it on fd 1 (a snapshot: the
+        # feeder may be gone before the shell's exec is decoded)
+        self._stdin_of: dict[str, Proc] = {}
+        self._stdout_of: dict[str, Proc] = {}
         self._piped: set[str] = set()
         self._current: WorkloadView | None = None  # the workload of the record decoded
         self.table: dict[int, Decoder] = {
@@ -227,7 +230,9 @@ class Decode:
         return None
 
     def _made(self, path: str, base: dict[str, Any], how: str) -> None:
-        if path.startswith("/") and not path.startswith(NOT_FILES):
+        if path.startswith("/") and (
+            not path.startswith(NOT_FILES) or path.startswith("/dev/shm/")
+        ):
             self.provenance.made(path, base["pid"], base["comm"], how)
 
     # --- exec ----------------------------------------------------------------------------
@@ -264,6 +269,7 @@ class Decode:
             env=env,
             dropped=dropped,
             dropped_by=maker.describe() if maker else None,
+            temp=path.startswith(TEMP_DIRS) and not path.startswith(self.home_root),
             memfd=memfd,
             **base,
         )
@@ -289,7 +295,7 @@ class Decode:
         whose output goes to a shell? Either order gives one pipe-shell event."""
         stdin, stdout = p.fds.get(0), p.fds.get(1)
         if is_shell(p.exe) and stdin is not None and stdin.kind == "pipe" and stdin.end == "r":
-            self._stdin_of[stdin.name] = p.pid
+            self._stdin_of[stdin.name] = self._snapshot(p)
             self._match_pipe(stdin.name)
         if (
             program(p.exe) in FEEDERS
@@ -297,12 +303,27 @@ class Decode:
             and stdout.kind == "pipe"
             and stdout.end == "w"
         ):
-            self._stdout_of[stdout.name] = p.pid
+            self._stdout_of[stdout.name] = self._snapshot(p)
             self._match_pipe(stdout.name)
 
+    def _snapshot(self, p: Proc) -> Proc:
+        if len(self._stdout_of) + len(self._stdin_of) > 8192:  # bounded: oldest first
+            for table in (self._stdin_of, self._stdout_of):
+                for key in list(table)[: len(table) // 2]:
+                    del table[key]
+        return Proc(
+            pid=p.pid,
+            ppid=p.ppid,
+            uid=p.uid,
+            started=p.started,
+            comm=p.comm,
+            exe=p.exe,
+            argv=list(p.argv),
+        )
+
     def _match_pipe(self, pipe: str) -> None:
-        shell = self.lineage.get(self._stdin_of.get(pipe, -1))
-        feeder = self.lineage.get(self._stdout_of.get(pipe, -1))
+        shell = self._stdin_of.get(pipe)
+        feeder = self._stdout_of.get(pipe)
         if shell is None or feeder is None or pipe in self._piped:
             return
         if not is_shell(shell.exe) or program(feeder.exe) not in FEEDERS:
@@ -458,9 +479,9 @@ class Decode:
             p.fds.pop(res, None)
         if res > 2:
             return None
-        if src is not None and src.kind == "pipe":
-            (self._stdin_of if res == 0 else self._stdout_of)[src.name] = p.pid
-        if src is None or src.kind != "socket":
+        # A network socket known from its socket() (an AF_UNIX socketpair is how runtimes
+        # wire a child's stdio, not a reverse shell).
+        if src is None or src.kind != "socket" or not src.name.startswith("inet"):
             return None
         return ev.Dup(oldfd=oldfd, newfd=res, target=src.name, socket=True, **base)
 

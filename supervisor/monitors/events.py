@@ -36,7 +36,8 @@ class SyscallEvent(MonitorEvent, kw_only=True):
 class Exec(SyscallEvent, tag="exec"):
     """A program was executed (or, with an error, an attempt failed: a PATH search tries
     several). `dropped`: the file was made by a watched process (written, copied, renamed
-    into place, made executable: `dropped_by` names which) or lives where the workload
+    into place, made executable: `dropped_by` names which; `temp`: it is in /tmp, /dev/shm,
+    /var/tmp or /run/user, outside the homes) or lives where the workload
     writes (its overlay upper layer or work/); `memfd`: executed from memory (fileless);
     `env`: the entries of its environment that change what it loads or where its history
     and traffic go (LD_*, HISTFILE, *_proxy). `caller`: the program the process ran before
@@ -48,6 +49,7 @@ class Exec(SyscallEvent, tag="exec"):
     env: list[str] = []
     dropped: bool = False
     dropped_by: str | None = None
+    temp: bool = False
     memfd: bool = False
 
 

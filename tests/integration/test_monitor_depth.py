@@ -10,6 +10,7 @@ UDP (a UDP connect sends nothing), so nothing leaves the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -24,6 +25,8 @@ import pytest
 from supervisor.cgroups import WorkloadCgroup, cgroup2_root, pids_of
 from tests.helpers import rig
 from tests.helpers.stream import Stream
+
+POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
 
 RESOLVER, SERVICE, LAN = "10.231.0.53", "10.231.0.80", "10.231.0.99"
 TRIGGERS = """
@@ -148,9 +151,7 @@ counters = false
 """
     daemon = make_daemon(
         {name: w, other: b},
-        {
-            "10.toml": '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-        },
+        {"10.toml": POLICY},
         settings,
         workload_extra={name: f'host_services = ["{SERVICE}:11434"]'},
         prepare=prepare,
@@ -164,10 +165,8 @@ counters = false
             os.kill(pid, signal.SIGKILL)
     for pid in cgroup.members():
         os.kill(pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(OSError):
         cgroup.path.rmdir()
-    except OSError:
-        pass
     rig.cleanup_root(root)
 
 
@@ -400,7 +399,8 @@ def test_a_listener_on_all_addresses_is_seen_with_its_port_and_alerted(mon):
 
 
 def test_a_packet_socket_is_refused_and_alerted(mon):
-    code = "import socket\ntry:\n    socket.socket(17, socket.SOCK_RAW, 0)\nexcept OSError:\n    pass\n"
+    code = "import socket\ntry:\n    socket.socket(17, socket.SOCK_RAW, 0)\n"
+    code += "except OSError:\n    pass\n"
     pid = mon.run(code)
     e = mon.event("socket", pid=pid, family="packet")
     assert e["raw"] and e["error"] == "EPERM"
@@ -536,7 +536,10 @@ def test_a_capset_that_tries_to_raise_is_a_gain(mon):
 
 
 def udp_connect(host: str, port: int) -> str:
-    return f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(({host!r}, {port}))\n"
+    return (
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"s.connect(({host!r}, {port}))\n"
+    )
 
 
 def test_dns_to_the_configured_resolver_is_not_lan(mon):
