@@ -43,7 +43,7 @@ help:
 	@echo "make install    install to /opt/clawvisor with units, provision, enable the sockets"
 	@echo "make uninstall  stop and remove it (configuration and state stay)"
 	@echo "make deb        build the Debian package in build/"
-	@echo "make schema     regenerate supervisor/protocol.schema.json from the Structs"
+	@echo "make schema     regenerate supervisor/wire/protocol.schema.json from the Structs"
 	@echo "make lock       re-resolve requirements.lock and runtime.lock from pyproject.toml"
 
 setup: $(STAMP) headers tracefs
@@ -111,7 +111,7 @@ run: setup
 
 # The protocol's JSON Schema, generated from the msgspec Structs (a test checks it is fresh).
 schema: setup
-	$(VENV)/bin/clawvisor schema -o supervisor/protocol.schema.json
+	$(VENV)/bin/clawvisor schema -o supervisor/wire/protocol.schema.json
 
 test: setup lint typecheck pytest
 

@@ -72,8 +72,9 @@ class ExecError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class TargetUser:
-    """The Linux account an executor acts as (the target workload's user)."""
+class Account:
+    """A workload's Linux account: the one a request came from (the sender), or the one an
+    executor acts as (its target)."""
 
     workload: str
     user: str
@@ -150,7 +151,7 @@ class ExecContext:
     """Everything an executor may use besides its params. Built by the daemon."""
 
     source: str
-    target: TargetUser | None
+    target: Account | None
     settings: ExecutorSettings
     daemon: DaemonView
     files: WorkloadFiles | None = None

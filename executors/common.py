@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .base import ExecContext, ExecError, TargetUser
+from .base import Account, ExecContext, ExecError
 from .runner import Outcome, render_argv, run_argv
 
 
@@ -12,7 +12,7 @@ async def run_template(
     ctx: ExecContext,
     values: Mapping[str, str],
     *,
-    user: TargetUser | None,
+    user: Account | None,
     what: str,
     tail: tuple[str, ...] = (),
 ) -> Outcome:
@@ -45,7 +45,7 @@ async def run_template(
     return outcome
 
 
-def need_target(ctx: ExecContext, action: str) -> TargetUser:
+def need_target(ctx: ExecContext, action: str) -> Account:
     """The target workload's account, or a clear error."""
     if ctx.target is None:
         raise ExecError(f"{action} needs a target workload")

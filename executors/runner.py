@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import TargetUser
+from .base import Account
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TRUNCATION_MARK = b"\n[clawvisor: output truncated]\n"
@@ -99,7 +99,7 @@ def render_argv(template: Sequence[str], values: Mapping[str, str]) -> list[str]
     return [_PLACEHOLDER.sub(sub, element) for element in template]
 
 
-def clean_env(user: TargetUser | None) -> dict[str, str]:
+def clean_env(user: Account | None) -> dict[str, str]:
     """The whole environment a child gets: nothing inherited from the daemon."""
     if user is None:
         return {
@@ -122,7 +122,7 @@ def _as_transient_unit(
     argv: list[str],
     unit: str,
     *,
-    user: TargetUser | None,
+    user: Account | None,
     env: Mapping[str, str],
     cwd: str,
     limits: Limits,
@@ -200,7 +200,7 @@ async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, b
 async def run_argv(
     argv: Sequence[str],
     *,
-    user: TargetUser | None,
+    user: Account | None,
     timeout: float,
     output_cap: int = 64 * 1024,
     limits: Limits = Limits(),
@@ -281,7 +281,7 @@ async def run_argv(
     )
 
 
-def _workdir(user: TargetUser | None) -> str:
+def _workdir(user: Account | None) -> str:
     """The user's home when it exists (a stat, no real I/O), else /."""
     if user is not None and os.path.isdir(user.home):
         return user.home

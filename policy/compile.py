@@ -9,13 +9,13 @@ import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from .catalog import Catalog
+from .catalog import Catalog, ParamType
 from .constraints import Exact, parse_constraint
-from .drafts import FileDraft, GroupDraft, Positioned, RuleDraft, TestDraft
+from .drafts import FileDraft, GroupDraft, Positioned, RuleDraft, RuleSpec, TestDraft
 from .errors import PolicyError
 from .model import APPROVERS, Constraint, Policy, PolicyTest, Rule, Workloads
 from .subjects import ANY, NAME, SELF, source_error, source_matches, target_error
-from .units import parse_grant, parse_rate
+from .units import parse_grant, parse_rate, parse_timeout
 
 BUILTIN_GROUPS = ("readonly", "mutating")
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -30,7 +30,13 @@ def compile_groups(groups: Iterable[GroupDraft], catalog: Catalog) -> dict[str, 
     seen: dict[str, Positioned] = {}
     for g in groups:
         if not _GROUP_NAME.match(g.name):
-            raise PolicyError(g.at.file, g.at.line, 1, f"bad group name {g.name!r}")
+            raise PolicyError(
+                g.at.file,
+                g.at.line,
+                1,
+                f"group name must be a letter, then letters, digits, '_' or '-' (at most 64), "
+                f"not {g.name!r}",
+            )
         if g.name in BUILTIN_GROUPS or g.name in catalog:
             raise PolicyError(
                 g.at.file,
@@ -70,6 +76,60 @@ def expand_action(
     return groups.get(name)
 
 
+def _actions(
+    spec: str | list[str], catalog: Catalog, groups: Mapping[str, frozenset[str]]
+) -> frozenset[str] | str:
+    """The actions a rule names (one spec or a list of them), or why not."""
+    specs = [spec] if isinstance(spec, str) else spec
+    if not specs:
+        return "action lists no actions"
+    found: set[str] = set()
+    for one in specs:
+        actions = expand_action(one, catalog, groups)
+        if actions is None:
+            return f"unknown action or group {one!r}"
+        found |= actions
+    return frozenset(found)
+
+
+def _check_targets(
+    s: RuleSpec, actions: frozenset[str], catalog: Catalog
+) -> tuple[str, str] | None:
+    """(key, why) when the rule's target or default_target cannot mean what it says."""
+    if s.target == SELF and not any(catalog[a].runs_on_sender for a in actions):
+        return "target", (
+            f"target '@self' never matches {_listed(actions)}: it acts on no workload, so "
+            "its intents name no target; use target = '*' (or '@default')"
+        )
+    if s.default_target is None:
+        return None
+    if not NAME.match(s.default_target):
+        return "default_target", (
+            "default_target must be a workload name: letters, digits and '-', "
+            f"not {s.default_target!r}"
+        )
+    if s.decision == "deny":
+        return "default_target", "default_target means nothing on a deny rule"
+    if s.target == SELF:
+        # `@self` says the intent acts on its sender; a default_target elsewhere would
+        # let any sender's untargeted intent act on that other workload.
+        return "default_target", (
+            "default_target cannot go with target = '@self': an intent that names no "
+            "target runs on its sender; use target = '@default' to send those elsewhere"
+        )
+    if NAME.match(s.target) and s.target != s.default_target:
+        return "default_target", (
+            f"default_target {s.default_target!r} is not the rule's target {s.target!r}: "
+            "an intent naming no target is decided as if it named its default_target, "
+            "so this rule would never send one there"
+        )
+    return None
+
+
+def _listed(actions: frozenset[str]) -> str:
+    return ", ".join(sorted(actions))
+
+
 def _compile_rule(
     index: int, d: RuleDraft, catalog: Catalog, groups: Mapping[str, frozenset[str]]
 ) -> Rule:
@@ -79,18 +139,26 @@ def _compile_rule(
         line, col = at.pos(key)
         return PolicyError(at.file, line, col, message)
 
-    actions = expand_action(s.action, catalog, groups)
-    if actions is None:
-        raise fail("action", f"unknown action or group {s.action!r}")
+    found = _actions(s.action, catalog, groups)
+    if isinstance(found, str):
+        raise fail("action", found)
+    actions = found
     err = source_error(s.source)
     if err:
         raise fail("source", err)
     err = target_error(s.target)
     if err:
         raise fail("target", err)
+    wrong = _check_targets(s, actions, catalog)
+    if wrong:
+        raise fail(*wrong)
+    try:
+        timeout = parse_timeout(s.timeout)
+    except ValueError as exc:
+        raise fail("timeout", str(exc)) from None
     constraints: list[Constraint] = []
     for param, value in s.params.items():
-        kinds = {catalog[a].params.get(param) for a in actions}
+        kinds = {catalog[a].types.get(param) for a in actions}
         if None in kinds:
             lacking = sorted(a for a in actions if param not in catalog[a].params)
             raise fail(
@@ -102,9 +170,11 @@ def _compile_rule(
             raise fail(
                 f"params.{param}", f"param {param!r} has different kinds in {sorted(actions)}"
             )
+        kind = kinds.pop()
+        assert kind is not None
         try:
-            constraints.append(parse_constraint(param, kinds.pop(), value))  # type: ignore[arg-type]
-        except (ValueError, TypeError) as exc:
+            constraints.append(parse_constraint(param, kind, value))
+        except ValueError as exc:
             raise fail(f"params.{param}", f"param {param!r}: {exc}") from None
     if s.arg is not None:
         primaries = {catalog[a].primary for a in actions}
@@ -115,29 +185,17 @@ def _compile_rule(
             )
         primary = primaries.pop()
         assert primary is not None
-        constraints.append(Exact(param=primary, value=s.arg))
+        types = {catalog[a].types[primary] for a in actions}
+        try:
+            constraints.append(_arg(primary, types, s.arg))
+        except ValueError as exc:
+            raise fail("arg", str(exc)) from None
     rate = None
     if s.rate is not None:
         try:
             rate = parse_rate(s.rate)
         except ValueError as exc:
             raise fail("rate", str(exc)) from None
-    if s.default_target is not None:
-        if not NAME.match(s.default_target):
-            raise fail(
-                "default_target",
-                f"default_target must be a workload name, not {s.default_target!r}",
-            )
-        if s.decision == "deny":
-            raise fail("default_target", "default_target means nothing on a deny rule")
-        if s.target == SELF:
-            # `@self` says the intent acts on its sender; a default_target elsewhere would
-            # let any sender's untargeted intent act on that other workload.
-            raise fail(
-                "default_target",
-                "default_target cannot go with target = '@self': an intent that names no "
-                "target runs on its sender; use target = '@default' to send those elsewhere",
-            )
     try:
         grant_max = parse_grant(s.grant)
     except ValueError as exc:
@@ -153,13 +211,13 @@ def _compile_rule(
         raise fail("approvers", f"unknown approvers {bad} (known: {', '.join(APPROVERS)})")
     return Rule(
         index=index,
-        action=s.action,
+        action=s.action if isinstance(s.action, str) else ", ".join(s.action),
         actions=actions,
         source=s.source,
         target=s.target,
         decision=s.decision,
         constraints=tuple(constraints),
-        timeout=s.timeout,
+        timeout=timeout,
         rate=rate,
         default_target=s.default_target,
         approvers=approvers,
@@ -169,6 +227,20 @@ def _compile_rule(
         file=at.file,
         line=at.line,
     )
+
+
+def _arg(param: str, types: set[ParamType], arg: str) -> Constraint:
+    """qrexec's `+ARGUMENT`: an exact match on the primary param, as its type reads it."""
+    if len(types) != 1:
+        raise ValueError(f"+ARGUMENT: {param!r} has different types in these actions")
+    t = types.pop()
+    if t.kind == "list" and t.item == "str":
+        return Exact(param=param, value=(arg,))  # the list of that one element
+    if t.kind == "str":
+        return Exact(param=param, value=arg)
+    if t.kind == "int" and arg.lstrip("-").isdigit():
+        return parse_constraint(param, t, int(arg))
+    raise ValueError(f"+ARGUMENT {arg!r} is not a {t.describe()}, which {param!r} is")
 
 
 def _params_of(catalog: Catalog, action: str) -> str:

@@ -8,18 +8,18 @@ import msgspec
 
 from .model import Decision
 
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400)]
-
 
 class RuleSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A rule exactly as written (a TOML `[[rule]]` table, or one `.policy` line)."""
 
-    action: str
+    #: An action, `@group` or `*`; or a list of those.
+    action: str | list[str]
     source: str
     target: str
     decision: Decision
     params: dict[str, Any] = {}
-    timeout: Seconds = 120.0
+    #: Seconds (`60`) or a duration (`"30s"`, `"2m"`); checked by the compiler.
+    timeout: float | str = 120.0
     rate: str | None = None
     default_target: str | None = None
     approvers: list[str] | None = None

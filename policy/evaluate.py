@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .model import DEFAULT_DENY, Policy, Rule, Verdict
-from .subjects import SELF, source_matches, target_matches
+from .subjects import ANY, DEFAULT, SELF, source_matches, target_matches
 
 
 def candidates(policy: Policy, source: str, action: str) -> tuple[Rule, ...]:
@@ -27,8 +27,13 @@ def evaluate(
     workloads = policy.workloads
     on_sender = action in policy.sender_actions
     for rule in candidates(policy, source, action):
-        # Sources were matched when the index was built.
-        if not target_matches(rule.target, source, target, workloads, on_sender):
+        # Sources were matched when the index was built. This is `subjects.covers_target`
+        # inlined (the hot path): an untargeted intent is decided as if it named the
+        # rule's default_target.
+        named = target
+        if named is None and rule.default_target is not None and rule.target not in (ANY, DEFAULT):
+            named = rule.default_target
+        if not target_matches(rule.target, source, named, workloads, on_sender):
             continue
         for c in rule.constraints:
             if not c.matches(params.get(c.param)):

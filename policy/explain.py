@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import msgspec
 
 from .model import DEFAULT_DENY, Policy, Rule, Verdict
-from .subjects import source_matches, target_matches
+from .subjects import covers_target, source_matches
 
 
 class Step(msgspec.Struct, frozen=True):
@@ -38,7 +38,9 @@ def why_not(
     if not source_matches(rule.source, source, policy.workloads):
         return f"source {rule.source!r} does not cover {source!r}"
     on_sender = action in policy.sender_actions
-    if not target_matches(rule.target, source, target, policy.workloads, on_sender):
+    if not covers_target(
+        rule.target, rule.default_target, source, target, policy.workloads, on_sender
+    ):
         shown = repr(target) if target is not None else "no target (@default)"
         return f"target {rule.target!r} does not cover {shown}"
     for c in rule.constraints:

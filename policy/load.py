@@ -11,6 +11,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import msgspec
+
 from .catalog import Catalog
 from .compile import compile_policy
 from .drafts import FileDraft
@@ -119,14 +121,14 @@ def load_policy_dir(
             "everything, write a rule that does",
         )
     drafts: list[FileDraft] = []
-    names: list[str] = []
+    sources: list[tuple[str, str]] = []
     for path, text in files:
         name = _display(path, display_root)
         if not isinstance(text, str):
             raise PolicyError(name, 0, 0, f"cannot read: {text}")
         drafts.append(parse_file(text, name, tests_only=path.parent != directory))
-        names.append(name)
-    return _finish(drafts, names, catalog, workloads, normalise, check_tests)
+        sources.append((name, text))
+    return _finish(drafts, sources, catalog, workloads, normalise, check_tests)
 
 
 def load_policy_texts(
@@ -140,18 +142,19 @@ def load_policy_texts(
     """Compile a policy held in memory as (name, text) pairs, in the given order."""
     pairs = list(texts)
     drafts = [parse_file(text, name) for name, text in pairs]
-    return _finish(drafts, [n for n, _ in pairs], catalog, workloads, normalise, check_tests)
+    return _finish(drafts, pairs, catalog, workloads, normalise, check_tests)
 
 
 def _finish(
     drafts: list[FileDraft],
-    names: list[str],
+    sources: list[tuple[str, str]],
     catalog: Catalog,
     workloads: Workloads,
     normalise: Normaliser | None,
     check_tests: bool,
 ) -> Policy:
-    policy = compile_policy(drafts, catalog, workloads, names)
+    policy = compile_policy(drafts, catalog, workloads, [n for n, _ in sources])
+    policy = msgspec.structs.replace(policy, sources=tuple(sources))
     if check_tests:
         failures = run_tests(policy, normalise)
         if failures:

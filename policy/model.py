@@ -144,6 +144,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     tests: tuple[PolicyTest, ...] = ()
     #: Actions that run on their sender when the intent names no target.
     sender_actions: frozenset[str] = frozenset()
+    #: Each file's name and text as loaded: what `reload --diff` compares the disk with.
+    sources: tuple[tuple[str, str], ...] = ()
     error: str | None = None
 
     @classmethod

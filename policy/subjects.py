@@ -73,3 +73,21 @@ def target_matches(
     if pattern.startswith(TAG):
         return pattern[len(TAG) :] in workloads.get(target, ())
     return pattern == target
+
+
+def covers_target(
+    pattern: str,
+    default_target: str | None,
+    source: str,
+    target: str | None,
+    workloads: Workloads,
+    runs_on_sender: bool = False,
+) -> bool:
+    """True when a rule (its target pattern and default_target) covers the requested target.
+
+    A rule with `default_target = X` decides an intent that names no target as if it
+    named X (where it then runs): `target = "dom0", default_target = "dom0"` covers both.
+    """
+    if target is None and default_target is not None and pattern not in (ANY, DEFAULT):
+        return target_matches(pattern, source, default_target, workloads, runs_on_sender)
+    return target_matches(pattern, source, target, workloads, runs_on_sender)

@@ -41,6 +41,28 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+MAX_TIMEOUT = 86400.0
+
+
+def parse_timeout(value: float | str) -> float:
+    """An ask's timeout: seconds (`60`, `"60"`) or a duration (`"30s"`, `"2m"`), in (0, 1 day]."""
+    if isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                raise ValueError(
+                    f"timeout must be seconds (60) or a duration (30s, 2m), not {value!r}"
+                ) from None
+    else:
+        seconds = float(value)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ValueError("timeout must be more than 0 and at most 1 day (86400 s)")
+    return seconds
+
+
 def parse_grant(text: str) -> float:
     """What an approval may grant: `"once"` -> 0, `"always"` -> inf, a duration -> seconds."""
     if text == "once":

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from executors import ACTIONS
-from executors.base import ExecutorSettings, TargetUser, WorkloadFiles, WorkloadName, whole
+from executors.base import Account, ExecutorSettings, WorkloadFiles, WorkloadName, whole
 from executors.runner import TemplateError, template_fields
 
 DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
@@ -82,6 +82,10 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     readonly_when_unavailable: Literal["refuse", "serve"] = "refuse"
     #: Records held while the trail is unavailable; beyond it they are counted as lost.
     backlog: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
+    #: Refused input (bad lines, refused connections) each uid may have recorded one by
+    #: one, per second and in a burst; beyond that one record a second counts the rest.
+    rejected_rate: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 10.0
+    rejected_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
 
 
 class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -227,8 +231,8 @@ class Config:
     paths: Paths
     settings: DaemonSettings
     executors: Mapping[str, ExecutorSettings]
-    workloads: Mapping[str, TargetUser]
-    by_uid: Mapping[int, TargetUser]
+    workloads: Mapping[str, Account]
+    by_uid: Mapping[int, Account]
     embedded: bool
     warnings: tuple[str, ...]
     #: Every configured workload (also those whose user is missing) and its tags.
@@ -258,11 +262,11 @@ def _convert(data: Mapping[str, Any], kind: type[T], path: Path | str) -> T:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def resolve_user(workload: str, user: str) -> TargetUser:
+def resolve_user(workload: str, user: str) -> Account:
     """Look a workload's account up once; raises KeyError if it does not exist."""
     pw = pwd.getpwnam(user)
     groups = tuple(g for g in os.getgrouplist(pw.pw_name, pw.pw_gid) if g != pw.pw_gid)
-    return TargetUser(
+    return Account(
         workload=workload,
         user=pw.pw_name,
         uid=pw.pw_uid,
@@ -324,9 +328,9 @@ def resolve_launcher(choice: str) -> Literal["direct", "systemd-run"]:
 
 def _resolve_workloads(
     specs: Mapping[str, WorkloadSpec], origin: str
-) -> tuple[dict[str, TargetUser], dict[int, TargetUser], list[str]]:
-    workloads: dict[str, TargetUser] = {}
-    by_uid: dict[int, TargetUser] = {}
+) -> tuple[dict[str, Account], dict[int, Account], list[str]]:
+    workloads: dict[str, Account] = {}
+    by_uid: dict[int, Account] = {}
     warnings: list[str] = []
     for name, spec in specs.items():
         try:
@@ -383,9 +387,7 @@ def overlay_dir(paths: Paths, workload: str) -> Path:
     return paths.state_dir / "overlay" / workload
 
 
-def workload_files(
-    paths: Paths, name: str, spec: WorkloadSpec, account: TargetUser
-) -> WorkloadFiles:
+def workload_files(paths: Paths, name: str, spec: WorkloadSpec, account: Account) -> WorkloadFiles:
     """A workload's file locations, as executors see them."""
     upper = str(overlay_dir(paths, name) / "upper") if spec.overlay is not None else None
     return WorkloadFiles(

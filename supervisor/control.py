@@ -14,27 +14,18 @@ from typing import Any
 from executors import ACTIONS
 from policy.units import parse_grant
 
-from . import protocol
-from .approvals import Broker
+from .approvals.broker import Broker
+from .approvals.grants import Grant, GrantStore
 from .audit import WARNING, AuditRecord
-from .grants import Grant, GrantStore
 from .identity import Peer
 from .monitors.manager import Monitors, ViewerFilter
 from .pipeline import Pipeline
-from .protocol import (
-    Agent,
-    ErrorCode,
-    GrantList,
-    GrantView,
-    PendingList,
-    ProtocolError,
-    Reply,
-    encode_reply,
-    error_reply,
-)
 from .responses import Responder, ResponseError
 from .server import Connection
 from .state import DaemonState
+from .wire import control
+from .wire.common import ErrorCode, ProtocolError, Reply, encode_reply, error_reply
+from .wire.control import Agent, GrantList, GrantView, PendingList
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,33 +81,36 @@ class OperatorSession:
     def handle(self, line: bytes) -> bytes | Coroutine[Any, Any, bytes]:
         """Answer one command line."""
         try:
-            op = protocol.decode_control(line)
+            op = control.decode_control(line)
         except ProtocolError as exc:
             return encode_reply(error_reply(exc.request_id, exc.code, exc.message))
         s = self.services
         match op:
-            case protocol.StatusOp():
+            case control.StatusOp():
                 return self._ok(op.id, self._status())
-            case protocol.ReloadOp():
+            case control.ReloadOp():
                 return self._reload(op)
-            case protocol.SubscribeOp():
+            case control.PolicySourceOp():
+                files = [control.PolicyFile(name=n, text=t) for n, t in s.state.policy.sources]
+                return self._ok(op.id, control.PolicySource(files=files))
+            case control.SubscribeOp():
                 self.agent = op.agent
                 self.subscribed = True
                 return self._ok(op.id, PendingList(pending=s.broker.subscribe(self)))
-            case protocol.PendingOp():
+            case control.PendingOp():
                 return self._ok(op.id, PendingList(pending=s.broker.pending))
-            case protocol.ShowOp():
+            case control.ShowOp():
                 view = s.broker.show(op.request)
                 if view is None:
                     return self._error(op.id, "invalid_params", f"{op.request} is not pending")
                 return self._ok(op.id, PendingList(pending=[view]))
-            case protocol.VerdictOp():
+            case control.VerdictOp():
                 return self._verdict(op)
-            case protocol.GrantsOp():
+            case control.GrantsOp():
                 return self._ok(op.id, GrantList(grants=[grant_view(g) for g in s.grants.list()]))
-            case protocol.RevokeOp():
+            case control.RevokeOp():
                 return self._revoke(op)
-            case protocol.MonitorOp():
+            case control.MonitorOp():
                 if s.monitors is None:
                     return self._error(op.id, "unavailable", "the monitors are turned off")
                 s.monitors.add_viewer(
@@ -130,15 +124,15 @@ class OperatorSession:
                     self.push,
                 )
                 return self._ok(op.id, None)
-            case protocol.RespondOp():
+            case control.RespondOp():
                 if s.responder is None:
                     return self._error(op.id, "unavailable", "the monitors are turned off")
                 try:
                     result = s.responder.operator(op.response, op.workload, f"uid:{self.peer.uid}")
                 except ResponseError as exc:
                     return self._error(op.id, "executor_failed", str(exc))
-                return self._ok(op.id, protocol.RespondResult(result=result))
-            case protocol.ReportOp():
+                return self._ok(op.id, control.RespondResult(result=result))
+            case control.ReportOp():
                 s.audit(
                     AuditRecord(
                         kind="approval",
@@ -157,7 +151,7 @@ class OperatorSession:
         assert status.run_inline is not None
         return status.run_inline(status.params(), self.services.pipeline.context(status))
 
-    def _reload(self, op: protocol.ReloadOp) -> bytes:
+    def _reload(self, op: control.ReloadOp) -> bytes:
         error = self.services.reload()
         if error is not None:
             return self._error(
@@ -166,7 +160,7 @@ class OperatorSession:
         st = self.services.state
         return self._ok(
             op.id,
-            protocol.ReloadResult(
+            control.ReloadResult(
                 files=list(st.policy.files),
                 rules=len(st.policy.rules),
                 workloads=list(st.config.workload_names),
@@ -182,7 +176,7 @@ class OperatorSession:
             return f"telegram:{detail}"
         return f"uid:{self.peer.uid}"
 
-    def _verdict(self, op: protocol.VerdictOp) -> bytes:
+    def _verdict(self, op: control.VerdictOp) -> bytes:
         who = self.principal(op.agent, op.detail)
         if who is None:
             return self._error(
@@ -211,7 +205,7 @@ class OperatorSession:
             return self._error(op.id, "invalid_params", taken.message)
         return self._ok(
             op.id,
-            protocol.VerdictResult(
+            control.VerdictResult(
                 request=op.request,
                 decided=taken.decided,
                 votes=taken.votes,
@@ -221,7 +215,7 @@ class OperatorSession:
             ),
         )
 
-    async def _revoke(self, op: protocol.RevokeOp) -> bytes:
+    async def _revoke(self, op: control.RevokeOp) -> bytes:
         gone = self.services.grants.revoke(op.grant)
         if gone is None:
             return self._error(op.id, "invalid_params", f"no grant {op.grant}")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import pwd
-import resource
 import signal
 import socket
 import sys
@@ -14,39 +13,40 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from executors.base import TargetUser
+from executors.base import Account
 from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
-from .activation import code_identity, handoff, listen_fds, loose_mode
-from .approvals import Broker, deny_leftovers
+from .activation import code_identity, handoff
+from .approvals.broker import Broker
+from .approvals.grants import GrantStore
+from .approvals.leftovers import deny_leftovers
+from .approvals.sanitize import visible
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
-from .audit_chain import HEAD_FILE
+from .audit.chain import ended
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
     EMBEDDED_POLICY_NAME,
     Config,
     ConfigError,
-    Paths,
     embedded_config,
     embedded_policy_text,
     group_gid,
     load_config,
 )
 from .control import ControlServices, OperatorSession
-from .grants import GrantStore
 from .identity import Peer, peer_groups
+from .listen import listening_sockets
 from .monitors.manager import Monitors
 from .pipeline import Caller, Pipeline, grant_recorder
-from .posix_acl import grant_users
-from .protocol import AlertEvent
+from .pipeline.running import Running, record_interrupted
 from .rejections import Rejections
 from .responses import Responder, alert_json, summary
-from .sanitize import visible
-from .server import Acceptance, Connection, Endpoint, Limits, LineHandler, bind_unix_socket
+from .server import Acceptance, Connection, Endpoint, Limits, LineHandler
 from .session import GatewaySession
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
+from .wire.control import AlertEvent
 
 HEAD_SAVE_INTERVAL = 5.0
 #: At shutdown, how long owed replies may sit unread before they are given up (a peer
@@ -85,7 +85,15 @@ class Daemon:
         self.grants.load()
         pending_file = state_dir / "pending.json"
         note = auditor.note
-        left = deny_leftovers(pending_file, note)
+        left = deny_leftovers(
+            pending_file,
+            note,
+            lambda records: ended(
+                auditor.chain,
+                ((r.workload, r.intent_id, r.created) for r in records),
+                auditor.fallback_path,
+            ),
+        )
         if left:
             print(
                 f"clawvisor: {left} request(s) pending when the daemon last stopped are "
@@ -100,7 +108,29 @@ class Daemon:
             record_grant=grant_recorder(self.grants, auditor, config.settings.audit.params_cap),
         )
         self.pipeline = Pipeline(self.state, auditor, self.broker, self.grants)
-        self.rejections = Rejections(auditor)
+        running_file = state_dir / "running.json"
+        interrupted = record_interrupted(
+            running_file,
+            note,
+            lambda runs: ended(
+                auditor.chain,
+                ((r.workload, r.intent_id, r.started) for r in runs),
+                auditor.fallback_path,
+            ),
+        )
+        if interrupted:
+            print(
+                f"clawvisor: {interrupted} execution(s) running when the daemon last stopped "
+                "are recorded as interrupted",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.pipeline.execution.running = Running(running_file, self._state_unsaved)
+        self.rejections = Rejections(
+            auditor,
+            rate=config.settings.audit.rejected_rate,
+            burst=config.settings.audit.rejected_burst,
+        )
         self.monitors: Monitors | None = None
         self.responder: Responder | None = None
         ms = config.settings.monitors
@@ -185,6 +215,17 @@ class Daemon:
                     results=alert.results,
                 )
             )
+
+    def _state_unsaved(self, exc: OSError) -> None:
+        self.auditor.note(
+            AuditRecord(
+                kind="daemon",
+                priority=CRIT,
+                detail=str(exc),
+                message=f"the state directory refused a write ({exc}): until it takes writes "
+                "again, no ask is put to anyone and no process executor starts",
+            )
+        )
 
     def _grants_unsaved(self, exc: OSError) -> None:
         self.auditor.note(
@@ -295,7 +336,7 @@ class Daemon:
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         return None
 
-    def _drop_remapped(self, old_by_uid: Mapping[int, TargetUser]) -> None:
+    def _drop_remapped(self, old_by_uid: Mapping[int, Account]) -> None:
         """Close gateway connections whose uid no longer maps to the same workload."""
         new_by_uid = self.state.config.by_uid
         for conn in list(self.intents.connections):
@@ -311,36 +352,9 @@ class Daemon:
         mode = f"DENY-ALL ({p.error})" if p.error else f"{len(p.rules)} rules"
         return f"{len(self.state.config.workloads)} workloads, policy: {mode}"
 
-    def _listen(self) -> dict[str, socket.socket]:
-        """The two listening sockets: passed by systemd (by name), or bound here."""
-        paths = self.state.config.paths
-        activated = listen_fds()
-        for name in sorted(set(activated) - {"intents", "control"}):
-            print(f"clawvisor: ignoring passed socket {name!r}", file=sys.stderr, flush=True)
-            activated.pop(name).close()
-        for sock in activated.values():
-            why = loose_mode(sock)
-            if why is not None:
-                self._audit_daemon(f"socket activation: {why}", priority=CRIT)
-                print(f"clawvisor: WARNING: {why}", file=sys.stderr, flush=True)
-        if "intents" not in activated or "control" not in activated:
-            paths.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if "intents" not in activated:
-            activated["intents"] = self._bind_intents(paths.intents_socket)
-            self._owned.append(paths.intents_socket)
-        if "control" not in activated:
-            ops_gid = group_gid(self.state.config.settings.server.control_group)
-            activated["control"] = (
-                bind_unix_socket(paths.control_socket, mode=0o660, gid=ops_gid)
-                if ops_gid is not None
-                else bind_unix_socket(paths.control_socket, mode=0o600)
-            )
-            self._owned.append(paths.control_socket)
-        return activated
-
     async def run(self) -> int:
         """Listen, serve until SIGTERM/SIGINT, then shut down cleanly."""
-        self._sockets = self._listen()
+        self._sockets, self._owned = listening_sockets(self.state.config, self._audit_daemon)
         await self.intents.start(self._sockets["intents"])
         await self.control.start(self._sockets["control"])
         loop = asyncio.get_running_loop()
@@ -402,6 +416,13 @@ class Daemon:
                 priority=CRIT,
             )
         await self.intents.flush(FLUSH_TIMEOUT, max(deadline, time.monotonic()) + FLUSH_TIMEOUT)
+        self.rejections.flush()
+        # What is left waiting or running is on disk as it is now (nothing, normally).
+        running = self.pipeline.execution.running
+        for saved in (self.broker.saved(), running.saved() if running else None):
+            if saved is not None:
+                with contextlib.suppress(OSError):  # the next start checks the trail
+                    await saved
         took = time.monotonic() - started
         return f"drained in {took:.2f} s, {len(late)} interrupted"
 
@@ -450,87 +471,9 @@ class Daemon:
         self.auditor.save_head()
         loop.call_later(HEAD_SAVE_INTERVAL, self._save_head_later, loop)
 
-    def _bind_intents(self, path: Path) -> socket.socket:
-        cfg = self.state.config
-        gid = group_gid(cfg.settings.server.socket_group)
-        if gid is not None:
-            return bind_unix_socket(path, mode=0o660, gid=gid)
-        # No gateway group on this box (a hand-started daemon): grant exactly the
-        # configured workload users, by uid, through an ACL.
-        sock = bind_unix_socket(path, mode=0o660)
-        grant_users(path, 0o660, cfg.by_uid.keys(), 0o6)
-        return sock
-
     def _audit_daemon(self, message: str, priority: int = NOTICE) -> None:
         self.auditor.note(AuditRecord(kind="daemon", priority=priority, message=message))
 
     def stop(self) -> None:
         """Ask the daemon to shut down."""
         self._stop.set()
-
-
-def embedded_banner(config: Config) -> str:
-    """What `make run` prints so the user can try the demo from another terminal."""
-    demo = next(iter(config.workloads.values()))
-    sock = config.paths.intents_socket
-    prefix = "" if demo.uid == 0 else f"(as {demo.user}) "
-    return "\n".join(
-        [
-            "clawvisor: no config directory, running the embedded demo config:",
-            f"  workload 'demo' is uid {demo.uid} ({demo.user}); `status` is allowed,",
-            "  `open-url` and `install-app` ask (answer with `clawvisor approve ID` or",
-            "  `clawvisor approver cli` as root; unanswered asks time out to deny);",
-            "  all else is denied.",
-            f"Try it {prefix}from a second terminal:",
-            f"  {sys.prefix}/bin/clawvisor send --socket {sock} status",
-            f"  {sys.prefix}/bin/clawvisor send --socket {sock} open-url url=https://example.org/",
-            f'  echo \'{{"id":"1","intent":{{"action":"status"}}}}\' | socat - UNIX-CONNECT:{sock}',
-            "Stop with Ctrl-C.",
-        ]
-    )
-
-
-def raise_fd_limit(want: int = 65536) -> None:
-    """Lift the soft RLIMIT_NOFILE towards the hard one: systemd leaves the soft limit at
-    1024 for select()'s sake, and every gateway connection is a descriptor (epoll has no
-    such limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def serve(paths: Paths, *, embedded: bool) -> int:
-    """Run the daemon in the foreground; the exit status for the CLI."""
-    try:
-        config = embedded_config(paths) if embedded else load_config(paths)
-    except ConfigError as exc:
-        print(f"clawvisor: cannot start: {exc}", file=sys.stderr)
-        return 2
-    for warning in config.warnings:
-        print(f"clawvisor: warning: {warning}", file=sys.stderr)
-    raise_fd_limit()
-    try:
-        paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"clawvisor: cannot start: state directory {paths.state_dir}: {exc}", file=sys.stderr)
-        return 2
-    auditor = Auditor(
-        paths.log_dir,
-        fallback_name=config.settings.audit.fallback_file,
-        head_path=paths.state_dir / HEAD_FILE,
-        backlog_cap=config.settings.audit.backlog,
-    )
-
-    async def main() -> int:
-        daemon = Daemon(config, auditor)
-        if config.embedded:
-            print(embedded_banner(config), file=sys.stderr, flush=True)
-        return await daemon.run()
-
-    try:
-        return asyncio.run(main())
-    except RuntimeError as exc:
-        print(f"clawvisor: cannot start: {exc}", file=sys.stderr)
-        return 2

@@ -341,7 +341,7 @@ def check_services() -> list[Check]:
 
 
 def check_daemon(control: Path) -> list[Check]:
-    from .client import Client
+    from .wire.client import Client
 
     if not control.exists():
         return [Check("daemon", "skip", f"not running (no {control})")]

@@ -1,4 +1,4 @@
-"""`clawvisor policy check | explain | replay`: the operator's tools around the pure policy.
+"""`clawvisor policy check | explain | replay | diff`: the operator's tools around the pure policy.
 
 These read files, the journal and the audit fallback; the policy package itself stays
 pure. Output is plain text for people; exit codes are for scripts.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,15 +26,18 @@ from policy import (
     explain,
     lint,
     load_policy_dir,
+    load_policy_texts,
     run_tests,
     runs_on,
 )
+from policy.diff import Change, diff_policies, render_text
+from policy.diff.values import Undecided
 
-from . import audit_log
+from .approvals.grants import Grant, GrantStore, intent_key
+from .audit import log as audit_log
 from .capabilities import describe
 from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config
-from .grants import Grant, GrantStore, intent_key
 
 
 def _load_config(config_dir: Path, out: TextIO) -> Config | None:
@@ -332,3 +335,105 @@ def capabilities_offline(config_dir: Path, workload: str) -> list[Capability] | 
     except PolicyError as exc:
         return f"the policy does not load (the daemon would deny everything): {exc}"
     return describe(policy, workload)
+
+
+# --- diff ----------------------------------------------------------------------------
+
+
+def _decoder_note(change: Change, action: str, target: str | None) -> str | None:
+    """Why the daemon's decoder would refuse a witness, or None when it takes it as is."""
+    try:
+        normal = normalise_params(action, target, change.params)
+    except ValueError as exc:
+        return str(exc)
+    if normal != {**normal, **change.params}:
+        return "the decoder would normalise it first"
+    return None
+
+
+def show_diff(
+    old: Policy, new: Policy, old_name: str, new_name: str, *, json: bool, out: TextIO
+) -> int:
+    """Print what `new` decides differently from `old`; 0 nothing newly allowed, 1 some, 2 error."""
+    try:
+        result = diff_policies(old, new, POLICY_CATALOG)
+    except (Undecided, AssertionError) as exc:
+        print(f"error: policy diff could not decide: {exc}", file=out)
+        return 2
+    notes = {
+        (i, k): note
+        for i, cell in enumerate(result.cells)
+        for k, change in enumerate(cell.changes)
+        if (note := _decoder_note(change, cell.action, cell.target)) is not None
+    }
+    if json:
+        data = msgspec.to_builtins(result)
+        for (i, k), note in notes.items():
+            data["cells"][i]["changes"][k]["decoder"] = note
+        data["old"], data["new"] = old_name, new_name
+        out.write(msgspec.json.encode(data).decode() + "\n")
+    else:
+        text = render_text(result, old_name, new_name)
+        if notes:
+            text += (
+                f"note: the decoder refuses or rewrites {len(notes)} witness(es): "
+                + "; ".join(
+                    f"{result.cells[i].source} {result.cells[i].action}: {n}"
+                    for (i, _), n in notes.items()
+                )
+                + "\n"
+            )
+        out.write(text)
+    return 1 if result.newly_allowed else 0
+
+
+def diff(
+    config_dir: Path, new_policy_dir: Path, *, json: bool = False, out: TextIO = sys.stdout
+) -> int:
+    """`clawvisor policy diff [--config-dir D] [--json] NEW_POLICY_DIR`: the policy in
+    D/policy.d against NEW_POLICY_DIR, cell by cell; exit 0 when nothing is newly
+    allowed, 1 when something is, 2 on error."""
+    config = _load_config(config_dir, out)
+    if config is None:
+        return 2
+    loaded: list[Policy] = []
+    for directory, what in ((config.paths.policy_dir, "the current"), (new_policy_dir, "the new")):
+        try:
+            loaded.append(_load(config, directory, check_tests=False))
+        except PolicyError as exc:
+            print(f"error: {what} policy does not load: {exc}", file=out)
+            return 2
+    old, new = loaded
+    if new_policy_dir != config.paths.policy_dir and run_tests(new, normalise_params):
+        print("note: the new policy's own tests fail; a reload would refuse it", file=out)
+    return show_diff(
+        old, new, str(config.paths.policy_dir), str(new_policy_dir), json=json, out=out
+    )
+
+
+def reload_diff(
+    config_dir: Path,
+    in_force: Sequence[tuple[str, str]],
+    *,
+    out: TextIO = sys.stdout,
+    confirm: Callable[[str], str] | None = None,
+) -> bool:
+    """`clawvisor reload --diff`: show what the policy on disk decides differently from
+    the one in force (its files' names and texts, from the daemon), then, when `confirm`
+    is given (a terminal's `input`), ask. True when the reload should go ahead."""
+    config = _load_config(config_dir, out)
+    if config is None:
+        return False
+    try:
+        old = load_policy_texts(in_force, POLICY_CATALOG, config.tags, check_tests=False)
+        new = _load(config)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=out)
+        return False
+    rc = show_diff(old, new, "in force", str(config.paths.policy_dir), json=False, out=out)
+    if rc == 2:
+        return False
+    if confirm is None:
+        return True
+    answer = confirm("reload this policy? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")

@@ -21,10 +21,10 @@ import msgspec
 
 from executors.nft import CUT_SET, DYNAMIC_SETS, FAMILY, TABLE, Nft, NftError, set_name
 
+from .approvals.grants import GrantStore
 from .audit import AuditRecord, bounded_json
 from .cgroups import CgroupError, WorkloadCgroup, pids_of
 from .config import Config
-from .grants import GrantStore
 from .monitors import events as ev
 from .triggers import Alert
 

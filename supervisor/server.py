@@ -12,6 +12,10 @@ the reply is dropped; the session is told (`on_close`) so that it can withdraw w
 not started. EOF is told apart from a half-close (`socat` at the end of its input) by
 POLLHUP, which Linux sets on an AF_UNIX stream socket only when the peer has closed it
 entirely. A broken frame is refused only after the complete lines before it are answered.
+Because a connection that is not being read (at its in-flight cap, cut off after a bad
+frame, or half-closed) never sees its EOF, each endpoint also watches every connection
+for hang-ups on an epoll set of its own (EPOLLRDHUP, then EPOLLHUP): a peer that goes
+away is noticed at once, whatever the connection is doing.
 On shutdown, `drain` stops reading, lets the work in flight finish up to a deadline and
 flushes the replies owed.
 """
@@ -20,21 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import select
 import socket
-import stat
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .framing import LineFramer
+from .hangups import HangupWatch
 from .identity import Peer, peer_credentials
-from .protocol import MAX_LINE
+from .listen import ACCEPT_BATCH
+from .turns import Turns
+from .wire.common import MAX_LINE
+from .wire.framing import LineFramer
 
 Answer = bytes | Coroutine[Any, Any, bytes]
 LineHandler = Callable[[bytes], Answer]
@@ -107,6 +111,8 @@ class Endpoint:
         self.draining = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.hangups: HangupWatch | None = None
+        self.turns = Turns(_BATCH)
 
     async def start(self, sock: socket.socket) -> None:
         """Serve connections on an already bound and listening socket (asyncio gets its
@@ -114,7 +120,10 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         mine = sock.dup()
         mine.setblocking(False)
-        self._server = await loop.create_unix_server(lambda: Connection(self), sock=mine)
+        self.hangups = HangupWatch()
+        self._server = await loop.create_unix_server(
+            lambda: Connection(self), sock=mine, backlog=ACCEPT_BATCH
+        )
         self._schedule_sweep()
 
     def in_flight(self) -> set[asyncio.Task[bytes]]:
@@ -178,6 +187,8 @@ class Endpoint:
         self.stop_accepting()
         for conn in list(self.connections):
             conn.close()
+        if self.hangups is not None:
+            self.hangups.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -199,11 +210,13 @@ class Connection(asyncio.Protocol):
         self.partial_since: float | None = None
         self._write_paused = False
         self._reading_paused = False
-        self._pump_scheduled = False
+        #: Waiting in the endpoint's round-robin for its next batch.
+        self._turn_due = False
         self._closed = False
         self._counted = False
         self._eof = False
         self._stopped = False
+        self._fd: int | None = None
         #: A bad frame seen: refused once the complete lines before it are answered.
         self._broken: str | None = None
         self._on_close: Callable[[], None] | None = None
@@ -223,13 +236,27 @@ class Connection(asyncio.Protocol):
             self._refuse(acceptance.refusal or b"")
             return
         if ep.per_uid.get(self.peer.uid, 0) >= ep.limits.max_connections_per_uid:
-            self._refuse(ep.on_over_cap(self.peer))
+            # Cheap: one line and a close, no linger (a connect flood is what this is).
+            self._refuse(ep.on_over_cap(self.peer), linger=False)
             return
         ep.per_uid[self.peer.uid] = ep.per_uid.get(self.peer.uid, 0) + 1
         self._counted = True
         self.handler = acceptance.bind(self) if acceptance.bind else acceptance.handler
         self.workload = acceptance.workload
         self._on_close = acceptance.on_close
+        if ep.hangups is not None:
+            self._fd = sock.fileno()
+            ep.hangups.watch(self._fd, self)
+
+    @property
+    def uid(self) -> int:
+        """The peer's uid (-1 before it is known)."""
+        return self.peer.uid if self.peer is not None else -1
+
+    def peer_left(self) -> None:
+        """The peer has closed its end entirely (from the endpoint's hang-up watch)."""
+        if not self._closed:
+            self._abandoned()
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self.handler is None or self._broken is not None:
@@ -270,6 +297,7 @@ class Connection(asyncio.Protocol):
     def _abandoned(self) -> None:
         """The peer is gone: nobody will read replies; withdraw, then close."""
         self.queue.clear()
+        self.handler = None
         self._notify_closed()
         self.close()
 
@@ -277,6 +305,9 @@ class Connection(asyncio.Protocol):
         self._closed = True
         ep = self.endpoint
         ep.connections.discard(self)
+        if self._fd is not None and ep.hangups is not None:
+            ep.hangups.forget(self._fd)
+            self._fd = None
         if self._counted and self.peer is not None:
             left = ep.per_uid.get(self.peer.uid, 1) - 1
             if left > 0:
@@ -308,13 +339,22 @@ class Connection(asyncio.Protocol):
     # --- internals -------------------------------------------------------------------
 
     def _pump(self) -> None:
-        self._pump_scheduled = False
+        """Handle queued lines: now, when no other workload is waiting for its turn,
+        else in the endpoint's next round (one batch per workload per round)."""
+        if self.handler is None or self._closed or self._turn_due:
+            return
+        turns = self.endpoint.turns
+        if turns.busy or self.serve(_BATCH):
+            turns.want(self)
+
+    def serve(self, batch: int) -> bool:
+        """Handle up to `batch` queued lines; True when more could be handled now."""
         handler = self.handler
         if handler is None or self._closed:
-            return
+            return False
         limit = self.endpoint.limits.max_inflight
         n = 0
-        while self.queue and len(self.tasks) < limit and not self._write_paused:
+        while self.queue and len(self.tasks) < limit and not self._write_paused and n < batch:
             answer = handler(self.queue.popleft())
             if isinstance(answer, bytes):
                 self._write(answer)
@@ -323,13 +363,10 @@ class Connection(asyncio.Protocol):
                 self.tasks.add(task)
                 task.add_done_callback(self._task_done)
             n += 1
-            if n >= _BATCH and self.queue:
-                # Yield to other connections; continue on the next loop iteration.
-                self._pump_scheduled = True
-                asyncio.get_running_loop().call_soon(self._pump)
-                break
+        more = bool(self.queue) and len(self.tasks) < limit and not self._write_paused
         self._update_reading()
         self._close_if_done()
+        return more and self.handler is not None and not self._closed
 
     def _close_if_done(self) -> None:
         if self.queue or self.tasks:
@@ -371,7 +408,7 @@ class Connection(asyncio.Protocol):
             print(f"clawvisor: internal error handling a request: {exc!r}", file=sys.stderr)
         else:
             self._write(task.result())
-        if not self._pump_scheduled:
+        if not self._turn_due:
             self._pump()
         else:
             self._close_if_done()
@@ -407,8 +444,9 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self.transport.write(data)
 
-    def _refuse(self, reply: bytes) -> None:
-        """Send a final reply, stop serving, and close after a short linger."""
+    def _refuse(self, reply: bytes, *, linger: bool = True) -> None:
+        """Send a final reply, stop serving, and close (after a short linger, so that the
+        peer can read the refusal before the close discards what it sent)."""
         self.handler = None
         self.queue.clear()
         self._notify_closed()
@@ -417,6 +455,9 @@ class Connection(asyncio.Protocol):
             return
         if reply:
             transport.write(reply)
+        if not linger:
+            transport.close()  # what is written still goes out first
+            return
         if transport.can_write_eof():
             transport.write_eof()
         if self._reading_paused:
@@ -441,30 +482,3 @@ class Connection(asyncio.Protocol):
         """Flush what was written and close."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-
-def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:
-    """Bind and listen on `path` with `mode`, replacing a stale socket but never a live one."""
-    if path.exists() or path.is_symlink():
-        st = path.lstat()
-        if not stat.S_ISSOCK(st.st_mode):
-            raise RuntimeError(f"{path} exists and is not a socket; refusing to replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()
-        else:
-            raise RuntimeError(f"{path} is in use by another process (is clawvisor running?)")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)  # born 0600: never reachable before its mode is set
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    sock.listen(512)
-    return sock

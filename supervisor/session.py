@@ -13,15 +13,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .pipeline import Caller, Job, Outcome, Pipeline
-from .protocol import (
-    CancelRequest,
-    CancelResult,
-    ProtocolError,
-    Reply,
-    decode_request,
-    encode_reply,
-)
 from .rejections import Rejections
+from .wire.common import ProtocolError, Reply, encode_reply
+from .wire.intents import CancelRequest, CancelResult, decode_request
 
 Answer = bytes | Coroutine[Any, Any, bytes]
 
@@ -42,16 +36,16 @@ class GatewaySession:
             request = decode_request(line)
         except ProtocolError as exc:
             return self._reject(exc.request_id, exc)
-        if isinstance(request, CancelRequest):
-            return self._cancel(request)
         rid = request.id
-        if rid in self.jobs:
+        if rid in self.jobs:  # a cancel's own id too: two replies would carry one id
             return self._reject(
                 rid,
                 ProtocolError(
                     "bad_request", f"request id {rid!r} is still in flight on this connection"
                 ),
             )
+        if isinstance(request, CancelRequest):
+            return self._cancel(request)
         job = Job(rid)
         answer = self.pipeline.submit(self.caller, request, job)
         if isinstance(answer, Outcome):

@@ -10,10 +10,23 @@ import pytest
 
 from tests.helpers import rig
 
-if os.geteuid() != 0:
-    pytest.exit(
-        "clawvisor's tests create users, namespaces and mounts: run them as root", returncode=2
+#: Tests under these directories start daemons, create users, namespaces and mounts.
+_ROOT_DIRS = ("integration", "reliability", "system")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_root: creates users, namespaces, mounts or runs as other users"
     )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Only the tests that need root ask for it: the pure ones run as anyone."""
+    if os.geteuid() == 0:
+        return
+    where = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[0]
+    if where in _ROOT_DIRS or item.get_closest_marker("needs_root") is not None:
+        pytest.skip("needs root (it creates users, namespaces or mounts)")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import TextIO
 
 import msgspec
 
-from ..protocol import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
+from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
 from .link import ControlLink
 from .prompt import body, offers_thirty_minutes, title
 

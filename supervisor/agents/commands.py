@@ -10,8 +10,9 @@ from typing import Any, TextIO
 
 import msgspec
 
-from ..client import Client
-from ..protocol import GrantView, PendingView, Reply
+from ..wire.client import Client
+from ..wire.common import Reply
+from ..wire.control import GrantView, PendingView
 from .prompt import body, title
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2

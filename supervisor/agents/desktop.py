@@ -23,7 +23,7 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.asyncio import DBusRouter, Proxy, open_dbus_router
 from jeepney.low_level import HeaderFields
 
-from ..protocol import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
+from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
 from .link import ControlLink
 from .prompt import body, offers_thirty_minutes, title
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from ..protocol import MAX_LINE, Event, Reply
+from ..wire.common import MAX_LINE, Reply
+from ..wire.control import Event
 
 _reply = msgspec.json.Decoder(Reply)
 _event = msgspec.json.Decoder(Event)

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ..client import Client
+from ..approvals.sanitize import visible
 from ..monitors import eventlog
-from ..sanitize import visible
+from ..wire.client import Client
 
 Format = Literal["text", "json", "cef"]
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ..protocol import PendingView
+from ..wire.control import PendingView
 
 
 def title(p: PendingView) -> str:

@@ -33,8 +33,8 @@ from typing import Any, TextIO
 import httpx
 import msgspec
 
-from ..protocol import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
-from ..statefile import read_or_none, write_atomic
+from ..persist import read_or_none, write_atomic
+from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
 from .link import ControlLink
 from .prompt import body, offers_thirty_minutes, title
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from executors.capabilities import Capability, RuleInfo
 
-from ..schema import action_params_schema
+from ..wire.schema import action_params_schema
 
 #: The bridge's own plumbing, never offered to an agent as something to do.
 NOT_TOOLS = frozenset({"capabilities"})

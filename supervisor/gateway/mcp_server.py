@@ -22,15 +22,10 @@ from mcp.server.stdio import stdio_server
 from executors.capabilities import Capability
 from executors.capabilities import Result as CapabilitiesResult
 
-from ..client import (
-    AsyncClient,
-    ClawvisorError,
-    ClientTimeout,
-    ConnectionLost,
-    result_of,
-)
-from ..protocol import IntentReply
 from ..state import daemon_version
+from ..wire.client import AsyncClient, result_of
+from ..wire.errors import ClawvisorError, ClientTimeout, ConnectionLost
+from ..wire.intents import IntentReply
 from .describe import description, input_schema, offered
 
 #: Extra seconds over a rule's approval timeout before the bridge stops waiting itself.

@@ -25,19 +25,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import subprocess
-from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from executors.addresses import parse_answers, public_address
 from executors.nft import (
     CUT_SET,
-    DYNAMIC_SETS,
     FAMILY,
     REASONS,
     TABLE,
@@ -48,21 +43,12 @@ from executors.nft import (
 )
 
 from ..config import WorkloadSpec
-from ..statefile import read_or_none, write_atomic
+from ..persist import read_or_none, write_atomic
 from .box import Box, uid_of
+from .live_table import current_table, fingerprint, live_elements
+from .networks import LAN4, LAN6, Net, Static, collapse, local_subnets, resolvers, static_entries
 from .plan import Plan, ProvisionError
 
-Net = ipaddress.IPv4Network | ipaddress.IPv6Network
-LAN4 = (
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "169.254.0.0/16",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "0.0.0.0/8",
-)
-LAN6 = ("fc00::/7", "fe80::/10", "::1/128", "::/128")
 STATE_FILE = "firewall.json"
 
 
@@ -101,111 +87,6 @@ def _prefix(net: Net) -> Any:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
-@dataclass(frozen=True)
-class Static:
-    """A workload's static allow entries, split by address family and whether a port is given."""
-
-    v4: list[Net]
-    v6: list[Net]
-    p4: list[tuple[Net, int]]
-    p6: list[tuple[Net, int]]
-
-
-def parse_entry(entry: str) -> tuple[str, int | None]:
-    """`host`, `host:443`, `203.0.113.0/24:443`, `[2001:db8::/32]:443` -> (what, port)."""
-    if entry.startswith("["):
-        inside, _, rest = entry[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-        if rest and port is None:
-            raise ProvisionError(f"egress_allow entry {entry!r}: expected [IPv6]:PORT")
-        return inside, port
-    if entry.count(":") == 1:
-        what, _, port_text = entry.partition(":")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ProvisionError(f"egress_allow entry {entry!r}: bad port")
-        return what, int(port_text)
-    return entry, None
-
-
-def resolve(host: str, user: str) -> list[str]:
-    """Public addresses of `host`, resolved as the workload's user (never by root)."""
-    uid = uid_of(user)
-    if uid is None:
-        raise ProvisionError(f"user {user} does not exist")
-    out = subprocess.run(
-        ["getent", "ahosts", host],
-        capture_output=True,
-        text=True,
-        user=uid,
-        timeout=30,
-        check=False,
-    )
-    answers = parse_answers(out.stdout)
-    if not answers:
-        raise ProvisionError(f"egress_allow host {host!r} did not resolve")
-    try:
-        return [str(public_address(a)) for a in answers]
-    except ValueError as exc:
-        raise ProvisionError(f"egress_allow host {host!r}: {exc}") from None
-
-
-def static_entries(spec: WorkloadSpec) -> Static:
-    """The workload's egress_allow entries as networks (host names resolved)."""
-    st = Static([], [], [], [])
-    for entry in spec.egress_allow:
-        what, port = parse_entry(entry)
-        try:
-            nets = [ipaddress.ip_network(what, strict=False)]
-        except ValueError:
-            nets = [ipaddress.ip_network(a) for a in resolve(what, spec.user)]
-        for net in nets:
-            if port is None:
-                (st.v4 if net.version == 4 else st.v6).append(net)
-            else:
-                (st.p4 if net.version == 4 else st.p6).append((net, port))
-    return st
-
-
-def local_subnets() -> list[Net]:
-    """The networks this machine's interfaces are on (pyroute2), but not host routes."""
-    from pyroute2 import IPRoute
-
-    nets: list[Net] = []
-    with IPRoute() as ipr:
-        for msg in ipr.get_addr():
-            addr = msg.get_attr("IFA_ADDRESS")
-            if addr:
-                net = ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}").network
-                if net.prefixlen < net.max_prefixlen:
-                    nets.append(net)
-    return nets
-
-
-def resolvers(box: Box) -> list[str]:
-    """Resolver addresses workloads may query: configured, else /etc/resolv.conf's."""
-    if box.settings.provision.dns:
-        return list(box.settings.provision.dns)
-    found = []
-    try:
-        for line in Path("/etc/resolv.conf").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                found.append(parts[1].split("%")[0])
-    except OSError:
-        pass
-    return found
-
-
-def _collapse(nets: Iterable[Net], version: int) -> list[Net]:
-    if version == 4:
-        return list(
-            ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))
-        )
-    return list(
-        ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network))
-    )
-
-
 def build(
     box: Box, static: dict[str, Static], uids: dict[str, int], subnets: list[Net]
 ) -> list[dict[str, Any]]:
@@ -221,7 +102,7 @@ def build(
                     name="lan4",
                     type="ipv4_addr",
                     flags=["interval"],
-                    elem=[_prefix(n) for n in _collapse(lan, 4)],
+                    elem=[_prefix(n) for n in collapse(lan, 4)],
                 )
             }
         },
@@ -231,7 +112,7 @@ def build(
                     name="lan6",
                     type="ipv6_addr",
                     flags=["interval"],
-                    elem=[_prefix(n) for n in _collapse(lan, 6)],
+                    elem=[_prefix(n) for n in collapse(lan, 6)],
                 )
             }
         },
@@ -281,8 +162,8 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
     ):
         cmds.append({"add": {"set": _tbl(name=set_name(kind, name), type=typ, flags=["timeout"])}})
     for kind, typ, elems in (
-        ("static4", "ipv4_addr", [_prefix(n) for n in _collapse(st.v4, 4)]),
-        ("static6", "ipv6_addr", [_prefix(n) for n in _collapse(st.v6, 6)]),
+        ("static4", "ipv4_addr", [_prefix(n) for n in collapse(st.v4, 4)]),
+        ("static6", "ipv6_addr", [_prefix(n) for n in collapse(st.v6, 6)]),
         (
             "staticp4",
             ["ipv4_addr", "inet_service"],
@@ -396,57 +277,6 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
         }
     )
     return cmds
-
-
-def current_table(nft: Nft) -> list[dict[str, Any]] | None:
-    """The table as listed now, or None if it does not exist."""
-    try:
-        out = nft.run({"list": {"table": {"family": FAMILY, "name": TABLE}}})
-    except NftError:
-        return None
-    return [x for x in (out or {}).get("nftables", []) if "metainfo" not in x]
-
-
-def live_elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Commands re-adding dynamic set elements that still have time left."""
-    cmds = []
-    for item in listing:
-        s = item.get("set")
-        if not s or not s["name"].startswith(tuple(f"{k}_" for k in DYNAMIC_SETS)):
-            continue
-        elems = [
-            e
-            for e in s.get("elem", [])
-            if isinstance(e, dict) and e.get("elem", {}).get("expires", 0) > 1
-        ]
-        if elems:
-            cmds.append({"add": {"element": _tbl(name=s["name"], elem=elems)}})
-    return cmds
-
-
-def fingerprint(listing: list[dict[str, Any]]) -> str:
-    """A hash of the table's structure: no handles, counter values or dynamic elements."""
-
-    def clean(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {
-                k: clean(v)
-                for k, v in obj.items()
-                if k not in ("handle", "packets", "bytes", "expires")
-            }
-        if isinstance(obj, list):
-            return [clean(v) for v in obj]
-        return obj
-
-    items = []
-    for item in listing:
-        s = item.get("set")
-        if s and s["name"].startswith(tuple(f"{k}_" for k in DYNAMIC_SETS)):
-            items.append(clean({"set": {k: v for k, v in s.items() if k != "elem"}}))
-        else:
-            items.append(clean(item))
-    items.sort(key=lambda x: json.dumps(x, sort_keys=True))
-    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
 
 class FirewallState(msgspec.Struct):

@@ -14,7 +14,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from ..statefile import write_atomic
+from ..persist import write_atomic
 from .box import Box
 from .plan import Plan
 

@@ -12,7 +12,7 @@ import string
 from functools import partial
 from pathlib import Path
 
-from ..statefile import write_atomic
+from ..persist import write_atomic
 from .box import Box
 from .overlay import overlay_options
 from .plan import Plan, run

@@ -24,7 +24,8 @@ from executors.nft import FAMILY, TABLE, Nft, NftError
 
 from ..config import WorkloadSpec
 from .box import Box
-from .firewall import counter_name, parse_entry
+from .firewall import counter_name
+from .networks import parse_entry
 
 Result = Literal["PASS", "FAIL", "SKIP"]
 

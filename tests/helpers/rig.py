@@ -346,6 +346,15 @@ class Daemon:
         again = start_daemon(self.root)
         self.proc, self.notify, self.said = again.proc, again.notify, again.said
 
+    def crash_and_restart(self) -> None:
+        """SIGKILL this daemon (no drain, no clean-up), then start it again in place."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        if self.notify is not None:
+            self.notify.close()
+        again = start_daemon(self.root)
+        self.proc, self.notify, self.said = again.proc, again.notify, again.said
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

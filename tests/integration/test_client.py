@@ -1,4 +1,4 @@
-"""supervisor.client against a real daemon: typed results and errors, pipelining, timeouts,
+"""supervisor.wire.client against a real daemon: typed results and errors, pipelining, timeouts,
 a daemon that goes away mid-stream, and an import that needs nothing the daemon needs."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import pytest
 
 from executors import status
 from executors.capabilities import Result as CapabilitiesResult
-from supervisor.client import (
-    AsyncClient,
-    Client,
+from supervisor.wire.client import AsyncClient, Client
+from supervisor.wire.errors import (
     ClientTimeout,
     ConnectionLost,
     InvalidParams,
@@ -194,7 +193,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in BLOCKED:
             raise ImportError(f"the client must not need {name}")
 sys.meta_path.insert(0, Block())
-from supervisor.client import Client
+from supervisor.wire.client import Client
 with Client(sys.argv[2]) as c:
     result = c.request("status")
 print(json.dumps({"version": result.version,
@@ -217,7 +216,7 @@ def test_the_client_imports_nothing_the_daemon_needs(daemon, gw):
 def test_the_readmes_python_example_runs_against_a_real_daemon(daemon, gw):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [code] = [
-        b.split("```")[0] for b in readme.split("```python\n")[1:] if "supervisor.client" in b
+        b.split("```")[0] for b in readme.split("```python\n")[1:] if "supervisor.wire.client" in b
     ]
     path = str(daemon.intents)
     code = code.replace("/run/clawvisor/intents.sock", path).replace(

@@ -577,3 +577,164 @@ def test_a_constraint_that_raises_costs_one_intent_not_the_connection(make_user,
     assert counts["bad"] == 1 and counts["good"] == 1
     assert daemon.alive()
     assert os.path.exists(daemon.intents)
+
+
+# --- found by red-teaming the above ---------------------------------------------------------
+
+
+def fill_state_dir(box: Box) -> Path:
+    """The state directory on a full tmpfs of its own (call `unfill` after)."""
+    state = box.daemon.root / "state"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(state)], check=True)
+    fd = os.open(state / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return state
+
+
+def unfill(state: Path) -> None:
+    (state / "filler").unlink(missing_ok=True)
+    subprocess.run(["umount", str(state)], check=False)
+
+
+def test_a_gateway_at_its_in_flight_cap_that_leaves_withdraws_its_asks(box):
+    """At max_inflight the daemon stops reading the connection, so it never reads the EOF:
+    the hang-up must be seen all the same."""
+    agent = Agent(box)
+    conns = ask_install(box, 1, 128, package="capped")
+    p = box.wait_pending(waiting=128)
+    conns[0][0].close()
+    assert agent.wait("withdrawn")["id"] == p["id"]
+    assert box.approve(p)["status"] == "error"
+    time.sleep(0.3)
+    assert box.run_count() == 0
+    agent.close()
+    box.assert_one_outcome_each(conns[0][1])
+
+
+@pytest.mark.parametrize("how", ["long line", "partial line"])
+def test_a_gateway_that_leaves_after_a_bad_frame_withdraws_its_ask(box, how):
+    agent = Agent(box)
+    sock = connect_as(box.daemon.intents, box.w, timeout=30)
+    rid = f"bf-{uid()}"
+    sock.sendall(request_line(rid, {"action": "install-app", "package": "bad-frame"}))
+    p = box.wait_pending()
+    sock.sendall(b"q" * (70 * 1024) if how == "long line" else b'{"id":"unfinished"')
+    time.sleep(0.2)
+    sock.close()
+    assert agent.wait("withdrawn")["id"] == p["id"]
+    assert box.approve(p)["status"] == "error"
+    assert box.run_count() == 0
+    agent.close()
+    box.assert_one_outcome_each([rid])
+
+
+def test_a_half_closed_gateway_that_then_leaves_is_seen_leaving_at_once(box):
+    agent = Agent(box)
+    sock = connect_as(box.daemon.intents, box.w, timeout=30)
+    rid = f"hc-{uid()}"
+    sock.sendall(request_line(rid, {"action": "install-app", "package": "half-then-gone"}))
+    p = box.wait_pending()
+    sock.shutdown(socket.SHUT_WR)
+    time.sleep(0.05)
+    sock.close()
+    # Well within the sweep period (2.5 s here) that used to be the only way to notice.
+    assert agent.wait("withdrawn", timeout=1.0)["id"] == p["id"]
+    assert box.approve(p)["status"] == "error"
+    assert box.run_count() == 0
+    agent.close()
+
+
+def test_an_ask_withdrawn_before_it_was_recorded_is_shown_to_nobody(box):
+    agent = Agent(box)
+    ids = []
+    for k in range(10):
+        sock = connect_as(box.daemon.intents, box.w, timeout=30)
+        rid = f"flash{k}-{uid()}"
+        ids.append(rid)
+        sock.sendall(
+            request_line(rid, {"action": "install-app", "package": f"flash{k}"})
+            + json.dumps({"id": "c", "cancel": rid}).encode()
+            + b"\n"
+        )
+        replies = {r["id"]: r for r in read_lines(sock, 2)}
+        assert replies[rid]["error"]["code"] == "cancelled"
+        sock.close()
+    time.sleep(0.5)
+    assert [e for e in agent.events if e.get("event") == "pending"] == []
+    agent.close()
+    box.assert_one_outcome_each(ids)
+
+
+def test_a_cancel_may_not_reuse_an_id_still_in_flight(box):
+    sock = connect_as(box.daemon.intents, box.w, timeout=30)
+    sock.sendall(request_line("r1", {"action": "install-app", "package": "self-cancel"}))
+    box.wait_pending()
+    sock.sendall(json.dumps({"id": "r1", "cancel": "r1"}).encode() + b"\n")
+    [reply] = read_lines(sock, 1)
+    assert reply["id"] == "r1" and reply["error"]["code"] == "bad_request"
+    assert box.pending()  # the ask it named is untouched
+    sock.close()
+
+
+def test_joiners_not_yet_recorded_are_neither_shown_nor_released(box):
+    first = ask_install(box, 1, 1, package="joiners")
+    p = box.wait_pending()
+    state = fill_state_dir(box)
+    try:
+        joiners = ask_install(box, 2, 30, package="joiners")
+        taken = box.approve(p, release=61)  # at once, while the joiners are being saved
+        assert taken["result"]["released"] == 1
+        replies = collect(joiners, timeout=20)
+        assert {r["error"]["code"] for r in replies.values()} == {"unavailable"}
+        # The one released is approved, but with the state directory full its run cannot
+        # be recorded either, so it does not start.
+        [released] = collect(first).values()
+        assert released["error"]["code"] == "unavailable"
+        assert "cannot record the run" in released["error"]["message"]
+        assert box.run_count() == 0
+    finally:
+        unfill(state)
+    box.assert_one_outcome_each([i for _, ids in [*first, *joiners] for i in ids])
+
+
+def test_a_crash_after_an_ask_ended_gives_it_no_second_outcome(box):
+    """The outcome reaches the trail at once; the state file catches up later (here: not
+    at all, it is full). The next start must not refuse the intent a second time."""
+    conns = ask_install(box, 1, 2, package="crash")
+    box.wait_pending()
+    chain = box.daemon.chain
+    state = fill_state_dir(box)
+    try:
+        box.deny(box.wait_pending(waiting=2))
+        replies = collect(conns)
+    finally:
+        unfill(state)
+    assert [r["error"]["code"] for r in replies.values()] == ["approval_denied"] * 2
+    assert len(json.loads((state / "pending.json").read_text())) == 2  # stale: never rewritten
+    box.daemon.crash_and_restart()
+    assert box.daemon.chain == chain
+    box.assert_one_outcome_each(list(replies))
+
+
+def test_a_daemon_killed_while_an_executor_runs_records_it_interrupted_at_restart(box):
+    sock = connect_as(box.daemon.intents, box.w, timeout=30)
+    rid = f"killed-{uid()}"
+    sock.sendall(request_line(rid, {"action": "search", "query": "crash-me"}))
+    wait_started(box)
+    box.daemon.crash_and_restart()
+    sock.close()
+    counts = rig.wait_final(box.daemon, [rid])
+    assert counts.get(rid) == 1
+    [rec] = [
+        r
+        for r in rig.Journald(None).entries(CLAWVISOR_INTENT_ID=rid)
+        if r.get("CLAWVISOR_FINAL") == "1"
+    ]
+    assert rec["CLAWVISOR_OUTCOME"] == "unavailable" and "interrupted" in rec["MESSAGE"]
+    assert rig.audit_verify(box.daemon).returncode == 0

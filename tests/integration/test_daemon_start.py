@@ -30,7 +30,7 @@ def test_broken_policy_at_start_runs_deny_all_and_says_why(make_user, make_daemo
 
 
 def test_status_on_the_control_socket_reports_deny_all_reason(make_user, make_daemon):
-    from supervisor.client import Client
+    from supervisor.wire.client import Client
 
     user = make_user()
     daemon = make_daemon({"w": user}, {"10.toml": "[[rule]]\nbroken = \n"})

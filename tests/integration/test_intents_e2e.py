@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,18 @@ timeout = 0.5
 """
 
 
+@dataclass(frozen=True)
+class Setup:
+    """A daemon with workloads alpha and beta, a user who is neither, and the file the
+    opener's recorder writes to."""
+
+    daemon: rig.Daemon
+    alpha: rig.User
+    beta: rig.User
+    outsider: rig.User
+    record_file: Path
+
+
 @pytest.fixture(scope="module")
 def setup(make_user, make_daemon, journal):
     alpha, beta, outsider = make_user(), make_user(), make_user()
@@ -58,12 +71,13 @@ def setup(make_user, make_daemon, journal):
         "timeout = 10\n"
     )
     daemon = make_daemon({"alpha": alpha, "beta": beta}, {"10-rules.toml": POLICY}, settings)
-    yield daemon, alpha, beta, outsider, record_file
+    yield Setup(daemon, alpha, beta, outsider, record_file)
     rig.cleanup_root(record_dir)
 
 
 def test_allow_rule_runs_the_executor_and_names_the_rule(setup):
-    daemon, alpha, _, _, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
     reply = call(daemon.intents, alpha, {"action": "status"})
     assert reply["status"] == "ok"
     assert reply["decision"] == "allow"
@@ -73,7 +87,8 @@ def test_allow_rule_runs_the_executor_and_names_the_rule(setup):
 
 
 def test_no_matching_rule_is_default_deny(setup):
-    daemon, _, beta, _, _ = setup
+    daemon = setup.daemon
+    beta = setup.beta
     reply = call(daemon.intents, beta, {"action": "status"})
     assert reply["status"] == "denied"
     assert reply["decision"] == "deny"
@@ -82,7 +97,8 @@ def test_no_matching_rule_is_default_deny(setup):
 
 
 def test_deny_rule_denies_and_names_the_rule(setup):
-    daemon, alpha, _, _, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
     reply = call(
         daemon.intents, alpha, {"action": "open-url", "target": "beta", "url": "https://x.example/"}
     )
@@ -92,7 +108,9 @@ def test_deny_rule_denies_and_names_the_rule(setup):
 
 
 def test_allowed_open_url_runs_opener_as_target_user_with_url_as_one_argument(setup):
-    daemon, alpha, _, _, record_file = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
+    record_file = setup.record_file
     url = "https://allowed.example/a;b$(touch${IFS}/tmp/pwned)&c=`id`|sh"
     reply = call(daemon.intents, alpha, {"action": "open-url", "target": "alpha", "url": url})
     assert reply["status"] == "ok", reply
@@ -115,7 +133,8 @@ def test_allowed_open_url_runs_opener_as_target_user_with_url_as_one_argument(se
 
 
 def test_ask_with_nobody_to_answer_ends_as_approval_timeout(setup):
-    daemon, _, beta, _, _ = setup
+    daemon = setup.daemon
+    beta = setup.beta
     reply = call(
         daemon.intents, beta, {"action": "open-url", "target": "beta", "url": "https://b.example/"}
     )
@@ -125,7 +144,8 @@ def test_ask_with_nobody_to_answer_ends_as_approval_timeout(setup):
 
 
 def test_unknown_action_is_a_typed_error(setup):
-    daemon, alpha, _, _, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
     reply = call(daemon.intents, alpha, {"action": "rm-rf", "path": "/"})
     assert reply["status"] == "error"
     assert reply["error"]["code"] == "unknown_action"
@@ -144,7 +164,8 @@ def test_unknown_action_is_a_typed_error(setup):
     ],
 )
 def test_invalid_params_name_the_field(setup, intent, field):
-    daemon, alpha, _, _, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
     reply = call(daemon.intents, alpha, intent)
     assert reply["status"] == "error"
     assert reply["error"]["code"] == "invalid_params"
@@ -152,7 +173,8 @@ def test_invalid_params_name_the_field(setup, intent, field):
 
 
 def test_target_must_be_an_existing_workload(setup):
-    daemon, alpha, _, _, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
     reply = call(
         daemon.intents,
         alpha,
@@ -163,7 +185,8 @@ def test_target_must_be_an_existing_workload(setup):
 
 
 def test_identity_comes_from_the_kernel_not_the_message(setup, journal):
-    daemon, _, beta, _, _ = setup
+    daemon = setup.daemon
+    beta = setup.beta
     rid = f"spoof-{uuid.uuid4().hex[:8]}"
     # beta claims to be alpha in every way a message could; the daemon ignores claims
     # that are not part of the protocol and refuses unknown fields outright.
@@ -187,7 +210,9 @@ def test_identity_comes_from_the_kernel_not_the_message(setup, journal):
 
 
 def test_socket_is_only_reachable_by_workload_users(setup):
-    daemon, alpha, _, outsider, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
+    outsider = setup.outsider
     st = daemon.intents.stat()
     assert stat.S_IMODE(st.st_mode) == 0o660
     with pytest.raises(PermissionError):
@@ -196,7 +221,8 @@ def test_socket_is_only_reachable_by_workload_users(setup):
 
 
 def test_unknown_uid_gets_unauthorized_and_is_disconnected(setup):
-    daemon, _, _, outsider, _ = setup
+    daemon = setup.daemon
+    outsider = setup.outsider
     # Open the file mode for this test so the daemon's own check is what refuses.
     daemon.intents.chmod(0o666)
     try:
@@ -212,7 +238,8 @@ def test_unknown_uid_gets_unauthorized_and_is_disconnected(setup):
 
 
 def test_control_socket_refuses_non_root(setup):
-    daemon, alpha, _, _, _ = setup
+    daemon = setup.daemon
+    alpha = setup.alpha
     assert stat.S_IMODE(daemon.control.stat().st_mode) == 0o600
     daemon.control.chmod(0o666)
     try:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from executors import ACTIONS
-from supervisor.protocol import DENIAL_CODES, ERROR_CODES
+from supervisor.wire.common import DENIAL_CODES, ERROR_CODES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'

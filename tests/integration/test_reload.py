@@ -177,7 +177,7 @@ def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, ma
     threads = [threading.Thread(target=client, args=(u,)) for u in users]
     for t in threads:
         t.start()
-    from supervisor.client import Client
+    from supervisor.wire.client import Client
 
     outcomes = []
     try:
@@ -254,7 +254,7 @@ def test_a_policy_directory_swapped_under_a_reload_is_loaded_whole_or_not_at_all
                 sent += 20
 
     def reload() -> None:
-        from supervisor.client import Client
+        from supervisor.wire.client import Client
 
         with Client(daemon.control) as control:
             while not stop.is_set():

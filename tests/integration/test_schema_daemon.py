@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from supervisor.schema import SCHEMA_FILE
+from supervisor.wire.schema import SCHEMA_FILE
 from tests.helpers import rig
 from tests.helpers.schema_strategy import from_schema
 

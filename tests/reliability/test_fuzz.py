@@ -23,17 +23,17 @@ from hypothesis import strategies as st
 
 from executors import ACTIONS
 from policy import PolicyError, evaluate, load_policy_texts
-from supervisor import protocol
 from supervisor.agents.desktop import DesktopAgent
 from supervisor.agents.telegram import AgentState, TelegramAgent
 from supervisor.catalog import POLICY_CATALOG, normalise_params
 from supervisor.config import ConfigError, Paths, load_settings_and_specs
 from supervisor.triggers import TriggerError, parse_triggers
+from supervisor.wire import common, control, intents
 from tests.helpers import garbage, rig
 from tests.helpers.rig import connect_as, read_lines
 
 SEED = 20261124
-CODES = set(protocol.ERROR_CODES)
+CODES = set(common.ERROR_CODES)
 WORKLOADS = {"alpha": frozenset({"dev"}), "beta": frozenset()}
 ACTION_OF = {a.params: name for name, a in ACTIONS.items()}
 WHERE = re.compile(r"^[^:\n]+:\d+:\d+: ")
@@ -42,14 +42,14 @@ WHERE = re.compile(r"^[^:\n]+:\d+:\d+: ")
 def decode_one(line: bytes) -> None:
     """The daemon's decoding of one line: a Request, or a typed error it can encode."""
     try:
-        req = protocol.decode_request(line)
-    except protocol.ProtocolError as exc:
+        req = intents.decode_request(line)
+    except common.ProtocolError as exc:
         assert exc.code in CODES, exc.code
-        reply = protocol.encode_reply(protocol.error_reply(exc.request_id, exc.code, exc.message))
+        reply = common.encode_reply(common.error_reply(exc.request_id, exc.code, exc.message))
         assert len(reply) < 8192 and json.loads(reply)["status"] == "error"
         return
-    assert isinstance(req, protocol.Request)
-    params = protocol.intent_params(req.intent)
+    assert isinstance(req, intents.Request)
+    params = intents.intent_params(req.intent)
     normalise_params(ACTION_OF[type(req.intent)], req.intent.target, params)
 
 
@@ -148,11 +148,11 @@ def test_every_executors_params_decode_or_fail_typed(profile, row):
                 intent[extra] = garbage.json_value(rng, 3)
             line = json.dumps({"id": "p", "intent": intent}).encode()
             try:
-                req = protocol.decode_request(line)
-            except protocol.ProtocolError as exc:
+                req = intents.decode_request(line)
+            except common.ProtocolError as exc:
                 assert exc.code in ("invalid_params", "bad_request", "bad_frame"), exc.code
                 return
-            params = protocol.intent_params(req.intent)
+            params = intents.intent_params(req.intent)
             target = req.intent.target
             normalise_params(name, target, params)
             evaluate(policy, "alpha", name, target, params)
@@ -258,9 +258,9 @@ class _Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def call(self, op: str, **fields: Any) -> protocol.Reply:
+    async def call(self, op: str, **fields: Any) -> common.Reply:
         self.calls.append((op, fields))
-        return protocol.Reply(id="x", status="ok")
+        return common.Reply(id="x", status="ok")
 
 
 @pytest.mark.reliability("fuzz", "Telegram updates as the agent receives them")
@@ -324,7 +324,7 @@ def test_garbage_dbus_signals_never_crash_and_only_a_real_click_answers(profile,
             "quorum": 1,
             "votes": 0,
         },
-        protocol.PendingView,
+        control.PendingView,
     )
     rng = random.Random(SEED)
     legit = 0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.audit import Auditor, AuditRecord, AuditUnavailable
-from supervisor.audit_chain import GENESIS, fallback_entries, load_head, verify
-from supervisor.journal import JournalSender
+from supervisor.audit.chain import GENESIS, fallback_entries, load_head, verify
+from supervisor.audit.journal import JournalSender
 
 
 def auditor(tmp_path: Path, *, log: Path | None = None) -> Auditor:
@@ -73,7 +73,7 @@ def test_a_removed_record_is_found(tmp_path):
 
 
 def test_a_record_rehashed_after_editing_breaks_the_next_link(tmp_path):
-    from supervisor.audit_record import record_digest
+    from supervisor.audit.record import record_digest
 
     a = auditor(tmp_path)
     write(a, 5)

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from supervisor.audit import Auditor, AuditRecord
-from supervisor.audit_log import (
+from supervisor.audit.journal import JournalSender
+from supervisor.audit.log import (
     FallbackTail,
     SinceError,
     as_cef,
@@ -15,7 +16,6 @@ from supervisor.audit_log import (
     records,
     show,
 )
-from supervisor.journal import JournalSender
 
 
 def rec(**over):
@@ -128,7 +128,7 @@ def test_show_prints_one_cef_line_per_record(tmp_path, monkeypatch):
     for n in range(3):
         a.write(AuditRecord(kind="decision", priority=6, message=f"m{n}", workload="w9"))
     a.close()
-    monkeypatch.setattr("supervisor.audit_log._journal_reader", _no_journal)
+    monkeypatch.setattr("supervisor.audit.log._journal_reader", _no_journal)
     out = io.StringIO()
     assert (
         show(

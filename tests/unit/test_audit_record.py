@@ -10,8 +10,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.audit_record import _HASH_KEY, MESSAGE_IDS, AuditRecord, record_bytes, seal
-from supervisor.journal import field_bytes
+from supervisor.audit.journal import field_bytes
+from supervisor.audit.record import _HASH_KEY, MESSAGE_IDS, AuditRecord, record_bytes, seal
 
 TEXT = st.text(max_size=40) | st.just("multi\nline") | st.just("{}")
 MAYBE_TEXT = st.none() | TEXT

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from supervisor.audit import Auditor, AuditRecord, AuditUnavailable
-from supervisor.journal import JournalSender
+from supervisor.audit.journal import JournalSender
 
 
 def record(n: int = 0) -> AuditRecord:
@@ -43,7 +43,7 @@ def test_both_sinks_failing_raises(tmp_path):
 
 
 def test_multi_line_values_use_the_binary_safe_encoding():
-    from supervisor.journal import encode_fields
+    from supervisor.audit.journal import encode_fields
 
     data = encode_fields([("A", "one"), ("B", "two\nlines")])
     assert data.startswith(b"A=one\nB\n")

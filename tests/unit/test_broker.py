@@ -7,7 +7,9 @@ import asyncio
 import json
 
 from policy import load_policy_texts
-from supervisor.approvals import Broker, GrantRequest, deny_leftovers
+from supervisor.approvals.broker import Broker
+from supervisor.approvals.leftovers import deny_leftovers
+from supervisor.approvals.prompt import GrantRequest
 from supervisor.catalog import POLICY_CATALOG
 
 

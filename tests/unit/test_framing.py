@@ -2,7 +2,7 @@
 
 import pytest
 
-from supervisor.framing import FrameTooLong, LineFramer
+from supervisor.wire.framing import FrameTooLong, LineFramer
 
 
 def test_lines_split_across_chunks_are_joined():

@@ -2,7 +2,7 @@
 
 import math
 
-from supervisor.grants import GrantStore, intent_key
+from supervisor.approvals.grants import GrantStore, intent_key
 
 
 class Clock:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from supervisor.journal import JournalSender, JournalUnavailable
+from supervisor.audit.journal import JournalSender, JournalUnavailable
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ def test_a_rate_limited_intent_is_a_deny_in_its_record_and_its_reply(tmp_path):
     assert rec["CLAWVISOR_DECISION"] == "deny" and rec["CLAWVISOR_OUTCOME"] == "rate_limited"
 
 
+@pytest.mark.needs_root  # runs the opener as the workload's user
 def test_the_record_keeps_the_named_target_apart_from_where_it_runs(tmp_path):
     policy = rule("open-url", "w", "allow", "@default", default_target="v")
     env = Env(tmp_path, policy)
@@ -69,6 +70,7 @@ def test_self_runs_on_the_sender_and_never_takes_a_default_target(tmp_path):
         Env(tmp_path, rule("open-url", "*", "allow", "@self", default_target="v"))
 
 
+@pytest.mark.needs_root  # runs the opener as the workload's user
 def test_an_untargeted_self_intent_runs_on_its_sender(tmp_path):
     env = Env(tmp_path, rule("open-url", "*", "allow", "@self"))
     run(env.submit("o2", {"action": "open-url", "url": "https://a.org/"}))
@@ -174,6 +176,7 @@ def test_an_intent_interrupted_by_shutdown_still_gets_its_outcome(tmp_path):
     assert len(env.finals_of("a3")) == 1
 
 
+@pytest.mark.needs_root  # runs the opener as the workload's user
 def test_with_no_trail_a_mutating_intent_is_refused_and_nothing_runs(tmp_path):
     env = Env(tmp_path, rule("open-url", "w", "allow", "@self"), fallback_ok=False)
     env.journal.down = True
@@ -191,6 +194,7 @@ def test_with_no_trail_a_mutating_intent_is_refused_and_nothing_runs(tmp_path):
     ]
 
 
+@pytest.mark.needs_root  # runs the opener as the workload's user
 def test_a_grant_serves_only_the_rule_it_was_given_under(tmp_path):
     env = Env(tmp_path, rule("open-url", "w", "ask", "@self", timeout=30, grant="30m"))
 

@@ -78,14 +78,15 @@ def test_constraint_on_a_group_needs_the_param_in_every_member():
 
 def test_target_patterns():
     p = load(
-        rule(target="@default", decision="deny")
-        + rule(target="@self", decision="ask")
-        + rule(target="@tag:red")
+        rule(action="open-url", target="@default", decision="deny")
+        + rule(action="open-url", target="@self", decision="ask")
+        + rule(action="open-url", target="@tag:red")
     )
-    assert evaluate(p, "a", "status", None, {}).decision == "deny"
-    assert evaluate(p, "a", "status", "a", {}).decision == "ask"
-    assert evaluate(p, "a", "status", "c", {}).decision == "allow"
-    assert evaluate(p, "a", "status", "b", {}).decision == "deny"
+    url = {"url": "https://a.org/"}
+    assert evaluate(p, "a", "open-url", None, url).decision == "deny"
+    assert evaluate(p, "a", "open-url", "a", url).decision == "ask"
+    assert evaluate(p, "a", "open-url", "c", url).decision == "allow"
+    assert evaluate(p, "a", "open-url", "b", url).decision == "deny"
 
 
 def test_sources_not_compiled_against_are_still_decided():

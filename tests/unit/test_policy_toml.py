@@ -75,9 +75,9 @@ def test_exact_constraint_written_as_dotted_key():
     assert evaluate(p, "a", "open-url", "b", {"url": "https://exact.example/x"}).decision == "deny"
 
 
-def test_star_target_matches_a_missing_target_but_self_does_not():
-    p = load('[[rule]]\naction="status"\nsource="a"\ntarget="@self"\ndecision="allow"\n')
-    assert evaluate(p, "a", "status", None, {}).decision == "deny"
+def test_star_target_matches_a_missing_target():
+    p = load('[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
+    assert evaluate(p, "a", "status", None, {}).decision == "allow"
     assert evaluate(p, "a", "status", "a", {}).decision == "allow"
 
 

@@ -1,4 +1,4 @@
-"""protocol.decode_request: the fast path decodes, every failure gets one precise code."""
+"""intents.decode_request: the fast path decodes, every failure gets one precise code."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import typing
 import pytest
 
 from executors import ACTIONS
-from supervisor import protocol
-from supervisor.protocol import ERROR_CODES, ProtocolError, decode_request
+from supervisor.wire import common, control, intents
+from supervisor.wire.common import ERROR_CODES, ProtocolError
+from supervisor.wire.intents import decode_request
 
 
 def code_of(line: bytes) -> tuple[str, str | None]:
@@ -25,12 +26,12 @@ def test_valid_request_decodes_to_the_action_struct():
 
 
 def test_every_action_in_the_catalogue_is_in_the_wire_union():
-    tags = {t.__struct_config__.tag for t in typing.get_args(protocol.Intent)}
+    tags = {t.__struct_config__.tag for t in typing.get_args(intents.Intent)}
     assert tags == set(ACTIONS)
 
 
 def test_error_codes_are_the_documented_closed_set():
-    assert set(typing.get_args(protocol.ErrorCode)) == set(ERROR_CODES)
+    assert set(typing.get_args(common.ErrorCode)) == set(ERROR_CODES)
 
 
 @pytest.mark.parametrize(
@@ -75,21 +76,21 @@ def test_unknown_action_name_is_shown_bounded_and_escaped():
 
 
 def test_denials_have_status_denied_and_errors_status_error():
-    assert protocol.error_reply("a", "policy_denied", "m").status == "denied"
-    assert protocol.error_reply("a", "approval_timeout", "m").status == "denied"
-    assert protocol.error_reply("a", "bad_frame", "m").status == "error"
-    assert protocol.error_reply("a", "executor_failed", "m").status == "error"
+    assert common.error_reply("a", "policy_denied", "m").status == "denied"
+    assert common.error_reply("a", "approval_timeout", "m").status == "denied"
+    assert common.error_reply("a", "bad_frame", "m").status == "error"
+    assert common.error_reply("a", "executor_failed", "m").status == "error"
 
 
 def test_reply_encoding_omits_absent_fields():
-    line = protocol.encode_reply(protocol.error_reply(None, "bad_frame", "m"))
+    line = common.encode_reply(common.error_reply(None, "bad_frame", "m"))
     assert line == b'{"id":null,"status":"error","error":{"code":"bad_frame","message":"m"}}\n'
 
 
 def test_control_ops_decode_and_unknown_ops_are_unknown_action():
-    assert protocol.decode_control(b'{"id":"c","op":"status"}').id == "c"
+    assert control.decode_control(b'{"id":"c","op":"status"}').id == "c"
     with pytest.raises(ProtocolError) as info:
-        protocol.decode_control(b'{"id":"c","op":"rm"}')
+        control.decode_control(b'{"id":"c","op":"rm"}')
     assert info.value.code == "unknown_action"
 
 

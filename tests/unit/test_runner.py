@@ -55,10 +55,10 @@ def test_run_argv_gives_a_clean_environment():
 
 
 def test_the_systemd_run_launcher_keeps_argv_user_env_and_limits():
-    from executors.base import TargetUser
+    from executors.base import Account
     from executors.runner import Limits, _as_transient_unit
 
-    user = TargetUser(workload="w", user="wl-w", uid=2001, gid=2001, groups=(2001, 990), home="/h")
+    user = Account(workload="w", user="wl-w", uid=2001, gid=2001, groups=(2001, 990), home="/h")
     argv = _as_transient_unit(
         ["getent", "ahosts", "a b;c"],
         "clawvisor-exec-x.service",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from supervisor.sanitize import shown, visible
+from supervisor.approvals.sanitize import shown, visible
 
 
 @pytest.mark.parametrize(

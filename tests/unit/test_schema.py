@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from executors import ACTIONS
-from supervisor.protocol import ProtocolError, decode_request
-from supervisor.schema import SCHEMA_FILE, protocol_schema, schema_text
+from supervisor.wire.common import ProtocolError
+from supervisor.wire.intents import decode_request
+from supervisor.wire.schema import SCHEMA_FILE, protocol_schema, schema_text
 from tests.helpers.schema_strategy import from_schema
 
 #: A valid request for every action, as a gateway would send it.

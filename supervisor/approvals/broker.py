@@ -18,22 +18,18 @@ waiting is withdrawn from every agent.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import msgspec
+from typing import Any, Protocol
 
 from policy import Rule
 
-from .audit import INFO, NOTICE, WARNING, AuditRecord
-from .grants import intent_key
-from .protocol import (
+from ..audit import INFO, NOTICE, WARNING, AuditRecord
+from ..persist import Saver
+from ..wire.control import (
     Agent,
     AlertEvent,
     NoticeEvent,
@@ -42,11 +38,19 @@ from .protocol import (
     WithdrawnEvent,
     encode_event,
 )
+from .grants import intent_key
+from .leftovers import snapshot
+from .prompt import (
+    Closing,
+    GrantRequest,
+    Prompt,
+    Resolution,
+    VerdictTaken,
+    Vote,
+    Waiter,
+    bound_digest,
+)
 from .sanitize import shown
-from .statefile import Saver, read_or_none, write_atomic
-
-Outcome = Literal["approved", "denied", "timeout", "unavailable", "withdrawn", "rate_limited"]
-Closing = Literal["approved", "denied", "timeout", "withdrawn", "unavailable", "policy_changed"]
 
 
 class AgentSession(Protocol):
@@ -57,131 +61,6 @@ class AgentSession(Protocol):
     def push(self, data: bytes) -> None:
         """Send one event line to the agent."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """How one waiting intent's ask ended."""
-
-    outcome: Outcome
-    approvers: tuple[str, ...] = ()
-    #: The grant the approving verdict recorded (the intent is let through by it).
-    grant_id: str | None = None
-    #: The prompt's key, and the nonce and digest the approving verdict quoted.
-    key: str = ""
-    nonce: str = ""
-    digest: str = ""
-    reason: str | None = None
-    pending_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class VerdictTaken:
-    """What a verdict did: refused (with why), recorded as a vote, or decided."""
-
-    accepted: bool
-    message: str
-    decided: bool = False
-    votes: int = 0
-    quorum: int = 0
-    released: int = 0
-    still_waiting: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class GrantRequest:
-    """What an approving verdict with a duration asks the grant store to record."""
-
-    key: str
-    workload: str
-    action: str
-    target: str | None
-    params: Mapping[str, Any]
-    rule: Rule
-    approvers: tuple[str, ...]
-    seconds: float
-
-
-def bound_digest(nonce: str, key: str) -> str:
-    """The digest a verdict must quote: the prompt's key, salted with its current nonce."""
-    return hashlib.sha256(f"{nonce}:{key}".encode()).hexdigest()
-
-
-@dataclass(slots=True)
-class _Vote:
-    principal: str
-    agent: str
-    grant: float
-    release: int
-
-
-@dataclass(eq=False, slots=True)
-class _Waiter:
-    intent_id: str
-    created: float
-    deadline: float
-    future: asyncio.Future[Resolution]
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(eq=False, slots=True)
-class _Prompt:
-    id: str
-    key: str
-    nonce: str
-    digest: str
-    workload: str
-    action: str
-    target: str | None
-    params: Mapping[str, Any]
-    rule: Rule
-    created: float
-    #: The intent that opened it (its records name that one).
-    intent_id: str
-    #: In arrival order (a dict: ordered, and O(1) removal).
-    waiters: dict[_Waiter, None] = field(default_factory=dict)
-    votes: list[_Vote] = field(default_factory=list)
-    offered: bool = False
-    update_due: bool = False
-
-    def view(self, limit: int | None = 200) -> PendingView:
-        params: dict[str, str] = {}
-        cut = False
-        for name, value in self.params.items():
-            text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
-            if limit is None:
-                params[name] = shown(text, 1 << 30)[0]
-            else:
-                params[name], was_cut = shown(text, limit)
-                cut = cut or was_cut
-        first = next(iter(self.waiters), None)
-        return PendingView(
-            id=self.id,
-            workload=self.workload,
-            action=self.action,
-            target=self.target,
-            params=params,
-            cut=cut,
-            rule=self.rule.where,
-            deadline=first.deadline if first is not None else self.created,
-            digest=self.digest,
-            grant=self.rule.grant,
-            quorum=self.rule.quorum,
-            votes=len(self.votes),
-            waiting=len(self.waiters),
-        )
-
-
-class PendingRecord(msgspec.Struct, frozen=True):
-    """What the state directory keeps of one waiting intent, to refuse it after a crash."""
-
-    id: str
-    intent_id: str
-    workload: str
-    action: str
-    target: str | None
-    rule: str
-    created: float
 
 
 def _never_granted(request: GrantRequest) -> str:
@@ -204,8 +83,8 @@ class Broker:
         self.max_pending_per_workload = max_pending_per_workload
         self._clock = clock
         self._record_grant = record_grant
-        self._pending: dict[str, _Prompt] = {}
-        self._by_key: dict[str, _Prompt] = {}
+        self._pending: dict[str, Prompt] = {}
+        self._by_key: dict[str, Prompt] = {}
         self._per_workload: Counter[str] = Counter()
         self._agents: set[AgentSession] = set()
         self._closed = False
@@ -282,7 +161,7 @@ class Broker:
             p = self._new_prompt(intent_id, key, workload, action, target, params, rule)
         loop = asyncio.get_running_loop()
         now = self._clock()
-        w = _Waiter(
+        w = Waiter(
             intent_id=intent_id,
             created=now,
             deadline=now + rule.timeout,
@@ -297,7 +176,7 @@ class Broker:
                 self._leave(p, w, Resolution("withdrawn", key=p.key), "withdrawn")
 
     async def _wait(
-        self, p: _Prompt, w: _Waiter, withdrawn: asyncio.Future[str] | None
+        self, p: Prompt, w: Waiter, withdrawn: asyncio.Future[str] | None
     ) -> Resolution:
         if self._saver is not None:
             try:
@@ -318,6 +197,12 @@ class Broker:
                 return w.future.result()
         if w.future.done():  # timed out, or the daemon closed, while it was being saved
             return w.future.result()
+        if withdrawn is not None and withdrawn.done():
+            # Gone while it was being saved: it is not shown to anyone at all.
+            reason = withdrawn.result() if not withdrawn.cancelled() else "withdrawn"
+            self._leave(p, w, Resolution("withdrawn", key=p.key, reason=reason), "withdrawn")
+            return w.future.result()
+        w.saved = True
         if not p.offered:
             self._offer(p)
         else:
@@ -343,9 +228,9 @@ class Broker:
         target: str | None,
         params: Mapping[str, Any],
         rule: Rule,
-    ) -> _Prompt:
+    ) -> Prompt:
         nonce = secrets.token_hex(16)
-        p = _Prompt(
+        p = Prompt(
             id=f"p-{secrets.token_hex(5)}",
             key=key,
             nonce=nonce,
@@ -363,7 +248,7 @@ class Broker:
         self._per_workload[workload] += 1
         return p
 
-    def _offer(self, p: _Prompt) -> None:
+    def _offer(self, p: Prompt) -> None:
         p.offered = True
         sent = self._push(encode_event(PendingEvent(request=p.view())), p.rule.approvers)
         self._record(
@@ -375,23 +260,23 @@ class Broker:
             f"times out in {p.rule.timeout:g} s",
         )
 
-    def _update_soon(self, p: _Prompt) -> None:
+    def _update_soon(self, p: Prompt) -> None:
         """Show agents the prompt's new state once this loop iteration is over (a burst
         of identical asks is one update, not one per ask)."""
         if not p.update_due:
             p.update_due = True
             asyncio.get_running_loop().call_soon(self._push_update, p)
 
-    def _push_update(self, p: _Prompt) -> None:
+    def _push_update(self, p: Prompt) -> None:
         p.update_due = False
         if p.offered and self._pending.get(p.id) is p:
             self._push(encode_event(PendingEvent(request=p.view())), p.rule.approvers)
 
-    def _expire(self, p: _Prompt, w: _Waiter) -> None:
+    def _expire(self, p: Prompt, w: Waiter) -> None:
         if not w.future.done():
             self._leave(p, w, Resolution("timeout", key=p.key, pending_id=p.id), "timeout")
 
-    def _leave(self, p: _Prompt, w: _Waiter, resolution: Resolution, closing: Closing) -> None:
+    def _leave(self, p: Prompt, w: Waiter, resolution: Resolution, closing: Closing) -> None:
         """`w` stops waiting with `resolution`; a prompt nobody waits behind is closed."""
         if w.timer is not None:
             w.timer.cancel()
@@ -405,7 +290,7 @@ class Broker:
         else:
             self._update_soon(p)
 
-    def _close(self, p: _Prompt, closing: Closing, by: str | None, note: str = "") -> None:
+    def _close(self, p: Prompt, closing: Closing, by: str | None, note: str = "") -> None:
         if self._pending.pop(p.id, None) is None:
             return
         if self._by_key.get(p.key) is p:
@@ -494,14 +379,14 @@ class Broker:
                 votes=len(p.votes),
                 quorum=quorum,
             )
-        p.votes.append(_Vote(principal=principal, agent=agent, grant=grant, release=release))
+        p.votes.append(Vote(principal=principal, agent=agent, grant=grant, release=release))
         self._record(p, INFO, "vote", who, f"approved by {who} ({len(p.votes)} of {quorum})")
         if len(p.votes) < quorum:
             self._update_soon(p)
             return VerdictTaken(True, "vote recorded", votes=len(p.votes), quorum=quorum)
         return self._release(p, quorum)
 
-    def _release(self, p: _Prompt, quorum: int) -> VerdictTaken:
+    def _release(self, p: Prompt, quorum: int) -> VerdictTaken:
         votes = p.votes
         approvers = tuple(f"{v.agent} {v.principal}" for v in votes)
         seconds = min(v.grant for v in votes)
@@ -519,10 +404,12 @@ class Broker:
                     seconds=seconds,
                 )
             )
-            count = len(p.waiters)  # the grant covers each of them
+        releasable = p.shown_waiters()
+        if seconds > 0:
+            count = len(releasable)  # the grant covers each of them
         else:
-            count = min(*(v.release for v in votes), len(p.waiters))
-        released = list(p.waiters)[:count]
+            count = min(*(v.release for v in votes), len(releasable))
+        released = releasable[:count]
         approved = Resolution(
             "approved",
             approvers=approvers,
@@ -540,10 +427,10 @@ class Broker:
                 w.future.set_result(approved)
         if self._saver is not None:
             self._saver.touch()
-        left = len(p.waiters)
+        left = len(p.shown_waiters())
         by = ", ".join(approvers)
         how = f"released {count} of {count + left}" + (f" (grant {grant_id})" if grant_id else "")
-        if left:
+        if p.waiters:  # shown ones left, or ones still being saved (shown once they are)
             # One verdict is one release: the rest wait for answers of their own, which
             # must quote the new digest.
             p.nonce = secrets.token_hex(16)
@@ -587,41 +474,12 @@ class Broker:
     # --- records -----------------------------------------------------------------------
 
     def _record(
-        self, p: _Prompt, priority: int, outcome: str, approver: str | None, message: str
+        self, p: Prompt, priority: int, outcome: str, approver: str | None, message: str
     ) -> None:
-        self._audit(
-            AuditRecord(
-                kind="approval",
-                priority=priority,
-                intent_id=p.intent_id,
-                workload=p.workload,
-                action=p.action,
-                target=p.target,
-                rule=p.rule.where,
-                outcome=outcome,
-                approver=approver,
-                pending=p.id,
-                message=f"{p.workload} {p.action} -> {p.target or '-'} [{p.id}]: {message}"
-                + (f" ({len(p.waiters)} waiting)" if len(p.waiters) > 1 else ""),
-            )
-        )
+        self._audit(p.record(priority, outcome, approver, message))
 
     def _snapshot(self) -> bytes:
-        return msgspec.json.encode(
-            [
-                PendingRecord(
-                    id=p.id,
-                    intent_id=w.intent_id,
-                    workload=p.workload,
-                    action=p.action,
-                    target=p.target,
-                    rule=p.rule.where,
-                    created=w.created,
-                )
-                for p in self._pending.values()
-                for w in p.waiters
-            ]
-        )
+        return snapshot(self._pending.values())
 
     def _save_failed(self, exc: OSError) -> None:
         self._audit(
@@ -638,43 +496,3 @@ class Broker:
         """Wait until the state file lists exactly the intents waiting now."""
         if self._saver is not None:
             await self._saver.commit()
-
-
-def deny_leftovers(state_file: Path, audit: Callable[[AuditRecord], bool]) -> int:
-    """Audit the intents a stopped daemon left waiting as refused; clear the record."""
-    data = read_or_none(state_file)
-    if not data:
-        return 0
-    try:
-        records = msgspec.json.decode(data, type=list[PendingRecord])
-    except msgspec.DecodeError:
-        records = []
-        audit(
-            AuditRecord(
-                kind="approval",
-                priority=WARNING,
-                outcome="unavailable",
-                message=f"{state_file} was unreadable; its pending requests "
-                "(if any) count as denied",
-            )
-        )
-    for r in records:
-        audit(
-            AuditRecord(
-                kind="decision",
-                priority=NOTICE,
-                intent_id=r.intent_id,
-                workload=r.workload,
-                action=r.action,
-                target=r.target,
-                rule=r.rule,
-                outcome="unavailable",
-                pending=r.id,
-                decision="ask",
-                final=1,
-                message=f"{r.workload} {r.action} -> {r.target or '-'} [{r.id}]: denied "
-                "(unavailable): the daemon stopped while it was pending",
-            )
-        )
-    write_atomic(state_file, b"[]")
-    return len(records)

@@ -1,5 +1,5 @@
 """An audit record, its journald bytes, and its hash: the one definition the trail is
-written with (supervisor/audit.py) and checked against (supervisor/audit_chain.py).
+written with (supervisor/audit/trail.py) and checked against (supervisor/audit/chain.py).
 
 A record's journald payload is a fixed sequence of fields (MESSAGE_ID,
 SYSLOG_IDENTIFIER, CLAWVISOR_KIND, PRIORITY, MESSAGE, then each CLAWVISOR_* field that
@@ -59,7 +59,7 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     detail: str | None = None
     #: 1 on the one record that ends an accepted intent: its outcome.
     final: int | None = None
-    #: The hash chain (supervisor/audit_chain.py): its id, this record's place in it,
+    #: The hash chain (supervisor/audit/chain.py): its id, this record's place in it,
     #: the previous record's hash and this one's.
     chain: str | None = None
     seq: int = 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from .statefile import Saver, read_or_none
+from ..persist import Saver, read_or_none
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

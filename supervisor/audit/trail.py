@@ -24,35 +24,16 @@ from typing import Any, TextIO
 
 import msgspec
 
-from .audit_chain import Head, load_head, new_head, recover, save_head
-from .audit_record import (
+from .chain import Head, load_head, new_head, recover, save_head
+from .journal import JournalSender, JournalUnavailable
+from .record import (
     CRIT,
-    ERR,
-    INFO,
     MESSAGE_IDS,
-    NOTICE,
     WARNING,
     AuditRecord,
-    Kind,
     record_bytes,
     seal,
 )
-from .journal import JournalSender, JournalUnavailable
-
-__all__ = [
-    "CRIT",
-    "ERR",
-    "INFO",
-    "MESSAGE_IDS",
-    "NOTICE",
-    "WARNING",
-    "AuditRecord",
-    "AuditUnavailable",
-    "Auditor",
-    "Kind",
-    "bounded_json",
-]
-
 
 #: Records journald took that are written to the fallback too when journald goes away.
 RECENT = 256

@@ -1,6 +1,6 @@
 """The audit hash chain: every record carries the hash of the one before it.
 
-A record's hash is SHA-256 over its own journald bytes (supervisor/audit_record.py),
+A record's hash is SHA-256 over its own journald bytes (supervisor/audit/record.py),
 which include `prev`, the previous record's hash. Editing, removing or reordering a
 record therefore breaks every link after it. The chain has an id and
 continues across restarts and upgrades: its head (id, seq, hash) is kept in the state
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from .audit_record import record_digest
+from .record import record_digest
 
 GENESIS = "0" * 64
 HEAD_FILE = "audit-chain.json"
@@ -131,6 +131,46 @@ def fallback_entries(
             yield rec
 
 
+def ended(
+    chain: str, wanted: Iterable[tuple[str, str, float]], fallback: Path
+) -> set[tuple[str, str]]:
+    """Of the (workload, intent id, since) asked about, those whose intent already has a
+    final record in this chain (journald or the fallback file), written at or after
+    `since`: a restart must not give them a second outcome."""
+    since = {(w, i): t for w, i, t in wanted}
+    if not since:
+        return set()
+    found: set[tuple[str, str]] = set()
+
+    def take(rec: Mapping[str, object]) -> None:
+        key = (str(rec.get("workload")), str(rec.get("intent_id")))
+        if key in since and str(rec.get("final")) == "1":
+            try:
+                ts = float(str(rec.get("ts")))
+            except ValueError:
+                ts = float("inf")
+            if ts >= since[key]:
+                found.add(key)
+
+    for rec in fallback_entries(fallback, chain):
+        take(rec)
+    try:
+        from systemd import journal
+    except ImportError:
+        return found
+    reader = journal.Reader()
+    try:
+        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain, CLAWVISOR_FINAL="1")
+        reader.seek_realtime(min(since.values()) - 60)  # journald's clock, a margin
+        for entry in reader:
+            take(journal_fields(entry))
+    except OSError:
+        pass
+    finally:
+        reader.close()
+    return found
+
+
 def recover(head: Head, fallback: Path) -> Head:
     """The head, moved forward to the newest record this chain has in either sink."""
     best = head
@@ -148,7 +188,7 @@ def recover(head: Head, fallback: Path) -> Head:
     return best
 
 
-class Verdict(msgspec.Struct):
+class ChainReport(msgspec.Struct):
     """What `clawvisor audit verify` found."""
 
     chain: str
@@ -161,7 +201,7 @@ class Verdict(msgspec.Struct):
     first_break: int | None = None
 
 
-def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> Verdict:
+def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> ChainReport:
     """Check every link of the chain: hashes recompute, each `prev` is the last `hash`."""
     by_seq: dict[int, Mapping[str, object]] = {}
     problems: list[str] = []
@@ -176,7 +216,7 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
         by_seq[seq] = rec
     notes: list[str] = []
     if not by_seq:
-        return Verdict(chain, 0, 0, 0, problems or ["no records of this chain"], notes)
+        return ChainReport(chain, 0, 0, 0, problems or ["no records of this chain"], notes)
     seqs = sorted(by_seq)
     if seqs[0] != 1:
         notes.append(
@@ -208,7 +248,7 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
         )
         breaks.append(seqs[-1] + 1)
     first_break = min(breaks) if breaks else None
-    return Verdict(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
+    return ChainReport(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
 
 
 def report(
@@ -227,19 +267,19 @@ def report(
             return 2
         chain = head.chain
     records = [*journal_entries(chain, journal_dir), *fallback_entries(fallback, chain)]
-    verdict = verify(chain, records, head)
+    checked = verify(chain, records, head)
     if as_json:
-        print(msgspec.json.encode(verdict).decode())
+        print(msgspec.json.encode(checked).decode())
     else:
-        state = "BROKEN" if verdict.problems else "intact"
+        state = "BROKEN" if checked.problems else "intact"
         print(
-            f"chain {verdict.chain}: {verdict.records} records, seq {verdict.first}.."
-            f"{verdict.last}: {state}"
+            f"chain {checked.chain}: {checked.records} records, seq {checked.first}.."
+            f"{checked.last}: {state}"
         )
-        if verdict.first_break is not None:
-            print(f"  first break: seq {verdict.first_break}")
-        for note in verdict.notes:
+        if checked.first_break is not None:
+            print(f"  first break: seq {checked.first_break}")
+        for note in checked.notes:
             print(f"  note: {note}")
-        for problem in verdict.problems:
+        for problem in checked.problems:
             print(f"  {problem}")
-    return 1 if verdict.problems else 0
+    return 1 if checked.problems else 0

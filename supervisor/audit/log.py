@@ -19,8 +19,8 @@ from typing import Any, Literal, TextIO
 
 import msgspec
 
-from .audit_chain import journal_fields
-from .state import daemon_version
+from ..state import daemon_version
+from .chain import journal_fields
 
 Format = Literal["text", "json", "cef"]
 Fields = dict[str, Any]

@@ -1,7 +1,7 @@
-"""The protocol's JSON Schema, generated from the msgspec Structs in protocol.py.
+"""The protocol's JSON Schema, generated from the msgspec Structs of the wire package.
 
 Never written by hand: `clawvisor schema` prints it, `make schema` refreshes the copy
-shipped as `supervisor/protocol.schema.json`, and a test fails when the two differ.
+shipped as `supervisor/wire/protocol.schema.json`, and a test fails when the two differ.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import msgspec
 
 from executors import ACTIONS
 
-from .protocol import ControlRequest, IntentReply, Request
+from .control import ControlRequest
+from .intents import IntentReply, Request
 
 SCHEMA_FILE: Final = Path(__file__).with_name("protocol.schema.json")
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"

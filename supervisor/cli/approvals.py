@@ -1,0 +1,170 @@
+"""`clawvisor pending | approve | deny | grants | approver`: a human's side of an ask."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import CONTROL_SOCKET, SOCKET_HELP, Subcommands, guard
+
+
+def _cmd_pending(args: argparse.Namespace) -> int:
+    from ..agents.commands import pending
+
+    return guard(lambda: pending(args.socket, args.show))
+
+
+def _cmd_approve(args: argparse.Namespace) -> int:
+    from ..agents.commands import verdict
+
+    grant = "always" if args.always else (args.grant_for or "once")
+    return guard(
+        lambda: verdict(args.socket, args.request, allow=True, grant=grant, release_all=args.all)
+    )
+
+
+def _cmd_deny(args: argparse.Namespace) -> int:
+    from ..agents.commands import verdict
+
+    return guard(lambda: verdict(args.socket, args.request, allow=False, reason=args.reason))
+
+
+def _cmd_grants(args: argparse.Namespace) -> int:
+    from ..agents.commands import grants
+
+    revoke = args.grant if args.grants_command == "revoke" else None
+    return guard(lambda: grants(args.socket, revoke))
+
+
+def _cmd_approver(args: argparse.Namespace) -> int:
+    import asyncio
+
+    if args.agent == "cli":
+        from ..agents import cli
+
+        return guard(lambda: asyncio.run(cli.run(args.socket)))
+    if args.agent == "desktop":
+        from ..agents import desktop
+
+        return guard(lambda: asyncio.run(desktop.run(args.socket)))
+    from ..agents import telegram
+
+    if args.telegram_command == "pair":
+        return telegram.pair(args.state_dir, timeout=args.timeout)
+    return guard(
+        lambda: asyncio.run(
+            telegram.run(
+                args.socket,
+                token_file=args.token_file,
+                api_base=args.api_base,
+                state_dir=args.state_dir,
+            )
+        )
+    )
+
+
+def register(sub: Subcommands) -> None:
+    """Add this group's subcommands."""
+    p = sub.add_parser(
+        "pending",
+        help="list requests waiting for approval",
+        description="List the requests waiting for a human, or one in full.",
+    )
+    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    p.add_argument("--show", metavar="ID", help="show one request with every value in full")
+    p.set_defaults(func=_cmd_pending)
+
+    p = sub.add_parser(
+        "approve",
+        help="allow a pending request",
+        description="Show a pending request and allow exactly what is shown.",
+    )
+    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--for",
+        dest="grant_for",
+        metavar="DURATION",
+        help="also let this exact intent through without asking for DURATION "
+        "(e.g. 30m), if the rule allows",
+    )
+    g.add_argument(
+        "--always",
+        action="store_true",
+        help="let this exact intent through from now on, if the rule allows",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="release every identical request shown as waiting behind this one (without "
+        "it, an approval releases exactly one)",
+    )
+    p.add_argument("request", metavar="ID")
+    p.set_defaults(func=_cmd_approve)
+
+    p = sub.add_parser(
+        "deny", help="deny a pending request", description="Show a pending request and deny it."
+    )
+    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    p.add_argument("--reason", help="why (recorded in the audit trail and told the gateway)")
+    p.add_argument("request", metavar="ID")
+    p.set_defaults(func=_cmd_deny)
+
+    p = sub.add_parser(
+        "grants",
+        help="list or revoke standing approvals",
+        description="Grants let one exact intent through without asking until they expire.",
+    )
+    gsub = p.add_subparsers(dest="grants_command", required=True, metavar="COMMAND")
+    r = gsub.add_parser("list", help="list grants in force")
+    r.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    r = gsub.add_parser("revoke", help="revoke one grant")
+    r.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    r.add_argument("grant", metavar="ID")
+    p.set_defaults(func=_cmd_grants)
+
+    p = sub.add_parser(
+        "approver",
+        help="run an approval agent",
+        description="Approval agents put pending requests before a human. "
+        "Each is a separate, unprivileged process.",
+    )
+    asub = p.add_subparsers(dest="agent", required=True, metavar="AGENT")
+    a = asub.add_parser("cli", help="interactive prompt in this terminal (default: deny)")
+    a.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    a = asub.add_parser("desktop", help="freedesktop notifications in this session")
+    a.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    a = asub.add_parser("telegram", help="a Telegram bot (its own user, network allowed)")
+    a.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    a.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path("/etc/clawvisor/telegram.token"),
+        help="bot token, mode 0600 (default %(default)s)",
+    )
+    a.add_argument(
+        "--api-base",
+        default="https://api.telegram.org",
+        help="Bot API base URL, e.g. a self-hosted Bot API server",
+    )
+    a.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/var/lib/clawvisor-telegram"),
+        help="paired users and keys (default %(default)s)",
+    )
+    tsub = a.add_subparsers(dest="telegram_command", metavar="COMMAND")
+    t = tsub.add_parser("pair", help="print a one-time code to pair a Telegram user")
+    t.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/var/lib/clawvisor-telegram"),
+        help="the agent's state directory (default %(default)s)",
+    )
+    t.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds the code stays valid (default %(default)s)",
+    )
+    p.set_defaults(func=_cmd_approver)

@@ -1,0 +1,83 @@
+"""`clawvisor audit log | verify`: reading and checking the trail."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import DEFAULT_LOG_DIR, DEFAULT_STATE_DIR
+from .common import JOURNAL_DIR_HELP, Subcommands
+
+
+def _cmd_audit_log(args: argparse.Namespace) -> int:
+    from ..audit.log import show
+
+    return show(
+        args.log_dir / args.fallback_file,
+        fmt=args.format,
+        workload=args.workload,
+        since=args.since,
+        follow_new=args.follow,
+        journal_dir=args.journal_dir,
+    )
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ..audit.chain import report
+
+    return report(
+        args.state_dir,
+        args.log_dir / args.fallback_file,
+        args.chain,
+        as_json=args.json,
+        journal_dir=args.journal_dir,
+    )
+
+
+def register(sub: Subcommands) -> None:
+    """Add this group's subcommands."""
+    aud = sub.add_parser("audit", help="the audit trail", description="The audit trail.")
+    asub = aud.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    p = asub.add_parser(
+        "verify",
+        help="check the audit hash chain",
+        description="Read the chain from journald and the fallback file and check every "
+        "link: each record matches its hash and follows the one before. Exit 1 if broken.",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where the chain head is kept (default %(default)s)",
+    )
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=DEFAULT_LOG_DIR,
+        help="where the audit fallback file is (default %(default)s)",
+    )
+    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
+    p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
+    p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
+    p.add_argument("--json", action="store_true", help="the verdict as JSON")
+    p.set_defaults(func=_cmd_audit_verify)
+
+    p = asub.add_parser(
+        "log",
+        help="show the audit trail",
+        description="Records from journald and the fallback file, oldest first. "
+        "--format cef gives ArcSight CEF:0, one line per record, severity from PRIORITY.",
+    )
+    p.add_argument("--workload", metavar="W", help="only records about workload W")
+    p.add_argument("--since", metavar="T", help="Unix time, ISO 8601, or an age: 30m, 2h, 1d")
+    p.add_argument("--format", choices=("text", "json", "cef"), default="text")
+    p.add_argument("--follow", "-f", action="store_true", help="then print new records")
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=DEFAULT_LOG_DIR,
+        help="where the audit fallback file is (default %(default)s)",
+    )
+    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
+    p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
+    p.set_defaults(func=_cmd_audit_log)

@@ -1,0 +1,164 @@
+"""`clawvisor send | schema | mcp | skill`: what a gateway (a workload user) runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import msgspec
+
+from .common import EXIT_DENIED, EXIT_ERROR, EXIT_OK, Subcommands, intents_socket, parse_params
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from ..wire.client import Client
+    from ..wire.errors import ClientTimeout
+
+    try:
+        params = parse_params(args.action, args.params)
+    except ValueError as exc:
+        print(f"clawvisor send: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.target is not None:
+        params["target"] = args.target
+    try:
+        with Client(args.socket, timeout=args.timeout) as client:
+            raw = client.wait_raw(client.submit(args.action, args.id, **params))
+    except ClientTimeout:
+        print(f"clawvisor send: no reply within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, ConnectionError) as exc:
+        print(f"clawvisor send: {args.socket}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(raw.decode("utf-8", "replace"))
+    status = msgspec.json.decode(raw).get("status")
+    return {"ok": EXIT_OK, "denied": EXIT_DENIED}.get(status, EXIT_ERROR)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from ..wire.schema import schema_text
+
+    text = schema_text(args.part)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from ..gateway.mcp_server import serve
+    except ImportError as exc:
+        print(
+            f"clawvisor mcp: the MCP SDK is not installed ({exc}); pip install 'clawvisor[mcp]'",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return serve(str(args.socket), None if args.timeout <= 0 else args.timeout)
+
+
+def _cmd_skill(args: argparse.Namespace) -> int:
+    from ..gateway import skill
+
+    if args.config_dir is not None:
+        if args.workload is None:
+            print("clawvisor skill: --config-dir needs --workload", file=sys.stderr)
+            return EXIT_ERROR
+        from ..policy_tools import capabilities_offline
+
+        found = capabilities_offline(args.config_dir, args.workload)
+        if isinstance(found, str):
+            print(f"clawvisor skill: {found}", file=sys.stderr)
+            return EXIT_ERROR
+        workload, caps = args.workload, found
+    else:
+        from executors.capabilities import Result as CapabilitiesResult
+
+        from ..wire.client import Client
+        from ..wire.errors import ClawvisorError
+
+        try:
+            with Client(args.socket, timeout=30) as client:
+                result = client.request("capabilities")
+        except ClawvisorError as exc:
+            print(f"clawvisor skill: clawvisor refused: {exc}", file=sys.stderr)
+            return EXIT_DENIED
+        except (OSError, ConnectionError) as exc:
+            print(f"clawvisor skill: {args.socket}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        assert isinstance(result, CapabilitiesResult)
+        workload, caps = result.workload, result.actions
+    path = skill.write(args.out, workload, caps)
+    print(path)
+    return EXIT_OK
+
+
+def register(sub: Subcommands) -> None:
+    """Add this group's subcommands."""
+    p = sub.add_parser(
+        "send",
+        help="send one intent and print the reply",
+        description="Send one intent to the intents socket and print the "
+        "reply JSON. Exit status: 0 ok, 1 denied, 2 error.",
+    )
+    intents_socket(p)
+    p.add_argument("--target", default=None, help="target workload")
+    p.add_argument("--id", default=None, help="request id (default: generated)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the reply (default %(default)s)",
+    )
+    p.add_argument("action", help="the action, e.g. status or open-url")
+    p.add_argument(
+        "params",
+        nargs="*",
+        metavar="key=value",
+        help="params: key=value, or key:=JSON for lists and numbers",
+    )
+    p.set_defaults(func=_cmd_send)
+
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the protocol",
+        description="Print the JSON Schema (2020-12) of the protocol, generated from the "
+        "daemon's own msgspec Structs: requests and replies on intents.sock, operator "
+        "commands on control.sock, or all of them.",
+    )
+    p.add_argument("part", nargs="?", default="all", choices=("all", "request", "reply", "control"))
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to this file")
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "mcp",
+        help="serve MCP over stdio: this workload's actions as tools",
+        description="An MCP server on stdin/stdout for an agent runtime. Run it as the "
+        "workload user: its tools are the actions that workload's policy could allow or "
+        "ask about; each call is one intent, decided by the daemon.",
+    )
+    intents_socket(p)
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for a reply, raised to each rule's approval timeout plus "
+        "30 s; 0 waits for ever (default %(default)s)",
+    )
+    p.set_defaults(func=_cmd_mcp)
+
+    p = sub.add_parser(
+        "skill",
+        help="write a SKILL.md describing this workload's actions",
+        description="Write OUT/clawvisor/SKILL.md for an OpenClaw-style agent runtime: each "
+        "action the workload may use, the rules that decide it, and how to call it with "
+        "`clawvisor send`. Asks the daemon as the calling user, or with --config-dir "
+        "reads the policy files for --workload.",
+    )
+    p.add_argument("--out", type=Path, default=Path("skills"), help="skills folder")
+    intents_socket(p)
+    p.add_argument("--config-dir", type=Path, default=None, help="read this config instead")
+    p.add_argument("--workload", default=None, help="the workload (with --config-dir)")
+    p.set_defaults(func=_cmd_skill)
