@@ -132,6 +132,10 @@ class MonitorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Ring buffer size in 4 KiB pages (a power of two).
     ringbuf_pages: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 4096
     default_triggers: bool = True
+    #: Keep every event in LOG_DIR/events/ (supervisor/monitors/eventlog.py), bounded.
+    event_log: bool = True
+    event_log_max_bytes: Annotated[int, msgspec.Meta(ge=1 << 20)] = 1 << 30
+    event_log_max_age: Annotated[float, msgspec.Meta(gt=0)] = 7 * 86400.0
 
 
 class VerifySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -130,7 +130,8 @@ def check_kernel() -> list[Check]:
                     "tracepoints",
                     "warn",
                     f"{len(TRACEPOINTS) - len(missing)} of {len(TRACEPOINTS)}; "
-                    f"this kernel lacks {', '.join(missing)} (those events are not seen)",
+                    f"this kernel lacks {', '.join(missing)} (syscalls among them are caught "
+                    "through raw_syscalls, filtered by number in the kernel)",
                     "a kernel with CONFIG_FTRACE_SYSCALLS and the missing syscalls",
                 )
             )

@@ -9,14 +9,29 @@
     [trigger.match]                        # every field must match
     write = true                           # a bare value: equal (a list: one of)
     path = { glob = ["*/.ssh/*"] }         # glob | regex | prefix | cidr | one_of | range
+    [trigger.unless]                       # optional: never when this also matches
+    comm = "make"
     [trigger.rate]                         # optional: fire when `count` matches fall
     count = 5                              # within `window` seconds, per workload
     window = 10
 
+`outcome` says which syscall outcomes a trigger sees: "success" (the default: a failed
+PATH lookup is not an exec), "failure" (a refused read of /etc/shadow) or "any".
+
+Expected behaviour is marked narrowly, without turning a trigger off, by an exemption
+in any trigger file (also for a default trigger):
+
+    [[exempt]]
+    trigger = "shell-or-network-tool"      # a trigger name, or a list of them
+    workloads = ["builder"]                # optional: only these workloads
+    tags = ["ci"]                          # optional: only workloads with one of these
+    [exempt.match]                         # the events it covers (same syntax as match)
+    filename = "/usr/bin/git"
+
 A field holding a list (argv) matches when any element does. The defaults ship in
 supervisor/defaults/triggers.toml; CONFIG/triggers.d/*.toml are read after them, in
-name order. Every rule is checked when loaded: an unknown kind, field or response is an
-error naming the file and the trigger.
+name order. Every rule is checked when loaded: an unknown kind, field, response or
+exempted trigger is an error naming the file and the trigger.
 """
 
 from __future__ import annotations
@@ -39,30 +54,8 @@ from policy.constraints import Exact, parse_constraint
 from .monitors import events as ev
 
 Response = Literal["alert", "freeze", "kill", "cut-network", "revoke-grants"]
-KINDS: dict[str, type[ev.MonitorEvent]] = {
-    t.__struct_config__.tag: t  # type: ignore[misc]
-    for t in (
-        ev.Exec,
-        ev.Connect,
-        ev.Open,
-        ev.Ptrace,
-        ev.Setid,
-        ev.Capset,
-        ev.Mount,
-        ev.Umount,
-        ev.Bpf,
-        ev.Module,
-        ev.Namespace,
-        ev.Fork,
-        ev.Exit,
-        ev.Throttled,
-        ev.Lost,
-        ev.FileChange,
-        ev.Overflow,
-        ev.Net,
-        ev.MonitorState,
-    )
-}
+Outcome = Literal["success", "failure", "any"]
+KINDS: dict[str, type[ev.MonitorEvent]] = {str(t.__struct_config__.tag): t for t in ev.EVENT_TYPES}
 
 
 class TriggerError(Exception):
@@ -82,12 +75,24 @@ class TriggerSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     severity: ev.Severity = "medium"
     responses: list[Response] = msgspec.field(default_factory=lambda: ["alert"])
     except_tags: list[str] = []
+    outcome: Outcome = "success"
     match: dict[str, Any] = {}
+    unless: dict[str, Any] = {}
     rate: RateSpec | None = None
+
+
+class ExemptSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """An `[[exempt]]` table: expected behaviour a trigger is not to fire on."""
+
+    trigger: str | list[str]
+    workloads: list[str] = []
+    tags: list[str] = []
+    match: dict[str, Any] = {}
 
 
 class TriggerFile(msgspec.Struct, forbid_unknown_fields=True):
     trigger: list[TriggerSpec] = []
+    exempt: list[ExemptSpec] = []
 
 
 class _Cidr(msgspec.Struct, frozen=True):
@@ -138,6 +143,35 @@ def _kind_of(ftype: Any) -> Literal["str", "int", "bool", "list"]:
     return "str"
 
 
+def _all_match(matchers: tuple[Any, ...], event: ev.MonitorEvent) -> bool:
+    for m in matchers:
+        value = getattr(event, m.param, None)
+        if isinstance(value, list) and not isinstance(m, Exact):
+            if not any(m.matches(v) for v in value):
+                return False
+        elif not m.matches(value):
+            return False
+    return True
+
+
+@dataclass
+class Exemption:
+    """A compiled `[[exempt]]`: for some workloads (all when neither is given), events
+    matching all of `matchers` do not fire the trigger."""
+
+    workloads: frozenset[str]
+    tags: frozenset[str]
+    matchers: tuple[Any, ...]
+    origin: str
+
+    def covers(self, event: ev.MonitorEvent, tags: frozenset[str]) -> bool:
+        if self.workloads and event.workload not in self.workloads:
+            return False
+        if self.tags and not self.tags & tags:
+            return False
+        return _all_match(self.matchers, event)
+
+
 @dataclass
 class Trigger:
     """A compiled trigger."""
@@ -150,17 +184,22 @@ class Trigger:
     matchers: tuple[Any, ...]
     rate: RateSpec | None
     origin: str
+    outcome: Outcome = "success"
+    unless: tuple[Any, ...] = ()
+    exemptions: list[Exemption] = field(default_factory=list)
     hits: dict[str, deque[float]] = field(default_factory=dict)
 
     def matches(self, event: ev.MonitorEvent) -> bool:
-        for m in self.matchers:
-            value = getattr(event, m.param, None)
-            if isinstance(value, list) and not isinstance(m, Exact):
-                if not any(m.matches(v) for v in value):
-                    return False
-            elif not m.matches(value):
+        if self.outcome != "any" and isinstance(event, ev.SyscallEvent):
+            failed = event.result < 0
+            if failed != (self.outcome == "failure"):
                 return False
-        return True
+        if not _all_match(self.matchers, event):
+            return False
+        return not (self.unless and _all_match(self.unless, event))
+
+    def exempt(self, event: ev.MonitorEvent, tags: frozenset[str]) -> bool:
+        return any(x.covers(event, tags) for x in self.exemptions)
 
     def counted(self, workload: str, now: float) -> bool:
         """With a rate: True when this match makes `count` within `window` (then resets)."""
@@ -176,6 +215,23 @@ class Trigger:
         return False
 
 
+def _compile_match(
+    table: dict[str, Any], kinds: list[str], where: str, section: str
+) -> tuple[Any, ...]:
+    """Matchers for a match table, checked against every kind's fields."""
+    matchers = []
+    for fname, value in table.items():
+        types = [KINDS[k].__annotations__.get(fname) or _inherited(KINDS[k], fname) for k in kinds]
+        if any(t is None for t in types):
+            lacking = [k for k, t in zip(kinds, types, strict=True) if t is None]
+            raise TriggerError(f"{where}: events {lacking} have no field {fname!r}")
+        try:
+            matchers.append(_matcher(fname, types[0], value))
+        except (ValueError, TypeError, msgspec.ValidationError) as exc:
+            raise TriggerError(f"{where}: {section}.{fname}: {exc}") from None
+    return tuple(matchers)
+
+
 def compile_trigger(spec: TriggerSpec, origin: str) -> Trigger:
     """Check one trigger against the event schemas and compile its matchers."""
     kinds = [spec.kind] if isinstance(spec.kind, str) else list(spec.kind)
@@ -185,28 +241,41 @@ def compile_trigger(spec: TriggerSpec, origin: str) -> Trigger:
             f"{origin}: trigger {spec.name!r}: unknown event kinds {unknown} "
             f"(known: {', '.join(sorted(KINDS))})"
         )
-    matchers = []
-    for fname, value in spec.match.items():
-        types = [KINDS[k].__annotations__.get(fname) or _inherited(KINDS[k], fname) for k in kinds]
-        if any(t is None for t in types):
-            lacking = [k for k, t in zip(kinds, types, strict=True) if t is None]
-            raise TriggerError(
-                f"{origin}: trigger {spec.name!r}: events {lacking} have no field {fname!r}"
-            )
-        try:
-            matchers.append(_matcher(fname, types[0], value))
-        except (ValueError, TypeError, msgspec.ValidationError) as exc:
-            raise TriggerError(f"{origin}: trigger {spec.name!r}: match.{fname}: {exc}") from None
+    where = f"{origin}: trigger {spec.name!r}"
     return Trigger(
         name=spec.name,
         kinds=frozenset(kinds),
         severity=spec.severity,
         responses=tuple(dict.fromkeys(spec.responses)),
         except_tags=frozenset(spec.except_tags),
-        matchers=tuple(matchers),
+        matchers=_compile_match(spec.match, kinds, where, "match"),
         rate=spec.rate,
         origin=origin,
+        outcome=spec.outcome,
+        unless=_compile_match(spec.unless, kinds, where, "unless"),
     )
+
+
+def _apply_exemptions(
+    triggers: list[Trigger], specs: list[tuple[ExemptSpec, str]]
+) -> list[Trigger]:
+    by_name = {t.name: t for t in triggers}
+    for spec, origin in specs:
+        names = [spec.trigger] if isinstance(spec.trigger, str) else list(spec.trigger)
+        for name in names:
+            t = by_name.get(name)
+            if t is None:
+                raise TriggerError(f"{origin}: exempt: no trigger named {name!r}")
+            where = f"{origin}: exempt from {name!r}"
+            t.exemptions.append(
+                Exemption(
+                    workloads=frozenset(spec.workloads),
+                    tags=frozenset(spec.tags),
+                    matchers=_compile_match(spec.match, sorted(t.kinds), where, "match"),
+                    origin=origin,
+                )
+            )
+    return triggers
 
 
 def _inherited(cls: type, fname: str) -> Any:
@@ -217,29 +286,40 @@ def _inherited(cls: type, fname: str) -> Any:
     return None
 
 
-def parse_triggers(text: str, origin: str) -> list[Trigger]:
-    """Every trigger in one TOML file."""
+def _parse(text: str, origin: str) -> TriggerFile:
     try:
-        doc = msgspec.convert(tomllib.loads(text), TriggerFile)
+        return msgspec.convert(tomllib.loads(text), TriggerFile)
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
         raise TriggerError(f"{origin}: {exc}") from None
-    return [compile_trigger(spec, origin) for spec in doc.trigger]
+
+
+def parse_triggers(text: str, origin: str) -> list[Trigger]:
+    """Every trigger in one TOML file (its exemptions applied to its own triggers)."""
+    doc = _parse(text, origin)
+    triggers = [compile_trigger(spec, origin) for spec in doc.trigger]
+    return _apply_exemptions(triggers, [(x, origin) for x in doc.exempt])
 
 
 def load_triggers(directory: Path | None, *, defaults: bool = True) -> list[Trigger]:
-    """The default triggers (unless turned off), then CONFIG/triggers.d/*.toml in order."""
+    """The default triggers (unless turned off), then CONFIG/triggers.d/*.toml in order;
+    exemptions from any file apply to the triggers of every file."""
     out: list[Trigger] = []
+    exempts: list[tuple[ExemptSpec, str]] = []
+    files: list[tuple[str, str]] = []
     if defaults:
         text = resources.files("supervisor").joinpath("defaults/triggers.toml").read_text()
-        out += parse_triggers(text, "<default>/triggers.toml")
+        files.append((text, "<default>/triggers.toml"))
     if directory is not None and directory.is_dir():
-        for path in sorted(directory.glob("*.toml")):
-            out += parse_triggers(path.read_text(), f"triggers.d/{path.name}")
+        files += [(p.read_text(), f"triggers.d/{p.name}") for p in sorted(directory.glob("*.toml"))]
+    for text, origin in files:
+        doc = _parse(text, origin)
+        out += [compile_trigger(spec, origin) for spec in doc.trigger]
+        exempts += [(x, origin) for x in doc.exempt]
     names = [t.name for t in out]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise TriggerError(f"trigger names used twice: {sorted(dupes)}")
-    return out
+    return _apply_exemptions(out, exempts)
 
 
 class Alert(msgspec.Struct, kw_only=True):
@@ -278,12 +358,13 @@ class TriggerEngine:
     def on_event(self, event: ev.Event) -> None:
         """The bus listener."""
         kind: str = event.__struct_config__.tag  # type: ignore[assignment]
+        tags = self.tags.get(event.workload, frozenset()) if event.workload else frozenset()
         for t in self.by_kind.get(kind, ()):
-            if event.workload is not None and t.except_tags & self.tags.get(
-                event.workload, frozenset()
-            ):
+            if t.except_tags & tags:
                 continue
             if not t.matches(event):
+                continue
+            if t.exemptions and t.exempt(event, tags):
                 continue
             if not t.counted(event.workload or "", self.clock()):
                 continue

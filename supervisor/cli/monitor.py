@@ -6,12 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import DEFAULT_LOG_DIR
 from .common import CONTROL_SOCKET, EXIT_DENIED, EXIT_OK, SOCKET_HELP, Subcommands, guard
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
-    from ..agents.monitor_view import run
+    from ..agents.monitor_view import Format, from_log, parse_since, run
 
+    fmt: Format = args.format or ("json" if args.json else "text")
+    if args.since is not None:
+        return from_log(
+            args.log_dir / "events",
+            parse_since(args.since),
+            follow=args.follow,
+            workload=args.workload,
+            kinds=args.kind or [],
+            severity=args.severity,
+            alerts_only=args.alerts,
+            fmt=fmt,
+        )
     return guard(
         lambda: run(
             args.socket,
@@ -20,6 +33,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             severity=args.severity,
             alerts_only=args.alerts,
             as_json=args.json,
+            fmt=fmt,
         )
     )
 
@@ -71,6 +85,12 @@ def register(sub: Subcommands) -> None:
         help="one JSON object per line: kind, severity, workload, uid, pid, comm "
         "and the event's own fields",
     )
+    p.add_argument("--format", choices=["text", "json", "cef"], help="output format")
+    p.add_argument(
+        "--since", metavar="WHEN", help="from the kept event log: 1h, 30m, 2d or epoch seconds"
+    )
+    p.add_argument("--follow", action="store_true", help="with --since: then keep reading")
+    p.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="the daemon's log dir")
     p.set_defaults(func=_cmd_monitor)
 
     for name, what in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,11 +11,13 @@ import msgspec
 
 from executors.base import MonitorInfo
 
-from ..config import Config, MonitorSettings, overlay_dir
+from ..cgroups import CgroupError, WorkloadCgroup, cgroup2_root
+from ..config import Config, ConfigError, MonitorSettings, load_settings_and_specs, overlay_dir
 from ..triggers import Alert, Trigger, TriggerEngine
 from . import events as ev
 from .bus import Bus
 from .counters import CounterMonitor
+from .eventlog import EventLog
 from .overlay import OverlayWatcher
 from .syscalls import SyscallMonitor, WorkloadView
 
@@ -65,9 +68,19 @@ class Monitors:
         self.bus.subscribe(self.engine.on_event)
         self.bus.subscribe(self._to_viewers)
         self._encoder = msgspec.json.Encoder()
+        self.log: EventLog | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
         """Start what the settings enable; a monitor that cannot start is degraded."""
+        s = self.settings
+        if s.event_log:
+            self.log = EventLog(
+                config.paths.log_dir / "events",
+                max_bytes=s.event_log_max_bytes,
+                max_age=s.event_log_max_age,
+            )
+            self.log.start()
+            self.bus.subscribe(self.log.append)
         if self.settings.bpf:
             self.syscalls.start(loop)
         if self.settings.overlay:
@@ -80,19 +93,37 @@ class Monitors:
         self.syscalls.stop()
         self.overlay.stop()
         self.counters.stop()
+        if self.log is not None:
+            self.log.close()
 
     def configure(self, config: Config, triggers: list[Trigger] | None = None) -> None:
         """Follow the workloads (and triggers) of a (re)loaded config."""
         home_root = config.settings.provision.home_root.rstrip("/")
+        services = host_services(config)
+        resolvers = frozenset(a.split("#")[0] for a in config.settings.provision.dns)
         views = {}
         for name, account in config.workloads.items():
             files = config.files.get(name)
             upper = files.upper if files is not None else None
             merged = f"{home_root}/{name}/shared" if upper else None
             views[account.uid] = WorkloadView(
-                name=name, home=f"{home_root}/{name}", merged=merged, upper=upper
+                name=name,
+                home=f"{home_root}/{name}",
+                merged=merged,
+                upper=upper,
+                uid=account.uid,
+                gid=account.gid,
+                groups=frozenset(account.groups),
+                resolvers=resolvers,
+                services=services.get(name, frozenset()),
+                cgroups=workload_cgroups(name),
             )
         self.syscalls.set_workloads(views)
+        self.overlay.merged = {
+            str(overlay_dir(config.paths, n) / "upper"): f"{home_root}/{n}/shared"
+            for n, f in config.files.items()
+            if f.upper
+        }
         self.counters.set_workloads(list(config.workloads))
         if self.overlay.notifier is not None:
             wanted = {
@@ -113,8 +144,6 @@ class Monitors:
         """Each monitor's state, why, and running totals, for `status` and `doctor`."""
         s = self.syscalls.status
         bpf_detail = s.detail
-        if s.missing:
-            bpf_detail += f"; tracepoints this kernel lacks: {', '.join(s.missing)}"
         w, c = self.overlay, self.counters
         if w.notifier is not None:
             overlay_state = "ok"
@@ -139,6 +168,20 @@ class Monitors:
                 detail=c.detail,
                 counts={"reads": c.reads, "events": c.events},
             ),
+            *self._log_status(),
+        ]
+
+    def _log_status(self) -> list[MonitorInfo]:
+        log = self.log
+        if log is None:
+            return []
+        return [
+            MonitorInfo(
+                name="event-log",
+                state="degraded" if log.error or log.dropped else "ok",
+                detail=log.error or f"{log.directory}, every event kept",
+                counts={"written": log.written, "dropped": log.dropped},
+            )
         ]
 
     # --- alerts and viewers ---------------------------------------------------------------
@@ -146,8 +189,14 @@ class Monitors:
     def _fired(self, alert: Alert) -> None:
         self._respond(alert)
 
+    def keep_alert(self, line: bytes) -> None:
+        """An alert line (as viewers get it) into the kept log."""
+        if self.log is not None:
+            self.log.append(line)
+
     def show_alert(self, alert: Alert, line: bytes) -> None:
-        """Push an alert line to the viewers that want it."""
+        """Push an alert line to the viewers that want it (and keep it)."""
+        self.keep_alert(line)
         kind = alert.event.__struct_config__.tag
         for f, push in list(self.viewers.values()):
             if f.wants(alert.event.workload, str(kind), alert.severity):
@@ -171,3 +220,33 @@ class Monitors:
 
     def remove_viewer(self, key: object) -> None:
         self.viewers.pop(key, None)
+
+
+def host_services(config: Config) -> dict[str, frozenset[tuple[str, int]]]:
+    """Each workload's host_services as (address, port): not in the resolved Config, so
+    read from workloads.toml (only at start and reload)."""
+    try:
+        _, specs = load_settings_and_specs(config.paths)
+    except (ConfigError, OSError):
+        return {}
+    out: dict[str, frozenset[tuple[str, int]]] = {}
+    for name, spec in specs.workloads.items():
+        pairs = set()
+        for entry in spec.host_services:
+            host, _, port = entry.rpartition(":")
+            pairs.add((host.strip("[]"), int(port)))
+        out[name] = frozenset(pairs)
+    return out
+
+
+def workload_cgroups(name: str) -> tuple[str, ...]:
+    """The cgroups a workload's processes run in: clawvisor's own (freeze moves them
+    there) and its systemd unit's."""
+    with contextlib.suppress(CgroupError, OSError):
+        root = cgroup2_root()
+        unit = "system.slice/system-clawvisor\\x2dworkload.slice"
+        return (
+            str(WorkloadCgroup(name, root).path),
+            str(root / unit / f"clawvisor-workload@{name}.service"),
+        )
+    return ()

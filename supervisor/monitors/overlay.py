@@ -39,6 +39,8 @@ class OverlayWatcher:
         self.wm = pyinotify.WatchManager()
         self.notifier: Any = None
         self.roots: dict[str, str] = {}  # upper dir -> workload
+        #: upper dir -> where the workload sees it (its merged view), for reported paths
+        self.merged: dict[str, str] = {}
         self.seen: set[str] = set()
         self.files_seen = 0
         self.overflows = 0
@@ -65,11 +67,18 @@ class OverlayWatcher:
             self.wm.rm_watch(wd, rec=True, quiet=True)
         self.roots.pop(upper, None)
 
-    def _workload(self, path: str) -> str | None:
-        for root, name in self.roots.items():
+    def _root(self, path: str) -> str | None:
+        for root in self.roots:
             if path == root or path.startswith(root + "/"):
-                return name
+                return root
         return None
+
+    def _seen_as(self, root: str | None, path: str) -> str:
+        """The path as the workload sees it: under its merged view, not the upper layer."""
+        merged = self.merged.get(root) if root else None
+        if root is None or merged is None:
+            return path
+        return merged + path[len(root) :]
 
     def _emit(self, op: str, path: str, is_dir: bool = False) -> None:
         size = None
@@ -78,12 +87,14 @@ class OverlayWatcher:
                 size = os.lstat(path).st_size
             except OSError:
                 size = None
+        root = self._root(path)
         self.publish(
             ev.FileChange(
                 ts=time.time(),
-                workload=self._workload(path),
+                workload=self.roots.get(root) if root else None,
                 op=op,  # type: ignore[arg-type]
-                path=path,
+                path=self._seen_as(root, path),
+                upper=path,
                 size=size,
                 is_dir=is_dir,
             )

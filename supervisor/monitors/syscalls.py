@@ -1,10 +1,14 @@
-"""Load bpf/monitor.c with BCC, feed its ring buffer into the event loop, decode events.
+"""Load bpf/monitor.c with BCC, feed its ring buffer into the event loop.
 
 The ring buffer's map fd is pollable, so it sits on the asyncio loop with add_reader;
 each wake-up drains it with a non-blocking consume (the callbacks only copy bytes) and
-then decodes, enriches and publishes the batch. Lost events (counted in the kernel) are
-read periodically and published as Lost events. A program that cannot load (no BPF, no
-headers) leaves the monitor degraded, never the daemon down.
+then decodes (decode.py), enriches and publishes the batch. Lost events (counted in the
+kernel) are read periodically and published as Lost events. A program that cannot load
+(no BPF, no headers) leaves the monitor degraded, never the daemon down.
+
+Which syscalls are watched, the record layout and the kinds are declared in abi.py; a
+syscall whose tracepoint this kernel lacks is caught through raw_syscalls, and `status`
+names it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import socket
-import struct
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -22,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import abi
 from . import events as ev
-from .lineage import Lineage
+from .decode import Decode, WorkloadView, decode_sockaddr
+
+__all__ = ["SyscallMonitor", "SyscallStatus", "WorkloadView", "decode_sockaddr"]
 
 
 def _bpf_source() -> Path:
@@ -35,41 +40,22 @@ def _bpf_source() -> Path:
 
 
 BPF_SOURCE = _bpf_source()
-TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+#: Every tracepoint the monitor would attach where it exists (doctor lists the missing).
 TRACEPOINTS = (
-    "syscalls/sys_enter_execve",
-    "syscalls/sys_enter_execveat",
-    "sched/sched_process_exec",
-    "syscalls/sys_enter_connect",
-    "syscalls/sys_enter_openat",
-    "syscalls/sys_enter_ptrace",
-    "syscalls/sys_enter_setuid",
-    "syscalls/sys_enter_setreuid",
-    "syscalls/sys_enter_setresuid",
-    "syscalls/sys_enter_setgid",
-    "syscalls/sys_enter_setresgid",
-    "syscalls/sys_enter_capset",
-    "syscalls/sys_enter_mount",
-    "syscalls/sys_enter_umount",
-    "syscalls/sys_enter_bpf",
-    "syscalls/sys_enter_init_module",
-    "syscalls/sys_enter_finit_module",
-    "syscalls/sys_enter_unshare",
-    "syscalls/sys_enter_setns",
-    "sched/sched_process_fork",
-    "sched/sched_process_exit",
+    *(f"syscalls/sys_enter_{n}" for n in abi.SYSCALLS),
+    *abi.TASK_TRACEPOINTS,
 )
-HEADER = struct.Struct("<IIIIQ4q16s")  # kind, pid, tid, uid, ts, num[4], comm
-PATH_OFF, PATH_LEN, ARGV_OFF, ARGC, ARGLEN = 72, 256, 328, 8, 64
-SETID_CALLS = {1: "setuid", 2: "setreuid", 3: "setresuid", 4: "setgid", 5: "setresgid"}
-AT_EMPTY_PATH = 0x1000
-O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o1, 0o2, 0o100, 0o1000
-
-
-def _cstr(raw: bytes, start: int, length: int) -> str:
-    chunk = raw[start : start + length]
-    end = chunk.find(b"\0")
-    return (chunk if end < 0 else chunk[:end]).decode("utf-8", "replace")
+TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+#: Besides the homes root, read-only opens of these are events (system secrets).
+SECRET_PREFIXES = (
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/pam.d/",
+    "/etc/ssh/ssh_host_",
+    "/root/",
+    "/etc/security/opasswd",
+)
 
 
 def tracefs() -> Path | None:
@@ -103,33 +89,12 @@ def kernel_headers() -> str | None:
     return None
 
 
-def decode_sockaddr(raw: bytes) -> tuple[str, str | None, int | None]:
-    """(family, address, port) from the first bytes of a struct sockaddr."""
-    if len(raw) < 2:
-        return "unknown", None, None
-    family = int.from_bytes(raw[0:2], "little")
-    if family == socket.AF_INET and len(raw) >= 8:
-        return "inet", socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big")
-    if family == socket.AF_INET6 and len(raw) >= 24:
-        return (
-            "inet6",
-            socket.inet_ntop(socket.AF_INET6, raw[8:24]),
-            int.from_bytes(raw[2:4], "big"),
-        )
-    if family == socket.AF_UNIX:
-        path = raw[2:].split(b"\0", 1)[0].decode("utf-8", "replace")
-        return "unix", path or None, None
-    return str(family), None, None
-
-
-@dataclass
-class WorkloadView:
-    """What enrichment needs to know about each watched workload."""
-
-    name: str
-    home: str
-    merged: str | None
-    upper: str | None
+def cgroup_id(path: str) -> int | None:
+    """A cgroup v2 directory's id (its inode number), as bpf_get_current_cgroup_id says."""
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 @dataclass
@@ -137,6 +102,7 @@ class SyscallStatus:
     state: str = "stopped"
     detail: str = ""
     tracepoints: list[str] = field(default_factory=list)
+    #: Syscalls whose own tracepoints this kernel lacks (caught through raw_syscalls).
     missing: list[str] = field(default_factory=list)
     events: int = 0
     lost: int = 0
@@ -159,16 +125,21 @@ class SyscallMonitor:
         self.publish = publish
         self.rate, self.burst, self.pages = rate, burst, ringbuf_pages
         self.home_root = home_root.rstrip("/") + "/"
+        self.prefixes = (self.home_root, *SECRET_PREFIXES)[: abi.NPREFIX]
         self.lost_interval = lost_interval
         self.status = SyscallStatus()
-        self.lineage = Lineage()
+        self.decoder = Decode(self.home_root, self.prefixes)
         self._bpf: Any = None
         self._raw: list[bytes] = []
-        self._workloads: dict[int, WorkloadView] = {}
+        self._workloads: dict[int, WorkloadView] = {}  # uid -> view
+        self._index: dict[str, int] = {}  # workload -> its index in the kernel maps
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost_seen = 0
         self._lost_timer: asyncio.TimerHandle | None = None
-        self._boot_offset = time.time() - time.monotonic()
+
+    @property
+    def lineage(self) -> Any:
+        return self.decoder.lineage
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -181,33 +152,60 @@ class SyscallMonitor:
         missing_headers = kernel_headers()
         if missing_headers is not None:
             return self._degraded(missing_headers)
-        present = [tp for tp in TRACEPOINTS if (fs / "events" / tp).is_dir()]
-        self.status.missing = [tp for tp in TRACEPOINTS if tp not in present]
+        events = fs / "events"
+        present = [n for n in abi.SYSCALLS if (events / "syscalls" / f"sys_enter_{n}").is_dir()]
+        raw = {n for n in abi.SYSCALLS if n not in present}
+        tasks = [tp for tp in abi.TASK_TRACEPOINTS if (events / tp).is_dir()]
+        self.status.missing = sorted(raw)
+        source = abi.prelude() + f'#line 1 "{BPF_SOURCE}"\n' + BPF_SOURCE.read_text()
+        source += abi.glue(raw)
         cflags = [f"-DRINGBUF_PAGES={self.pages}"]
-        cflags += [f"-DHAVE_{tp.split('/')[1]}" for tp in present]
+        cflags += [f"-DHAVE_{tp.split('/')[1]}" for tp in tasks]
+        attached: list[str] = []
         try:
             from bcc import BPF  # python3-bpfcc; imported only where BPF is used
 
-            self._bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=cflags)
+            self._bpf = BPF(text=source.encode(), cflags=cflags)
+            for name in present:
+                self._bpf.attach_tracepoint(tp=f"syscalls:sys_enter_{name}", fn_name="on_enter")
+                attached.append(f"syscalls/sys_enter_{name}")
+                if abi.SYSCALLS[name]:
+                    self._bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}", fn_name="on_exit")
+                    attached.append(f"syscalls/sys_exit_{name}")
+            if raw:
+                self._bpf.attach_tracepoint(tp="raw_syscalls:sys_enter", fn_name="on_raw_enter")
+                self._bpf.attach_tracepoint(tp="raw_syscalls:sys_exit", fn_name="on_raw_exit")
+                attached += ["raw_syscalls/sys_enter", "raw_syscalls/sys_exit"]
+            attached += tasks  # TRACEPOINT_PROBEs: BCC attaches them itself
             config = self._bpf["config"]
             config[ctypes.c_int(0)] = ctypes.c_uint64(self.rate)
             config[ctypes.c_int(1)] = ctypes.c_uint64(self.burst)
-            prefix = self.home_root.encode()[:255]
-            table_prefix = self._bpf["open_prefix"]
-            leaf = table_prefix.Leaf()
-            ctypes.memmove(ctypes.addressof(leaf), prefix, len(prefix))
-            table_prefix[ctypes.c_int(0)] = leaf
-            config[ctypes.c_int(2)] = ctypes.c_uint64(min(len(prefix), 64))
-            table = self._bpf["events"]
-            table.open_ring_buffer(self._on_raw)
-            loop.add_reader(table.map_fd, self._drain)
+            table = self._bpf["read_prefixes"]
+            for i, prefix in enumerate(self.prefixes):
+                leaf = table.Leaf()
+                text = prefix.encode()[: abi.PREFIXLEN]
+                leaf.len = len(text)
+                offset = type(leaf).s.offset  # leaf.s reads back as bytes: write in place
+                ctypes.memmove(ctypes.addressof(leaf) + offset, text, len(text))
+                table[ctypes.c_int(i)] = leaf
+            ring = self._bpf["events"]
+            ring.open_ring_buffer(self._on_raw)
+            loop.add_reader(ring.map_fd, self._drain)
         except Exception as exc:  # BCC raises plain Exception for every failure
+            if self._bpf is not None:
+                with contextlib.suppress(Exception):
+                    self._bpf.cleanup()
             self._bpf = None
             return self._degraded(f"BPF program did not load: {exc}")
         _release_compiler_heap()
         self.status.state = "ok"
-        self.status.tracepoints = present
-        self.status.detail = f"{len(present)} tracepoints attached"
+        self.status.tracepoints = attached
+        self.status.detail = f"{len(attached)} tracepoints attached"
+        if raw:
+            self.status.detail += (
+                f"; syscalls without their own tracepoint, caught through raw_syscalls: "
+                f"{', '.join(sorted(raw))}"
+            )
         self._sync_watched()
         self._lost_timer = loop.call_later(self.lost_interval, self._poll_lost)
         self.publish(
@@ -231,19 +229,43 @@ class SyscallMonitor:
         self.status.state = "stopped"
 
     def set_workloads(self, views: Mapping[int, WorkloadView]) -> None:
-        """Watch exactly these uids (the kernel filters on them)."""
+        """Watch exactly these uids, and their cgroups (the kernel filters on them)."""
         self._workloads = dict(views)
+        for v in views.values():
+            if v.name not in self._index:
+                self._index[v.name] = max(self._index.values(), default=0) + 1
+        self.decoder.set_views({self._index[v.name]: v for v in views.values()})
         self._sync_watched()
 
     def _sync_watched(self) -> None:
         if self._bpf is None:
             return
-        watched = self._bpf["watched"]
-        current = {k.value for k in watched}
-        for uid in current - set(self._workloads):
-            del watched[ctypes.c_uint32(uid)]
-        for i, uid in enumerate(sorted(self._workloads)):
-            watched[ctypes.c_uint32(uid)] = ctypes.c_uint32(i + 1)
+        wanted = {uid: self._index[v.name] for uid, v in self._workloads.items()}
+        uids = self._bpf["watched_uids"]
+        for key in [k.value for k in uids]:
+            if key not in wanted:
+                del uids[ctypes.c_uint32(key)]
+        for uid, idx in wanted.items():
+            uids[ctypes.c_uint32(uid)] = ctypes.c_uint32(idx)
+        cgroups = self._bpf["watched_cgroups"]
+        want_cg: dict[int, int] = {}
+        for v in self._workloads.values():
+            for path in v.cgroups:
+                cg = cgroup_id(path)
+                if cg is not None:
+                    want_cg[cg] = self._index[v.name]
+        for key in [k.value for k in cgroups]:
+            if key not in want_cg:
+                del cgroups[ctypes.c_uint64(key)]
+        for cg, idx in want_cg.items():
+            cgroups[ctypes.c_uint64(cg)] = ctypes.c_uint32(idx)
+        # A process watched by lineage stays so only while its workload is configured.
+        live = set(wanted.values())
+        tgids = self._bpf["watched_tgids"]
+        for key, leaf in list(tgids.items()):
+            if leaf.value not in live:
+                with contextlib.suppress(KeyError):
+                    del tgids[key]
 
     # --- ring buffer -----------------------------------------------------------------
 
@@ -256,10 +278,18 @@ class SyscallMonitor:
             return
         self._bpf.ring_buffer_consume()
         batch, self._raw = self._raw, []
+        decode, publish, extra = self.decoder.decode, self.publish, self.decoder.extra
+        throttled = abi.Kind.THROTTLED
         for raw in batch:
-            event = self.decode(raw)
+            event = decode(raw)
             if event is not None:
-                self.publish(event)
+                if raw[0] == throttled:
+                    self.status.throttled += 1
+                publish(event)
+            if extra:
+                for derived in extra:
+                    publish(derived)
+                extra.clear()
         self.status.events += len(batch)
 
     def _poll_lost(self) -> None:
@@ -275,134 +305,6 @@ class SyscallMonitor:
             self.status.lost += delta
             self.publish(ev.Lost(ts=time.time(), count=delta))
 
-    # --- decoding ----------------------------------------------------------------------
-
     def decode(self, raw: bytes) -> ev.Event | None:
-        """One kernel event as a typed event, enriched with workload and lineage."""
-        kind, pid, _tid, uid, ts_ns, n0, n1, n2, n3, comm_b = HEADER.unpack_from(raw)
-        view = self._workloads.get(uid)
-        ts = self._boot_offset + ts_ns / 1e9
-        comm = comm_b.split(b"\0", 1)[0].decode("utf-8", "replace")
-        base: dict[str, Any] = {
-            "ts": ts,
-            "workload": view.name if view else None,
-            "uid": uid,
-            "pid": pid,
-            "comm": comm,
-        }
-        if kind == 15:  # fork: lineage only, published for completeness
-            self.lineage.fork(int(n0), int(n1), uid, ts, comm)
-            return ev.Fork(child=int(n1), ppid=int(n0), **base)
-        base["ppid"] = self.lineage.parent(pid)
-        if kind in (1, 2):
-            filename = _cstr(raw, PATH_OFF, PATH_LEN)
-            argv = [a for a in (_cstr(raw, ARGV_OFF + i * ARGLEN, ARGLEN) for i in range(ARGC))]
-            argv = argv[: argv.index("")] if "" in argv else argv
-            memfd = False
-            if kind == 2 and (int(n1) & AT_EMPTY_PATH or filename in ("", None)):
-                memfd = self._is_memfd(pid, int(n0))
-            elif filename.startswith(("/proc/self/fd/", "/dev/fd/")):
-                fd = filename.rsplit("/", 1)[1]
-                memfd = fd.isdigit() and self._is_memfd(pid, int(fd))
-            path = self._absolute(pid, filename)
-            self.lineage.exec(pid, uid, ts, path, comm)
-            return ev.Exec(
-                filename=path, argv=argv, memfd=memfd, dropped=self._dropped(view, path), **base
-            )
-        if kind == 3:  # the exec happened: only a memfd one is news (the attempt was seen)
-            try:
-                exe = os.readlink(f"/proc/{pid}/exe")
-            except OSError:
-                return None
-            if exe.startswith("/memfd:"):
-                return ev.Exec(filename=exe, memfd=True, **base)
-            return None
-        if kind == 4:
-            addrlen = int(n1)
-            family, addr, port = decode_sockaddr(raw[PATH_OFF : PATH_OFF + min(addrlen, 28)])
-            return ev.Connect(family=family, addr=addr, port=port, **base)
-        if kind == 5:
-            flags = int(n0)
-            path = self._absolute(pid, _cstr(raw, PATH_OFF, PATH_LEN))
-            return ev.Open(
-                path=path,
-                flags=flags,
-                write=bool(flags & (O_WRONLY | O_RDWR)),
-                create=bool(flags & (O_CREAT | O_TRUNC)),
-                other_home=self._other_home(view, path),
-                **base,
-            )
-        if kind == 6:
-            return ev.Ptrace(request=int(n0), target_pid=int(n1), **base)
-        if kind == 7:
-            return ev.Setid(
-                call=SETID_CALLS.get(int(n0), str(n0)),
-                ids=[int(x) for x in (n1, n2, n3) if x != -1],
-                **base,
-            )
-        if kind == 8:
-            return ev.Capset(**base)
-        if kind == 9:
-            return ev.Mount(
-                target=_cstr(raw, PATH_OFF, PATH_LEN),
-                fstype=_cstr(raw, ARGV_OFF, ARGLEN),
-                source=_cstr(raw, ARGV_OFF + ARGLEN, ARGLEN),
-                flags=int(n0),
-                **base,
-            )
-        if kind == 10:
-            return ev.Umount(target=_cstr(raw, PATH_OFF, PATH_LEN), **base)
-        if kind == 11:
-            return ev.Bpf(cmd=int(n0), **base)
-        if kind == 12:
-            return ev.Module(call="init_module" if n0 == 1 else "finit_module", **base)
-        if kind == 13:
-            return ev.Namespace(call="unshare", flags=int(n0), **base)
-        if kind == 14:
-            return ev.Namespace(call="setns", flags=int(n1), **base)
-        if kind == 16:
-            self.lineage.exit(pid)
-            return ev.Exit(**base)
-        if kind == 17:
-            self.status.throttled += 1
-            return ev.Throttled(dropped=int(n0), **base)
-        return None
-
-    # --- enrichment --------------------------------------------------------------------
-
-    @staticmethod
-    def _absolute(pid: int, path: str) -> str:
-        if not path or path.startswith("/"):
-            return path
-        try:
-            return os.path.normpath(os.path.join(os.readlink(f"/proc/{pid}/cwd"), path))
-        except OSError:
-            return path
-
-    @staticmethod
-    def _is_memfd(pid: int, fd: int) -> bool:
-        try:
-            return os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:")
-        except OSError:
-            return False
-
-    @staticmethod
-    def _dropped(view: WorkloadView | None, path: str) -> bool:
-        """Does the executed file live where the workload writes?"""
-        if view is None or not path.startswith("/"):
-            return False
-        if path.startswith(view.home.rstrip("/") + "/work/"):
-            return True
-        if view.merged and view.upper and path.startswith(view.merged.rstrip("/") + "/"):
-            rel = path[len(view.merged.rstrip("/")) + 1 :]
-            return os.path.lexists(os.path.join(view.upper, rel))
-        return False
-
-    def _other_home(self, view: WorkloadView | None, path: str) -> str | None:
-        if not path.startswith(self.home_root):
-            return None
-        owner = path[len(self.home_root) :].split("/", 1)[0]
-        names = {v.name for v in self._workloads.values()}
-        if owner in names and (view is None or owner != view.name):
-            return owner
-        return None
+        """One kernel record as a typed event (tests and benchmarks use this)."""
+        return self.decoder.decode(raw)

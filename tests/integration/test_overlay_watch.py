@@ -144,6 +144,18 @@ def test_other_file_operations_are_reported(watched, op):
     found = stream.find(lambda e: e.get("kind") == "file" and e.get("op") == op)
     stream.sock.close()
     [e] = found[:1]
-    assert e["workload"] == "w" and e["path"].startswith(str(upper_of(daemon)))
+    assert e["workload"] == "w" and e["upper"].startswith(str(upper_of(daemon)))
     if op == "write":
         assert e["size"] == len("again, longer")
+
+
+def test_paths_are_where_the_workload_sees_the_file_not_the_upper_layer(watched):
+    daemon, _ = watched
+    stream = Stream(daemon.control)
+    (upper_of(daemon) / "seen-as.txt").write_text("x")
+    found = stream.find(lambda e: e.get("kind") == "file" and e.get("op") == "create")
+    stream.sock.close()
+    [e] = found[:1]
+    # home_root is the default /home: the workload's merged view is /home/w/shared.
+    assert e["path"] == "/home/w/shared/seen-as.txt"
+    assert e["upper"] == str(upper_of(daemon) / "seen-as.txt")

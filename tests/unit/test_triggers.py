@@ -41,6 +41,7 @@ def test_glob_on_a_path_and_bool_fields():
     )
     e.on_event(
         ev.Open(
+            result=0,
             ts=1,
             workload="w",
             path="/home/w/.ssh/authorized_keys",
@@ -51,10 +52,20 @@ def test_glob_on_a_path_and_bool_fields():
     )
     e.on_event(
         ev.Open(
-            ts=1, workload="w", path="/home/w/.ssh/known_hosts", flags=0, write=False, create=False
+            result=0,
+            ts=1,
+            workload="w",
+            path="/home/w/.ssh/known_hosts",
+            flags=0,
+            write=False,
+            create=False,
         )
     )
-    e.on_event(ev.Open(ts=1, workload="w", path="/home/w/notes", flags=1, write=True, create=False))
+    e.on_event(
+        ev.Open(
+            result=0, ts=1, workload="w", path="/home/w/notes", flags=1, write=True, create=False
+        )
+    )
     assert [a.event.path for a in fired] == ["/home/w/.ssh/authorized_keys"]
     assert fired[0].severity == "high" and fired[0].responses == ["alert"]
 
@@ -66,7 +77,7 @@ def test_cidr_and_lists():
         "port = [22, 80]\n"
     )
     for addr, port in (("10.1.2.3", 22), ("10.1.2.3", 443), ("8.8.8.8", 22), ("fd00::1", 80)):
-        e.on_event(ev.Connect(ts=1, family="inet", addr=addr, port=port))
+        e.on_event(ev.Connect(result=0, ts=1, family="inet", addr=addr, port=port))
     assert [(a.event.addr, a.event.port) for a in fired] == [("10.1.2.3", 22), ("fd00::1", 80)]
 
 
@@ -74,8 +85,8 @@ def test_a_list_field_matches_when_any_element_does():
     e, fired = engine(
         '[[trigger]]\nname = "rm"\nkind = "exec"\n[trigger.match]\nargv = { regex = "-rf?" }\n'
     )
-    e.on_event(ev.Exec(ts=1, filename="/bin/rm", argv=["rm", "-rf", "/"]))
-    e.on_event(ev.Exec(ts=1, filename="/bin/ls", argv=["ls", "-l"]))
+    e.on_event(ev.Exec(result=0, ts=1, filename="/bin/rm", argv=["rm", "-rf", "/"]))
+    e.on_event(ev.Exec(result=0, ts=1, filename="/bin/ls", argv=["ls", "-l"]))
     assert len(fired) == 1
 
 
@@ -87,7 +98,7 @@ def test_rate_fires_when_count_falls_within_the_window():
     )
     for t in (0, 1, 20, 21, 22):
         now[0] = t
-        e.on_event(ev.Connect(ts=t, workload="w", family="inet"))
+        e.on_event(ev.Connect(result=0, ts=t, workload="w", family="inet"))
     assert len(fired) == 1  # 20, 21, 22; the first two fell out of the window
 
 
@@ -98,7 +109,7 @@ def test_except_tags_exempt_a_workload():
         tags={"dev": frozenset({"uses-shell"}), "prod": frozenset()},
     )
     for w in ("dev", "prod"):
-        e.on_event(ev.Exec(ts=1, workload=w, filename="/bin/sh"))
+        e.on_event(ev.Exec(result=0, ts=1, workload=w, filename="/bin/sh"))
     assert [a.event.workload for a in fired] == ["prod"]
 
 
@@ -131,3 +142,69 @@ def test_pyinotify_imports_without_asyncore():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "AsyncioNotifier", out.stderr
+
+
+def test_a_failed_syscall_matches_only_a_trigger_that_asks_for_failures():
+    text = (
+        '[[trigger]]\nname = "ran"\nkind = "exec"\n[trigger.match]\nfilename = "/bin/sh"\n'
+        '[[trigger]]\nname = "tried"\nkind = "exec"\noutcome = "failure"\n'
+        '[trigger.match]\nfilename = "/bin/sh"\n'
+        '[[trigger]]\nname = "either"\nkind = "exec"\noutcome = "any"\n'
+        '[trigger.match]\nfilename = "/bin/sh"\n'
+    )
+    e, fired = engine(text)
+    e.on_event(ev.Exec(result=-2, error="ENOENT", ts=1, workload="w", filename="/bin/sh"))
+    assert [a.trigger for a in fired] == ["tried", "either"]
+    fired.clear()
+    e.on_event(ev.Exec(result=0, ts=1, workload="w", filename="/bin/sh"))
+    assert [a.trigger for a in fired] == ["ran", "either"]
+
+
+def test_unless_keeps_a_trigger_from_firing_on_what_it_names():
+    e, fired = engine(
+        '[[trigger]]\nname = "lan"\nkind = "connect"\n'
+        '[trigger.match]\naddr = { cidr = ["10.0.0.0/8"] }\n'
+        '[trigger.unless]\nservice = { glob = "*" }\n'
+    )
+    e.on_event(ev.Connect(result=0, ts=1, family="inet", addr="10.0.0.53", service="dns"))
+    e.on_event(ev.Connect(result=0, ts=1, family="inet", addr="10.0.0.9"))
+    assert [a.event.addr for a in fired] == ["10.0.0.9"]
+
+
+def test_an_exemption_in_another_file_narrows_a_default_trigger(tmp_path):
+    d = tmp_path / "triggers.d"
+    d.mkdir()
+    (d / "50-builder.toml").write_text(
+        '[[exempt]]\ntrigger = "shell-or-network-tool"\nworkloads = ["builder"]\n'
+        '[exempt.match]\nfilename = "/usr/bin/ssh"\n'
+    )
+    triggers = load_triggers(d)
+    fired = []
+    e = TriggerEngine(triggers, {}, fired.append)
+    for workload, filename in [
+        ("builder", "/usr/bin/ssh"),
+        ("builder", "/usr/bin/curl"),
+        ("other", "/usr/bin/ssh"),
+    ]:
+        e.on_event(ev.Exec(result=0, ts=1, workload=workload, filename=filename))
+    got = [
+        (a.event.workload, a.event.filename) for a in fired if a.trigger == "shell-or-network-tool"
+    ]
+    assert got == [("builder", "/usr/bin/curl"), ("other", "/usr/bin/ssh")]
+
+
+def test_an_exemption_for_a_trigger_that_does_not_exist_is_an_error(tmp_path):
+    d = tmp_path / "triggers.d"
+    d.mkdir()
+    (d / "50-x.toml").write_text('[[exempt]]\ntrigger = "no-such"\n')
+    with pytest.raises(TriggerError, match="no trigger named 'no-such'"):
+        load_triggers(d)
+
+
+def test_a_setuid_drop_is_not_an_alert_and_a_gain_is():
+    triggers = [t for t in load_triggers(None) if t.name == "setuid-attempt"]
+    fired = []
+    e = TriggerEngine(triggers, {}, fired.append)
+    e.on_event(ev.Setid(result=0, ts=1, workload="w", call="setresuid", ids=[1000], gain=False))
+    e.on_event(ev.Setid(result=-1, ts=1, workload="w", call="setuid", ids=[0], gain=True))
+    assert [a.event.ids for a in fired] == [[0]]

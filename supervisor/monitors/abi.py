@@ -1,0 +1,311 @@
+"""The interface between bpf/monitor.c and its loader, declared once, here.
+
+The event record (`RawEvent`), the event kinds (`Kind`), the sizes, and which syscalls
+are watched (`SYSCALLS`) are Python; the loader renders them into C above bpf/monitor.c
+(`prelude()`: `struct event`, `#define K_EXEC 1`, ...) and generates the tracepoint glue
+below it (`glue()`), so the two sides cannot drift apart. BCC's own tools share a layout
+the same way in the other direction (a C struct read back through ctypes); rendering it
+from ctypes keeps the one declaration where the decoders are.
+
+Each watched syscall has one handler in C, `enter_NAME(a0..a5)`, taking the raw syscall
+arguments. One program (`on_enter`) dispatches to them by syscall number and is attached
+to `syscalls/sys_enter_NAME` wherever this kernel has that tracepoint; a syscall whose
+tracepoint is missing is caught through `raw_syscalls/sys_enter`, filtered by number in
+the kernel (this kernel has no `init_module` tracepoints, for one). Outcomes come from
+`sys_exit_NAME` (or `raw_syscalls/sys_exit`) through `finish()`. One program for all
+keeps compiling and loading to a second or two, where one per tracepoint took eight.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from enum import IntEnum
+from typing import Any
+
+PATHLEN = 256  # a path as passed (bytes, NUL included)
+COMMLEN = 16
+NUMS = 6  # per-kind numbers: fds, flags, ids, modes...
+ARGC, ARGLEN = 8, 64  # exec: the first ARGC arguments, each cut at ARGLEN
+ENVC, ENVLEN = 4, 64  # exec: up to ENVC environment entries that matter (LD_*, HISTFILE, *_proxy)
+ENVSCAN = 64  # environment entries looked at, from the first
+DATALEN = ARGC * ARGLEN + ENVC * ENVLEN  # exec arguments and environment; a second path
+GIDS = 16  # setgroups: the first GIDS groups asked for
+NPREFIX, PREFIXLEN = 8, 64  # in-kernel read filter: up to NPREFIX path prefixes
+
+
+class Kind(IntEnum):
+    """What a record from the kernel is; the C side sees these as K_<NAME>."""
+
+    EXEC = 1
+    CONNECT = 2
+    BIND = 3
+    LISTEN = 4
+    SOCKET = 5
+    OPEN = 6
+    PTRACE = 7
+    SETID = 8
+    CAPSET = 9
+    MOUNT = 10
+    UMOUNT = 11
+    BPF = 12
+    MODULE = 13
+    UNSHARE = 14
+    SETNS = 15
+    FORK = 16
+    EXIT = 17
+    THROTTLED = 18
+    RENAME = 19
+    LINK = 20
+    SYMLINK = 21
+    UNLINK = 22
+    MKNOD = 23
+    CHMOD = 24
+    CHOWN = 25
+    UTIMES = 26
+    MEMFD = 27
+    DUP = 28
+    CLOSE = 29
+    CHDIR = 30
+    COMM = 31
+    PIPE = 32
+
+
+class SetidCall(IntEnum):
+    """Which call of the id family a K_SETID record is (its num[0]); C: SC_<NAME>."""
+
+    SETUID = 1
+    SETREUID = 2
+    SETRESUID = 3
+    SETGID = 4
+    SETREGID = 5
+    SETRESGID = 6
+    SETFSUID = 7
+    SETFSGID = 8
+    SETGROUPS = 9
+
+
+#: Watched syscalls: name -> whether its exit is traced (the outcome). Handlers that
+#: need no outcome (close: only the fd table cares) send at entry.
+SYSCALLS: dict[str, bool] = {
+    "execve": True,
+    "execveat": True,
+    "open": True,
+    "openat": True,
+    "openat2": True,
+    "creat": True,
+    "connect": True,
+    "bind": True,
+    "listen": True,
+    "socket": True,
+    "ptrace": True,
+    "setuid": True,
+    "setreuid": True,
+    "setresuid": True,
+    "setgid": True,
+    "setregid": True,
+    "setresgid": True,
+    "setfsuid": True,
+    "setfsgid": True,
+    "setgroups": True,
+    "capset": True,
+    "mount": True,
+    "umount": True,
+    "bpf": True,
+    "init_module": True,
+    "finit_module": True,
+    "unshare": True,
+    "setns": True,
+    "rename": True,
+    "renameat": True,
+    "renameat2": True,
+    "link": True,
+    "linkat": True,
+    "symlink": True,
+    "symlinkat": True,
+    "unlink": True,
+    "unlinkat": True,
+    "rmdir": True,
+    "mknod": True,
+    "mknodat": True,
+    "chmod": True,
+    "fchmod": True,
+    "fchmodat": True,
+    "fchmodat2": True,
+    "chown": True,
+    "fchown": True,
+    "lchown": True,
+    "fchownat": True,
+    "utimensat": True,
+    "memfd_create": True,
+    "dup": True,
+    "dup2": True,
+    "dup3": True,
+    "fcntl": True,
+    "close": False,
+    "chdir": True,
+    "fchdir": True,
+    "pipe": True,
+    "pipe2": True,
+}
+#: Tracepoints named after the syscall's definition where its number is another name.
+NR_NAMES = {"umount": "umount2"}
+#: Scheduler and task tracepoints: lineage, the exec that happened, renames.
+TASK_TRACEPOINTS = (
+    "sched/sched_process_exec",
+    "sched/sched_process_exit",
+    "task/task_newtask",
+    "task/task_rename",
+)
+
+
+class RawEvent(ctypes.Structure):
+    """One record in the ring buffer (struct event on the C side)."""
+
+    _fields_ = (
+        ("kind", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),  # thread group id (what user space calls the pid)
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),  # real uid and gid when the syscall began
+        ("gid", ctypes.c_uint32),
+        ("workload", ctypes.c_uint32),  # index of the watched workload (never 0)
+        ("ts", ctypes.c_uint64),  # ktime ns, at entry
+        ("result", ctypes.c_int64),  # the syscall's return value (-errno on failure)
+        ("num", ctypes.c_int64 * NUMS),
+        ("comm", ctypes.c_char * COMMLEN),
+        ("path", ctypes.c_char * PATHLEN),
+        ("data", ctypes.c_char * DATALEN),  # argv and env, a second path, gids
+    )
+
+
+DATA_OFF: int = RawEvent.data.offset
+EVENT_SIZE = ctypes.sizeof(RawEvent)
+
+_C_TYPES: dict[Any, str] = {
+    ctypes.c_uint32: "u32",
+    ctypes.c_int32: "s32",
+    ctypes.c_uint64: "u64",
+    ctypes.c_int64: "s64",
+    ctypes.c_char: "char",
+}
+
+
+def _c_field(name: str, ctype: Any) -> str:
+    dims = ""
+    while hasattr(ctype, "_length_"):
+        dims += f"[{ctype._length_}]"
+        ctype = ctype._type_
+    return f"    {_C_TYPES[ctype]} {name}{dims};"
+
+
+def defines() -> dict[str, int]:
+    """Every constant the C side uses, by its C name."""
+    out = {
+        "PATHLEN": PATHLEN,
+        "COMMLEN": COMMLEN,
+        "NUMS": NUMS,
+        "ARGC": ARGC,
+        "ARGLEN": ARGLEN,
+        "ENVC": ENVC,
+        "ENVLEN": ENVLEN,
+        "ENVSCAN": ENVSCAN,
+        "DATALEN": DATALEN,
+        "GIDS": GIDS,
+        "NPREFIX": NPREFIX,
+        "PREFIXLEN": PREFIXLEN,
+    }
+    out |= {f"K_{k.name}": k.value for k in Kind}
+    out |= {f"SC_{c.name}": c.value for c in SetidCall}
+    return out
+
+
+def prelude() -> str:
+    """The C declarations bpf/monitor.c builds on, rendered from this module."""
+    lines = ["// Rendered from supervisor/monitors/abi.py: do not edit here."]
+    lines += [f"#define {name} {value}" for name, value in defines().items()]
+    lines.append("struct event {")
+    lines += [_c_field(name, ctype) for name, ctype in RawEvent._fields_]
+    lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
+def glue(raw: set[str]) -> str:
+    """The programs the loader attaches: `on_enter` (to every sys_enter_NAME of SYSCALLS)
+    and `on_exit` (to every sys_exit_NAME with an outcome) dispatch by syscall number;
+    `on_raw_enter` and `on_raw_exit` (to raw_syscalls, only when `raw` names syscalls
+    whose own tracepoints this kernel lacks) let only those through."""
+
+    def case(n: str) -> str:
+        return (
+            f"    case __NR_{NR_NAMES.get(n, n)}: "
+            f"return enter_{n}(a[0], a[1], a[2], a[3], a[4], a[5]);"
+        )
+
+    cases = "\n".join(case(n) for n in SYSCALLS if n not in raw)
+    raw_cases = "\n".join(case(n) for n in sorted(raw))
+    wanted = " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw)) or "0"
+    exits = (
+        " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw) if SYSCALLS[n]) or "0"
+    )
+    return f"""// Rendered from supervisor/monitors/abi.py: the syscall programs.
+// Every syscall tracepoint (and raw_syscalls/sys_enter) has the number at offset 8 and
+// six 8-byte argument slots from 16; the slots past a syscall's own arguments are read
+// but never used.
+#define ARGS(ctx) u64 a[6] = {{}}; bpf_probe_read_kernel(a, sizeof(a), (char *)(ctx) + 16)
+int on_enter(void *ctx) {{
+    int nr = *(int *)((char *)ctx + 8);
+    ARGS(ctx);
+    switch (nr) {{
+{cases}
+    }}
+    return 0;
+}}
+int on_exit(void *ctx) {{
+    return finish(*(long *)((char *)ctx + 16));
+}}
+int on_raw_enter(void *ctx) {{
+    long nr = *(long *)((char *)ctx + 8);
+    if (!({wanted}))
+        return 0;  // every other syscall of every process: one comparison or two
+    ARGS(ctx);
+    switch (nr) {{
+{raw_cases}
+    }}
+    return 0;
+}}
+int on_raw_exit(void *ctx) {{
+    long nr = *(long *)((char *)ctx + 8);
+    if (!({exits}))
+        return 0;
+    return finish(*(long *)((char *)ctx + 16));
+}}
+"""
+
+
+_STRUCT_CODES: dict[Any, str] = {
+    ctypes.c_uint32: "I",
+    ctypes.c_int32: "i",
+    ctypes.c_uint64: "Q",
+    ctypes.c_int64: "q",
+    ctypes.c_char: "s",
+}
+
+
+def _header_format() -> str:
+    """A struct format for every field before `path`, from RawEvent (so decoding the
+    header is one unpack, and still follows the one declaration)."""
+    fmt = "<"
+    for name, ctype in RawEvent._fields_:
+        if name == "path":
+            break
+        if hasattr(ctype, "_length_"):
+            fmt += f"{ctype._length_}{_STRUCT_CODES[ctype._type_]}"
+        else:
+            fmt += _STRUCT_CODES[ctype]
+    return fmt
+
+
+#: kind, pid, tid, uid, gid, workload, ts, result, num[0..NUMS-1], comm
+HEADER = struct.Struct(_header_format())
+PATH_OFF: int = RawEvent.path.offset
+assert HEADER.size == PATH_OFF, "the header format must cover every field before path"

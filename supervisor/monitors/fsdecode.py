@@ -1,0 +1,189 @@
+"""The decoders of records about files: opens, renames, links, removals, modes, owners,
+times, memfds, cwd changes. Paths are resolved against the process's cwd or dirfd
+(lineage.resolve), and what a watched process makes is recorded (provenance)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import events as ev
+from .abi import DATA_OFF, PATH_OFF, PATHLEN
+from .lineage import AT_FDCWD, Fd, Lineage, Proc, read_fd, resolve
+from .provenance import Provenance
+
+AT_REMOVEDIR = 0x200
+O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o1, 0o2, 0o100, 0o1000
+O_DIRISH = 0o200000 | 0o10000000  # O_DIRECTORY | O_PATH
+O_CLOEXEC = 0o2000000
+MFD_CLOEXEC = 1
+#: Paths that are never a dropped file (writes to them are not files being made), but
+#: for /dev/shm.
+NOT_FILES = ("/dev/", "/proc/", "/sys/")
+
+
+def cstr(raw: bytes, start: int, length: int) -> str:
+    chunk = raw[start : start + length]
+    end = chunk.find(b"\0")
+    return (chunk if end < 0 else chunk[:end]).decode("utf-8", "replace")
+
+
+class FileDecoders:
+    """Mixed into decode.Decode (which has the table)."""
+
+    home_root: str
+    read_prefixes: tuple[str, ...]
+    names: frozenset[str]
+    lineage: Lineage
+    provenance: Provenance
+
+    @staticmethod
+    def _path(raw: bytes) -> str:
+        return cstr(raw, PATH_OFF, PATHLEN)
+
+    @staticmethod
+    def _path2(raw: bytes) -> str:
+        return cstr(raw, DATA_OFF, PATHLEN)
+
+    def _fd_path(self, p: Proc, fd: int) -> tuple[str, bool]:
+        f = p.fds.get(fd)
+        if f is not None and f.kind in ("dir", "file"):
+            return f.name, True
+        if f is not None and f.kind == "memfd":
+            return f"/memfd:{f.name}", True
+        found = read_fd(p.pid, fd)
+        return (found, True) if found else (f"<fd {fd}>", False)
+
+    def _target(self, p: Proc, dirfd: int, path: str, by_fd: bool) -> tuple[str, bool]:
+        """The file a path-or-fd syscall acted on."""
+        if by_fd or not path:
+            return self._fd_path(p, dirfd)
+        return resolve(p, dirfd, path)
+
+    def _wanted_read(self, path: str) -> bool:
+        return path.startswith(self.read_prefixes)
+
+    def _other_home(self, workload: str | None, path: str) -> str | None:
+        if not path.startswith(self.home_root):
+            return None
+        owner = path[len(self.home_root) :].split("/", 1)[0]
+        if owner in self.names and owner != workload:
+            return owner
+        return None
+
+    def _made(self, path: str, base: dict[str, Any], how: str) -> None:
+        if path.startswith("/") and (
+            not path.startswith(NOT_FILES) or path.startswith("/dev/shm/")
+        ):
+            self.provenance.made(path, base["pid"], base["comm"], how)
+
+    # --- files ---------------------------------------------------------------------------
+
+    def _open(self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int) -> Any:
+        flags = int(n[0])
+        path, resolved = resolve(p, int(n[1]), self._path(raw))
+        write = bool(flags & (O_WRONLY | O_RDWR))
+        create = bool(flags & (O_CREAT | O_TRUNC))
+        if res >= 0:
+            if flags & O_DIRISH:
+                p.fds[res] = Fd("dir", path, cloexec=bool(flags & O_CLOEXEC))
+            if write or create:
+                self._made(path, base, "write")
+        if not (write or create) and not self._wanted_read(path):
+            return None  # sent for the fd table or to be resolved; not an event
+        return ev.Open(
+            path=path,
+            flags=flags,
+            write=write,
+            create=create,
+            truncate=bool(flags & O_TRUNC),
+            other_home=self._other_home(base["workload"], path),
+            resolved=resolved,
+            **base,
+        )
+
+    def _rename(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        old, _ = resolve(p, int(n[0]), self._path(raw))
+        new, _ = resolve(p, int(n[1]), self._path2(raw))
+        if res == 0:
+            self.provenance.moved(old, new, base["pid"], base["comm"])
+        return ev.Rename(old=old, new=new, **base)
+
+    def _link(self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int) -> Any:
+        target, _ = resolve(p, int(n[0]), self._path(raw))
+        path, _ = resolve(p, int(n[1]), self._path2(raw))
+        if res == 0:
+            self._made(path, base, "link")
+        return ev.Link(target=target, path=path, **base)
+
+    def _symlink(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        path, _ = resolve(p, int(n[1]), self._path2(raw))
+        return ev.Symlink(target=self._path(raw), path=path, **base)
+
+    def _unlink(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        path, _ = resolve(p, int(n[0]), self._path(raw))
+        if res == 0:
+            self.provenance.removed(path)
+        return ev.Unlink(path=path, dir=bool(int(n[1]) & AT_REMOVEDIR), **base)
+
+    def _mknod(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        path, _ = resolve(p, int(n[0]), self._path(raw))
+        return ev.Mknod(path=path, mode=int(n[1]), dev=int(n[2]), **base)
+
+    def _chmod(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        path, _ = self._target(p, int(n[0]), self._path(raw), by_fd=int(n[2]) == 1)
+        mode = int(n[1])
+        made = self.provenance.maker(path) is not None
+        if res == 0 and mode & 0o111:
+            self._made(path, base, "chmod")
+        return ev.Chmod(
+            path=path,
+            mode=mode,
+            setid=bool(mode & 0o6000),
+            exec=bool(mode & 0o111),
+            dropped=made,
+            **base,
+        )
+
+    def _chown(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        path, _ = self._target(p, int(n[0]), self._path(raw), by_fd=int(n[3]) == 1)
+        return ev.Chown(path=path, owner=int(n[1]), group=int(n[2]), **base)
+
+    def _utimes(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        path, _ = self._target(p, int(n[0]), self._path(raw), by_fd=False)
+        explicit = int(n[5]) == 0
+        return ev.Utimes(
+            path=path, explicit=explicit, mtime=int(n[3]) if explicit else None, **base
+        )
+
+    def _memfd(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        name = self._path(raw)
+        if res >= 0:
+            p.fds[res] = Fd("memfd", name, cloexec=bool(int(n[0]) & MFD_CLOEXEC))
+        return ev.Memfd(name=name, flags=int(n[0]), **base)
+
+    def _chdir(
+        self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int
+    ) -> Any:
+        if res == 0:
+            if int(n[1]) == 1:
+                path, known = self._fd_path(p, int(n[0]))
+            else:
+                path, known = resolve(p, AT_FDCWD, self._path(raw))
+            p.cwd = path if known else None
+        return None

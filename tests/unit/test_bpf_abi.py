@@ -1,0 +1,33 @@
+"""The BPF interface is declared once (supervisor/monitors/abi.py) and rendered into C."""
+
+from __future__ import annotations
+
+import ctypes
+
+from supervisor.monitors import abi
+
+
+def test_the_rendered_struct_has_every_field_of_the_ctypes_layout_in_order():
+    c = abi.prelude()
+    body = c[c.index("struct event {") : c.index("};")]
+    names = [line.split()[1].split("[")[0].rstrip(";") for line in body.splitlines()[1:]]
+    assert names == [name for name, _ in abi.RawEvent._fields_]
+
+
+def test_the_header_format_ends_where_the_path_begins():
+    assert abi.HEADER.size == abi.RawEvent.path.offset
+    assert ctypes.sizeof(abi.RawEvent) == abi.DATA_OFF + abi.DATALEN
+
+
+def test_every_kind_is_a_c_macro():
+    c = abi.prelude()
+    for kind in abi.Kind:
+        assert f"#define K_{kind.name} {kind.value}\n" in c
+
+
+def test_a_syscall_without_its_tracepoint_is_dispatched_through_raw_syscalls_only():
+    glue = abi.glue({"init_module"})
+    raw = glue[glue.index("int on_raw_enter") :]
+    assert "nr == __NR_init_module" in raw and "enter_init_module" in raw
+    main = glue[glue.index("int on_enter") : glue.index("int on_raw_enter")]
+    assert "enter_init_module" not in main and "case __NR_openat:" in main
