@@ -93,9 +93,12 @@ def test_garbage_over_the_socket_gets_one_typed_reply_per_line(
     make_user, make_daemon, journal, profile, row
 ):
     user = make_user()
+    # Every refused line is to have its own record here, so the per-uid budget for
+    # refusals (the hostile rows show it aggregating) is lifted.
     daemon = make_daemon(
         {"w": user},
         {"10.toml": '[[rule]]\naction = "*"\nsource = "w"\ntarget = "*"\ndecision = "deny"\n'},
+        '[server]\nsocket_group = "cvt-no-such-group"\n[audit]\nrejected_burst = 1000000\n',
     )
     rng = random.Random(SEED)
     chain = daemon.chain
