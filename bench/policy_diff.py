@@ -22,7 +22,7 @@ from typing import Any
 from bench.common import machine, write_result
 from policy import load_policy_texts
 from policy.diff import diff_policies
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = [f"w{i}" for i in range(20)]
 AIM_S = 1.0

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.common import machine, write_result
 from policy import evaluate, load_policy_texts
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = [f"w{i}" for i in range(20)]
 CASBIN_MODEL = """

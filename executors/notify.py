@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from policy.units import parse_rate
+from policy.quantities import parse_rate
 
 from .base import Action, ExecContext, ExecError, IntentBase, ResultBase
 

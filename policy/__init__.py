@@ -8,7 +8,7 @@ from .evaluate import evaluate, runs_on
 from .explain import Explanation, explain
 from .lint import Finding, lint
 from .load import load_policy_dir, load_policy_texts
-from .model import DEFAULT_RULE, Decision, Policy, Rule, Verdict, Workloads
+from .model import DEFAULT_RULE, Decision, Policy, Rule, Ruling, Workloads
 from .testing import Normaliser, TestFailure, run_tests
 
 __all__ = [
@@ -23,8 +23,8 @@ __all__ = [
     "PolicyError",
     "PolicyTestError",
     "Rule",
+    "Ruling",
     "TestFailure",
-    "Verdict",
     "Workloads",
     "evaluate",
     "explain",

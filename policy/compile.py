@@ -14,8 +14,8 @@ from .constraints import Exact, parse_constraint
 from .drafts import FileDraft, GroupDraft, Positioned, RuleDraft, RuleSpec, TestDraft
 from .errors import PolicyError
 from .model import APPROVERS, Constraint, Policy, PolicyTest, Rule, Workloads
+from .quantities import parse_grant, parse_rate, parse_timeout
 from .subjects import ANY, NAME, SELF, source_error, source_matches, target_error
-from .units import parse_grant, parse_rate, parse_timeout
 
 BUILTIN_GROUPS = ("readonly", "mutating")
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")

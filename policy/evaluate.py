@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .model import DEFAULT_DENY, Policy, Rule, Verdict
+from .model import DEFAULT_DENY, Policy, Rule, Ruling
 from .subjects import ANY, DEFAULT, SELF, source_matches, target_matches
 
 
@@ -22,8 +22,8 @@ def candidates(policy: Policy, source: str, action: str) -> tuple[Rule, ...]:
 
 def evaluate(
     policy: Policy, source: str, action: str, target: str | None, params: Mapping[str, object]
-) -> Verdict:
-    """The verdict for `source` asking `action` on `target` with `params`."""
+) -> Ruling:
+    """The ruling for `source` asking `action` on `target` with `params`."""
     workloads = policy.workloads
     on_sender = action in policy.sender_actions
     for rule in candidates(policy, source, action):
@@ -39,8 +39,8 @@ def evaluate(
             if not c.matches(params.get(c.param)):
                 break
         else:
-            verdict: Verdict = rule.verdict
-            return verdict
+            ruling: Ruling = rule.ruling
+            return ruling
     return DEFAULT_DENY
 
 

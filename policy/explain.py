@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from .model import DEFAULT_DENY, Policy, Rule, Verdict
+from .model import DEFAULT_DENY, Policy, Rule, Ruling
 from .subjects import covers_target, source_matches
 
 
@@ -19,9 +19,9 @@ class Step(msgspec.Struct, frozen=True):
 
 
 class Explanation(msgspec.Struct, frozen=True):
-    """The verdict, the rules considered for this action in order, and how many were not."""
+    """The ruling, the rules considered for this action in order, and how many were not."""
 
-    verdict: Verdict
+    ruling: Ruling
     steps: list[Step]
     other_actions: int
 
@@ -64,6 +64,6 @@ def explain(
         reason = why_not(rule, source, action, target, params, policy)
         if reason is None:
             steps.append(Step(rule=rule, matched=True, reason="matches"))
-            return Explanation(verdict=rule.verdict, steps=steps, other_actions=other)
+            return Explanation(ruling=rule.ruling, steps=steps, other_actions=other)
         steps.append(Step(rule=rule, matched=False, reason=reason))
-    return Explanation(verdict=DEFAULT_DENY, steps=steps, other_actions=other)
+    return Explanation(ruling=DEFAULT_DENY, steps=steps, other_actions=other)

@@ -1,4 +1,4 @@
-"""The policy model: rules that remember where they were written, verdicts, the policy."""
+"""The policy model: rules that remember where they were written, rulings, the policy."""
 
 from __future__ import annotations
 
@@ -65,15 +65,15 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     #: `file:line` plus a hash of everything the rule says: prompts and grants are keyed
     #: by it, so an edited rule (same line, other content) is another rule.
     identity: str = ""
-    #: The verdict this rule gives, built once.
-    verdict: Any = None
+    #: The ruling this rule gives, built once.
+    ruling: Any = None
 
     def __post_init__(self) -> None:
         if not self.where:
             msgspec.structs.force_setattr(self, "where", f"{self.file}:{self.line}")
         if not self.identity:
             msgspec.structs.force_setattr(self, "identity", f"{self.where}#{self._content_hash()}")
-        msgspec.structs.force_setattr(self, "verdict", Verdict(decision=self.decision, rule=self))
+        msgspec.structs.force_setattr(self, "ruling", Ruling(decision=self.decision, rule=self))
 
     def _content_hash(self) -> str:
         content = "\x1f".join(
@@ -95,7 +95,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
         return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
-class Verdict(msgspec.Struct, frozen=True):
+class Ruling(msgspec.Struct, frozen=True):
     """The outcome of evaluation: a decision and the rule that made it (None = default)."""
 
     decision: Decision
@@ -107,7 +107,7 @@ class Verdict(msgspec.Struct, frozen=True):
         return self.rule.where if self.rule is not None else DEFAULT_RULE
 
 
-DEFAULT_DENY = Verdict(decision="deny", rule=None)
+DEFAULT_DENY = Ruling(decision="deny", rule=None)
 
 
 class PolicyTest(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from executors import ACTIONS
-from policy.units import parse_grant
+from policy.quantities import parse_grant
 
 from .approvals.broker import Broker
 from .approvals.grants import Grant, GrantStore

@@ -17,6 +17,7 @@ from executors.base import Account
 from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
 
 from . import sdnotify
+from .actions import POLICY_CATALOG, normalise_params
 from .activation import code_identity, handoff
 from .approvals.broker import Broker
 from .approvals.grants import GrantStore
@@ -24,7 +25,6 @@ from .approvals.leftovers import deny_leftovers
 from .approvals.sanitize import visible
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
 from .audit.chain import ended
-from .catalog import POLICY_CATALOG, normalise_params
 from .config import (
     EMBEDDED_POLICY_NAME,
     Config,

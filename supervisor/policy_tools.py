@@ -33,10 +33,10 @@ from policy import (
 from policy.diff import Change, diff_policies, render_text
 from policy.diff.values import Undecided
 
+from .actions import POLICY_CATALOG, normalise_params
 from .approvals.grants import Grant, GrantStore, intent_key
 from .audit import log as audit_log
 from .capabilities import describe
-from .catalog import POLICY_CATALOG, normalise_params
 from .config import Config, ConfigError, Paths, load_config
 
 
@@ -163,7 +163,7 @@ def explain_request(
         print(f"invalid params: {exc} (it would be refused as invalid_params)", file=out)
         return 2
     ex = explain(policy, source, action, target, normal)
-    v = ex.verdict
+    v = ex.ruling
     assert v.decision == evaluate(policy, source, action, target, normal).decision
     print(f"decision: {v.decision} (rule {v.rule_name})", file=out)
     rule = v.rule

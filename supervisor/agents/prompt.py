@@ -41,7 +41,7 @@ def offers_thirty_minutes(p: PendingView) -> bool:
         return True
     if p.grant == "once":
         return False
-    from policy.units import parse_duration
+    from policy.quantities import parse_duration
 
     try:
         return parse_duration(p.grant) >= 1800

@@ -28,7 +28,7 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
     """`key=value` (a string; a number for int params) and `key:=JSON` into params."""
-    from ..catalog import POLICY_CATALOG
+    from ..actions import POLICY_CATALOG
 
     kinds = POLICY_CATALOG[action].params if action in POLICY_CATALOG else {}
     params: dict[str, Any] = {}

@@ -1,5 +1,5 @@
 """One accepted intent and what has been decided about it so far: its action and params,
-its verdict, where it runs, and the audit records and outcome it is described by."""
+its ruling, where it runs, and the audit records and outcome it is described by."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from executors.base import Action, ResultBase
-from policy import Rule, Verdict
+from policy import Rule, Ruling
 
 from ..approvals.grants import intent_key
 from ..audit import INFO, AuditRecord, bounded_json
@@ -32,8 +32,8 @@ class Case:
         "params_json",
         "params_overflow",
         "request_id",
+        "ruling",
         "runs_on",
-        "verdict",
     )
 
     def __init__(
@@ -49,7 +49,7 @@ class Case:
         self.params_json = bounded_json(self.params, params_cap)
         self.params_overflow: bytes | None = full if len(full) > params_cap else None
         self.job = job
-        self.verdict: Verdict | None = None
+        self.ruling: Ruling | None = None
         #: Where it runs: the named target, the sender for `@self`, default_target, ...
         self.runs_on: str | None = None
         #: Its final record has been written (or attempted): never a second one.
@@ -71,9 +71,9 @@ class Case:
             runs_on=self.runs_on,
             params=self.params_json,
         )
-        if self.verdict is not None:
-            rec.decision = self.verdict.decision
-            rec.rule = self.verdict.rule_name
+        if self.ruling is not None:
+            rec.decision = self.ruling.decision
+            rec.rule = self.ruling.rule_name
         for name, value in fields.items():
             setattr(rec, name, value)
         return rec
@@ -86,7 +86,7 @@ class Case:
 
     def summary(self, what: str) -> str:
         where = self.runs_on or self.intent.target or "-"
-        rule = self.verdict.rule_name if self.verdict is not None else "-"
+        rule = self.ruling.rule_name if self.ruling is not None else "-"
         return (
             f"{self.caller.account.workload} {self.action.name} -> {where}: {what} "
             f"[rule {rule}, id {self.request_id}]"
@@ -95,7 +95,7 @@ class Case:
     def outcome(
         self, code: ErrorCode | None = None, message: str = "", result: ResultBase | None = None
     ) -> Outcome:
-        v = self.verdict
+        v = self.ruling
         return Outcome(
             request_id=self.request_id,
             decision=v.decision if v is not None else None,

@@ -125,13 +125,13 @@ class Pipeline:
                 priority=NOTICE,
             )
         policy = self.state.policy
-        verdict = evaluate(policy, source, it.action.name, target, it.params)
-        it.verdict = verdict
+        ruling = evaluate(policy, source, it.action.name, target, it.params)
+        it.ruling = ruling
         if it.params_overflow is not None:  # all of them in the trail, before its decision
             self.ledger.note_parts(it, "params", it.params_overflow)
-        if verdict.decision == "deny":
+        if ruling.decision == "deny":
             return self._deny(it, "policy_denied", self._deny_message(it))
-        rule = verdict.rule
+        rule = ruling.rule
         assert rule is not None
         it.runs_on = runs_on(policy, rule, source, it.action.name, target)
         if not self.limiter.allow(rule, source):
@@ -139,7 +139,7 @@ class Pipeline:
             return self._deny(
                 it, "rate_limited", f"rule {rule.where} allows {rule.rate.text} per workload"
             )
-        if verdict.decision == "ask":
+        if ruling.decision == "ask":
             return self.asking.ask_then_run(it, rule)
         return self._allow(it)
 
@@ -157,10 +157,10 @@ class Pipeline:
         return msgspec.structs.replace(it.outcome(code, message), decision="deny")
 
     def _deny_message(self, it: Case) -> str:
-        assert it.verdict is not None
-        if it.verdict.rule is None:
+        assert it.ruling is not None
+        if it.ruling.rule is None:
             return f"no rule allows {it.action.name} for workload {it.caller.workload}"
-        return f"denied by rule {it.verdict.rule_name}"
+        return f"denied by rule {it.ruling.rule_name}"
 
     def _allow(self, it: Case) -> Answer:
         action = it.action

@@ -10,7 +10,7 @@ from typing import Final
 import msgspec
 
 from executors.base import Action, ExecContext, ExecError, ResultBase
-from policy.units import parse_rate
+from policy.quantities import parse_rate
 
 from ..approvals.broker import Broker
 from ..audit import WARNING, bounded_json

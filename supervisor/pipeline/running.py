@@ -49,7 +49,7 @@ class Running:
             workload=it.caller.workload,
             action=it.action.name,
             runs_on=it.runs_on,
-            rule=it.verdict.rule_name if it.verdict is not None else None,
+            rule=it.ruling.rule_name if it.ruling is not None else None,
             started=time.time(),
         )
         try:

@@ -9,11 +9,11 @@ from pathlib import Path
 import msgspec
 
 from policy import load_policy_texts
+from supervisor.actions import POLICY_CATALOG, normalise_params
 from supervisor.approvals.broker import Broker
 from supervisor.approvals.grants import GrantStore
 from supervisor.audit import Auditor
 from supervisor.audit.journal import JournalUnavailable
-from supervisor.catalog import POLICY_CATALOG, normalise_params
 from supervisor.config import Paths, load_config
 from supervisor.identity import Peer
 from supervisor.pipeline import Caller, Job, Outcome, Pipeline, grant_recorder

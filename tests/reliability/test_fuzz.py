@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from executors import ACTIONS
 from policy import PolicyError, evaluate, load_policy_texts
+from supervisor.actions import POLICY_CATALOG, normalise_params
 from supervisor.agents.desktop import DesktopAgent
 from supervisor.agents.telegram import AgentState, TelegramAgent
-from supervisor.catalog import POLICY_CATALOG, normalise_params
 from supervisor.config import ConfigError, Paths, load_settings_and_specs
 from supervisor.triggers import TriggerError, parse_triggers
 from supervisor.wire import common, control, intents

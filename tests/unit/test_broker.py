@@ -7,10 +7,10 @@ import asyncio
 import json
 
 from policy import load_policy_texts
+from supervisor.actions import POLICY_CATALOG
 from supervisor.approvals.broker import Broker
 from supervisor.approvals.leftovers import deny_leftovers
 from supervisor.approvals.prompt import GrantRequest
-from supervisor.catalog import POLICY_CATALOG
 
 
 def rule(extra="", timeout=5):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from policy import load_policy_texts
 from policy.reach import may_proceed, reachable
+from supervisor.actions import POLICY_CATALOG
 from supervisor.capabilities import describe
-from supervisor.catalog import POLICY_CATALOG
 from supervisor.gateway.describe import description
 from supervisor.gateway.skill import render
 

@@ -11,7 +11,7 @@ import pytest
 from policy import evaluate, load_policy_texts
 from policy.diff import diff_policies
 from supervisor import policy_tools
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = {"research": frozenset({"trusted"}), "social": frozenset()}
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from policy import evaluate, load_policy_texts
 from policy.diff import diff_policies
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset()}
 URL_CONSTRAINTS = [

@@ -13,8 +13,8 @@ from policy import (
     load_policy_dir,
     load_policy_texts,
 )
-from policy.units import parse_duration, parse_grant, parse_rate
-from supervisor.catalog import POLICY_CATALOG, normalise_params
+from policy.quantities import parse_duration, parse_grant, parse_rate
+from supervisor.actions import POLICY_CATALOG, normalise_params
 
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset(), "c": frozenset({"red"})}
 
@@ -195,7 +195,7 @@ def test_explain_gives_a_reason_for_every_earlier_rule():
         + rule(extra="params = {}")
     )
     ex = explain(p, "a", "status", "c", {})
-    assert ex.verdict.rule_name == "t.toml:19"
+    assert ex.ruling.rule_name == "t.toml:19"
     assert [s.matched for s in ex.steps] == [False, False, True]
     assert "source 'b' does not cover 'a'" in ex.steps[0].reason
     assert "target '@default'" in ex.steps[1].reason
@@ -205,7 +205,7 @@ def test_explain_gives_a_reason_for_every_earlier_rule():
 def test_explain_names_the_failing_constraint():
     p = load(TESTED)
     ex = explain(p, "a", "open-url", None, {"url": "https://evil.org/"})
-    assert ex.verdict.rule is None
+    assert ex.ruling.rule is None
     assert "param url = 'https://evil.org/' fails: url host is one of" in ex.steps[0].reason
 
 

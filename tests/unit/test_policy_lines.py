@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = {
     "sys-clawd": frozenset(),

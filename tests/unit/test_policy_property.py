@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy import evaluate, explain, load_policy_texts
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 NAMES = ["a", "b", "c"]
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset({"blue"}), "c": frozenset({"red", "blue"})}
@@ -170,7 +170,7 @@ def test_compiled_evaluator_agrees_with_the_reference(rule_list, reqs):
     for source, action, target, url in reqs:
         params = {"url": url} if action == "open-url" else {}
         v = evaluate(policy, source, action, target, params)
-        assert explain(policy, source, action, target, params).verdict == v
+        assert explain(policy, source, action, target, params).ruling == v
         decision, index = reference(
             rule_list, source, action, target, url if action == "open-url" else None
         )

@@ -12,7 +12,7 @@ import pytest
 from policy import evaluate, load_policy_texts, runs_on
 from policy.constraints import parse_constraint
 from supervisor import policy_tools
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WORKLOADS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = {"a": frozenset(), "b": frozenset(), "c": frozenset()}
 
@@ -181,7 +181,7 @@ def test_one_broken_file_fails_the_whole_directory(tmp_path):
 
 def test_an_empty_policy_directory_is_refused_not_taken_for_deny_all(tmp_path):
     from policy import PolicyError, load_policy_dir
-    from supervisor.catalog import POLICY_CATALOG
+    from supervisor.actions import POLICY_CATALOG
 
     (tmp_path / "policy.d").mkdir()
     with pytest.raises(PolicyError, match="no policy files"):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy import PolicyError, evaluate, explain, load_policy_texts
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 
 WORKLOADS = {"w": frozenset()}
 PAIRS = [(a, p) for a, info in POLICY_CATALOG.items() for p in info.types]
@@ -72,4 +72,4 @@ def test_each_constraint_loads_with_a_position_or_evaluates_without_raising(
     for value in tried:
         params = {} if value is None else {param: value}
         v = evaluate(policy, "w", action, target, params)
-        assert explain(policy, "w", action, target, params).verdict == v
+        assert explain(policy, "w", action, target, params).ruling == v

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from policy import PolicyError, evaluate, explain, lint, load_policy_texts, runs_on
-from supervisor.catalog import FORMATS, POLICY_CATALOG, normalise_params
+from supervisor.actions import FORMATS, POLICY_CATALOG, normalise_params
 
 WORKLOADS = {"dom0": frozenset(), "sys-clawd": frozenset(), "r": frozenset({"trusted"})}
 
@@ -96,8 +96,8 @@ def test_explain_agrees_with_evaluate_on_a_list_param():
     p = load(rule("sync-out", 'params.paths = { under = "exports" }\n'))
     params = {"paths": ["exports/a.txt"]}
     ex = explain(p, "r", "sync-out", None, params)
-    assert ex.verdict == evaluate(p, "r", "sync-out", None, params)
-    assert ex.verdict.decision == "allow"
+    assert ex.ruling == evaluate(p, "r", "sync-out", None, params)
+    assert ex.ruling.decision == "allow"
     assert ex.steps[0].reason == "matches"
 
 

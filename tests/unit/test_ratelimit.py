@@ -1,7 +1,7 @@
 """Token buckets per rule and source workload, on a controllable clock."""
 
 from policy import load_policy_texts
-from supervisor.catalog import POLICY_CATALOG
+from supervisor.actions import POLICY_CATALOG
 from supervisor.ratelimit import RateLimiter
 
 TEXT = (
