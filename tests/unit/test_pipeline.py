@@ -91,7 +91,7 @@ def test_a_constraint_that_raises_costs_that_intent_only(tmp_path):
             return "explodes"
 
     policy = env.state.policy
-    bad = msgspec.structs.replace(policy.rules[0], constraints=(Exploding(),), verdict=None)
+    bad = msgspec.structs.replace(policy.rules[0], constraints=(Exploding(),), ruling=None)
     env.state.policy = msgspec.structs.replace(
         policy,
         rules=(bad,),
