@@ -185,7 +185,9 @@ def run(
                 root, workloads={"bench": "root"}, policy={"10.toml": POLICY}, settings=SETTINGS
             )
             daemon = rig.start_daemon(root)
-            jpid = journal.proc.pid if journal.proc is not None else None
+            # The trail's journald: the namespaced one the daemon writes to.
+            trail = journal.trail_proc
+            jpid = trail.pid if trail is not None else None
             pids = {"server": daemon.proc.pid}
             if jpid is not None:
                 pids["journald"] = jpid

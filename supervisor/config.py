@@ -76,6 +76,12 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     params_cap: Annotated[int, msgspec.Meta(ge=256, le=65536)] = 4096
     fallback_file: str = "audit.jsonl"
+    #: The journal namespace of the trail (clawvisor.service has LogNamespace= the same):
+    #: its own journald, with limits of its own, that no other logs can rotate away.
+    #: "" writes to the system journal.
+    journal_namespace: Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9_-]{0,64}"))] = (
+        "clawvisor"
+    )
     #: When neither journald nor the fallback file takes records (a full disk): read-only
     #: intents are refused (`refuse`) or served with their records held in memory and
     #: written once the trail is back (`serve`). Mutating intents are always refused.

@@ -8,8 +8,9 @@ import contextlib
 import resource
 import sys
 
-from .audit import Auditor
+from .audit import CRIT, Auditor, AuditRecord
 from .audit.chain import HEAD_FILE
+from .audit.journal import JournalSender, reachable, socket_path, use_namespace
 from .config import Config, ConfigError, Paths, embedded_config, load_config
 from .daemon import Daemon
 
@@ -46,6 +47,22 @@ def raise_fd_limit(want: int = 65536) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def trail_sender(namespace: str) -> tuple[JournalSender, str]:
+    """The sender for the trail's journald, and what is wrong with it ("" when nothing):
+    its namespace's journald, or (loudly) the system's when that one is not running."""
+    use_namespace(namespace)
+    if not namespace:
+        return JournalSender(), ""
+    path = socket_path(namespace)
+    if reachable(path):
+        return JournalSender(path), ""
+    return JournalSender(), (
+        f"no journald runs for the trail's namespace {namespace!r} ({path}): records go to "
+        "the system journal, where other logs can rotate them away (run clawvisor.service, "
+        f'whose LogNamespace={namespace} starts one, or set [audit] journal_namespace = "")'
+    )
+
+
 def serve(paths: Paths, *, embedded: bool) -> int:
     """Run the daemon in the foreground; the exit status for the CLI."""
     try:
@@ -61,12 +78,17 @@ def serve(paths: Paths, *, embedded: bool) -> int:
     except OSError as exc:
         print(f"clawvisor: cannot start: state directory {paths.state_dir}: {exc}", file=sys.stderr)
         return 2
+    sender, where = trail_sender(config.settings.audit.journal_namespace)
     auditor = Auditor(
         paths.log_dir,
         fallback_name=config.settings.audit.fallback_file,
         head_path=paths.state_dir / HEAD_FILE,
         backlog_cap=config.settings.audit.backlog,
+        sender=sender,
     )
+    if where:
+        print(f"clawvisor: WARNING: {where}", file=sys.stderr, flush=True)
+        auditor.note(AuditRecord(kind="audit", priority=CRIT, message=where))
 
     async def main() -> int:
         daemon = Daemon(config, auditor)

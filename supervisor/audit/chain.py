@@ -6,6 +6,12 @@ record therefore breaks every link after it. The chain has an id and
 continues across restarts and upgrades: its head (id, seq, hash) is kept in the state
 directory, and on start the newest record of the chain in journald or the fallback file
 wins over a head that a crash left behind.
+
+Each run writes a segment of its own (`segment`, a new id at every start): its first
+record continues from the newest record the run could see, so a daemon killed while
+journald still held records of it in its queue (they arrive later) is seen as what it
+was, a restart, and not as two records claiming one place: the late records are the
+old segment's own, and are checked as such.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 
+from .journal import readers
 from .record import record_digest
 
 GENESIS = "0" * 64
@@ -25,11 +32,13 @@ HEAD_FILE = "audit-chain.json"
 
 
 class Head(msgspec.Struct):
-    """Where the chain stands: its id, the last seq written and that record's hash."""
+    """Where the chain stands: its id, the last seq written, that record's hash, and the
+    segment (the daemon's run) that wrote it."""
 
     chain: str
     seq: int = 0
     hash: str = GENESIS
+    segment: str | None = None
 
 
 def _digest(fields: Mapping[str, object]) -> str | None:
@@ -67,36 +76,41 @@ def save_head(path: Path, head: Head) -> None:
 
 
 def journal_entries(chain: str, directory: Path | None = None) -> Iterator[dict[str, object]]:
-    """This chain's records in journald (or the journal files in `directory`), oldest first."""
+    """This chain's records in journald (or the journal files in `directory`)."""
     try:
-        from systemd import journal
-    except ImportError:
+        found = readers(directory)
+    except (ImportError, OSError):
         return
-    reader = journal.Reader(path=str(directory)) if directory else journal.Reader()
-    try:
-        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
-        for entry in reader:
-            yield journal_fields(entry)
-    finally:
-        reader.close()
+    for reader in found:
+        try:
+            reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
+            for entry in reader:
+                yield journal_fields(entry)
+        finally:
+            reader.close()
 
 
 def newest_in_journal(chain: str) -> dict[str, object] | None:
-    """This chain's newest record in journald, without reading the rest."""
+    """This chain's newest record in journald (by seq), without reading the rest."""
     try:
-        from systemd import journal
-    except ImportError:
+        found = readers()
+    except (ImportError, OSError):
         return None
-    reader = journal.Reader()
-    try:
-        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
-        reader.seek_tail()
-        entry = reader.get_previous()
-        return journal_fields(entry) if entry else None
-    except OSError:
-        return None
-    finally:
-        reader.close()
+    newest: dict[str, object] | None = None
+    for reader in found:
+        try:
+            reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain)
+            reader.seek_tail()
+            entry = reader.get_previous()
+            if entry:
+                fields = journal_fields(entry)
+                if newest is None or int(str(fields.get("seq"))) > int(str(newest.get("seq"))):
+                    newest = fields
+        except (OSError, ValueError):
+            continue
+        finally:
+            reader.close()
+    return newest
 
 
 def journal_fields(entry: Mapping[str, object]) -> dict[str, object]:
@@ -155,19 +169,21 @@ def ended(
     for rec in fallback_entries(fallback, chain):
         take(rec)
     try:
-        from systemd import journal
-    except ImportError:
+        sources = readers()
+    except (ImportError, OSError):
         return found
-    reader = journal.Reader()
-    try:
-        reader.add_match(SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain, CLAWVISOR_FINAL="1")
-        reader.seek_realtime(min(since.values()) - 60)  # journald's clock, a margin
-        for entry in reader:
-            take(journal_fields(entry))
-    except OSError:
-        pass
-    finally:
-        reader.close()
+    for reader in sources:
+        try:
+            reader.add_match(
+                SYSLOG_IDENTIFIER="clawvisor", CLAWVISOR_CHAIN=chain, CLAWVISOR_FINAL="1"
+            )
+            reader.seek_realtime(min(since.values()) - 60)  # journald's clock, a margin
+            for entry in reader:
+                take(journal_fields(entry))
+        except OSError:
+            pass
+        finally:
+            reader.close()
     return found
 
 
@@ -199,11 +215,15 @@ class ChainReport(msgspec.Struct):
     notes: list[str]
     #: The seq of the first record that is altered, missing or out of chain.
     first_break: int | None = None
+    #: How many runs (segments) of the daemon wrote these records.
+    runs: int = 1
 
 
 def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | None) -> ChainReport:
-    """Check every link of the chain: hashes recompute, each `prev` is the last `hash`."""
-    by_seq: dict[int, Mapping[str, object]] = {}
+    """Check every link of the chain, segment by segment: hashes recompute, seqs run on,
+    each `prev` is the hash before it; each segment starts at genesis or at a record of
+    the chain (a restart), and a record missing from that place is a break."""
+    segments: dict[str, dict[int, Mapping[str, object]]] = {}
     problems: list[str] = []
     for rec in records:
         try:
@@ -211,44 +231,78 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
         except ValueError:
             problems.append(f"a record without a usable seq: {rec.get('message')!r}")
             continue
-        if seq in by_seq and by_seq[seq].get("hash") != rec.get("hash"):
+        mine = segments.setdefault(str(rec.get("segment") or ""), {})
+        if seq in mine and mine[seq].get("hash") != rec.get("hash"):
             problems.append(f"seq {seq}: two different records")
-        by_seq[seq] = rec
+        mine[seq] = rec
     notes: list[str] = []
-    if not by_seq:
+    if not segments:
         return ChainReport(chain, 0, 0, 0, problems or ["no records of this chain"], notes)
-    seqs = sorted(by_seq)
-    if seqs[0] != 1:
+    hashes = {
+        (seq, str(rec.get("hash"))) for mine in segments.values() for seq, rec in mine.items()
+    }
+    everything = sorted({seq for mine in segments.values() for seq in mine})
+    oldest, newest = everything[0], everything[-1]
+    if oldest != 1:
         notes.append(
-            f"the chain starts at seq {seqs[0]} here: records 1..{seqs[0] - 1} are no longer "
+            f"the chain starts at seq {oldest} here: records 1..{oldest - 1} are no longer "
             "in the journal (rotated or vacuumed) or were removed"
         )
-    prev_seq: int | None = None
     breaks: list[int] = []
-    for seq in seqs:
-        rec = by_seq[seq]
-        if _digest(rec) != rec.get("hash"):
-            problems.append(f"seq {seq}: the record does not match its hash (altered)")
-            breaks.append(seq)
-        if prev_seq is not None:
-            if seq != prev_seq + 1:
-                problems.append(f"seq {prev_seq + 1}..{seq - 1}: missing")
-                breaks.append(prev_seq + 1)
-            elif rec.get("prev") != by_seq[prev_seq].get("hash"):
-                problems.append(f"seq {seq}: does not follow seq {prev_seq} (chain broken)")
+    starts: list[tuple[int, str]] = []
+    for name, mine in segments.items():
+        seqs = sorted(mine)
+        first = seqs[0]
+        starts.append((first, name))
+        prev_seq: int | None = None
+        for seq in seqs:
+            rec = mine[seq]
+            if _digest(rec) != rec.get("hash"):
+                problems.append(f"seq {seq}: the record does not match its hash (altered)")
                 breaks.append(seq)
-        elif seq == 1 and rec.get("prev") != GENESIS:
-            problems.append("seq 1: does not start from the genesis hash")
-            breaks.append(1)
-        prev_seq = seq
-    if head is not None and head.chain == chain and head.seq > seqs[-1]:
+            if prev_seq is not None:
+                if seq != prev_seq + 1:
+                    problems.append(f"seq {prev_seq + 1}..{seq - 1}: missing")
+                    breaks.append(prev_seq + 1)
+                elif rec.get("prev") != mine[prev_seq].get("hash"):
+                    problems.append(f"seq {seq}: does not follow seq {prev_seq} (chain broken)")
+                    breaks.append(seq)
+            prev_seq = seq
+        link = mine[first].get("prev")
+        if first == 1:
+            if link != GENESIS:
+                problems.append("seq 1: does not start from the genesis hash")
+                breaks.append(1)
+        elif (first - 1, str(link)) not in hashes and first > oldest:
+            problems.append(
+                f"seq {first}: starts a run that continues from a seq {first - 1} that is "
+                "not in the chain (removed or altered)"
+            )
+            breaks.append(first)
+    starts.sort()
+    for (a_first, a_name), (b_first, _) in zip(starts, starts[1:], strict=False):
+        late = [seq for seq in segments[a_name] if seq >= b_first]
+        if late:
+            notes.append(
+                f"records {late[0]}..{late[-1]} of a run were written after the next run had "
+                f"started from seq {b_first - 1} (it was stopped while journald still held "
+                "them): a restart, not a fork"
+            )
+    if head is not None and head.chain == chain and head.seq > newest:
         problems.append(
             f"the state directory's head is at seq {head.seq}, the newest record found is "
-            f"{seqs[-1]}: records at the end are missing"
+            f"{newest}: records at the end are missing"
         )
-        breaks.append(seqs[-1] + 1)
+        breaks.append(newest + 1)
     first_break = min(breaks) if breaks else None
-    return ChainReport(chain, len(seqs), seqs[0], seqs[-1], problems, notes, first_break)
+    count = sum(len(m) for m in segments.values())
+    report = ChainReport(chain, count, oldest, newest, problems, notes, first_break)
+    report.runs = len(segments)
+    return report
+
+
+#: `clawvisor audit verify`'s exit statuses.
+INTACT, BROKEN, ERROR, INTACT_FROM = 0, 1, 2, 3
 
 
 def report(
@@ -259,27 +313,59 @@ def report(
     as_json: bool,
     journal_dir: Path | None = None,
 ) -> int:
-    """`clawvisor audit verify`: check the chain in journald and the fallback file."""
+    """`clawvisor audit verify`: check the chain in journald and the fallback file.
+
+    Exit 0: intact from its first record; 3: intact from seq N, the records before it
+    rotated out of the journal; 1: broken (altered, missing or out of place); 2: nothing
+    to check (no chain head, no records)."""
     head = load_head(state_dir / HEAD_FILE)
     if chain is None:
         if head is None:
             print(f"clawvisor audit verify: no chain head in {state_dir}; give --chain ID")
-            return 2
+            return ERROR
         chain = head.chain
     records = [*journal_entries(chain, journal_dir), *fallback_entries(fallback, chain)]
     checked = verify(chain, records, head)
-    if as_json:
-        print(msgspec.json.encode(checked).decode())
-    else:
-        state = "BROKEN" if checked.problems else "intact"
-        print(
-            f"chain {checked.chain}: {checked.records} records, seq {checked.first}.."
-            f"{checked.last}: {state}"
+    if checked.problems:
+        state, code = f"BROKEN at seq {checked.first_break}", BROKEN
+    elif checked.records == 0:
+        state, code = "no records", ERROR
+    elif checked.first != 1:
+        since = _oldest_time(records, checked.first)
+        state = f"intact from seq {checked.first}: earlier records rotated out" + (
+            f" before {since}" if since else ""
         )
-        if checked.first_break is not None:
-            print(f"  first break: seq {checked.first_break}")
-        for note in checked.notes:
-            print(f"  note: {note}")
-        for problem in checked.problems:
-            print(f"  {problem}")
-    return 1 if checked.problems else 0
+        code = INTACT_FROM
+    else:
+        state, code = "intact", INTACT
+    if as_json:
+        data = msgspec.to_builtins(checked)
+        data["state"], data["exit"] = state, code
+        print(msgspec.json.encode(data).decode())
+        return code
+    where = f"journal files in {journal_dir}" if journal_dir else "the journal"
+    print(
+        f"chain {checked.chain} (head in {state_dir}; read from {where} and {fallback}): "
+        f"{checked.records} records, seq {checked.first}..{checked.last}, "
+        f"{checked.runs} run(s): {state}"
+    )
+    if checked.first_break is not None:
+        print(f"  first break: seq {checked.first_break}")
+    for note in checked.notes:
+        print(f"  note: {note}")
+    for problem in checked.problems:
+        print(f"  {problem}")
+    return code
+
+
+def _oldest_time(records: Iterable[Mapping[str, object]], seq: int) -> str | None:
+    import datetime as dt
+
+    for rec in records:
+        if str(rec.get("seq")) == str(seq):
+            try:
+                when = float(str(rec.get("ts")))
+            except ValueError:
+                return None
+            return dt.datetime.fromtimestamp(when).isoformat(timespec="seconds")
+    return None

@@ -19,8 +19,53 @@ import socket
 import struct
 import time
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+#: The journal namespace the trail lives in (LogNamespace= in clawvisor.service), so that
+#: neither the system's logs nor clawvisor's own output can rotate it away.
+NAMESPACE = "clawvisor"
+
+
+def socket_path(namespace: str | None) -> str:
+    """Where a namespace's journald takes native records ("" or None: the system's)."""
+    return f"/run/systemd/journal.{namespace}/socket" if namespace else JOURNAL_SOCKET
+
+
+def reachable(path: str) -> bool:
+    """True when a journald listens at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+_namespace = NAMESPACE
+
+
+def use_namespace(namespace: str | None) -> None:
+    """The trail's namespace for this process ("" or None: only the system journal); the
+    daemon sets it from its config, the tools from --namespace."""
+    global _namespace
+    _namespace = namespace or ""
+
+
+def readers(directory: Path | None = None) -> list[Any]:
+    """systemd journal Readers on the trail: the journal files in `directory` if given,
+    else the trail's namespace and the system journal (where a daemon without its
+    namespace's journald writes, loudly), both: a record is wherever it was written."""
+    from systemd import journal
+
+    if directory is not None:
+        return [journal.Reader(path=str(directory))]
+    out = [journal.Reader(namespace=_namespace)] if _namespace else []
+    out.append(journal.Reader())
+    return out
 
 
 class JournalUnavailable(OSError):

@@ -21,6 +21,7 @@ import msgspec
 
 from ..state import daemon_version
 from .chain import journal_fields
+from .journal import readers
 
 Format = Literal["text", "json", "cef"]
 Fields = dict[str, Any]
@@ -83,18 +84,17 @@ def _int(value: object, default: int) -> int:
         return default
 
 
-def _journal_reader(
+def _journal_readers(
     workload: str | None, since: float | None, directory: Path | None = None
-) -> Any:
-    from systemd import journal
-
-    reader = journal.Reader(path=str(directory)) if directory else journal.Reader()
-    reader.add_match(SYSLOG_IDENTIFIER="clawvisor")
-    if workload is not None:
-        reader.add_match(CLAWVISOR_WORKLOAD=workload)
-    if since is not None:
-        reader.seek_realtime(since)
-    return reader
+) -> list[Any]:
+    found = readers(directory)
+    for reader in found:
+        reader.add_match(SYSLOG_IDENTIFIER="clawvisor")
+        if workload is not None:
+            reader.add_match(CLAWVISOR_WORKLOAD=workload)
+        if since is not None:
+            reader.seek_realtime(since)
+    return found
 
 
 class FallbackTail:
@@ -152,17 +152,16 @@ def records(
     Streams: journald is read in its own (time) order and merged with the fallback file.
     """
     saved = sorted(filter(_wanted(workload, since), FallbackTail(fallback).read()), key=_ts)
-    reader = None
+    sources: list[Any] = []
     if journal:
         with contextlib.suppress(ImportError, OSError):
-            reader = _journal_reader(workload, since, journal_dir)
-    if reader is None:
-        yield from saved
-        return
+            sources = _journal_readers(workload, since, journal_dir)
     try:
-        yield from heapq.merge((from_journal(e) for e in reader), saved, key=_ts)
+        streams = [(from_journal(e) for e in reader) for reader in sources]
+        yield from heapq.merge(*streams, saved, key=_ts)
     finally:
-        reader.close()
+        for reader in sources:
+            reader.close()
 
 
 def _ts(rec: Fields) -> float:
@@ -181,12 +180,15 @@ def follow(
     if since is None:
         since = time.time()
     ok = _wanted(workload, since)
-    reader = _journal_reader(workload, since, journal_dir)
+    sources = _journal_readers(workload, since, journal_dir)
     while True:
-        for entry in reader:
-            yield from_journal(entry)
+        for reader in sources:
+            for entry in reader:
+                yield from_journal(entry)
         yield from filter(ok, tail.read())
-        reader.wait(0.5)
+        sources[0].wait(0.5 / len(sources))
+        for reader in sources[1:]:
+            reader.wait(0)
 
 
 # --- formatting -----------------------------------------------------------------------------

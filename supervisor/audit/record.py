@@ -62,6 +62,9 @@ class AuditRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     #: The hash chain (supervisor/audit/chain.py): its id, this record's place in it,
     #: the previous record's hash and this one's.
     chain: str | None = None
+    #: Each run of the daemon writes a segment of its own: a crash that leaves records in
+    #: flight is a restart, never two records claiming one place (see chain.py).
+    segment: str | None = None
     seq: int = 0
     prev: str | None = None
     #: When it happened (Unix time): a record deferred by an outage keeps its own time.
@@ -112,7 +115,8 @@ _CACHE_MAX: Final = 4096
 
 def _run(values: tuple[Any, ...], run: tuple[int, int], cache: dict[Any, bytes] | None) -> bytes:
     part = values[run[0] : run[1]]
-    encoded = cache.get(part) if cache is not None else None
+    key = (run, part)  # runs of one length would otherwise share entries
+    encoded = cache.get(key) if cache is not None else None
     if encoded is None:
         encoded = b"".join(
             field_bytes(k, v if type(v) is str else str(v))
@@ -122,7 +126,7 @@ def _run(values: tuple[Any, ...], run: tuple[int, int], cache: dict[Any, bytes] 
         if cache is not None:
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
-            cache[part] = encoded
+            cache[key] = encoded
     return encoded
 
 

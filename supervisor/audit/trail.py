@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
 import time
 from collections import deque
@@ -81,6 +82,9 @@ class Auditor:
         saved = load_head(head_path) if head_path is not None else None
         head = new_head() if saved is None else recover(saved, self.fallback_path)
         self.chain = head.chain
+        #: This run's segment of the chain (its first record links to where the last
+        #: run stood as far as anything on disk tells: the saved head or the sinks).
+        self.segment = secrets.token_hex(4)
         self._seq, self._hash = head.seq, head.hash
         self._saved_seq = -1
         self.save_head()
@@ -174,7 +178,8 @@ class Auditor:
             self._loss_said = False
 
     def _write_now(self, rec: AuditRecord) -> None:
-        rec.chain, rec.seq, rec.prev = self.chain, self._seq + 1, self._hash
+        rec.chain, rec.segment = self.chain, self.segment
+        rec.seq, rec.prev = self._seq + 1, self._hash
         rec.hash, payload = seal(record_bytes(rec, self._encoded))
         try:
             self._sender.send(payload)
@@ -245,7 +250,10 @@ class Auditor:
         if self._head_path is None or self._saved_seq == self._seq:
             return
         try:
-            save_head(self._head_path, Head(chain=self.chain, seq=self._seq, hash=self._hash))
+            save_head(
+                self._head_path,
+                Head(chain=self.chain, seq=self._seq, hash=self._hash, segment=self.segment),
+            )
             self._saved_seq = self._seq
         except OSError as exc:
             self._say(f"cannot save the chain head to {self._head_path}: {exc}")

@@ -29,9 +29,22 @@ def _wrapper(*args: str) -> list[str]:
     ]
 
 
-def hiding(directory: str | os.PathLike[str]) -> list[str]:
-    """A wrapper argv: what follows it runs with `directory` empty."""
-    return _wrapper("--tmpfs", str(directory))
+def hiding(*directories: str | os.PathLike[str]) -> list[str]:
+    """A wrapper argv: what follows it runs with each of `directories` empty."""
+    args: list[str] = []
+    for directory in directories:
+        args += ["--tmpfs", str(directory)]
+    return _wrapper(*args)
+
+
+#: Where a daemon finds journald: the trail's namespace first, the system's second.
+JOURNALD_DIRS = ("/run/systemd/journal.clawvisor", "/run/systemd/journal")
+
+
+def hiding_journald() -> list[str]:
+    """A wrapper argv: what follows it finds no journald at all (the trail's namespace's
+    nor the system's)."""
+    return hiding(*JOURNALD_DIRS)
 
 
 def binding(mounts: dict[str, str | os.PathLike[str]]) -> list[str]:

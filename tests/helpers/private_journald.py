@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers.hide_dir import binding
+from tests.helpers.hide_dir import JOURNALD_DIRS, binding
 from tests.helpers.rig import JOURNALD, shared_tmpdir
 
 
@@ -31,8 +31,9 @@ class PrivateJournald:
         return self.run_dir / "socket"
 
     def client_wrapper(self) -> list[str]:
-        """A wrapper argv: what follows it logs to this journald."""
-        return binding({"/run/systemd/journal": self.run_dir})
+        """A wrapper argv: what follows it logs to this journald (as the trail's namespace
+        and as the system journal alike)."""
+        return binding({d: self.run_dir for d in JOURNALD_DIRS})
 
     def start(self) -> None:
         with_mounts = binding(

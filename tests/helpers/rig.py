@@ -118,10 +118,15 @@ def connect_as(path: Path | str, user: User | None, timeout: float = 10.0) -> so
 # --- journald -----------------------------------------------------------------------
 
 
-def journald_listening() -> bool:
+#: The trail's journal namespace (the daemon's default `[audit] journal_namespace`).
+NAMESPACE = "clawvisor"
+NAMESPACE_SOCKET = f"/run/systemd/journal.{NAMESPACE}/socket"
+
+
+def journald_listening(path: str = JOURNAL_SOCKET) -> bool:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        s.connect(JOURNAL_SOCKET)
+        s.connect(path)
         return True
     except OSError:
         return False
@@ -129,14 +134,29 @@ def journald_listening() -> bool:
         s.close()
 
 
+def journalctl(*args: str) -> list[str]:
+    """journalctl on the trail: its namespace's journal and the system's (a record is in
+    one or the other: a daemon without its namespace's journald writes to the system's)."""
+    return ["journalctl", f"--namespace={NAMESPACE}", "--no-pager", *args]
+
+
 @dataclass
 class Journald:
-    proc: subprocess.Popen[bytes] | None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The system journald, when it was started here."""
+        return next((p for p in self.procs if p.args == [JOURNALD]), None)
+
+    @property
+    def trail_proc(self) -> subprocess.Popen[bytes] | None:
+        """The trail's (namespaced) journald, when it was started here."""
+        return next((p for p in self.procs if p.args == [JOURNALD, NAMESPACE]), None)
 
     def entries(self, **match: str) -> list[dict[str, str]]:
-        """Journal entries matching FIELD=value pairs, oldest first."""
-        argv = ["journalctl", "-o", "json", "--no-pager", "--all"]
-        argv += [f"{k}={v}" for k, v in match.items()]
+        """The trail's entries matching FIELD=value pairs, oldest first."""
+        argv = journalctl("-o", "json", "--all", *(f"{k}={v}" for k, v in match.items()))
         out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -150,40 +170,41 @@ class Journald:
             time.sleep(0.1)
 
 
+def _start_journald(argv: list[str], socket_path: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not journald_listening(socket_path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{' '.join(argv)} did not start")
+        time.sleep(0.05)
+    return proc
+
+
 @contextlib.contextmanager
 def journald() -> Iterator[Journald]:
-    """A listening journald: the running one, else one started here (and stopped after)."""
-    if journald_listening():
-        yield Journald(proc=None)
-        return
-    proc = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not journald_listening():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("systemd-journald did not start")
-        time.sleep(0.05)
+    """The system journald and the trail's namespaced one (as clawvisor.service's
+    LogNamespace= would start it): the running ones, else started here (and stopped)."""
+    j = Journald()
     try:
-        yield Journald(proc=proc)
+        if not journald_listening():
+            j.procs.append(_start_journald([JOURNALD], JOURNAL_SOCKET))
+        if not journald_listening(NAMESPACE_SOCKET):
+            j.procs.append(_start_journald([JOURNALD, NAMESPACE], NAMESPACE_SOCKET))
+        yield j
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proc in j.procs:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def chain_field(chain: str, field: str) -> list[str]:
     """One field of every record of an audit chain in journald (cheap: `-o cat`)."""
     out = subprocess.run(
-        [
-            "journalctl",
-            "--no-pager",
-            "-o",
-            "cat",
-            f"--output-fields={field}",
-            f"CLAWVISOR_CHAIN={chain}",
-        ],
+        journalctl("-o", "cat", f"--output-fields={field}", f"CLAWVISOR_CHAIN={chain}"),
         capture_output=True,
         text=True,
         check=False,
@@ -215,15 +236,13 @@ def final_records(daemon: Daemon) -> dict[str, int]:
     """How many records end each intent (CLAWVISOR_FINAL=1) in a daemon's chain, by
     intent id, from journald and the fallback file alike (a record in both counts once)."""
     out = subprocess.run(
-        [
-            "journalctl",
-            "--no-pager",
+        journalctl(
             "-o",
             "json",
             "--output-fields=CLAWVISOR_INTENT_ID,CLAWVISOR_SEQ",
             f"CLAWVISOR_CHAIN={daemon.chain}",
             "CLAWVISOR_FINAL=1",
-        ],
+        ),
         capture_output=True,
         text=True,
         check=False,

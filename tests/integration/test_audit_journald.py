@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from supervisor.audit import MESSAGE_IDS
-from tests.helpers.hide_dir import hiding
+from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.rig import call, connect_as, read_lines, request_line
 
 POLICY = """
@@ -93,7 +93,7 @@ def test_params_in_the_audit_are_bounded(env, journal):
 
 def test_unreachable_journald_sends_every_record_to_the_fallback(make_user, make_daemon, journal):
     user = make_user()
-    wrapper = hiding("/run/systemd/journal")
+    wrapper = hiding_journald()
     daemon = make_daemon({"w": user}, {"10.toml": POLICY}, wrapper=wrapper)
     ids = [f"fb-{uuid.uuid4().hex[:8]}-{i}" for i in range(60)]
     with connect_as(daemon.intents, user) as sock:

@@ -318,7 +318,7 @@ def test_a_gateway_that_leaves_withdraws_its_asks(box, how):
     box.assert_one_outcome_each([rid])
     recs = [
         r
-        for r in rig.Journald(None).entries(CLAWVISOR_INTENT_ID=rid)
+        for r in rig.Journald().entries(CLAWVISOR_INTENT_ID=rid)
         if r.get("CLAWVISOR_FINAL") == "1"
     ]
     assert recs[0]["CLAWVISOR_OUTCOME"] == "cancelled"
@@ -410,7 +410,7 @@ def test_a_client_cannot_kill_a_running_executor(box, how):
     assert counts.get(rid) == 1
     recs = [
         r
-        for r in rig.Journald(None).entries(CLAWVISOR_INTENT_ID=rid)
+        for r in rig.Journald().entries(CLAWVISOR_INTENT_ID=rid)
         if r.get("CLAWVISOR_FINAL") == "1"
     ]
     assert recs[0]["CLAWVISOR_KIND"] == "result" and recs[0]["CLAWVISOR_OUTCOME"] == "ok"
@@ -712,7 +712,7 @@ def test_a_daemon_killed_while_an_executor_runs_records_it_interrupted_at_restar
     assert counts.get(rid) == 1
     [rec] = [
         r
-        for r in rig.Journald(None).entries(CLAWVISOR_INTENT_ID=rid)
+        for r in rig.Journald().entries(CLAWVISOR_INTENT_ID=rid)
         if r.get("CLAWVISOR_FINAL") == "1"
     ]
     assert rec["CLAWVISOR_OUTCOME"] == "unavailable" and "interrupted" in rec["MESSAGE"]

@@ -171,9 +171,10 @@ def test_every_file_of_a_100_file_request_is_in_the_trail_with_its_hash(tree, jo
     names = [f"docs/many-{n:03d}-{'x' * 40}.txt" for n in range(100)]
     for n, name in enumerate(names):
         (upper / name).write_text(f"file {n}\n")
-    reply = call(daemon.intents, alpha, {"action": "sync-out", "paths": names}, rid="hundred")
+    rid = f"hundred-{os.urandom(4).hex()}"
+    reply = call(daemon.intents, alpha, {"action": "sync-out", "paths": names}, rid=rid)
     assert reply["status"] == "ok", reply
-    recs = journal.wait_entries(10, CLAWVISOR_INTENT_ID="hundred")
+    recs = journal.wait_entries(10, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_CHAIN=daemon.chain)
 
     def joined(kind: str) -> dict | list:
         parts = [

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.helpers import rig
-from tests.helpers.hide_dir import hiding
+from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.rig import call
 
 # A workload name of this run only: other runs' records (the load rows write a million
@@ -94,7 +94,7 @@ def test_audit_log_follow_prints_records_as_they_are_written(daemon, journal):
 @pytest.mark.reliability("audit", "audit verify finds an edited record and names the first break")
 def test_an_edited_fallback_record_is_found_by_verify(make_user, make_daemon):
     user = make_user()
-    d = make_daemon({"w": user}, {"10.toml": POLICY}, wrapper=hiding("/run/systemd/journal"))
+    d = make_daemon({"w": user}, {"10.toml": POLICY}, wrapper=hiding_journald())
     for i in range(6):
         call(d.intents, user, {"action": "status"}, f"t{i}")
     d.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import rig
-from tests.helpers.hide_dir import hiding
+from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.private_journald import PrivateJournald
 from tests.helpers.rig import call, connect_as, read_lines, request_line
 
@@ -121,7 +121,7 @@ def _full_disk_daemon(make_user, make_daemon, choice: str):
             {"w": user},
             {"10.toml": ALLOW_ALL},
             settings,
-            wrapper=hiding("/run/systemd/journal"),
+            wrapper=hiding_journald(),
             prepare=prepare_all,
         )
     except Exception:
@@ -319,3 +319,55 @@ def test_a_firewall_transaction_failing_half_way_keeps_the_old_ruleset_whole(row
     assert result["refused"], result
     assert result["before"] == result["after"]
     row.note(f"{result['rules']} rules kept after a refused batch of {result['batch']}")
+
+
+# --- a crash while journald lags --------------------------------------------------------------
+
+
+@pytest.mark.reliability("fault", "daemon SIGKILLed while journald lags: a restart, not a fork")
+def test_a_daemon_killed_while_journald_lags_does_not_fork_the_chain(make_user, make_daemon, row):
+    """journald SIGSTOPped stands in for a slow one: the daemon's records wait in its
+    socket queue, the daemon is killed and restarted (it cannot see them and goes on
+    from an earlier seq), then journald catches up with the dead run's records."""
+    user = make_user()
+    with PrivateJournald() as jd:
+        daemon = make_daemon({"w": user}, {"10.toml": STATUS}, wrapper=jd.client_wrapper())
+        prefix = f"lag{uuid.uuid4().hex[:6]}-"
+
+        def burst(tag: str, n: int) -> list[str]:
+            ids = [f"{prefix}{tag}{i}" for i in range(n)]
+            with connect_as(daemon.intents, user) as sock:
+                for rid in ids:
+                    sock.sendall(request_line(rid, {"action": "status"}))
+                    assert read_lines(sock, 1)[0]["status"] == "ok"
+            return ids
+
+        ids = burst("a", 20)
+        assert jd.proc is not None
+        jd.proc.send_signal(signal.SIGSTOP)
+        try:
+            # Fewer than its socket queue holds (net.unix.max_dgram_qlen): they wait there,
+            # sent as far as the daemon knows, unwritten, where the next start cannot see.
+            ids += burst("b", 5)
+            daemon.proc.send_signal(signal.SIGKILL)
+            daemon.proc.wait(10)
+            again = rig.start_daemon(daemon.root, wrapper=jd.client_wrapper())
+            daemon.proc, daemon.notify, daemon.said = again.proc, again.notify, again.said
+        finally:
+            jd.proc.send_signal(signal.SIGCONT)
+        ids += burst("c", 10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            got = {e.get("CLAWVISOR_INTENT_ID") for e in jd.entries("SYSLOG_IDENTIFIER=clawvisor")}
+            got |= {r.get("intent_id") for r in daemon.fallback_records()}
+            if set(ids) <= got:
+                break
+            time.sleep(0.3)
+        assert set(ids) <= got, sorted(set(ids) - got)[:5]
+        checked = verify(daemon, "--journal-dir", str(jd.files))
+        row.requests = len(ids)
+        row.note(checked.stdout.splitlines()[0].split(": ", 1)[1])
+        assert checked.returncode == 0, checked.stdout
+        assert "2 run(s)" in checked.stdout
+        assert "a restart, not a fork" in checked.stdout  # it did restart from an earlier seq
+        daemon.stop()

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.helpers import rig
-from tests.helpers.hide_dir import hiding
+from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.rig import as_euid, call
 
 POLICY = """
@@ -36,7 +36,7 @@ def daemon_and_user(make_user, make_daemon):
         {"10.toml": POLICY},
         '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\n'
         'argv = ["/bin/true", "{url}"]\n',
-        wrapper=hiding("/run/systemd/journal"),  # so the fallback log holds records
+        wrapper=hiding_journald(),  # so the fallback log holds records
     )
     # Leave something in each file: a pending ask that timed out, records in the fallback.
     call(daemon.intents, user, {"action": "open-url", "url": "https://e.example/"})

@@ -154,3 +154,49 @@ def test_an_intact_chain_has_no_first_break(tmp_path):
     write(a, 3)
     a.close()
     assert check(tmp_path, a.chain).first_break is None
+
+
+# --- segments: a crash with records still in flight ---------------------------------------
+
+
+def two_runs(tmp_path: Path, in_flight: int):
+    """Run A writes 10 records, of which only the first 10 - in_flight are where the next
+    start can see them (the rest are still in journald's queue: they arrive later); run
+    B then starts from what it saw and writes 5. All of both reach the sink in the end."""
+    from supervisor.audit.chain import Head, save_head
+
+    a = auditor(tmp_path, log=tmp_path / "a")
+    write(a, 10)
+    records_a = list(fallback_entries(tmp_path / "a" / "audit.jsonl", a.chain))
+    seen = records_a[: 10 - in_flight]
+    last = seen[-1]
+    save_head(tmp_path / "head.json", Head(chain=a.chain, seq=int(last["seq"]), hash=last["hash"]))
+    b = auditor(tmp_path, log=tmp_path / "b")
+    assert b.chain == a.chain and b.segment != a.segment
+    write(b, 5, start=100)
+    records_b = list(fallback_entries(tmp_path / "b" / "audit.jsonl", b.chain))
+    return a.chain, records_a, records_b
+
+
+def test_a_crash_with_records_in_flight_is_a_restart_not_a_fork(tmp_path):
+    chain, records_a, records_b = two_runs(tmp_path, in_flight=4)
+    assert int(records_b[0]["seq"]) == 7  # B went on from seq 6, all it could see
+    checked = verify(chain, [*records_a, *records_b], None)
+    assert checked.problems == [], checked.problems
+    assert checked.runs == 2
+    assert any("a restart, not a fork" in note for note in checked.notes)
+
+
+def test_a_record_removed_from_the_later_run_is_still_found(tmp_path):
+    chain, records_a, records_b = two_runs(tmp_path, in_flight=4)
+    del records_b[2]
+    checked = verify(chain, [*records_a, *records_b], None)
+    assert checked.first_break == int(records_b[1]["seq"]) + 1
+
+
+def test_a_run_that_continues_from_an_altered_record_is_found(tmp_path):
+    chain, records_a, records_b = two_runs(tmp_path, in_flight=0)
+    records_a[-1] = {**records_a[-1], "hash": "f" * 64}  # what B continued from, replaced
+    checked = verify(chain, [*records_a, *records_b], None)
+    assert checked.problems
+    assert any("not in the chain" in p for p in checked.problems)

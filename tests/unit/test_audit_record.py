@@ -57,6 +57,7 @@ records = st.builds(
     detail=MAYBE_TEXT,
     final=st.none() | st.just(1),
     chain=MAYBE_TEXT,
+    segment=MAYBE_TEXT,
     seq=st.integers(0, 2**40),
     prev=MAYBE_TEXT,
     ts=st.none() | st.floats(0, 2e9),
