@@ -117,6 +117,9 @@ def stage(root: Path, wheels: Path, version: str) -> None:
             dest = user if unit.name == "clawvisor-approver-desktop.service" else system
             shutil.copy(unit, dest / unit.name)
     shutil.copy(units / "clawvisor.catalog", catalog / "clawvisor.catalog")
+    dropin = root / "usr/lib/systemd/journald@clawvisor.conf.d"
+    dropin.mkdir(parents=True)
+    shutil.copy(units / "journald@clawvisor.conf", dropin / "50-clawvisor.conf")
     doc = root / "usr/share/doc/clawvisor"
     doc.mkdir(parents=True)
     shutil.copy(SOURCE / "README.md", doc / "README.md")

@@ -22,6 +22,8 @@ from typing import Literal
 
 import msgspec
 
+from .audit.journal import JOURNAL_SOCKET, NAMESPACE, socket_path
+
 State = Literal["ok", "warn", "fail", "skip"]
 
 
@@ -41,7 +43,7 @@ MODULES = (
     ("systemd.daemon", "apt-get install python3-systemd"),
     ("bcc", "apt-get install python3-bpfcc bpfcc-tools"),
 )
-JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
 SYSTEM_BUS = "/run/dbus/system_bus_socket"
 
 
@@ -296,6 +298,19 @@ def check_nftables() -> list[Check]:
 
 def check_services() -> list[Check]:
     out = []
+    trail = socket_path(NAMESPACE)
+    if _dgram_reachable(trail):
+        out.append(Check("trail journal", "ok", f"{trail} (namespace {NAMESPACE}) accepts records"))
+    else:
+        out.append(
+            Check(
+                "trail journal",
+                "warn",
+                f"no journald for the trail's namespace {NAMESPACE!r}: records go to the system "
+                "journal, where other logs can rotate them away",
+                "run clawvisor.service (LogNamespace=clawvisor starts systemd-journald@clawvisor)",
+            )
+        )
     if _dgram_reachable(JOURNAL_SOCKET):
         out.append(Check("journald", "ok", f"{JOURNAL_SOCKET} accepts records"))
     else:

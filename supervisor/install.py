@@ -16,6 +16,7 @@ into the new build (the previous release is kept for that). Configuration in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -28,6 +29,8 @@ SYSTEMD_RUNNING = Path("/run/systemd/system")
 SOCKETS = ("clawvisor-intents.socket", "clawvisor-control.socket")
 SERVICE = "clawvisor.service"
 USER_UNITS = ("clawvisor-approver-desktop.service",)
+#: The trail's journal limits, shipped in units/ and installed as a journald drop-in.
+JOURNALD_CONF = "journald@clawvisor.conf"
 TELEGRAM_USER = "clawvisor-telegram"
 OPS_GROUP = "clawvisor-ops"
 KEEP_RELEASES = 2
@@ -41,6 +44,10 @@ class Layout:
         self.unit_dir = Path(args.unit_dir)
         self.user_unit_dir = Path(args.user_unit_dir)
         self.catalog_dir = Path(args.catalog_dir)
+        #: journald reads drop-ins for the namespace from <lib>/systemd/journald@NS.conf.d.
+        self.journald_dropin = (
+            Path(args.catalog_dir).parent / "journald@clawvisor.conf.d" / "50-clawvisor.conf"
+        )
         self.config_dir = Path(args.config_dir)
         self.state_dirs = [Path(p) for p in args.state_dir]
         self.units_from = Path(args.units_from)
@@ -155,7 +162,13 @@ def install_units(layout: Layout) -> None:
         shutil.copy(unit, target / unit.name)
         os.chmod(target / unit.name, 0o644)
     shutil.copy(layout.units_from / "clawvisor.catalog", layout.catalog_dir / "clawvisor.catalog")
-    say(f"units in {layout.unit_dir}, catalog in {layout.catalog_dir}")
+    layout.journald_dropin.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(layout.units_from / JOURNALD_CONF, layout.journald_dropin)
+    os.chmod(layout.journald_dropin, 0o644)
+    say(
+        f"units in {layout.unit_dir}, catalog in {layout.catalog_dir}, the trail's journal "
+        f"limits in {layout.journald_dropin}"
+    )
 
 
 def install_defaults(layout: Layout) -> None:
@@ -245,6 +258,9 @@ def remove(layout: Layout, purge: bool) -> int:
             for d in (layout.unit_dir, layout.user_unit_dir):
                 (d / unit.name).unlink(missing_ok=True)
         (layout.catalog_dir / "clawvisor.catalog").unlink(missing_ok=True)
+        layout.journald_dropin.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            layout.journald_dropin.parent.rmdir()
     if layout.prefix.exists():
         shutil.rmtree(layout.prefix)
         say(f"removed {layout.prefix}")

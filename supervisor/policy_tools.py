@@ -36,6 +36,7 @@ from policy.diff.values import Undecided
 from .actions import POLICY_CATALOG, normalise_params
 from .approvals.grants import Grant, GrantStore, intent_key
 from .audit import log as audit_log
+from .audit.journal import use_namespace
 from .capabilities import describe
 from .config import Config, ConfigError, Paths, load_config
 
@@ -287,6 +288,7 @@ def replay(
         return 2
     if run_tests(policy, normalise_params):
         print("note: the new policy's own tests fail; a reload would refuse it", file=out)
+    use_namespace(config.settings.audit.journal_namespace)
     trail = audit_log.records(
         log_dir / config.settings.audit.fallback_file, since=since, journal=use_journal
     )

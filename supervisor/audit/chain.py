@@ -17,6 +17,7 @@ old segment's own, and are checked as such.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
@@ -280,7 +281,7 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
             )
             breaks.append(first)
     starts.sort()
-    for (a_first, a_name), (b_first, _) in zip(starts, starts[1:], strict=False):
+    for (_, a_name), (b_first, _) in itertools.pairwise(starts):
         late = [seq for seq in segments[a_name] if seq >= b_first]
         if late:
             notes.append(

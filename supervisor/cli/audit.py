@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..audit.journal import NAMESPACE
 from ..config import DEFAULT_LOG_DIR, DEFAULT_STATE_DIR
 from .common import JOURNAL_DIR_HELP, Subcommands
+
+
+def _trail(args: argparse.Namespace) -> None:
+    from ..audit.journal import use_namespace
+
+    use_namespace(args.namespace)
 
 
 def _cmd_audit_log(args: argparse.Namespace) -> int:
     from ..audit.log import show
 
+    _trail(args)
     return show(
         args.log_dir / args.fallback_file,
         fmt=args.format,
@@ -25,6 +33,7 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from ..audit.chain import report
 
+    _trail(args)
     return report(
         args.state_dir,
         args.log_dir / args.fallback_file,
@@ -59,6 +68,12 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
     p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
     p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
+    p.add_argument(
+        "--namespace",
+        default=NAMESPACE,
+        help="the trail's journal namespace, read with the system journal ('' for the "
+        "system journal alone; default %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="the verdict as JSON")
     p.set_defaults(func=_cmd_audit_verify)
 
@@ -80,4 +95,10 @@ def register(sub: Subcommands) -> None:
     )
     p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
     p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
+    p.add_argument(
+        "--namespace",
+        default=NAMESPACE,
+        help="the trail's journal namespace, read with the system journal ('' for the "
+        "system journal alone; default %(default)s)",
+    )
     p.set_defaults(func=_cmd_audit_log)

@@ -149,8 +149,10 @@ def control(box: nspawn.Box, op: dict) -> dict:
     return json.loads(proc.stdout.splitlines()[0])
 
 
-def journal(box: nspawn.Box, *match: str) -> list[dict]:
-    out = box.ok("journalctl", "-o", "json", "--no-pager", *match)
+def journal(box: nspawn.Box, *match: str, namespace: str | None = "clawvisor") -> list[dict]:
+    """Entries of the trail's journal namespace (None: the system journal)."""
+    where = [f"--namespace={namespace}"] if namespace else []
+    out = box.ok("journalctl", *where, "-o", "json", "--no-pager", *match)
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -222,12 +224,30 @@ def test_the_first_intent_starts_the_daemon_through_socket_activation(box):
     assert "clawvisor started" in started["MESSAGE"]
 
 
+def test_the_trail_is_in_its_own_journal_namespace_and_not_the_systems(box):
+    assert send(box, "status")["status"] == "ok"
+    assert box.prop("clawvisor.service", "LogNamespace") == "clawvisor"
+    box.wait_for(
+        lambda: journal(box, "SYSLOG_IDENTIFIER=clawvisor", "CLAWVISOR_KIND=decision"),
+        what="the trail in its namespace",
+    )
+    assert journal(box, "SYSLOG_IDENTIFIER=clawvisor", namespace=None) == []
+    # clawvisor's own tools read it there by default.
+    verify = box.run(CLAWVISOR, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "intact" in verify.stdout
+
+
 def test_executors_run_as_transient_units_as_the_workload_user(box):
     reply = send(box, "search", "query=hello world")
     assert reply["status"] == "ok", reply
     uid = box.ok("id", "-u", "wl-alpha").strip()
-    box.wait_for(lambda: journal(box, "SYSLOG_IDENTIFIER=clawvisor-test-search"), what="the log")
-    [entry] = journal(box, "SYSLOG_IDENTIFIER=clawvisor-test-search")
+    # The stand-in browser runs in a transient unit of its own: it logs to the system journal.
+    box.wait_for(
+        lambda: journal(box, "SYSLOG_IDENTIFIER=clawvisor-test-search", namespace=None),
+        what="the log",
+    )
+    [entry] = journal(box, "SYSLOG_IDENTIFIER=clawvisor-test-search", namespace=None)
     assert entry["MESSAGE"] == "https://duckduckgo.com/?q=hello+world"
     assert entry["_UID"] == uid
     # Outside the daemon's sandbox (it may not open network sockets; a browser must).
