@@ -120,6 +120,9 @@ def stage(root: Path, wheels: Path, version: str) -> None:
     dropin = root / "usr/lib/systemd/journald@clawvisor.conf.d"
     dropin.mkdir(parents=True)
     shutil.copy(units / "journald@clawvisor.conf", dropin / "50-clawvisor.conf")
+    # On PATH for gateways configured as `clawvisor mcp`; dangling until postinst runs.
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/clawvisor").symlink_to("/opt/clawvisor/current/bin/clawvisor")
     doc = root / "usr/share/doc/clawvisor"
     doc.mkdir(parents=True)
     shutil.copy(SOURCE / "README.md", doc / "README.md")
@@ -130,6 +133,8 @@ def stage(root: Path, wheels: Path, version: str) -> None:
         (debian / name).write_text(text)
         (debian / name).chmod(0o755)
     for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
         if path.is_dir():
             path.chmod(0o755)
         elif path.parent != debian:

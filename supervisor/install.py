@@ -54,6 +54,8 @@ class Layout:
         self.defaults_from = Path(args.defaults_from)
         self.doc = Path(args.doc)
         self.packaged = args.packaged
+        #: On PATH for gateways configured as `clawvisor mcp` (dpkg ships its own link).
+        self.bin_link = Path(args.bin_link)
 
     @property
     def releases(self) -> Path:
@@ -148,6 +150,27 @@ def prune(layout: Layout, keep: list[str]) -> None:
 # --- files beside the release -------------------------------------------------------------------
 
 
+def link_bin(layout: Layout) -> None:
+    """Put `clawvisor` on PATH: a link to the build in force, left alone if it is not ours."""
+    target = layout.current / "bin" / "clawvisor"
+    link = layout.bin_link
+    if link.exists() and not link.is_symlink():
+        say(f"{link} exists and is not a link: left alone, use {target}")
+        return
+    tmp = link.with_name(link.name + ".new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
+    say(f"{link} -> {target}")
+
+
+def unlink_bin(layout: Layout) -> None:
+    """Remove the PATH link only when it points into this prefix."""
+    link = layout.bin_link
+    if link.is_symlink() and os.readlink(link).startswith(str(layout.prefix) + "/"):
+        link.unlink()
+
+
 def install_units(layout: Layout) -> None:
     """Unit files, the user unit and the message catalog (the Debian package ships its own)."""
     if layout.packaged:
@@ -225,6 +248,8 @@ def install(layout: Layout, wheels: Path) -> int:
     prune(layout, keep=[release.name, Path(before).name if before else ""])
     install_units(layout)
     install_defaults(layout)
+    if not layout.packaged:
+        link_bin(layout)
     if shutil.which("journalctl"):
         run("journalctl", "--update-catalog", check=False)
     clawvisor = str(layout.current / "bin" / "clawvisor")
@@ -259,6 +284,7 @@ def remove(layout: Layout, purge: bool) -> int:
                 (d / unit.name).unlink(missing_ok=True)
         (layout.catalog_dir / "clawvisor.catalog").unlink(missing_ok=True)
         layout.journald_dropin.unlink(missing_ok=True)
+        unlink_bin(layout)
         with contextlib.suppress(OSError):
             layout.journald_dropin.parent.rmdir()
     if layout.prefix.exists():
@@ -292,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--user-unit-dir", default="/usr/local/lib/systemd/user")
     p.add_argument("--catalog-dir", default="/usr/local/lib/systemd/catalog")
     p.add_argument("--config-dir", default="/etc/clawvisor")
+    p.add_argument("--bin-link", default="/usr/bin/clawvisor", help="clawvisor on PATH")
     p.add_argument(
         "--state-dir",
         action="append",

@@ -168,6 +168,22 @@ async def _serve(bridge: Bridge) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
+def unreachable_hint(socket: str, exc: BaseException) -> str:
+    """One line that says why the socket could not be used and what to fix."""
+    if isinstance(exc, FileNotFoundError):
+        fix = (
+            "no socket there: is clawvisor installed and its socket up "
+            "(`systemctl status clawvisor-intents.socket`), or is --socket wrong?"
+        )
+    elif isinstance(exc, PermissionError):
+        fix = "permission denied: this user is not in the gateway group of a provisioned workload"
+    elif isinstance(exc, ConnectionRefusedError):
+        fix = "nothing listening: start clawvisor (`systemctl start clawvisor-intents.socket`)"
+    else:
+        fix = "the daemon did not answer: see `journalctl -u clawvisor`"
+    return f"cannot reach clawvisor at {socket} ({exc}): {fix}"
+
+
 def serve(socket: str, timeout: float | None) -> int:
     """Serve MCP on stdin/stdout until the client goes away."""
     bridge = Bridge(socket, timeout)
@@ -180,11 +196,12 @@ def serve(socket: str, timeout: float | None) -> int:
     try:
         asyncio.run(main())
     except (OSError, ConnectionLost, ClientTimeout) as exc:
-        print(f"clawvisor mcp: cannot reach clawvisor at {socket}: {exc}", file=sys.stderr)
+        print(f"clawvisor mcp: {unreachable_hint(socket, exc)}", file=sys.stderr)
         return 2
     except ClawvisorError as exc:
         print(
-            f"clawvisor mcp: clawvisor refused to list this workload's actions: {exc}",
+            f"clawvisor mcp: clawvisor refused to list this workload's actions: {exc}; "
+            "is this user a provisioned workload's gateway (workloads.toml)?",
             file=sys.stderr,
         )
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -241,3 +242,17 @@ def test_the_bridge_reconnects_after_a_daemon_restart(env, make_daemon):
     for result in (before, after):
         assert result.is_error
         assert result.structured_content["rule"] == f"policy.d/10.toml:{rule_line(2)}"
+
+
+def test_a_bridge_that_cannot_reach_the_daemon_says_what_to_fix_on_one_stderr_line(tmp_path):
+    missing = tmp_path / "no.sock"
+    proc = subprocess.run(
+        [str(rig.VENV_BIN / "clawvisor"), "mcp", "--socket", str(missing)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert str(missing) in line and "systemctl status clawvisor-intents.socket" in line

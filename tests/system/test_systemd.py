@@ -183,6 +183,8 @@ def test_make_install_enables_the_sockets_and_starts_no_daemon(box):
         assert box.run("systemctl", "is-enabled", sock).stdout.strip() == "enabled"
         assert active(box, sock) == "active"
     assert active(box, "clawvisor.service") == "inactive"
+    # On PATH, so a gateway's `{"command": "clawvisor", "args": ["mcp"]}` starts.
+    assert box.ok("readlink", "-f", "/usr/bin/clawvisor").startswith("/opt/clawvisor/releases/")
     assert box.ok("stat", "-c", "%a %U %G", INTENTS).split() == ["660", "root", "clawvisor-gw"]
     assert box.ok("stat", "-c", "%a %U %G", CONTROL).split() == ["660", "root", "clawvisor-ops"]
 
@@ -418,6 +420,7 @@ def test_an_upgrade_keeps_grants_and_the_audit_chain(box, builds):
 def test_make_uninstall_removes_the_install_but_keeps_configuration_and_state(box):
     box.ok("make", "-C", "/root/clawvisor-next", "uninstall")
     assert not (box.root / "opt/clawvisor").exists()
+    assert not (box.root / "usr/bin/clawvisor").is_symlink()
     assert not (box.root / "usr/local/lib/systemd/system/clawvisor.service").exists()
     assert active(box, "clawvisor-intents.socket") == "inactive"
     assert (box.root / "etc/clawvisor/workloads.toml").exists()
@@ -430,6 +433,7 @@ def test_the_deb_installs_and_the_first_intent_starts_it(box, builds):
     assert active(box, "clawvisor-intents.socket") == "active"
     assert version(box) == builds["version"]
     assert len(grants(box)) == 1  # the state directory was kept
+    assert box.ok("readlink", "-f", "/usr/bin/clawvisor").startswith("/opt/clawvisor/releases/")
 
 
 def test_the_deb_upgrades_in_place_keeping_grants_and_the_chain(box, builds):
