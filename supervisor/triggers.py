@@ -28,7 +28,8 @@ in any trigger file (also for a default trigger):
     [exempt.match]                         # the events it covers (same syntax as match)
     filename = "/usr/bin/git"
 
-A field holding a list (argv) matches when any element does. The defaults ship in
+A field holding a list (argv) matches when any element does; `{ starts = [...] }`
+matches the list's first elements exactly (and nothing else about it). The defaults ship in
 supervisor/defaults/triggers.toml; CONFIG/triggers.d/*.toml are read after them, in
 name order. Every rule is checked when loaded: an unknown kind, field, response or
 exempted trigger is an error naming the file and the trigger.
@@ -112,6 +113,20 @@ class _Cidr(msgspec.Struct, frozen=True):
         return f"{self.param} in {[str(n) for n in self.nets]}"
 
 
+class _Starts(msgspec.Struct, frozen=True):
+    """A list field (argv) whose first elements are exactly these: the whole list is
+    matched, so an element elsewhere cannot make an unrelated command look like one."""
+
+    param: str
+    prefix: tuple[str, ...]
+
+    def matches(self, value: object) -> bool:
+        return isinstance(value, list) and tuple(value[: len(self.prefix)]) == self.prefix
+
+    def describe(self) -> str:
+        return f"{self.param} starts {list(self.prefix)}"
+
+
 Matcher = Callable[[object], bool]
 
 
@@ -123,6 +138,11 @@ def _matcher(field_name: str, ftype: Any, spec: Any) -> Any:
         )
         return _Cidr(param=field_name, nets=nets)
     kind = _kind_of(ftype)
+    if kind == "list" and isinstance(spec, dict) and set(spec) == {"starts"}:
+        prefix = spec["starts"]
+        if not (isinstance(prefix, list) and prefix and all(isinstance(a, str) for a in prefix)):
+            raise ValueError(f"{field_name}: starts takes a non-empty list of strings")
+        return _Starts(param=field_name, prefix=tuple(prefix))
     if kind == "list":
         kind = "str"  # matched element by element: any element may match
     if isinstance(spec, list) and not isinstance(spec, dict):
@@ -146,7 +166,7 @@ def _kind_of(ftype: Any) -> Literal["str", "int", "bool", "list"]:
 def _all_match(matchers: tuple[Any, ...], event: ev.MonitorEvent) -> bool:
     for m in matchers:
         value = getattr(event, m.param, None)
-        if isinstance(value, list) and not isinstance(m, Exact):
+        if isinstance(value, list) and not isinstance(m, (Exact, _Starts)):
             if not any(m.matches(v) for v in value):
                 return False
         elif not m.matches(value):

@@ -208,3 +208,39 @@ def test_a_setuid_drop_is_not_an_alert_and_a_gain_is():
     e.on_event(ev.Setid(result=0, ts=1, workload="w", call="setresuid", ids=[1000], gain=False))
     e.on_event(ev.Setid(result=-1, ts=1, workload="w", call="setuid", ids=[0], gain=True))
     assert [a.event.ids for a in fired] == [[0]]
+
+
+OOM_WRAPPER = 'echo 1000 > /proc/self/oom_score_adj; exec "$0" "$@"'
+
+
+def default_engine():
+    fired = []
+    return TriggerEngine(load_triggers(None), {}, fired.append), fired
+
+
+def test_openclaws_oom_wrapper_starting_an_mcp_server_raises_no_alert():
+    e, fired = default_engine()
+    argv = ["/bin/sh", "-c", OOM_WRAPPER, "clawvisor", "mcp"]
+    e.on_event(ev.Exec(result=0, ts=1, filename="/bin/sh", argv=argv, caller="/usr/bin/node"))
+    assert fired == []
+
+
+def test_a_shell_carrying_the_wrapper_text_as_a_later_argument_still_alerts():
+    e, fired = default_engine()
+    argv = ["/bin/sh", "evil.sh", "-c", OOM_WRAPPER]
+    e.on_event(ev.Exec(result=0, ts=1, filename="/bin/sh", argv=argv, caller="/usr/bin/node"))
+    assert {f.trigger for f in fired} >= {"shell-or-network-tool"}
+
+
+def test_what_the_wrapper_execs_is_judged_on_its_own():
+    e, fired = default_engine()
+    e.on_event(ev.Exec(result=0, ts=1, filename="/bin/bash", argv=["bash"], caller="/bin/sh"))
+    assert "shell-or-network-tool" in {f.trigger for f in fired}
+
+
+def test_starts_takes_only_a_non_empty_list_of_strings():
+    with pytest.raises(TriggerError):
+        parse_triggers(
+            '[[trigger]]\nname = "x"\nkind = "exec"\n[trigger.match]\nargv = { starts = [] }\n',
+            "t.toml",
+        )
