@@ -119,6 +119,33 @@ def d_before(d: dict[str, Any]) -> str:
     return str(Path(before).name.removeprefix("before-"))
 
 
+def corpora_section() -> list[str]:
+    """The monitors against the attack and benign corpora (tests/integration/test_corpora.py
+    writes the report), below the table: counts, not comparisons."""
+    d = _load("corpora")
+    if d is None:
+        return []
+    attacks = d["attack"]
+    by = {k: sum(1 for a in attacks if a["caught"] == k) for k in ("specific", "generic", "missed")}
+    false = [b["name"] for b in d["benign"] if b["high"]]
+    return [
+        "## The monitors against the corpora",
+        "",
+        f"Each behaviour run as a real workload user under the real BPF monitors "
+        f"(`{PY} -m pytest tests/integration/test_corpora.py`; per behaviour, the alerts "
+        "raised, in `results/corpora.json`).",
+        "",
+        "| corpus | behaviours | caught by a specific trigger | only generically | missed "
+        "| high or critical alerts |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| attacks (tests/data) | {len(attacks)} | {by['specific']} | {by['generic']} "
+        f"| {by['missed']} | |",
+        f"| benign (builds, git, pip, ssh-keygen, tar, a gateway starting MCP servers) "
+        f"| {len(d['benign'])} | | | | {len(false)} |",
+        "",
+    ]
+
+
 def allow_path_section() -> list[str]:
     """The allow path step by step (bench/allow_path.py), below the table: costs, not
     comparisons, so they are not rows."""
@@ -536,6 +563,7 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
             f"| {r.aim} | `{r.command}` |"
         )
     out += allow_path_section()
+    out += corpora_section()
     out += [
         "",
         "Plots: `results/latency.png` (1-client latency distributions), "
