@@ -8,6 +8,7 @@ list; an exact list value must equal the whole list.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import msgspec
 
@@ -55,42 +56,36 @@ class Exact(msgspec.Struct, frozen=True):
         return f"{self.param} == {shown!r}"
 
 
-class Glob(msgspec.Struct, frozen=True):
+class _Pattern(msgspec.Struct, frozen=True):
+    """A compiled pattern that must match the whole value (each element, with `each`)."""
+
+    kind: ClassVar[str]
+    param: str
+    pattern: str
+    each: bool
+    node: Node
+    compiled: re.Pattern[str]
+
+    def matches(self, value: object) -> bool:
+        items = _each(value, self.each)
+        return items is not None and all(
+            isinstance(v, str) and self.compiled.fullmatch(v) is not None for v in items
+        )
+
+    def describe(self) -> str:
+        return f"{_subject(self.param, self.each)} matches {self.kind} {self.pattern!r}"
+
+
+class Glob(_Pattern, frozen=True):
     """A shell-style glob over the whole string, case-sensitive (on URLs: per part)."""
 
-    param: str
-    pattern: str
-    each: bool
-    node: Node
-    compiled: re.Pattern[str]
-
-    def matches(self, value: object) -> bool:
-        items = _each(value, self.each)
-        return items is not None and all(
-            isinstance(v, str) and self.compiled.fullmatch(v) is not None for v in items
-        )
-
-    def describe(self) -> str:
-        return f"{_subject(self.param, self.each)} matches glob {self.pattern!r}"
+    kind: ClassVar[str] = "glob"
 
 
-class Regex(msgspec.Struct, frozen=True):
+class Regex(_Pattern, frozen=True):
     """A regular expression (the supported subset) that must match the whole value."""
 
-    param: str
-    pattern: str
-    each: bool
-    node: Node
-    compiled: re.Pattern[str]
-
-    def matches(self, value: object) -> bool:
-        items = _each(value, self.each)
-        return items is not None and all(
-            isinstance(v, str) and self.compiled.fullmatch(v) is not None for v in items
-        )
-
-    def describe(self) -> str:
-        return f"{_subject(self.param, self.each)} matches regex {self.pattern!r}"
+    kind: ClassVar[str] = "regex"
 
 
 class Prefix(msgspec.Struct, frozen=True):
