@@ -27,6 +27,7 @@ from .cgroups import CgroupError, WorkloadCgroup, pids_of
 from .config import Config
 from .monitors import events as ev
 from .triggers import Alert
+from .wire.control import Response
 
 PRIORITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
 
@@ -163,7 +164,7 @@ class Responder:
 
     def run(self, response: str, workload: str) -> str:
         """Carry out one response by name."""
-        actions: dict[str, Callable[[str], str]] = {
+        typed: dict[Response, Callable[[str], str]] = {
             "freeze": self.freeze,
             "thaw": self.thaw,
             "kill": self.kill,
@@ -171,9 +172,11 @@ class Responder:
             "restore-network": self.restore_network,
             "revoke-grants": self.revoke_grants,
         }
-        if response not in actions:
+        actions: dict[str, Callable[[str], str]] = {k: v for k, v in typed.items()}
+        action = actions.get(response)
+        if action is None:
             raise ResponseError(f"unknown response {response!r}")
-        return actions[response](workload)
+        return action(workload)
 
     # --- triggers ------------------------------------------------------------------------
 

@@ -53,8 +53,9 @@ from executors.base import whole
 from policy.constraints import Exact, parse_constraint
 
 from .monitors import events as ev
+from .wire.control import TriggerResponse
 
-Response = Literal["alert", "freeze", "kill", "cut-network", "revoke-grants"]
+Response = TriggerResponse
 Outcome = Literal["success", "failure", "any"]
 KINDS: dict[str, type[ev.MonitorEvent]] = {str(t.__struct_config__.tag): t for t in ev.EVENT_TYPES}
 

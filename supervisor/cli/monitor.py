@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config import DEFAULT_LOG_DIR
+from ..wire.control import RESPONSES
 from .common import CONTROL_SOCKET, EXIT_DENIED, EXIT_OK, SOCKET_HELP, Subcommands, guard
 
 
@@ -93,14 +94,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="the daemon's log dir")
     p.set_defaults(func=_cmd_monitor)
 
-    for name, what in (
-        ("freeze", "freeze every process of a workload (cgroup)"),
-        ("thaw", "thaw a frozen workload"),
-        ("kill", "kill every process of a workload"),
-        ("cut-network", "drop all of a workload's traffic and empty its allow sets"),
-        ("restore-network", "undo cut-network"),
-        ("revoke-grants", "revoke every grant a workload holds"),
-    ):
+    for name, what in RESPONSES.items():
         p = sub.add_parser(name, help=what, description=what.capitalize() + " (audited).")
         p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
         p.add_argument("workload", metavar="W")

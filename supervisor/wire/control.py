@@ -116,10 +116,25 @@ class MonitorOp(ControlBase, tag="monitor"):
     alerts_only: bool = False
 
 
+#: The responses an operator (or a trigger) can carry out on a workload: the one list.
+Response = Literal["freeze", "thaw", "kill", "cut-network", "restore-network", "revoke-grants"]
+#: What each does, in a line (the CLI's help).
+RESPONSES: Final[dict[Response, str]] = {
+    "freeze": "freeze every process of a workload (cgroup)",
+    "thaw": "thaw a frozen workload",
+    "kill": "kill every process of a workload",
+    "cut-network": "drop all of a workload's traffic and empty its allow sets",
+    "restore-network": "undo cut-network",
+    "revoke-grants": "revoke every grant a workload holds",
+}
+#: What a trigger may do on firing: alert, or a response that is not an undo.
+TriggerResponse = Literal["alert", "freeze", "kill", "cut-network", "revoke-grants"]
+
+
 class RespondOp(ControlBase, tag="respond"):
     """Carry out a response on a workload now (audited with who asked)."""
 
-    response: Literal["freeze", "thaw", "kill", "cut-network", "restore-network", "revoke-grants"]
+    response: Response
     workload: Annotated[str, msgspec.Meta(pattern=whole(r"[a-zA-Z0-9-]{1,64}"))]
 
 
