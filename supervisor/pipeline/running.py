@@ -81,7 +81,17 @@ def record_interrupted(
     try:
         runs = msgspec.json.decode(data, type=list[RunningRecord])
     except msgspec.DecodeError:
+        # Loudly, as with the pending asks' file: executions may have gone unrecorded.
         runs = []
+        audit(
+            AuditRecord(
+                kind="result",
+                priority=WARNING,
+                outcome="unavailable",
+                message=f"{path} was unreadable; executions it listed (if any) have no "
+                "recorded result",
+            )
+        )
     done = ended(runs) if runs else set()
     left = [r for r in runs if (r.workload, r.intent_id) not in done]
     for r in left:
