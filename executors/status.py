@@ -1,4 +1,9 @@
-"""`status`: read-only facts about the daemon. Runs in-process; starts nothing."""
+"""`status`: read-only facts about the daemon. Runs in-process; starts nothing.
+
+An operator (control.sock) sees everything; a workload sees only what concerns it: its
+own name, the rules that could decide its intents, and whether the policy is deny-all.
+Other workloads' names, the policy's file names, grant counts and the monitors' details
+are the operator's business (a compromised agent would use them to aim)."""
 
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ class PolicyState(msgspec.Struct, frozen=True):
 
 
 class Result(ResultBase, tag="status", frozen=True):
-    """The daemon's version, uptime in seconds, workloads and policy state."""
+    """The daemon's version, uptime in seconds, workloads and policy state (for a
+    workload: itself, and the number of rules that could decide its intents)."""
 
     version: str
     uptime: float
@@ -31,9 +37,22 @@ class Result(ResultBase, tag="status", frozen=True):
     monitors: list[MonitorInfo] = []
 
 
+#: The `source` of an operator's context (control.sock), which no workload can be named.
+OPERATOR = "@operator"
+
+
 def run(params: Params, ctx: ExecContext) -> Result:
-    """Report the daemon's state."""
+    """Report the daemon's state: all of it to an operator, a workload's share to it."""
     d = ctx.daemon
+    if ctx.source != OPERATOR:
+        rules = sum(len(c.rules) for c in d.capabilities(ctx.source))
+        error = "the policy in force does not load: every intent is denied"
+        return Result(
+            version=d.version,
+            uptime=round(d.uptime, 3),
+            workloads=[ctx.source],
+            policy=PolicyState(files=[], rules=rules, error=error if d.policy_error else None),
+        )
     return Result(
         version=d.version,
         uptime=round(d.uptime, 3),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import msgspec
 
@@ -85,8 +85,9 @@ def writable_by_others(path: Path) -> str | None:
     return None
 
 
-def permission_findings(config_dir: Path) -> list[str]:
-    """The config dir, policy dir and policy files that someone other than root can change."""
+def permission_findings(config_dir: Path) -> list[tuple[str, str]]:
+    """The config dir, policy dir and policy files that someone other than root can
+    change: (path, why) each."""
     policy_dir = config_dir / "policy.d"
     paths = [config_dir, policy_dir]
     if policy_dir.is_dir():
@@ -97,41 +98,92 @@ def permission_findings(config_dir: Path) -> list[str]:
         why = writable_by_others(p)
         if why is not None:
             out.append(
-                f"{p}: warning: writable by someone other than root ({why}); the "
-                "policy could be widened from there"
+                (
+                    str(p),
+                    f"writable by someone other than root ({why}); the policy could be "
+                    "widened from there",
+                )
             )
     return out
 
 
-def check(config_dir: Path, out: TextIO = sys.stdout) -> int:
-    """Lint the policy: errors exit 1, warnings are printed and exit 0."""
-    config = _load_config(config_dir, out)
+class Finding(msgspec.Struct, frozen=True):
+    """One error or warning of `policy check`, placed by file:line:col where it has one."""
+
+    where: str
+    level: Literal["error", "warning"]
+    message: str
+
+
+class CheckReport(msgspec.Struct, kw_only=True):
+    """What `clawvisor policy check --json` prints: the findings and the counts."""
+
+    #: False when the config or the policy does not load (the daemon would deny all).
+    loaded: bool
+    rules: int = 0
+    files: int = 0
+    tests: int = 0
+    tests_passed: int = 0
+    errors: int = 0
+    warnings: int = 0
+    findings: list[Finding] = []
+
+
+def check_report(config_dir: Path) -> CheckReport:
+    """Lint the policy under `config_dir` and run its tests."""
+    buf = io.StringIO()
+    config = _load_config(config_dir, buf)
     if config is None:
-        return 1
-    errors = 0
+        message = buf.getvalue().strip().removeprefix("error: ")
+        return CheckReport(
+            loaded=False, errors=1, findings=[Finding(str(config_dir), "error", message)]
+        )
     try:
         policy = _load(config, check_tests=False)
     except PolicyError as exc:
-        print(f"{exc.where}: error: {exc.message}", file=out)
-        return 1
-    failures = run_tests(policy, normalise_params)
-    for f in failures:
-        print(f"{f.test.where}: error: policy test failed: {f.message}", file=out)
-        errors += 1
-    findings = lint(policy, POLICY_CATALOG, config.settings.approvals.agents)
-    for finding in findings:
-        print(f"{finding.where}: warning: {finding.message}", file=out)
-    perms = permission_findings(config_dir)
-    for line in perms:
-        print(line, file=out)
-    warnings = len(findings) + len(perms)
-    print(
-        f"{len(policy.rules)} rules in {len(policy.files)} files, "
-        f"{len(policy.tests) - len(failures)}/{len(policy.tests)} tests passed: "
-        f"{errors} errors, {warnings} warnings",
-        file=out,
+        return CheckReport(
+            loaded=False, errors=1, findings=[Finding(exc.where, "error", exc.message)]
+        )
+    findings = [
+        Finding(f.test.where, "error", f"policy test failed: {f.message}")
+        for f in run_tests(policy, normalise_params)
+    ]
+    errors = len(findings)
+    for lint_finding in lint(policy, POLICY_CATALOG, config.settings.approvals.agents):
+        findings.append(Finding(lint_finding.where, "warning", lint_finding.message))
+    for path, why in permission_findings(config_dir):
+        findings.append(Finding(path, "warning", why))
+    return CheckReport(
+        loaded=True,
+        rules=len(policy.rules),
+        files=len(policy.files),
+        tests=len(policy.tests),
+        tests_passed=len(policy.tests) - errors,
+        errors=errors,
+        warnings=len(findings) - errors,
+        findings=findings,
     )
-    return 1 if errors else 0
+
+
+def check(config_dir: Path, out: TextIO = sys.stdout, *, as_json: bool = False) -> int:
+    """Lint the policy: errors exit 1, warnings are printed and exit 0."""
+    r = check_report(config_dir)
+    code = 1 if r.errors else 0
+    if as_json:
+        print(msgspec.json.encode(r).decode(), file=out)
+        return code
+    for f in r.findings:
+        if not r.loaded and f.where == str(config_dir):
+            print(f"error: {f.message}", file=out)
+        else:
+            print(f"{f.where}: {f.level}: {f.message}", file=out)
+    if r.loaded:
+        print(
+            f"{r.rules} rules in {r.files} files, {r.tests_passed}/{r.tests} tests passed: "
+            f"{r.errors} errors, {r.warnings} warnings",
+            file=out,
+        )
+    return code
 
 
 # --- explain -------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""`clawvisor pending | approve | deny | grants`: one command, one answer, then exit."""
+"""`clawvisor pending | approve | deny | grants | status`: one command, one answer, then exit."""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -12,7 +13,7 @@ import msgspec
 
 from ..wire.client import Client
 from ..wire.common import Reply
-from ..wire.control import GrantView, PendingView
+from ..wire.control import GrantList, GrantView, PendingList, PendingView
 from .prompt import body, title
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
@@ -34,12 +35,21 @@ def _fail(reply: Reply, out: TextIO) -> int:
     return EXIT_REFUSED
 
 
-def pending(socket: Path, show: str | None, out: TextIO = sys.stdout) -> int:
+def _json(struct: msgspec.Struct, out: TextIO) -> int:
+    print(msgspec.json.encode(struct).decode(), file=out)
+    return EXIT_OK
+
+
+def pending(
+    socket: Path, show: str | None, out: TextIO = sys.stdout, *, as_json: bool = False
+) -> int:
     """List pending requests, or one in full."""
     reply = _call(socket, "show", request=show) if show else _call(socket, "pending")
     if reply.status != "ok":
         return _fail(reply, out)
     views = _views(reply)
+    if as_json:
+        return _json(PendingList(pending=views), out)
     if not views:
         print("no pending requests", file=out)
     for p in views:
@@ -57,10 +67,12 @@ def verdict(
     grant: str = "once",
     reason: str | None = None,
     release_all: bool = False,
+    confirm: Callable[[str], str] | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Show the request, then allow or deny exactly what was shown (its digest); with
-    `release_all`, an approval releases every identical request shown as waiting."""
+    `release_all`, an approval releases every identical request shown as waiting.
+    With `confirm` (a terminal's `input`), an approval goes ahead only on a "y"."""
     with Client(socket, timeout=30) as client:
         shown, _ = client.control("show", request=request)
         if shown.status != "ok":
@@ -79,6 +91,14 @@ def verdict(
         }
         if reason:
             fields["reason"] = reason
+        if allow and confirm is not None:
+            many = f" (and {p.waiting - 1} identical)" if release_all and p.waiting > 1 else ""
+            if confirm(f"approve {p.id}{many} as shown? [y/N] ").strip().lower() not in (
+                "y",
+                "yes",
+            ):
+                print("not approved: nothing was sent", file=out)
+                return EXIT_REFUSED
         reply, _ = client.control("verdict", **fields)
     if reply.status != "ok":
         return _fail(reply, out)
@@ -109,12 +129,16 @@ def expiry(expires: float | None, now: float) -> str:
     return f"{left // 60}m{left % 60:02d}s left"
 
 
-def grants(socket: Path, revoke: str | None, out: TextIO = sys.stdout) -> int:
+def grants(
+    socket: Path, revoke: str | None, out: TextIO = sys.stdout, *, as_json: bool = False
+) -> int:
     """List grants, or revoke one."""
     reply = _call(socket, "revoke", grant=revoke) if revoke else _call(socket, "grants")
     if reply.status != "ok":
         return _fail(reply, out)
     views = msgspec.convert(reply.result["grants"], list[GrantView])
+    if as_json:
+        return _json(GrantList(grants=views), out)
     if revoke:
         print(f"revoked {revoke}", file=out)
         return EXIT_OK
@@ -127,4 +151,27 @@ def grants(socket: Path, revoke: str | None, out: TextIO = sys.stdout) -> int:
             f"[{expiry(g.expires, now)}; rule {g.rule}; by {', '.join(g.approvers)}]",
             file=out,
         )
+    return EXIT_OK
+
+
+def status(socket: Path, out: TextIO = sys.stdout, *, as_json: bool = False) -> int:
+    """The daemon's state as control.sock gives it to operators (every workload)."""
+    from executors.status import Result
+
+    reply = _call(socket, "status")
+    if reply.status != "ok":
+        return _fail(reply, out)
+    r = msgspec.convert(reply.result, Result)
+    if as_json:
+        return _json(r, out)
+    pol = r.policy
+    print(f"clawvisor {r.version}, up {r.uptime:.0f} s", file=out)
+    print(
+        f"policy: {pol.rules} rules from {len(pol.files)} files"
+        + (f" -- DENY-ALL: {pol.error}" if pol.error else ""),
+        file=out,
+    )
+    print(f"workloads: {', '.join(r.workloads) or '(none)'}; grants in force: {r.grants}", file=out)
+    for m in r.monitors:
+        print(f"monitor {m.name}: {m.state}" + (f" ({m.detail})" if m.detail else ""), file=out)
     return EXIT_OK

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 from . import approvals, audit, daemon, gateway, monitor, policy, provision
+from .common import Parser, resolve_sockets
 
 #: The groups, in the order `clawvisor --help` lists their commands.
 GROUPS = (daemon, gateway, policy, audit, approvals, provision, monitor)
@@ -14,7 +15,7 @@ GROUPS = (daemon, gateway, policy, audit, approvals, provision, monitor)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="clawvisor", description="Supervisor between AI agent gateways and the machine."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -26,5 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `clawvisor` console script."""
     args = build_parser().parse_args(argv)
+    resolve_sockets(args)
     result: int = args.func(args)
     return result

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from .common import CONTROL_SOCKET, SOCKET_HELP, Subcommands, guard
+from .common import JSON_HELP, Subcommands, daemon_socket, guard
 
 
 def _cmd_pending(args: argparse.Namespace) -> int:
     from ..agents.commands import pending
 
-    return guard(lambda: pending(args.socket, args.show))
+    return guard(lambda: pending(args.socket, args.show, as_json=args.json))
 
 
 def _cmd_approve(args: argparse.Namespace) -> int:
     from ..agents.commands import verdict
 
     grant = "always" if args.always else (args.grant_for or "once")
+    confirm = input if sys.stdin.isatty() and not args.yes else None
     return guard(
-        lambda: verdict(args.socket, args.request, allow=True, grant=grant, release_all=args.all)
+        lambda: verdict(
+            args.socket,
+            args.request,
+            allow=True,
+            grant=grant,
+            release_all=args.all,
+            confirm=confirm,
+        )
     )
 
 
@@ -33,7 +42,7 @@ def _cmd_grants(args: argparse.Namespace) -> int:
     from ..agents.commands import grants
 
     revoke = args.grant if args.grants_command == "revoke" else None
-    return guard(lambda: grants(args.socket, revoke))
+    return guard(lambda: grants(args.socket, revoke, as_json=getattr(args, "json", False)))
 
 
 def _cmd_approver(args: argparse.Namespace) -> int:
@@ -70,16 +79,19 @@ def register(sub: Subcommands) -> None:
         help="list requests waiting for approval",
         description="List the requests waiting for a human, or one in full.",
     )
-    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(p)
     p.add_argument("--show", metavar="ID", help="show one request with every value in full")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=_cmd_pending)
 
     p = sub.add_parser(
         "approve",
         help="allow a pending request",
-        description="Show a pending request and allow exactly what is shown.",
+        description="Show a pending request in full and allow exactly what is shown. On a "
+        "terminal it asks first; --yes (for scripts) does not.",
     )
-    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    p.add_argument("--yes", "-y", action="store_true", help="approve without asking")
+    daemon_socket(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--for",
@@ -105,7 +117,7 @@ def register(sub: Subcommands) -> None:
     p = sub.add_parser(
         "deny", help="deny a pending request", description="Show a pending request and deny it."
     )
-    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(p)
     p.add_argument("--reason", help="why (recorded in the audit trail and told the gateway)")
     p.add_argument("request", metavar="ID")
     p.set_defaults(func=_cmd_deny)
@@ -117,9 +129,10 @@ def register(sub: Subcommands) -> None:
     )
     gsub = p.add_subparsers(dest="grants_command", required=True, metavar="COMMAND")
     r = gsub.add_parser("list", help="list grants in force")
-    r.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(r)
+    r.add_argument("--json", action="store_true", help=JSON_HELP)
     r = gsub.add_parser("revoke", help="revoke one grant")
-    r.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(r)
     r.add_argument("grant", metavar="ID")
     p.set_defaults(func=_cmd_grants)
 
@@ -131,11 +144,11 @@ def register(sub: Subcommands) -> None:
     )
     asub = p.add_subparsers(dest="agent", required=True, metavar="AGENT")
     a = asub.add_parser("cli", help="interactive prompt in this terminal (default: deny)")
-    a.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(a)
     a = asub.add_parser("desktop", help="freedesktop notifications in this session")
-    a.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(a)
     a = asub.add_parser("telegram", help="a Telegram bot (its own user, network allowed)")
-    a.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(a)
     a.add_argument(
         "--token-file",
         type=Path,

@@ -4,6 +4,7 @@ the guard around control-socket calls, and `key=value` params."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,12 +19,69 @@ if TYPE_CHECKING:
     from ..provision.box import Box
 
 EXIT_OK, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
-CONTROL_SOCKET = DEFAULT_RUNTIME_DIR / "control.sock"
-SOCKET_HELP = "control socket (default %(default)s)"
+#: Sets every command's default `--runtime-dir` (where both sockets are).
+RUNTIME_DIR_ENV = "CLAWVISOR_RUNTIME_DIR"
+CONTROL, INTENTS = "control.sock", "intents.sock"
+JSON_HELP = "print JSON (its shape: `clawvisor schema cli`)"
 CONFIG_HELP = "configuration directory (default %(default)s)"
 JOURNAL_DIR_HELP = "read the journal files in this directory instead of the system journal"
 #: The `sub` each group adds its parsers to.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class Parser(argparse.ArgumentParser):
+    """Options before or after a command's positionals and `key=value` params
+    (`send open-url --target t url=...` and `send --target t open-url url=...` alike),
+    and an error in a subcommand printed with that subcommand's usage."""
+
+    _mixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._mixing or any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            return super().parse_known_args(args, namespace)
+        # A leaf: intermixed parsing (which calls back into this method, hence the flag),
+        # and anything left over is this subcommand's error, not the top level's.
+        self._mixing = True
+        try:
+            ns, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+
+def runtime_dir_default() -> Path:
+    """`$CLAWVISOR_RUNTIME_DIR`, or the packaged runtime directory."""
+    env = os.environ.get(RUNTIME_DIR_ENV)
+    return Path(env) if env else DEFAULT_RUNTIME_DIR
+
+
+def runtime_dir_arg(p: argparse.ArgumentParser, what: str = "the daemon's sockets") -> None:
+    p.add_argument(
+        "--runtime-dir",
+        type=Path,
+        default=runtime_dir_default(),
+        help=f"{what} (default %(default)s; ${RUNTIME_DIR_ENV} sets it)",
+    )
+
+
+def daemon_socket(p: argparse.ArgumentParser, name: str = CONTROL) -> None:
+    """`--runtime-dir` (both sockets follow from it) and `--socket` to name one directly."""
+    runtime_dir_arg(p)
+    p.add_argument(
+        "--socket", type=Path, default=None, help=f"the socket itself (default RUNTIME_DIR/{name})"
+    )
+    p.set_defaults(socket_name=name)
+
+
+def resolve_sockets(args: argparse.Namespace) -> None:
+    """`args.socket` from `--runtime-dir` where `--socket` was not given."""
+    name = getattr(args, "socket_name", None)
+    if name is not None and args.socket is None:
+        args.socket = args.runtime_dir / name
 
 
 def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
@@ -97,12 +155,7 @@ def box_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG_DIR,
         help="configuration directory (default %(default)s)",
     )
-    p.add_argument(
-        "--runtime-dir",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR,
-        help="the daemon's sockets (default %(default)s)",
-    )
+    runtime_dir_arg(p)
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -112,9 +165,4 @@ def box_args(p: argparse.ArgumentParser) -> None:
 
 
 def intents_socket(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--socket",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR / "intents.sock",
-        help="intents socket (default %(default)s)",
-    )
+    daemon_socket(p, INTENTS)

@@ -7,8 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_CONFIG_DIR, DEFAULT_LOG_DIR, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR
-from .common import CONTROL_SOCKET, EXIT_DENIED, EXIT_ERROR, EXIT_OK, SOCKET_HELP, Subcommands
+from ..config import DEFAULT_CONFIG_DIR, DEFAULT_LOG_DIR, DEFAULT_STATE_DIR
+from .common import (
+    EXIT_DENIED,
+    EXIT_ERROR,
+    EXIT_OK,
+    JSON_HELP,
+    Subcommands,
+    daemon_socket,
+    guard,
+    runtime_dir_arg,
+)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -74,6 +83,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return report(args.socket, as_json=args.json, bpf=not args.no_bpf)
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ..agents.commands import status
+
+    return guard(lambda: status(args.socket, as_json=args.json))
+
+
 def register(sub: Subcommands) -> None:
     """Add this group's subcommands."""
     p = sub.add_parser(
@@ -89,12 +104,7 @@ def register(sub: Subcommands) -> None:
         help=f"configuration directory (default {DEFAULT_CONFIG_DIR}; when that "
         "does not exist, the embedded demo config)",
     )
-    p.add_argument(
-        "--runtime-dir",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR,
-        help=f"where the sockets go (default {DEFAULT_RUNTIME_DIR})",
-    )
+    runtime_dir_arg(p, "where the sockets go")
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -117,12 +127,7 @@ def register(sub: Subcommands) -> None:
         "refused and the previous one stays in force; then this "
         "exits 1 with the reason.",
     )
-    p.add_argument(
-        "--socket",
-        type=Path,
-        default=DEFAULT_RUNTIME_DIR / "control.sock",
-        help="control socket (default %(default)s)",
-    )
+    daemon_socket(p)
     p.add_argument(
         "--diff",
         action="store_true",
@@ -144,9 +149,20 @@ def register(sub: Subcommands) -> None:
         "nftables, journald, systemd and D-Bus, then the running daemon's monitors: one "
         "line each, with the fix for anything missing. Exit 1 on any FAIL.",
     )
-    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(p)
     p.add_argument("--json", action="store_true", help="one JSON object per check")
     p.add_argument(
         "--no-bpf", action="store_true", help="skip compiling and loading the BPF program"
     )
     p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser(
+        "status",
+        help="the running daemon's state",
+        description="Version, uptime, policy in force, workloads, grants and monitors, as "
+        "control.sock tells operators. (A workload's own `clawvisor send status` shows only "
+        "what concerns it.)",
+    )
+    daemon_socket(p)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=_cmd_status)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import DEFAULT_LOG_DIR
 from ..wire.control import RESPONSES
-from .common import CONTROL_SOCKET, EXIT_DENIED, EXIT_OK, SOCKET_HELP, Subcommands, guard
+from .common import EXIT_DENIED, EXIT_OK, Subcommands, daemon_socket, guard
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -65,7 +65,7 @@ def register(sub: Subcommands) -> None:
         description="Show the workloads' syscall, file and network events and "
         "the alerts they raise, as they happen.",
     )
-    p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+    daemon_socket(p)
     p.add_argument("--workload", metavar="W", help="only this workload")
     p.add_argument(
         "--kind",
@@ -96,6 +96,6 @@ def register(sub: Subcommands) -> None:
 
     for name, what in RESPONSES.items():
         p = sub.add_parser(name, help=what, description=what.capitalize() + " (audited).")
-        p.add_argument("--socket", type=Path, default=CONTROL_SOCKET, help=SOCKET_HELP)
+        daemon_socket(p)
         p.add_argument("workload", metavar="W")
         p.set_defaults(func=_cmd_respond)

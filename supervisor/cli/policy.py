@@ -13,7 +13,7 @@ from .common import CONFIG_HELP, EXIT_ERROR, Subcommands, parse_params
 def _cmd_policy_check(args: argparse.Namespace) -> int:
     from ..policy_tools import check
 
-    return check(args.config_dir)
+    return check(args.config_dir, as_json=args.json)
 
 
 def _cmd_policy_explain(args: argparse.Namespace) -> int:
@@ -67,6 +67,7 @@ def register(sub: Subcommands) -> None:
         "allows for every source, files others can write.",
     )
     p.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="the findings and counts as JSON")
     p.set_defaults(func=_cmd_policy_check)
 
     p = psub.add_parser(

@@ -10,6 +10,7 @@ from typing import Final
 import msgspec
 
 from executors.base import Action, ExecContext, ExecError, ResultBase
+from executors.status import OPERATOR
 from policy.quantities import parse_rate
 
 from ..approvals.broker import Broker
@@ -142,7 +143,7 @@ class Execution:
         (no intent: the daemon's own view, as `status` on control.sock shows it)."""
         cfg = self.state.config
         where = it.runs_on if it is not None else None
-        source = it.caller.account.workload if it is not None else "@operator"
+        source = it.caller.account.workload if it is not None else OPERATOR
         key = (action.name, source, where)
         if self._contexts_of is not cfg:  # built per config in force, never per request
             self._contexts_of, self._contexts = cfg, {}

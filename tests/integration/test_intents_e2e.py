@@ -83,7 +83,21 @@ def test_allow_rule_runs_the_executor_and_names_the_rule(setup):
     assert reply["decision"] == "allow"
     assert reply["rule"] == "policy.d/10-rules.toml:2"
     assert reply["result"]["action"] == "status"
-    assert sorted(reply["result"]["workloads"]) == ["alpha", "beta"]
+    # A workload's status names only itself (the operator's, on control.sock, names all).
+    assert reply["result"]["workloads"] == ["alpha"]
+
+
+def test_a_workloads_status_shows_only_what_concerns_it(setup):
+    mine = call(setup.daemon.intents, setup.alpha, {"action": "status"})["result"]
+    assert mine["workloads"] == ["alpha"]
+    assert mine["policy"]["files"] == [] and mine["monitors"] == [] and mine["grants"] == 0
+    assert mine["policy"]["rules"] >= 1 and mine["policy"]["error"] is None
+    assert "beta" not in json.dumps(mine)
+    with rig.connect_as(setup.daemon.control, None) as c:
+        c.sendall(b'{"id":"s","op":"status"}\n')
+        full = rig.read_lines(c, 1)[0]["result"]
+    assert sorted(full["workloads"]) == ["alpha", "beta"]
+    assert full["policy"]["files"] == ["policy.d/10-rules.toml"]
 
 
 def test_no_matching_rule_is_default_deny(setup):
