@@ -76,6 +76,8 @@ class Case:
             rec.rule = self.ruling.rule_name
         for name, value in fields.items():
             setattr(rec, name, value)
+        if rec.outcome == "rate_limited":  # refused, whatever the rule said: a deny
+            rec.decision = "deny"
         return rec
 
     def key(self, rule: Rule) -> str:
@@ -96,9 +98,10 @@ class Case:
         self, code: ErrorCode | None = None, message: str = "", result: ResultBase | None = None
     ) -> Outcome:
         v = self.ruling
+        decision = v.decision if v is not None else None
         return Outcome(
             request_id=self.request_id,
-            decision=v.decision if v is not None else None,
+            decision="deny" if code == "rate_limited" else decision,
             rule=v.rule_name if v is not None else None,
             result=result,
             code=code,

@@ -139,6 +139,10 @@ class Pipeline:
             return self._deny(
                 it, "rate_limited", f"rule {rule.where} allows {rule.rate.text} per workload"
             )
+        if it.action.name == "notify":
+            over = self.execution.over_notice_rate(source)
+            if over is not None:
+                return self._deny(it, "rate_limited", over)
         if ruling.decision == "ask":
             return self.asking.ask_then_run(it, rule)
         return self._allow(it)

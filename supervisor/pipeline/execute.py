@@ -161,11 +161,14 @@ class Execution:
                 self._contexts[key] = ctx
         return ctx
 
-    def _notify(self, workload: str, message: str) -> int:
-        """The `notify` executor's way to the operator, at most its configured rate."""
+    def over_notice_rate(self, workload: str) -> str | None:
+        """Why `workload` may not send a `notify` now (its configured rate), or None; it
+        is taken here, before the intent is licensed, so a refusal is a deny."""
         rate = parse_rate(self.state.config.executors["notify"].options.rate)
         if not self.limiter.take(("notify:" + rate.text, workload), rate):
-            raise ExecError(
-                f"workload {workload} may send {rate.text} notices", code="rate_limited"
-            )
+            return f"workload {workload} may send {rate.text} notices"
+        return None
+
+    def _notify(self, workload: str, message: str) -> int:
+        """The `notify` executor's way to the operator's approval agents."""
         return self.broker.notice(workload, message)

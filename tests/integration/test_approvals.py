@@ -273,7 +273,8 @@ def test_the_eleventh_pending_request_is_rate_limited(env):
             env.wait_pending(f"https://cap.example/{n}")
         sock, _ = env.ask("https://cap.example/eleventh")
         with sock:
-            assert read_lines(sock, 1)[0]["error"]["code"] == "rate_limited"
+            reply = read_lines(sock, 1)[0]
+            assert reply["error"]["code"] == "rate_limited" and reply["decision"] == "deny"
     finally:
         for p in env.control("pending")["result"]["pending"]:
             env.control("verdict", request=p["id"], digest=p["digest"], allow=False)

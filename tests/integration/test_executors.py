@@ -171,12 +171,14 @@ def test_notify_reaches_subscribed_agents_and_is_rate_limited(env):
         events = read_lines(agent, 3)
     assert [r["status"] for r in replies] == ["ok", "ok", "ok", "denied"]
     assert replies[0]["result"]["delivered"] == 1
-    assert replies[3]["error"]["code"] == "rate_limited"
+    assert replies[3]["error"]["code"] == "rate_limited" and replies[3]["decision"] == "deny"
     assert events[0] == {"event": "notice", "workload": "alpha", "message": "hello \\u202e0"}
 
 
 def test_status_counts_grants(env):
-    assert env.do({"action": "status"})["result"]["grants"] == 0
+    with connect_as(env.daemon.control, None) as c:  # the operator's status counts them
+        c.sendall(b'{"id":"s","op":"status"}\n')
+        assert read_lines(c, 1)[0]["result"]["grants"] == 0
 
 
 @pytest.mark.parametrize(

@@ -106,8 +106,28 @@ def test_rate_limited_requests_are_refused_and_audited(make_user, make_daemon, j
     ]
     assert codes == [None, None, None, "rate_limited", "rate_limited"]
     [entry] = journal.wait_entries(1, CLAWVISOR_INTENT_ID=ids[3])
+    assert entry["CLAWVISOR_DECISION"] == "deny"
     assert entry["CLAWVISOR_OUTCOME"] == "rate_limited"
     assert entry["CLAWVISOR_RULE"] == "policy.d/10.toml:1"
+
+
+def test_a_notice_over_its_rate_is_denied_in_every_record(make_user, make_daemon, journal):
+    """The notify executor's own rate: refused before anything is licensed, and every
+    record of the refused intent (and its reply) says deny, not the rule's allow."""
+    user = make_user()
+    daemon = make_daemon(
+        {"w": user},
+        {"10.toml": ALLOW.replace("status", "notify")},
+        '[server]\nsocket_group = "cvt-no-such-group"\n'
+        '[executors.notify]\nrate = "1/hour"\n',
+    )
+    ids = [f"nr-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
+    replies = [call(daemon.intents, user, {"action": "notify", "message": "hi"}, r) for r in ids]
+    assert replies[0]["status"] == "ok" and replies[0]["decision"] == "allow", replies[0]
+    assert replies[1]["error"]["code"] == "rate_limited" and replies[1]["decision"] == "deny"
+    entries = journal.wait_entries(1, CLAWVISOR_INTENT_ID=ids[1])
+    assert entries and {e["CLAWVISOR_DECISION"] for e in entries} == {"deny"}
+    assert [e["CLAWVISOR_OUTCOME"] for e in entries] == ["rate_limited"]
 
 
 def test_default_target_is_where_the_executor_runs(make_user, make_daemon, tmp_path):
