@@ -183,6 +183,9 @@ class Action:
     audit_result: bool = False
     run_inline: Callable[[Any, ExecContext], ResultBase] | None = None
     run: Callable[[Any, ExecContext], Awaitable[ResultBase]] | None = None
+    #: Raises ExecError when the intent cannot run (a missing or untrusted script), so
+    #: that a human is never asked to approve what cannot run. Cheap: a few syscalls.
+    precheck: Callable[[Any, ExecContext], None] | None = None
 
     def __post_init__(self) -> None:
         if (self.run_inline is None) == (self.run is None):

@@ -3,7 +3,9 @@
 The request names a script, never a path: the name has no `/`, the script lives in the
 workload's `ops/` directory, and both must be owned by root and writable by nobody else
 (a script a workload could change would be a way to run its code as root). Arguments
-are validated and passed after `--`, each as one argument.
+are validated and passed after the script, each as one argument (no `--`: the script
+gets exactly the arguments asked for, `$1` first). Before an ask is offered the daemon
+checks the script exists and can be trusted, so nobody approves what cannot run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Params(IntentBase, tag="run-ops", frozen=True):
     script: ScriptName
     args: Annotated[
         list[Arg],
-        msgspec.Meta(max_length=16, description="Arguments after `--`: each one argv element."),
+        msgspec.Meta(max_length=16, description="The script's arguments: each one argv element."),
     ] = []
 
     def __post_init__(self) -> None:
@@ -85,14 +87,25 @@ def locate(ops_dir: str, script: str) -> str:
     return f"{ops_dir}/{script}"
 
 
-async def run(params: Params, ctx: ExecContext) -> Result:
-    """Run the script as root with `--` and then the arguments."""
+def script_path(params: Params, ctx: ExecContext) -> str:
+    """The trusted script the intent names in its target's ops tier; ExecError if none."""
     target = need_target(ctx, "run-ops")
     if ctx.files is None or ctx.files.ops is None:
         raise ExecError(f"workload {target.workload} has no ops tier")
-    path = locate(ctx.files.ops, params.script)
+    return locate(ctx.files.ops, params.script)
+
+
+def precheck(params: Params, ctx: ExecContext) -> None:
+    """Refuse before any ask what `run` would refuse: no ops tier, no such script, or one
+    that is not root's alone."""
+    script_path(params, ctx)
+
+
+async def run(params: Params, ctx: ExecContext) -> Result:
+    """Run the script as root with its arguments."""
+    path = script_path(params, ctx)
     outcome = await run_template(
-        ctx, {"script": path}, user=None, what="ops script", tail=("--", *params.args)
+        ctx, {"script": path}, user=None, what="ops script", tail=tuple(params.args)
     )
     return Result(
         script=params.script,
@@ -112,4 +125,5 @@ ACTION = Action(
     placeholders=("script",),
     default_timeout=300.0,
     run=run,
+    precheck=precheck,
 )

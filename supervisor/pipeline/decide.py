@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from executors import ACTIONS
-from executors.base import Action, IntentBase
+from executors.base import Action, ExecError, IntentBase
 from policy import evaluate, runs_on
 
 from ..approvals.broker import Broker
@@ -144,8 +144,25 @@ class Pipeline:
             if over is not None:
                 return self._deny(it, "rate_limited", over)
         if ruling.decision == "ask":
-            return self.asking.ask_then_run(it, rule)
+            refused = self._cannot_run(it)
+            return refused if refused is not None else self.asking.ask_then_run(it, rule)
         return self._allow(it)
+
+    def _cannot_run(self, it: Case) -> Outcome | None:
+        """The refusal of an ask whose action could not run anyway (its precheck)."""
+        if it.action.precheck is None:
+            return None
+        try:
+            it.action.precheck(it.intent, self.execution.context(it.action, it))
+        except ExecError as exc:
+            return self.ledger.end(
+                it,
+                exc.code,
+                f"{exc.message}; nobody was asked",
+                priority=NOTICE,
+                what=f"refused before asking: {exc.message}"[:300],
+            )
+        return None
 
     def _deny(self, it: Case, code: ErrorCode, message: str) -> Outcome:
         # A refusal is a deny whatever the rule said (a rate-limited allow is a deny).

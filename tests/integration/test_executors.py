@@ -118,19 +118,47 @@ def test_workload_control_runs_systemctl_on_the_targets_unit(env, verb):
     assert r["args"] == [verb, "clawvisor-workload@beta.service"] and r["uid"] == 0
 
 
-def test_run_ops_runs_the_named_script_as_root_with_args_after_double_dash(env):
+def test_run_ops_runs_the_named_script_as_root_with_exactly_its_args(env):
     reply = env.do({"action": "run-ops", "script": "record-ops", "args": ["-rf", "a b", "--x"]})
     assert reply["status"] == "ok", reply
     assert reply["result"]["output"] == "ops ran\n"
     r = json.loads((env.root / "rec" / "ops.jsonl").read_text().splitlines()[-1])
+    # No `--` of ours: the script's $1 is the first argument asked for.
     assert r["argv"] == [
         str(env.root / "home-alpha" / "ops" / "record-ops"),
-        "--",
         "-rf",
         "a b",
         "--x",
     ]
     assert r["uid"] == 0
+
+
+def test_a_run_ops_ask_for_a_script_that_cannot_run_is_refused_before_anyone_is_asked(
+    env, make_daemon
+):
+    ask = ALLOW_ALPHA.replace('"*"\nsource', '"run-ops"\nsource').replace('"allow"', '"ask"')
+    daemon = make_daemon({"alpha": env.alpha}, {"10.toml": ask})
+    ops = env.root / "home-alpha" / "ops"
+    theirs = ops / "theirs-too"
+    theirs.write_text("#!/bin/sh\ntrue\n")
+    os.chown(theirs, env.alpha.uid, env.alpha.gid)
+    theirs.chmod(0o755)
+    with connect_as(daemon.control, None) as agent:
+        agent.sendall(b'{"id":"s","op":"subscribe","agent":"cli"}\n')
+        assert read_lines(agent, 1)[0]["result"]["pending"] == []
+        for script, why in (("missing", "no ops script"), ("theirs-too", "not owned by root")):
+            reply = call(daemon.intents, env.alpha, {"action": "run-ops", "script": script})
+            assert reply["error"]["code"] == "executor_failed", reply
+            assert (
+                why in reply["error"]["message"] and "nobody was asked" in reply["error"]["message"]
+            )
+        # A script that can run is put before the human as before.
+        with connect_as(daemon.intents, env.alpha) as gw:
+            gw.sendall(rig.request_line("ok1", {"action": "run-ops", "script": "record-ops"}))
+            [event] = read_lines(agent, 1)
+            assert (
+                event["event"] == "pending" and event["request"]["params"]["script"] == "record-ops"
+            )
 
 
 def test_run_ops_refuses_scripts_others_could_change(env):

@@ -118,8 +118,7 @@ def test_a_notice_over_its_rate_is_denied_in_every_record(make_user, make_daemon
     daemon = make_daemon(
         {"w": user},
         {"10.toml": ALLOW.replace("status", "notify")},
-        '[server]\nsocket_group = "cvt-no-such-group"\n'
-        '[executors.notify]\nrate = "1/hour"\n',
+        '[server]\nsocket_group = "cvt-no-such-group"\n[executors.notify]\nrate = "1/hour"\n',
     )
     ids = [f"nr-{uuid.uuid4().hex[:8]}-{i}" for i in range(2)]
     replies = [call(daemon.intents, user, {"action": "notify", "message": "hi"}, r) for r in ids]
