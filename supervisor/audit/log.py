@@ -7,13 +7,15 @@ Records from both sinks are merged by time. `--follow` keeps printing new ones f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import heapq
 import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -84,17 +86,57 @@ def _int(value: object, default: int) -> int:
         return default
 
 
-def _journal_readers(
-    workload: str | None, since: float | None, directory: Path | None = None
-) -> list[Any]:
-    found = readers(directory)
-    for reader in found:
-        reader.add_match(SYSLOG_IDENTIFIER="clawvisor")
-        if workload is not None:
-            reader.add_match(CLAWVISOR_WORKLOAD=workload)
-        if since is not None:
-            reader.seek_realtime(since)
-    return found
+@dataclass(frozen=True)
+class Query:
+    """Which records to show: all of these that are given must hold (`kinds`: any one)."""
+
+    workload: str | None = None
+    since: float | None = None
+    #: One daemon's chain (by default the local daemon's); None: every chain.
+    chain: str | None = None
+    intent: str | None = None
+    kinds: tuple[str, ...] = ()
+
+    def matches(self, rec: Fields) -> bool:
+        """Whether `rec` is wanted."""
+        if self.workload is not None and rec.get("workload") != self.workload:
+            return False
+        if self.chain is not None and rec.get("chain") != self.chain:
+            return False
+        if self.intent is not None and rec.get("intent_id") != self.intent:
+            return False
+        if self.kinds and rec.get("kind") not in self.kinds:
+            return False
+        return self.since is None or float(rec.get("ts") or 0.0) >= self.since
+
+    def journal_readers(self, directory: Path | None = None) -> list[Any]:
+        """Readers on the trail with the query's matches applied in journald itself."""
+        found = readers(directory)
+        for reader in found:
+            reader.add_match(SYSLOG_IDENTIFIER="clawvisor")
+            for field, value in (
+                ("CLAWVISOR_WORKLOAD", self.workload),
+                ("CLAWVISOR_CHAIN", self.chain),
+                ("CLAWVISOR_INTENT_ID", self.intent),
+            ):
+                if value is not None:
+                    reader.add_match(**{field: value})
+            for kind in self.kinds:  # matches on one field are alternatives
+                reader.add_match(CLAWVISOR_KIND=kind)
+            if self.since is not None:
+                reader.seek_realtime(self.since)
+        return found
+
+
+def record_key(rec: Fields) -> tuple[str, str, int] | None:
+    """A record's place in its chain (chain, segment, seq): the same record read from
+    journald and from the fallback file (written there while journald was away, then
+    resent) has one place, so it is shown once."""
+    seq = rec.get("seq")
+    chain = rec.get("chain")
+    if not chain or not isinstance(seq, int) or seq <= 0:
+        return None
+    return (str(chain), str(rec.get("segment") or ""), seq)
 
 
 class FallbackTail:
@@ -130,35 +172,39 @@ class FallbackTail:
         return out
 
 
-def _wanted(workload: str | None, since: float | None) -> Callable[[Fields], bool]:
-    def ok(rec: Fields) -> bool:
-        if workload is not None and rec.get("workload") != workload:
-            return False
-        return since is None or float(rec.get("ts") or 0.0) >= since
-
-    return ok
-
-
 def records(
     fallback: Path,
     *,
+    query: Query | None = None,
     workload: str | None = None,
     since: float | None = None,
     journal: bool = True,
     journal_dir: Path | None = None,
 ) -> Iterator[Fields]:
-    """Matching records in journald (unless not `journal`) and the fallback, oldest first.
+    """Matching records in journald (unless not `journal`) and the fallback, oldest
+    first, each once.
 
-    Streams: journald is read in its own (time) order and merged with the fallback file.
+    Streams: journald is read in its own (time) order and merged with the fallback file;
+    a journal copy of a record the fallback file also holds is skipped (only the
+    fallback's keys are kept in memory, and that file is small: it fills only while
+    journald is unreachable).
     """
-    saved = sorted(filter(_wanted(workload, since), FallbackTail(fallback).read()), key=_ts)
+    q = query or Query(workload=workload, since=since)
+    saved = sorted(filter(q.matches, FallbackTail(fallback).read()), key=_ts)
+    in_fallback = {k for rec in saved if (k := record_key(rec)) is not None}
     sources: list[Any] = []
     if journal:
         with contextlib.suppress(ImportError, OSError):
-            sources = _journal_readers(workload, since, journal_dir)
+            sources = q.journal_readers(journal_dir)
+
+    def stream(reader: Any) -> Iterator[Fields]:
+        for entry in reader:
+            rec = from_journal(entry)
+            if record_key(rec) not in in_fallback and q.matches(rec):
+                yield rec
+
     try:
-        streams = [(from_journal(e) for e in reader) for reader in sources]
-        yield from heapq.merge(*streams, saved, key=_ts)
+        yield from heapq.merge(*(stream(r) for r in sources), saved, key=_ts)
     finally:
         for reader in sources:
             reader.close()
@@ -168,24 +214,47 @@ def _ts(rec: Fields) -> float:
     return float(rec.get("ts") or 0.0)
 
 
+#: How many recent records `follow` remembers to show each once (bounded memory).
+_FOLLOW_SEEN = 100_000
+
+
 def follow(
     fallback: Path,
     *,
+    query: Query | None = None,
     workload: str | None = None,
     since: float | None = None,
     journal_dir: Path | None = None,
 ) -> Iterator[Fields]:
-    """Matching records from `since` (default: now) on, then each new one (never returns)."""
+    """Matching records from `since` (default: now) on, then each new one, each once
+    (never returns)."""
+    q = query or Query(workload=workload, since=since)
+    if q.since is None:
+        q = dataclasses.replace(q, since=time.time())
     tail = FallbackTail(fallback)
-    if since is None:
-        since = time.time()
-    ok = _wanted(workload, since)
-    sources = _journal_readers(workload, since, journal_dir)
+    sources = q.journal_readers(journal_dir)
+    seen: dict[tuple[str, str, int], None] = {}
+
+    def first_time(rec: Fields) -> bool:
+        key = record_key(rec)
+        if key is None:
+            return True
+        if key in seen:
+            return False
+        seen[key] = None
+        if len(seen) > _FOLLOW_SEEN:
+            del seen[next(iter(seen))]
+        return True
+
     while True:
         for reader in sources:
             for entry in reader:
-                yield from_journal(entry)
-        yield from filter(ok, tail.read())
+                rec = from_journal(entry)
+                if q.matches(rec) and first_time(rec):
+                    yield rec
+        for rec in tail.read():
+            if q.matches(rec) and first_time(rec):
+                yield rec
         sources[0].wait(0.5 / len(sources))
         for reader in sources[1:]:
             reader.wait(0)
@@ -272,6 +341,9 @@ def show(
     since: str | None,
     follow_new: bool,
     journal_dir: Path | None = None,
+    chain: str | None = None,
+    intent: str | None = None,
+    kinds: Sequence[str] = (),
     out: TextIO = sys.stdout,
 ) -> int:
     """`clawvisor audit log`."""
@@ -280,14 +352,15 @@ def show(
     except SinceError as exc:
         print(f"clawvisor audit log: {exc}", file=sys.stderr)
         return 2
+    q = Query(workload=workload, since=after, chain=chain, intent=intent, kinds=tuple(kinds))
     line = FORMATTERS[fmt]
     try:
         if not follow_new:
-            for rec in records(fallback, workload=workload, since=after, journal_dir=journal_dir):
+            for rec in records(fallback, query=q, journal_dir=journal_dir):
                 print(line(rec), file=out)
             out.flush()
             return 0
-        for rec in follow(fallback, workload=workload, since=after, journal_dir=journal_dir):
+        for rec in follow(fallback, query=q, journal_dir=journal_dir):
             print(line(rec), file=out, flush=True)
     except KeyboardInterrupt:
         pass

@@ -16,6 +16,18 @@ def _trail(args: argparse.Namespace) -> None:
     use_namespace(args.namespace)
 
 
+def _local_chain(args: argparse.Namespace) -> str | None:
+    """`--chain`, or the chain whose head is in `--state-dir` (None: every chain)."""
+    from ..audit.chain import HEAD_FILE, load_head
+
+    if args.chain == "all":
+        return None
+    if args.chain is not None:
+        return str(args.chain)
+    head = load_head(args.state_dir / HEAD_FILE)
+    return head.chain if head is not None else None
+
+
 def _cmd_audit_log(args: argparse.Namespace) -> int:
     from ..audit.log import show
 
@@ -27,6 +39,9 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
         since=args.since,
         follow_new=args.follow,
         journal_dir=args.journal_dir,
+        chain=_local_chain(args),
+        intent=args.intent,
+        kinds=args.kind or (),
     )
 
 
@@ -84,6 +99,25 @@ def register(sub: Subcommands) -> None:
         "--format cef gives ArcSight CEF:0, one line per record, severity from PRIORITY.",
     )
     p.add_argument("--workload", metavar="W", help="only records about workload W")
+    p.add_argument("--intent", metavar="ID", help="only the records of this intent id")
+    p.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help="only records of this kind (decision, result, approval, alert, ...); repeatable",
+    )
+    p.add_argument(
+        "--chain",
+        metavar="ID",
+        help="only this daemon's chain ('all' for every chain; default: the chain whose "
+        "head is in --state-dir, i.e. the local daemon's)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="the local daemon's state, for its chain id (default %(default)s)",
+    )
     p.add_argument("--since", metavar="T", help="Unix time, ISO 8601, or an age: 30m, 2h, 1d")
     p.add_argument("--format", choices=("text", "json", "cef"), default="text")
     p.add_argument("--follow", "-f", action="store_true", help="then print new records")

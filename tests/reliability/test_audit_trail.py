@@ -49,6 +49,8 @@ def test_audit_log_shows_a_workloads_records_as_cef(daemon, journal):
         "cef",
         "--log-dir",
         str(d.root / "log"),
+        "--state-dir",
+        str(d.root / "state"),
     ).stdout.splitlines()
     mine = [ln for ln in out if any(f"externalId={rid}" in ln for rid in ids)]
     assert len(mine) == 3 and all(ln.startswith("CEF:0|clawvisor|clawvisor|") for ln in mine)
@@ -69,6 +71,8 @@ def test_audit_log_follow_prints_records_as_they_are_written(daemon, journal):
             "json",
             "--log-dir",
             str(d.root / "log"),
+            "--state-dir",
+            str(d.root / "state"),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -128,7 +128,7 @@ def test_show_prints_one_cef_line_per_record(tmp_path, monkeypatch):
     for n in range(3):
         a.write(AuditRecord(kind="decision", priority=6, message=f"m{n}", workload="w9"))
     a.close()
-    monkeypatch.setattr("supervisor.audit.log._journal_readers", _no_journal)
+    monkeypatch.setattr("supervisor.audit.log.readers", _no_journal)
     out = io.StringIO()
     assert (
         show(
