@@ -22,6 +22,7 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Final
 
 import msgspec
 
@@ -303,7 +304,18 @@ def verify(chain: str, records: Iterable[Mapping[str, object]], head: Head | Non
 
 
 #: `clawvisor audit verify`'s exit statuses.
-INTACT, BROKEN, ERROR, INTACT_FROM = 0, 1, 2, 3
+INTACT: Final = 0
+BROKEN: Final = 1
+ERROR: Final = 2
+INTACT_FROM: Final = 3
+
+
+class ChainStatus(ChainReport, kw_only=True):
+    """What `clawvisor audit verify --json` prints: the report, its state in words, and
+    the exit status it gives."""
+
+    state: str
+    exit: int
 
 
 def report(
@@ -340,9 +352,8 @@ def report(
     else:
         state, code = "intact", INTACT
     if as_json:
-        data = msgspec.to_builtins(checked)
-        data["state"], data["exit"] = state, code
-        print(msgspec.json.encode(data).decode())
+        fields = msgspec.structs.asdict(checked)
+        print(msgspec.json.encode(ChainStatus(**fields, state=state, exit=code)).decode())
         return code
     where = f"journal files in {journal_dir}" if journal_dir else "the journal"
     print(

@@ -77,11 +77,17 @@ def daemon_socket(p: argparse.ArgumentParser, name: str = CONTROL) -> None:
     p.set_defaults(socket_name=name)
 
 
+#: The socket this run's command talks to, named when it cannot be reached.
+_socket: list[Path] = []
+
+
 def resolve_sockets(args: argparse.Namespace) -> None:
     """`args.socket` from `--runtime-dir` where `--socket` was not given."""
     name = getattr(args, "socket_name", None)
     if name is not None and args.socket is None:
         args.socket = args.runtime_dir / name
+    if name is not None:
+        _socket[:] = [args.socket]
 
 
 def parse_params(action: str, items: Sequence[str]) -> dict[str, Any]:
@@ -118,7 +124,8 @@ def guard(run: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except (OSError, ConnectionError) as exc:
-        print(f"clawvisor: cannot reach the daemon: {exc}", file=sys.stderr)
+        where = f" at {_socket[0]}" if _socket else ""
+        print(f"clawvisor: cannot reach the daemon{where}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -39,7 +39,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     from ..wire.schema import schema_text
 
-    text = schema_text(args.part)
+    if args.part == "cli":
+        from .output import cli_schema_text
+
+        text = cli_schema_text()
+    else:
+        text = schema_text(args.part)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -126,9 +131,12 @@ def register(sub: Subcommands) -> None:
         help="print the JSON Schema of the protocol",
         description="Print the JSON Schema (2020-12) of the protocol, generated from the "
         "daemon's own msgspec Structs: requests and replies on intents.sock, operator "
-        "commands on control.sock, or all of them.",
+        "commands on control.sock, or all of them; or `cli`: what each command prints with "
+        "--json, and every command's exit statuses.",
     )
-    p.add_argument("part", nargs="?", default="all", choices=("all", "request", "reply", "control"))
+    p.add_argument(
+        "part", nargs="?", default="all", choices=("all", "request", "reply", "control", "cli")
+    )
     p.add_argument("-o", "--output", type=Path, default=None, help="write to this file")
     p.set_defaults(func=_cmd_schema)
 

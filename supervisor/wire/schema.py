@@ -62,16 +62,18 @@ def _rename(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
-def _clean(node: Any) -> Any:
+def clean_descriptions(node: Any) -> Any:
     """Every `description` dedented and stripped here, whatever the msgspec release does
     with docstring indentation (0.23 started keeping it): the schema is ours to define."""
     if isinstance(node, dict):
         return {
-            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean(v)
+            k: inspect.cleandoc(v)
+            if k == "description" and isinstance(v, str)
+            else clean_descriptions(v)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_clean(v) for v in node]
+        return [clean_descriptions(v) for v in node]
     return node
 
 
@@ -98,7 +100,7 @@ def protocol_schema(part: Part = "all") -> dict[str, Any]:
         }
     else:
         root = dict(roots[part])
-    cleaned: dict[str, Any] = _clean(
+    cleaned: dict[str, Any] = clean_descriptions(
         {
             "$schema": DIALECT,
             "$id": f"urn:clawvisor:protocol:{part}",
@@ -129,5 +131,5 @@ def action_params_schema(action: str) -> dict[str, Any]:
     schema.pop("title", None)
     if defs:
         schema["$defs"] = defs
-    cleaned: dict[str, Any] = _clean(schema)
+    cleaned: dict[str, Any] = clean_descriptions(schema)
     return cleaned
