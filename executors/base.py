@@ -186,6 +186,9 @@ class Action:
     #: Raises ExecError when the intent cannot run (a missing or untrusted script), so
     #: that a human is never asked to approve what cannot run. Cheap: a few syscalls.
     precheck: Callable[[Any, ExecContext], None] | None = None
+    #: Params passed to the program as its own arguments, options included (no `--`
+    #: before them): the policy warns on rules that leave them unconstrained.
+    argv_params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.run_inline is None) == (self.run is None):

@@ -126,4 +126,5 @@ ACTION = Action(
     default_timeout=300.0,
     run=run,
     precheck=precheck,
+    argv_params=("args",),
 )

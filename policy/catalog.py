@@ -92,6 +92,9 @@ class ActionInfo(msgspec.Struct, frozen=True):
     #: The action acts on a workload, its sender when the intent names none (`@self`
     #: matches that); False for actions that act on no workload (`status`, `notify`).
     runs_on_sender: bool = False
+    #: Params whose words become a program's arguments as given, options included
+    #: (`run-ops` args): a rule that lets them through unconstrained is warned about.
+    argv_params: tuple[str, ...] = ()
 
     @property
     def params(self) -> Mapping[str, ParamKind]:

@@ -129,6 +129,19 @@ def lint(policy: Policy, catalog: Catalog, approvers_available: Iterable[str]) -
                     f"available: {sorted(available)})",
                 )
             )
+        if rule.decision != "deny":
+            constrained = {c.param for c in rule.constraints}
+            for action in sorted(rule.actions):
+                open_ = [p for p in catalog[action].argv_params if p not in constrained]
+                if open_:
+                    findings.append(
+                        Finding(
+                            rule.where,
+                            f"{action}: params {open_} reach the program as its own arguments, "
+                            "options included, and this rule does not constrain them "
+                            f"(e.g. params.{open_[0]} = [...] or {{ one_of = [...] }})",
+                        )
+                    )
         if rule.decision == "allow" and rule.source in (ANY, ANYVM):
             mutating = sorted(a for a in rule.actions if catalog[a].mutating)
             if mutating:

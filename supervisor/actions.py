@@ -110,6 +110,7 @@ def action_info(action: Action) -> ActionInfo:
         mutating=action.mutating,
         primary=primary,
         runs_on_sender=action.needs_target,
+        argv_params=action.argv_params,
     )
 
 
