@@ -8,16 +8,48 @@ agent sent.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+CLONE_NEWNET = 0x40000000
+
+
+def _in_netns(netns: str, make: Any) -> Any:
+    """`make()` run in a thread that entered the network namespace file `netns`: a
+    socket it creates listens there (the namespace is the socket's, not the thread's)."""
+    out: list[Any] = []
+    errors: list[BaseException] = []
+
+    def enter_and_make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(netns, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {netns}")
+            out.append(make())
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=enter_and_make)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    return out[0]
+
 
 class BotApi:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, netns: str | None = None) -> None:
+        """`netns`: listen on 127.0.0.1 of that network namespace (e.g. a container's
+        /proc/PID/ns/net) rather than this process's."""
         self.token = token
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.updates: list[dict[str, Any]] = []
@@ -50,7 +82,10 @@ class BotApi:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)  # a client stopped mid long-poll
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        def make() -> ThreadingHTTPServer:
+            return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+        self.server = make() if netns is None else _in_netns(netns, make)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

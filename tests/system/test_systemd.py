@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -459,6 +460,147 @@ def test_the_deb_purge_removes_everything_it_made(box):
         assert not (box.root / path).exists(), path
     assert active(box, "clawvisor-intents.socket") == "inactive"
     assert box.run("id", "clawvisor-telegram").returncode != 0
+
+
+# --- the README's first hour ----------------------------------------------------------------
+
+FIRST_HOUR = re.compile(r"<!-- first-hour: ([a-z-]+) -->\n```sh\n(.*?)```", re.S)
+BOT_TOKEN = "4242:first-hour-token"
+PHONE = 111
+
+
+def first_hour_blocks() -> dict[str, str]:
+    readme = (nspawn.REPO / "README.md").read_text()
+    return dict(FIRST_HOUR.findall(readme))
+
+
+def _in_box(box: nspawn.Box, script: str) -> list[str]:
+    """The argv that runs a README block in the box, from the clone, failing on any error."""
+    return [
+        "nsenter", "-t", str(box.leader), "-a", "-r", "-w", "--",
+        "env", f"BOT_TOKEN={BOT_TOKEN}", "bash", "-euo", "pipefail", "-c",
+        f"cd /root/clawvisor\n{script}",
+    ]  # fmt: skip
+
+
+def _block(box: nspawn.Box, script: str, timeout: float = 600) -> str:
+    proc = subprocess.run(
+        _in_box(box, script), capture_output=True, text=True, timeout=timeout, env=nspawn.CLEAN_ENV
+    )
+    assert proc.returncode == 0, f"{script}\n-> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def _started(box: nspawn.Box, script: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _in_box(box, script),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=nspawn.CLEAN_ENV,
+    )
+
+
+def test_the_readmes_first_hour_runs_as_written(box):
+    """Every block of "Your first hour", in order, on a box the Debian package was just
+    purged from; a stand-in Bot API (listening in the box's own network namespace) plays
+    the phone: it receives the pairing code and presses Allow."""
+    from tests.helpers.botapi import BotApi
+
+    blocks = first_hour_blocks()
+    assert list(blocks) == [
+        "install", "workload", "gateway", "cli", "telegram", "telegram-ask", "audit", "undo",
+    ]  # fmt: skip
+    # As on a fresh machine (in file order the purge has already removed it; run alone,
+    # the module's own test config would be there instead of the shipped defaults).
+    box.ok("rm", "-rf", "/etc/clawvisor")
+    # A machine on a network: the box's own namespace gets a default route (a veth pair),
+    # so verify's probes reach the firewall instead of failing for want of a route.
+    for argv in (
+        ["link", "add", "cvfirst0", "type", "veth", "peer", "name", "cvfirst1"],
+        ["addr", "add", "10.254.0.1/24", "dev", "cvfirst0"],
+        ["link", "set", "cvfirst0", "up"],
+        ["link", "set", "cvfirst1", "up"],
+        ["route", "add", "default", "via", "10.254.0.254"],
+    ):
+        subprocess.run(["nsenter", "-t", str(box.leader), "-n", "ip", *argv], check=True)
+    _block(box, blocks["install"])
+    _block(box, blocks["workload"])
+    seen = json.loads(_block(box, blocks["gateway"]))
+    assert seen["status"] == "ok" and seen["result"]["workloads"] == ["demo"]
+    out = _block(box, blocks["cli"])
+    assert "https://example.org/first" in out
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "ok"
+    with BotApi(BOT_TOKEN, netns=f"/proc/{box.leader}/ns/net") as api:
+        box.write(
+            "/etc/systemd/system/clawvisor-approver-telegram.service.d/api.conf",
+            f"[Service]\nEnvironment=CLAWVISOR_TELEGRAM_API={api.base}\n",
+        )
+        box.ok("systemctl", "daemon-reload")
+        pair = _started(box, blocks["telegram"])
+        assert pair.stdout is not None
+        code = None
+        for line in pair.stdout:
+            if line.strip().startswith("/pair "):
+                code = line.split()[-1]
+                break
+        assert code is not None, "pair printed no code"
+        api.push(
+            {
+                "message": {
+                    "message_id": 1,
+                    "from": {"id": PHONE},
+                    "chat": {"id": PHONE, "type": "private"},
+                    "text": f"/pair {code}",
+                }
+            }
+        )
+        assert pair.wait(60) == 0, pair.stdout.read()
+        ask = _started(box, blocks["telegram-ask"])
+        deadline = time.monotonic() + 60
+        msg = None
+        while msg is None and time.monotonic() < deadline:
+            msg = next(
+                (
+                    p
+                    for m, p in list(api.calls)
+                    if m == "sendMessage" and "example.org/phone" in p.get("text", "")
+                ),
+                None,
+            )
+            time.sleep(0.1)
+        assert msg is not None, "the ask never reached the phone"
+        allow = msg["reply_markup"]["inline_keyboard"][0][0]
+        assert allow["text"] == "Allow"
+        api.push(
+            {
+                "callback_query": {
+                    "id": "cq-first-hour",
+                    "from": {"id": PHONE},
+                    "message": {"message_id": 1, "chat": {"id": PHONE}},
+                    "data": allow["callback_data"],
+                }
+            }
+        )
+        try:
+            assert ask.wait(60) == 0
+        except subprocess.TimeoutExpired:
+            ask.kill()
+            agent = box.run("journalctl", "-u", "clawvisor-approver-telegram", "--no-pager")
+            raise AssertionError(
+                f"not released: {api.calls[-4:]}\n{agent.stdout[-3000:]}"
+            ) from None
+        assert ask.stdout is not None
+        assert json.loads(ask.stdout.read().strip().splitlines()[-1])["status"] == "ok"
+    trail = _block(box, blocks["audit"])
+    assert "approved by cli uid:0" in trail and f"approved by telegram telegram:{PHONE}" in trail
+    assert "intact" in trail
+    _block(box, blocks["undo"])
+    for path in ("opt/clawvisor", "etc/clawvisor", "var/lib/clawvisor", "home/demo"):
+        assert not (box.root / path).exists(), path
+    for name in ("wl-demo", "clawvisor-telegram"):
+        assert box.run("id", name).returncode != 0, name
+    assert active(box, "clawvisor-intents.socket") == "inactive"
 
 
 def test_the_hosts_firewall_was_never_touched(box):
