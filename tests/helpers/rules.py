@@ -20,7 +20,8 @@ def rule(
 ) -> str:
     """A rule table; `extra` values are written as JSON (TOML-compatible for str/int/list),
     `params` values as raw TOML: in a `[rule.params]` subtable, or with `dotted` as
-    `params.NAME = value` lines of the rule's own table (one line fewer)."""
+    `params.NAME = value` lines of the rule's own table (one line fewer). An empty
+    `params` is written too, as an empty table."""
     lines = [
         "[[rule]]",
         f"action = {json.dumps(action)}",
@@ -29,9 +30,9 @@ def rule(
         f"decision = {json.dumps(decision)}",
         *(f"{k} = {json.dumps(v)}" for k, v in extra.items()),
     ]
-    if params and dotted:
-        lines += [f"params.{k} = {v}" for k, v in params.items()]
-    elif params:
+    if params is not None and dotted:
+        lines += [f"params.{k} = {v}" for k, v in params.items()] or ["params = {}"]
+    elif params is not None:
         lines += ["[rule.params]", *(f"{k} = {v}" for k, v in params.items())]
     return "\n".join(lines) + "\n\n"
 
