@@ -6,7 +6,7 @@ import pytest
 
 from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
 from supervisor.actions import POLICY_CATALOG
-from tests.helpers.rules import rule
+from tests.helpers.rules import groups, rule
 
 WORKLOADS = {
     "sys-clawd": frozenset(),
@@ -14,7 +14,7 @@ WORKLOADS = {
     "work": frozenset({"trusted"}),
     "play": frozenset(),
 }
-GROUPS = ('[groups]\nClawdRead = ["status"]\nClawdWrite = ["open-url"]\n', "00-groups.toml")
+GROUPS = (groups(ClawdRead=["status"], ClawdWrite=["open-url"]), "00-groups.toml")
 
 
 def load(text: str, *extra: tuple[str, str]):

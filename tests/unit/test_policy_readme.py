@@ -158,8 +158,20 @@ OLD = rule(
     params={"host": '"security.debian.org"'},
     dotted=True,
 )
-NEW = OLD.replace('{ glob = "https://*.wikipedia.org/*" }', '{ domain = "*.wikipedia.org" }') + (
-    "params.port = 443\n"
+NEW = rule(
+    "open-url",
+    "research",
+    "allow",
+    "@self",
+    params={"url": '{ domain = "*.wikipedia.org" }'},
+    dotted=True,
+) + rule(
+    "egress-allow",
+    "research",
+    "allow",
+    "@self",
+    params={"host": '"security.debian.org"', "port": "443"},
+    dotted=True,
 )
 
 
