@@ -13,40 +13,33 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call, connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
 RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
 
-POLICY = """
-[[rule]]
-action = "open-url"
-source = "alpha"
-target = "@self"
-decision = "ask"
-timeout = 1
-params.url = { domain = "timeout.example" }
-
-[[rule]]
-action = "open-url"
-source = "alpha"
-target = "@self"
-decision = "ask"
-quorum = 2
-params.url = { domain = "quorum.example" }
-
-[[rule]]
-action = "open-url"
-source = "alpha"
-target = "@self"
-decision = "ask"
-timeout = 60
-grant = "always"
-
-[[rule]]
-action = "status"
-source = "*"
-target = "*"
-decision = "allow"
-"""
+POLICY = (
+    "\n"
+    + rule(
+        "open-url",
+        "alpha",
+        "ask",
+        "@self",
+        timeout=1,
+        params={"url": '{ domain = "timeout.example" }'},
+        dotted=True,
+    )
+    + rule(
+        "open-url",
+        "alpha",
+        "ask",
+        "@self",
+        quorum=2,
+        params={"url": '{ domain = "quorum.example" }'},
+        dotted=True,
+    )
+    + rule("open-url", "alpha", "ask", "@self", timeout=60, grant="always")
+    + rule("status")
+)
 
 
 class Env:

@@ -9,8 +9,9 @@ import signal
 import subprocess
 
 from tests.helpers import rig
+from tests.helpers.rules import rule
 
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 
 def verify(daemon: rig.Daemon) -> tuple[int, dict]:

@@ -10,20 +10,9 @@ import pytest
 from supervisor.audit import MESSAGE_IDS
 from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.rig import call, connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
-POLICY = """
-[[rule]]
-action = "status"
-source = "*"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "*"
-target = "*"
-decision = "deny"
-"""
+POLICY = "\n" + rule("status") + rule("open-url", "*", "deny")
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call, connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 SETTINGS = (
     '[server]\nsocket_group = "cvt-no-such-group"\nframe_timeout = 1.0\n'
     "max_connections_per_uid = 6\n"

@@ -23,7 +23,7 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import connect_as, read_lines, request_line
-from tests.helpers.rules import rule
+from tests.helpers.rules import policy_test, rule
 
 RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
 PY = "/usr/bin/python3"
@@ -190,8 +190,7 @@ def test_an_ask_approved_after_a_reload_made_it_deny_runs_nothing(box):
     etc = box.daemon.config_dir / "policy.d"
     (etc / "05.toml").write_text(
         rule("install-app", "w", "deny")
-        + '[[test]]\nsource = "w"\naction = "install-app"\nexpect = "deny"\n'
-        'params = { package = "reloaded" }\n'
+        + policy_test("w", "install-app", "deny", params={"package": '"reloaded"'})
     )
     assert box.control("reload")["status"] == "ok"
     box.approve(p)

@@ -17,9 +17,10 @@ import pytest
 
 from supervisor.cgroups import pids_of
 from tests.helpers import rig
+from tests.helpers.rules import rule
 from tests.helpers.stream import Stream
 
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REPORT = rig.REPO / "bench" / "results" / "corpora.json"

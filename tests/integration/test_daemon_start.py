@@ -10,8 +10,9 @@ import time
 
 from tests.helpers import rig
 from tests.helpers.rig import call
+from tests.helpers.rules import rule
 
-GOOD = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+GOOD = rule("status")
 
 
 def test_broken_policy_at_start_runs_deny_all_and_says_why(make_user, make_daemon, journal):

@@ -12,9 +12,10 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.hide_dir import hiding
+from tests.helpers.rules import rule
 
 HEADERS = f"/lib/modules/{os.uname().release}"
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 HOST_CHECKS = {
     "python",
     "module bcc",

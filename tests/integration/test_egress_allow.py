@@ -11,9 +11,10 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call
+from tests.helpers.rules import rule
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
-POLICY = '[[rule]]\naction = "egress-allow"\nsource = "*"\ntarget = "@self"\ndecision = "allow"\n'
+POLICY = rule("egress-allow", "*", "allow", "@self")
 RULESET = """
 table inet clawvisor {
     set allow4_alpha { type ipv4_addr; flags timeout; }

@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call, connect_as, read_lines
+from tests.helpers.rules import rule
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 RECORDER = HELPERS / "recorder.py"
@@ -25,7 +26,7 @@ with open({out!r}, "a") as f:
 print("ops ran")
 """
 
-ALLOW_ALPHA = '[[rule]]\naction = "*"\nsource = "alpha"\ntarget = "*"\ndecision = "allow"\n'
+ALLOW_ALPHA = rule("*", "alpha")
 
 
 class Env:

@@ -18,11 +18,12 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import connect_as, read_lines
+from tests.helpers.rules import rule
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "hostile.jsonl"
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 PY = "/usr/bin/python3"
-ALLOW = '[[rule]]\naction = "*"\nsource = "alpha"\ntarget = "*"\ndecision = "allow"\n'
+ALLOW = rule("*", "alpha")
 REFUSED = {"invalid_params", "executor_failed", "bad_frame", "bad_request", "rate_limited"}
 OPS_RECORDER = """#!/usr/bin/python3 -S
 import json, sys

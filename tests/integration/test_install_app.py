@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.rig import call
+from tests.helpers.rules import rule
 
-POLICY = '[[rule]]\naction = "install-app"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("install-app")
 SETTINGS = """
 [server]
 socket_group = "cvt-no-such-group"

@@ -13,37 +13,23 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call, connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
 RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
 
-POLICY = """
-[[rule]]
-action = "status"
-source = "alpha"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "alpha"
-target = "@self"
-decision = "allow"
-[rule.params]
-url = { glob = "https://allowed.example/*" }
-
-[[rule]]
-action = "open-url"
-source = "alpha"
-target = "beta"
-decision = "deny"
-
-[[rule]]
-action = "open-url"
-source = "*"
-target = "*"
-decision = "ask"
-timeout = 0.5
-"""
+POLICY = (
+    "\n"
+    + rule("status", "alpha")
+    + rule(
+        "open-url",
+        "alpha",
+        "allow",
+        "@self",
+        params={"url": '{ glob = "https://allowed.example/*" }'},
+    )
+    + rule("open-url", "alpha", "deny", "beta")
+    + rule("open-url", "*", "ask", timeout=0.5)
+)
 
 
 @dataclass(frozen=True)
@@ -276,7 +262,7 @@ def test_executor_failure_reports_exit_status_and_stderr(make_user, make_daemon)
         '[server]\nsocket_group = "cvt-no-such-group"\n[executors.open-url]\n'
         f'argv = ["/usr/bin/python3", "{RECORDER}", "{root_rec}/x.jsonl", "--exit=3", "{{url}}"]\n'
     )
-    policy = '[[rule]]\naction = "open-url"\nsource = "w"\ntarget = "*"\ndecision = "allow"\n'
+    policy = rule("open-url", "w")
     daemon = make_daemon({"w": user}, {"a.toml": policy}, settings)
     try:
         reply = call(daemon.intents, user, {"action": "open-url", "url": "https://e.org/"})

@@ -24,9 +24,10 @@ import pytest
 
 from supervisor.cgroups import WorkloadCgroup, cgroup2_root, pids_of
 from tests.helpers import rig
+from tests.helpers.rules import rule
 from tests.helpers.stream import Stream
 
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 RESOLVER, SERVICE, LAN = "10.231.0.53", "10.231.0.80", "10.231.0.99"
 TRIGGERS = """

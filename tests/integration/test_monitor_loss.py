@@ -11,9 +11,10 @@ import time
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.rules import rule
 from tests.helpers.stream import Stream
 
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 FLOOD = "import os\nfor _ in range({n}):\n    os.close(os.open('/dev/null', os.O_WRONLY))\n"
 
 

@@ -20,6 +20,7 @@ import pytest
 from supervisor.cgroups import WorkloadCgroup, pids_of
 from tests.helpers import rig
 from tests.helpers.netlab import ALLOWED, INTERNET, LAN_HOST, make_lab
+from tests.helpers.rules import rule
 from tests.helpers.stream import Stream
 
 ACTIONS = r"""
@@ -86,10 +87,7 @@ counters_interval = 0.5
     }
     daemon = make_daemon(
         {"alpha": alpha, "bystander": bystander},
-        {
-            "10.toml": '[[rule]]\naction = "status"\nsource = "*"\n'
-            'target = "*"\ndecision = "allow"\n'
-        },
+        {"10.toml": rule("status")},
         settings,
         wrapper=lab.exec(),
         workload_extra=extra,

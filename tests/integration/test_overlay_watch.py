@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.rules import rule
 from tests.helpers.stream import Stream
 
 SETTINGS = (
     '[server]\nsocket_group = "cvt-no-such-group"\n'
     "[monitors]\nbpf = false\ncounters = false\ndefault_triggers = true\n"
 )
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 MAX_QUEUED = Path("/proc/sys/fs/inotify/max_queued_events")
 
 

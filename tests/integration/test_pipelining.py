@@ -5,21 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.rig import connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
-POLICY = """
-[[rule]]
-action = "status"
-source = "*"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "*"
-target = "*"
-decision = "ask"
-timeout = 1.5
-"""
+POLICY = rule("status") + rule("open-url", "*", "ask", timeout=1.5)
 
 
 @pytest.fixture(scope="module")

@@ -12,32 +12,22 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call
+from tests.helpers.rules import groups, policy_test, rule
 
-POLICY = """
-[groups]
-read = ["status"]
-
-[[rule]]
-action = "@read"
-source = "alpha"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "*"
-target = "@self"
-decision = "ask"
-approvers = ["telegram"]
-[rule.params]
-url = { domain = "*.example.org" }
-
-[[rule]]
-action = "status"
-source = "alpha"
-target = "*"
-decision = "deny"
-"""
+POLICY = (
+    "\n"
+    + groups(read=["status"])
+    + rule("@read", "alpha")
+    + rule(
+        "open-url",
+        "*",
+        "ask",
+        "@self",
+        approvers=["telegram"],
+        params={"url": '{ domain = "*.example.org" }'},
+    )
+    + rule("status", "alpha", "deny")
+)
 
 
 def run(*argv):
@@ -73,9 +63,7 @@ def test_check_exits_one_on_errors_with_position(config):
 
 def test_check_runs_the_policy_tests(config):
     (config / "policy.d" / "tests").mkdir()
-    (config / "policy.d" / "tests" / "t.toml").write_text(
-        '[[test]]\nsource = "alpha"\naction = "status"\nexpect = "deny"\n'
-    )
+    (config / "policy.d" / "tests" / "t.toml").write_text(policy_test("alpha", "status", "deny"))
     out = run("policy", "check", "--config-dir", str(config))
     assert out.returncode == 1
     assert "policy.d/tests/t.toml:1: error: policy test failed" in out.stdout
@@ -157,9 +145,7 @@ def test_replay_lists_decisions_a_new_policy_would_change(
     journal.wait_entries(1, CLAWVISOR_INTENT_ID=f"ou-{tag}")
     new = tmp_path / "new.d"
     new.mkdir()
-    (new / "10.toml").write_text(
-        '[[rule]]\naction = "*"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n'
-    )
+    (new / "10.toml").write_text(rule("*", "*", "deny"))
     out = run(
         "policy",
         "replay",
@@ -256,10 +242,7 @@ def test_replay_reads_the_fallback_file(tmp_path, config):
 def test_policy_diff_reports_what_a_new_policy_newly_allows_and_exits_1(config, tmp_path):
     new = tmp_path / "new.d"
     new.mkdir()
-    (new / "10.toml").write_text(
-        POLICY + '\n[[rule]]\naction = "search"\nsource = "alpha"\ntarget = "*"\n'
-        'decision = "allow"\n'
-    )
+    (new / "10.toml").write_text(POLICY + rule("search", "alpha"))
     out = run("policy", "diff", "--config-dir", str(config), str(new))
     assert out.returncode == 1, out.stdout
     assert "search" in out.stdout
@@ -272,9 +255,7 @@ def test_policy_diff_reports_what_a_new_policy_newly_allows_and_exits_1(config, 
 def test_reload_diff_shows_the_change_against_the_policy_in_force(make_user, make_daemon):
     user = make_user()
     daemon = make_daemon({"alpha": user}, {"10.toml": POLICY})
-    (daemon.config_dir / "policy.d" / "20.toml").write_text(
-        '[[rule]]\naction = "search"\nsource = "alpha"\ntarget = "*"\ndecision = "allow"\n'
-    )
+    (daemon.config_dir / "policy.d" / "20.toml").write_text(rule("search", "alpha"))
     out = run(
         "reload",
         "--diff",

@@ -22,6 +22,7 @@ import pytest
 from supervisor.posix_acl import XATTR
 from tests.helpers import rig
 from tests.helpers.netlab import ALLOWED, INTERNET, LAN_HOST, make_lab
+from tests.helpers.rules import rule
 
 KNOBS = ("kernel.io_uring_disabled", "kernel.unprivileged_bpf_disabled")
 
@@ -136,9 +137,7 @@ def box():
         (root / "lower").mkdir()
         (root / "lower" / "readme.txt").write_text("from the host\n")
         (b.etc / "policy.d").mkdir(parents=True)
-        (b.etc / "policy.d" / "10.toml").write_text(
-            '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-        )
+        (b.etc / "policy.d" / "10.toml").write_text(rule("status"))
         (b.etc / "clawvisor.toml").write_text(f"""
 [server]
 socket_group = "{b.gw}"

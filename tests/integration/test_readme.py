@@ -10,9 +10,10 @@ from pathlib import Path
 
 from executors import ACTIONS
 from supervisor.wire.common import DENIAL_CODES, ERROR_CODES
+from tests.helpers.rules import rule
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 
 def readme() -> str:

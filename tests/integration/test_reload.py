@@ -13,9 +13,10 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.rig import call, connect_as, read_lines, request_line
+from tests.helpers.rules import policy_test, rule
 
-ALLOW = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-DENY = '\n\n[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n'
+ALLOW = rule("status")
+DENY = "\n\n" + rule("status", "*", "deny")
 BROKEN = '[[rule]]\naction = "status"\nsource = "*"\n  target = = "*"\n'
 
 
@@ -78,9 +79,7 @@ def test_sighup_reloads(env):
 
 def test_failing_policy_tests_refuse_a_reload(env):
     daemon, user = env
-    write_policy(
-        daemon, '[[test]]\nsource = "w"\naction = "status"\nexpect = "deny"\n', "90-tests.toml"
-    )
+    write_policy(daemon, policy_test("w", "status", "deny"), "90-tests.toml")
     out = reload_cli(daemon)
     assert out.returncode == 1 and "expected deny, got allow" in out.stderr
     assert call(daemon.intents, user, {"action": "status"})["decision"] == "allow"
@@ -98,7 +97,7 @@ def test_removed_workload_loses_its_open_connections(env):
 
 def test_rate_limited_requests_are_refused_and_audited(make_user, make_daemon, journal):
     user = make_user()
-    daemon = make_daemon({"w": user}, {"10.toml": ALLOW + 'rate = "3/hour"\n'})
+    daemon = make_daemon({"w": user}, {"10.toml": rule("status", rate="3/hour")})
     ids = [f"rl-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
     codes = [
         call(daemon.intents, user, {"action": "status"}, rid).get("error", {}).get("code")
@@ -154,10 +153,7 @@ def test_default_target_is_where_the_executor_runs(make_user, make_daemon, tmp_p
 
 
 GOOD_1 = ALLOW
-GOOD_2 = (
-    '[[rule]]\naction = "open-url"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n\n'
-    '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "deny"\n'
-)
+GOOD_2 = rule("open-url", "*", "deny") + rule("status", "*", "deny")
 RULES_OF = {"policy.d/10.toml:1": ("allow", GOOD_1), "policy.d/10.toml:7": ("deny", GOOD_2)}
 
 
@@ -233,7 +229,7 @@ def test_reload_under_load_never_answers_from_a_half_loaded_policy(make_user, ma
 # names them) would allow status by policy.d/10.toml:3, a rule no complete version decides by.
 VERSION_A = {"10.toml": ALLOW}
 VERSION_B = {
-    "05.toml": ALLOW.replace('"allow"', '"deny"'),
+    "05.toml": rule("status", "*", "deny"),
     "10.toml": "# padding\n\n" + ALLOW,
 }
 DECIDED_BY = {("allow", "policy.d/10.toml:1"), ("deny", "policy.d/05.toml:1")}

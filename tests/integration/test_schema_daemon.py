@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from supervisor.wire.schema import SCHEMA_FILE
 from tests.helpers import rig
+from tests.helpers.rules import rule
 from tests.helpers.schema_strategy import from_schema
 
 # The schema as shipped (generated at build time), not regenerated in this process.
@@ -20,7 +21,7 @@ DECODER_ERRORS = {"bad_frame", "bad_request", "unknown_action"}
 
 # Only status is allowed, to nobody that can change anything: every generated request is
 # decided (mostly denied) and nothing runs.
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.rig import call
+from tests.helpers.rules import rule
 
-POLICY = '[[rule]]\naction = "sync-out"\nsource = "alpha"\ntarget = "@self"\ndecision = "allow"\n'
+POLICY = rule("sync-out", "alpha", "allow", "@self")
 SETTINGS = """
 [server]
 socket_group = "cvt-no-such-group"

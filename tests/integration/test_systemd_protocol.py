@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from tests.helpers import rig
+from tests.helpers.rules import rule
 
 ACTIVATE = Path(__file__).resolve().parents[1] / "helpers" / "activate.py"
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 
 def activated(tmp: Path, control_mode: str = "0600") -> tuple[list[str], Path, Path]:
@@ -177,11 +178,7 @@ def test_an_upgrade_drains_what_runs_and_answers_pending_asks_before_the_exec(
             shutil.copy(rig.CLAWVISOR, root / release / "bin" / "clawvisor")
         current = root / "current"
         current.symlink_to(root / "r1")
-        policy = (
-            POLICY
-            + '[[rule]]\naction = "search"\nsource = "w"\ntarget = "*"\ndecision = "allow"\n'
-            + '[[rule]]\naction = "install-app"\nsource = "w"\ntarget = "*"\ndecision = "ask"\n'
-        )
+        policy = POLICY + rule("search", "w") + rule("install-app", "w", "ask")
         settings = (
             '[server]\nsocket_group = "cvt-no-such-group"\n[executors.search]\n'
             f'argv = ["/usr/bin/python3", "{RECORDER}", "{record}", "--sleep=1.5", "{{url}}"]\n'

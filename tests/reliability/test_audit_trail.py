@@ -12,11 +12,12 @@ import pytest
 from tests.helpers import rig
 from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.rig import call
+from tests.helpers.rules import rule
 
 # A workload name of this run only: other runs' records (the load rows write a million
 # for their workload) must not be in what `audit log --workload` reads.
 W = f"w{uuid.uuid4().hex[:8]}"
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 
 def cli(*argv: str, **kw) -> subprocess.CompletedProcess[str]:

@@ -17,12 +17,13 @@ from tests.helpers import rig
 from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.private_journald import PrivateJournald
 from tests.helpers.rig import call, connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 RECORDER = HELPERS / "recorder.py"
 PY = "/usr/bin/python3"
-STATUS = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-ALLOW_ALL = '[[rule]]\naction = "*"\nsource = "w"\ntarget = "*"\ndecision = "allow"\n'
+STATUS = rule("status")
+ALLOW_ALL = rule("*", "w")
 
 
 def verify(daemon: rig.Daemon, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -207,22 +208,19 @@ def test_a_full_log_disk_refuses_everything_when_so_configured(make_user, make_d
 
 # --- an approval agent killed holding a prompt ---------------------------------------------
 
-ASK = """
-[[rule]]
-action = "open-url"
-source = "w"
-target = "@self"
-decision = "ask"
-timeout = 2
-params.url = { domain = "killed.example" }
-
-[[rule]]
-action = "open-url"
-source = "w"
-target = "@self"
-decision = "ask"
-timeout = 60
-"""
+ASK = (
+    "\n"
+    + rule(
+        "open-url",
+        "w",
+        "ask",
+        "@self",
+        timeout=2,
+        params={"url": '{ domain = "killed.example" }'},
+        dotted=True,
+    )
+    + rule("open-url", "w", "ask", "@self", timeout=60)
+)
 
 
 @pytest.mark.reliability("fault", "approval agent killed holding a prompt")

@@ -31,6 +31,7 @@ from supervisor.triggers import TriggerError, parse_triggers
 from supervisor.wire import common, control, intents
 from tests.helpers import garbage, rig
 from tests.helpers.rig import connect_as, read_lines
+from tests.helpers.rules import rule
 
 SEED = 20261124
 CODES = set(common.ERROR_CODES)
@@ -97,7 +98,7 @@ def test_garbage_over_the_socket_gets_one_typed_reply_per_line(
     # refusals (the hostile rows show it aggregating) is lifted.
     daemon = make_daemon(
         {"w": user},
-        {"10.toml": '[[rule]]\naction = "*"\nsource = "w"\ntarget = "*"\ndecision = "deny"\n'},
+        {"10.toml": rule("*", "w", "deny")},
         '[server]\nsocket_group = "cvt-no-such-group"\n[audit]\nrejected_burst = 1000000\n',
     )
     rng = random.Random(SEED)
@@ -133,7 +134,7 @@ def test_garbage_over_the_socket_gets_one_typed_reply_per_line(
 @pytest.mark.reliability("fuzz", "every executor's params")
 def test_every_executors_params_decode_or_fail_typed(profile, row):
     policy = load_policy_texts(
-        [("all.toml", '[[rule]]\naction = "*"\nsource = "*"\ntarget = "*"\ndecision = "ask"\n')],
+        [("all.toml", rule("*", "*", "ask"))],
         POLICY_CATALOG,
         WORKLOADS,
     )

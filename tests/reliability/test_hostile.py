@@ -17,11 +17,9 @@ from supervisor.wire.calls import connect_unix
 from tests.helpers import rig
 from tests.helpers.honest import Honest
 from tests.helpers.rig import connect_as
+from tests.helpers.rules import rule
 
-POLICY = (
-    '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n\n'
-    '[[rule]]\naction = "sync-out"\nsource = "w"\ntarget = "@self"\ndecision = "allow"\n'
-)
+POLICY = rule("status") + rule("sync-out", "w", "allow", "@self")
 SETTINGS = '[server]\nsocket_group = "cvt-no-such-group"\n'
 
 

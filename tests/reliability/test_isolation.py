@@ -10,22 +10,9 @@ import pytest
 from tests.helpers import rig
 from tests.helpers.hide_dir import hiding_journald
 from tests.helpers.rig import as_euid, call
+from tests.helpers.rules import rule
 
-POLICY = """
-[[rule]]
-action = "status"
-source = "*"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "w"
-target = "@self"
-decision = "ask"
-timeout = 1
-grant = "always"
-"""
+POLICY = rule("status") + rule("open-url", "w", "ask", "@self", timeout=1, grant="always")
 
 
 @pytest.fixture(scope="module")

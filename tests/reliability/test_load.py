@@ -17,8 +17,9 @@ from bench.footprint import rss_mib
 from tests.helpers import rig
 from tests.helpers.honest import Honest
 from tests.helpers.rig import connect_as, read_lines, request_line
+from tests.helpers.rules import rule
 
-POLICY = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
+POLICY = rule("status")
 
 
 def settings(**server: object) -> str:

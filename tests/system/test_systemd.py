@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import nspawn
+from tests.helpers.rules import rule
 
 CLAWVISOR = "/opt/clawvisor/current/bin/clawvisor"
 INTENTS = "/run/clawvisor/intents.sock"
@@ -37,26 +38,12 @@ internet = "none"
 gateway = ["/opt/clawvisor/current/bin/clawvisor", "send", "--socket",
            "/run/clawvisor/intents.sock", "status"]
 """
-POLICY = """
-[[rule]]
-action = "status"
-source = "*"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "alpha"
-target = "@self"
-decision = "ask"
-grant = "always"
-
-[[rule]]
-action = "search"
-source = "alpha"
-target = "@self"
-decision = "allow"
-"""
+POLICY = (
+    "\n"
+    + rule("status")
+    + rule("open-url", "alpha", "ask", "@self", grant="always")
+    + rule("search", "alpha", "allow", "@self")
+)
 SETTINGS = """
 [executors.search]
 # Stands in for a browser: logs the URL it was given, to show who ran it and where. It

@@ -11,13 +11,12 @@ from supervisor.actions import POLICY_CATALOG
 from supervisor.approvals.broker import Broker
 from supervisor.approvals.leftovers import deny_leftovers
 from supervisor.approvals.prompt import GrantRequest
+from tests.helpers import rules
 
 
-def rule(extra="", timeout=5):
-    text = (
-        '[[rule]]\naction = "open-url"\nsource = "*"\ntarget = "*"\ndecision = "ask"\n'
-        f"timeout = {timeout}\n{extra}\n"
-    )
+def rule(timeout=5, **extra):
+    """The compiled `ask` rule for open-url, from anyone to anywhere; `extra` as rules.rule's."""
+    text = rules.rule("open-url", "*", "ask", timeout=timeout, **extra)
     return load_policy_texts([("r.toml", text)], POLICY_CATALOG, {"w": frozenset()}).rules[0]
 
 
@@ -151,7 +150,7 @@ def test_quorum_two_needs_two_distinct_approvers():
         broker, _ = make()
         agent = Agent()
         broker.subscribe(agent)
-        task = ask(broker, r=rule("quorum = 2"))
+        task = ask(broker, r=rule(quorum=2))
         await settle()
         p = agent.events[0]["request"]
         assert vote(broker, p, principal="uid:1000").message == "vote recorded"
@@ -236,7 +235,7 @@ def test_an_approval_with_a_grant_records_one_grant_and_releases_every_waiter():
         broker, _ = make()
         agent = Agent()
         broker.subscribe(agent)
-        tasks = [ask(broker, intent_id=f"i{n}", r=rule('grant = "30m"')) for n in range(50)]
+        tasks = [ask(broker, intent_id=f"i{n}", r=rule(grant="30m")) for n in range(50)]
         await settle()
         taken = vote(broker, agent.last(), grant=1800.0)
         results = await asyncio.gather(*tasks)
@@ -268,7 +267,7 @@ def test_asks_decided_by_different_rules_never_share_a_prompt():
         agent = Agent()
         broker.subscribe(agent)
         loose = ask(broker, r=rule())
-        strict = ask(broker, r=rule("quorum = 2"), intent_id="i2")
+        strict = ask(broker, r=rule(quorum=2), intent_id="i2")
         await settle()
         ids = {e["request"]["id"] for e in agent.events if e["event"] == "pending"}
         assert len(ids) == 2
@@ -369,7 +368,7 @@ def test_agents_only_see_requests_their_kind_may_answer():
         tg, cli = Agent("telegram"), Agent("cli")
         broker.subscribe(tg)
         broker.subscribe(cli)
-        task = ask(broker, r=rule('approvers = ["cli"]'))
+        task = ask(broker, r=rule(approvers=["cli"]))
         await settle()
         assert tg.events == [] and len(cli.events) == 1
         p = cli.events[0]["request"]
@@ -385,7 +384,7 @@ def test_grant_beyond_what_the_rule_allows_is_refused():
         broker, _ = make()
         agent = Agent()
         broker.subscribe(agent)
-        task = ask(broker, r=rule('grant = "30m"'))
+        task = ask(broker, r=rule(grant="30m"))
         await settle()
         p = agent.events[0]["request"]
         assert not vote(broker, p, grant=float("inf")).accepted

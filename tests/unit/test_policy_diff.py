@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from policy import evaluate, load_policy_texts
 from policy.diff import diff_policies
 from supervisor import policy_tools
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers import rules
 
 WORKLOADS = {"research": frozenset({"trusted"}), "social": frozenset()}
 
@@ -20,10 +22,11 @@ def load(text: str):
     return load_policy_texts([("p.toml", text)], POLICY_CATALOG, WORKLOADS)
 
 
-def rule(action: str, params: str = "", **fields: str) -> str:
-    head = {"source": "research", "target": "@self", "decision": "allow", **fields}
-    out = f'[[rule]]\naction = "{action}"\n' + "".join(f'{k} = "{v}"\n' for k, v in head.items())
-    return out + params + "\n"
+def rule(action: str, params: dict[str, str] | None = None, **fields: Any) -> str:
+    """rules.rule() from research on @self unless `fields` say otherwise; params (raw TOML
+    values) as dotted keys."""
+    fields = {"source": "research", "target": "@self", "decision": "allow", **fields}
+    return rules.rule(action, params=params, dotted=True, **fields)
 
 
 def changes(old: str, new: str):
@@ -51,24 +54,24 @@ SELF_CELLS = [("research", None), ("research", "research")]
     "old, new",
     [
         pytest.param(
-            rule("egress-allow", 'params.host = { glob = ["a.org", "*.a.org"] }'),
-            rule("egress-allow", 'params.host = { domain = ["a.org", "*.a.org"] }'),
+            rule("egress-allow", {"host": '{ glob = ["a.org", "*.a.org"] }'}),
+            rule("egress-allow", {"host": '{ domain = ["a.org", "*.a.org"] }'}),
             id="host glob rewritten as the same domain list",
         ),
         pytest.param(
-            rule("search", 'params.query = { one_of = ["cats", "dogs"] }'),
-            rule("search", 'params.query = { regex = "cats|dog(s)" }'),
+            rule("search", {"query": '{ one_of = ["cats", "dogs"] }'}),
+            rule("search", {"query": '{ regex = "cats|dog(s)" }'}),
             id="one_of rewritten as a regex",
         ),
         pytest.param(
-            rule("egress-allow", "params.ttl = { range = [60, 3600] }"),
-            rule("egress-allow", "params.ttl = { one_of = [60] }")
-            + rule("egress-allow", "params.ttl = { range = [61, 3600] }"),
+            rule("egress-allow", {"ttl": "{ range = [60, 3600] }"}),
+            rule("egress-allow", {"ttl": "{ one_of = [60] }"})
+            + rule("egress-allow", {"ttl": "{ range = [61, 3600] }"}),
             id="a range split in two rules",
         ),
         pytest.param(
-            rule("sync-out", 'params.paths = { under = "exports" }'),
-            rule("sync-out", 'params.paths = { regex = "exports(/.*)?" }'),
+            rule("sync-out", {"paths": '{ under = "exports" }'}),
+            rule("sync-out", {"paths": '{ regex = "exports(/.*)?" }'}),
             id="under rewritten as a regex over normalised paths",
         ),
     ],
@@ -83,8 +86,8 @@ def test_a_change_that_only_looks_different_changes_nothing(old, new):
 
 def test_a_url_glob_rewritten_as_a_domain_is_wider_than_it_looks():
     d, found = changes(
-        rule("open-url", 'params.url = { glob = "https://*.a.org/*" }'),
-        rule("open-url", 'params.url = { domain = "*.a.org" }'),
+        rule("open-url", {"url": '{ glob = "https://*.a.org/*" }'}),
+        rule("open-url", {"url": '{ domain = "*.a.org" }'}),
     )
     assert d.newly_allowed
     assert kinds(found) == {(("research", "open-url", t), "deny -> allow") for _, t in SELF_CELLS}
@@ -96,40 +99,40 @@ def test_a_url_glob_rewritten_as_a_domain_is_wider_than_it_looks():
     "old, new, kind, wider, params",
     [
         pytest.param(
-            rule("egress-allow", "params.ttl = { range = [60, 3600] }"),
-            rule("egress-allow", "params.ttl = { range = [60, 600] }"),
+            rule("egress-allow", {"ttl": "{ range = [60, 3600] }"}),
+            rule("egress-allow", {"ttl": "{ range = [60, 600] }"}),
             "allow -> deny",
             False,
             {"host": "a", "ttl": 601},
             id="range narrowed",
         ),
         pytest.param(
-            rule("egress-allow", 'params.host = "security.debian.org"'),
-            rule("egress-allow", 'params.host = "security.debian.org"\nparams.port = 443'),
+            rule("egress-allow", {"host": '"security.debian.org"'}),
+            rule("egress-allow", {"host": '"security.debian.org"', "port": "443"}),
             "allow -> deny",
             False,
             {"host": "security.debian.org", "ttl": 3600},  # no port: every port
             id="port added",
         ),
         pytest.param(
-            rule("sync-out", 'params.paths = { under = "exports/public" }'),
-            rule("sync-out", 'params.paths = { under = "exports" }'),
+            rule("sync-out", {"paths": '{ under = "exports/public" }'}),
+            rule("sync-out", {"paths": '{ under = "exports" }'}),
             "deny -> allow",
             True,
             {"paths": ["exports"]},
             id="under widened",
         ),
         pytest.param(
-            rule("run-ops", 'params.args = ["origin"]'),
-            rule("run-ops", 'params.args = { one_of = ["origin", "main"] }'),
+            rule("run-ops", {"args": '["origin"]'}),
+            rule("run-ops", {"args": '{ one_of = ["origin", "main"] }'}),
             "deny -> allow",
             True,
             {"script": "a", "args": ["main"]},
             id="exact list widened to one_of",
         ),
         pytest.param(
-            rule("open-url", 'params.url = { prefix = "https://docs.a.org/" }'),
-            rule("open-url", 'params.url = { prefix = "https://docs.a.org/en/" }'),
+            rule("open-url", {"url": '{ prefix = "https://docs.a.org/" }'}),
+            rule("open-url", {"url": '{ prefix = "https://docs.a.org/en/" }'}),
             "allow -> deny",
             False,
             {"url": "https://docs.a.org/"},
@@ -161,10 +164,9 @@ def test_changes_are_found_with_their_witness(old, new, kind, wider, params):
 
 
 def test_attribute_changes_are_listed_but_allow_nothing_new():
-    old = rule("open-url", decision="ask", timeout="60") + 'approvers = ["cli"]\n'
-    new = (
-        rule("open-url", decision="ask", timeout="120", grant="30m")
-        + 'approvers = ["cli", "telegram"]\n'
+    old = rule("open-url", decision="ask", timeout="60", approvers=["cli"])
+    new = rule(
+        "open-url", decision="ask", timeout="120", grant="30m", approvers=["cli", "telegram"]
     )
     d, found = changes(old, new)
     assert {k for _, k, _, _ in found} == {
@@ -191,11 +193,8 @@ def test_a_moved_default_target_runs_elsewhere_and_is_wider():
 
 
 def test_a_deny_in_front_only_narrows_and_proves_it():
-    old = rule("open-url", 'params.url = { domain = "a.org" }')
-    new = (
-        rule("open-url", 'params.url = { prefix = "https://a.org/private/" }', decision="deny")
-        + old
-    )
+    old = rule("open-url", {"url": '{ domain = "a.org" }'})
+    new = rule("open-url", {"url": '{ prefix = "https://a.org/private/" }'}, decision="deny") + old
     d, found = changes(old, new)
     assert {k for _, k, _, _ in found} == {"allow -> deny"}
     assert all(c.none_wider and not c.none_narrower for c in d.cells)

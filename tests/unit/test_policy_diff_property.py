@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from policy import evaluate, load_policy_texts
 from policy.diff import diff_policies
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers.rules import rule
 
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset()}
 URL_CONSTRAINTS = [
@@ -72,13 +73,12 @@ def rules(draw):
     )
     target = draw(st.sampled_from(["*", "@self", "@anyvm", "@default", "b", "@tag:red"]))
     decision = draw(st.sampled_from(["allow", "ask", "deny"]))
-    text = (
-        f'[[rule]]\naction = "{action}"\nsource = "{draw(st.sampled_from(["*", "a", "b"]))}"\n'
-        f'target = "{target}"\ndecision = "{decision}"\n'
-    )
+    source = draw(st.sampled_from(["*", "a", "b"]))
+    extra = {}
     if target in ("@default", "*") and decision != "deny" and draw(st.booleans()):
-        text += f'default_target = "{draw(st.sampled_from(["a", "b"]))}"\n'
-    return text + "".join(f"params.{c}\n" for c in cs) + "\n"
+        extra["default_target"] = draw(st.sampled_from(["a", "b"]))
+    params = dict(c.split(" = ", 1) for c in cs) or None
+    return rule(action, source, decision, target, params, dotted=True, **extra)
 
 
 policies = st.lists(rules(), max_size=6).map("".join)

@@ -15,6 +15,7 @@ from policy import (
 )
 from policy.quantities import parse_duration, parse_grant, parse_rate
 from supervisor.actions import POLICY_CATALOG, normalise_params
+from tests.helpers.rules import groups, policy_test, rule
 
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset(), "c": frozenset({"red"})}
 
@@ -23,21 +24,14 @@ def load(text: str, **kw):
     return load_policy_texts([("t.toml", text)], POLICY_CATALOG, WORKLOADS, **kw)
 
 
-def rule(action="status", source="*", target="*", decision="allow", extra=""):
-    return (
-        f'[[rule]]\naction = "{action}"\nsource = "{source}"\ntarget = "{target}"\n'
-        f'decision = "{decision}"\n{extra}\n'
-    )
-
-
 def test_groups_expand_to_their_actions():
-    p = load('[groups]\nread = ["status"]\n' + rule(action="@read"))
+    p = load(groups(read=["status"]) + rule("@read"))
     assert evaluate(p, "a", "status", None, {}).decision == "allow"
     assert evaluate(p, "a", "open-url", None, {"url": "https://x/"}).decision == "deny"
 
 
 def test_builtin_readonly_and_mutating_groups_exist_without_definition():
-    p = load(rule(action="@readonly"))
+    p = load(rule("@readonly"))
     assert p.groups["readonly"] == frozenset(
         {"status", "open-url", "search", "notify", "capabilities"}
     )
@@ -73,14 +67,14 @@ def test_bad_groups_are_errors(groups, fragment):
 
 def test_constraint_on_a_group_needs_the_param_in_every_member():
     with pytest.raises(PolicyError, match="not a param of"):
-        load(rule(action="@readonly", extra='params.url = "x"'))
+        load(rule("@readonly", params={"url": '"x"'}, dotted=True))
 
 
 def test_target_patterns():
     p = load(
-        rule(action="open-url", target="@default", decision="deny")
-        + rule(action="open-url", target="@self", decision="ask")
-        + rule(action="open-url", target="@tag:red")
+        rule("open-url", "*", "deny", "@default")
+        + rule("open-url", "*", "ask", "@self")
+        + rule("open-url", "*", "allow", "@tag:red")
     )
     url = {"url": "https://a.org/"}
     assert evaluate(p, "a", "open-url", None, url).decision == "deny"
@@ -90,9 +84,9 @@ def test_target_patterns():
 
 
 def test_sources_not_compiled_against_are_still_decided():
-    p = load(rule(source="*"))
+    p = load(rule("status", "*"))
     assert evaluate(p, "newcomer", "status", None, {}).decision == "allow"
-    q = load(rule(source="@tag:red"))
+    q = load(rule("status", "@tag:red"))
     assert evaluate(q, "newcomer", "status", None, {}).decision == "deny"
 
 
@@ -120,28 +114,27 @@ def test_bad_rate_specs(text):
 
 def test_unknown_approver_is_an_error():
     with pytest.raises(PolicyError, match="unknown approvers"):
-        load(rule(decision="ask", extra='approvers = ["pager"]'))
+        load(rule("status", "*", "ask", approvers=["pager"]))
 
 
 # --- [[test]] tables -----------------------------------------------------------------
 
-TESTED = rule(action="open-url", source="a", extra='params.url = { domain = "*.ok.org" }')
+TESTED = rule("open-url", "a", params={"url": '{ domain = "*.ok.org" }'}, dotted=True)
 
 
 def test_passing_tests_load():
     p = load(
-        TESTED + '[[test]]\nsource = "a"\naction = "open-url"\n'
-        'params = { url = "https://x.OK.org/" }\nexpect = "allow"\nrule = "t.toml:1"\n',
+        TESTED
+        + policy_test(
+            "a", "open-url", "allow", params={"url": '"https://x.OK.org/"'}, rule="t.toml:1"
+        ),
         normalise=normalise_params,
     )
     assert len(p.tests) == 1
 
 
 def test_a_failing_test_refuses_the_policy_with_its_position():
-    text = TESTED + (
-        '\n[[test]]\nsource = "a"\naction = "open-url"\n'
-        'params = { url = "https://evil.org/" }\nexpect = "allow"\n'
-    )
+    text = TESTED + policy_test("a", "open-url", "allow", params={"url": '"https://evil.org/"'})
     with pytest.raises(PolicyTestError) as info:
         load(text, normalise=normalise_params)
     assert info.value.line == 8
@@ -149,10 +142,7 @@ def test_a_failing_test_refuses_the_policy_with_its_position():
 
 
 def test_a_test_with_invalid_params_fails():
-    text = TESTED + (
-        '[[test]]\nsource = "a"\naction = "open-url"\n'
-        'params = { url = "ftp://x.ok.org/" }\nexpect = "deny"\n'
-    )
+    text = TESTED + policy_test("a", "open-url", "deny", params={"url": '"ftp://x.ok.org/"'})
     with pytest.raises(PolicyTestError, match="params invalid"):
         load(text, normalise=normalise_params)
 
@@ -160,13 +150,11 @@ def test_a_test_with_invalid_params_fails():
 def test_tests_directory_is_read_and_may_hold_only_tests(tmp_path):
     d = tmp_path / "policy.d"
     (d / "tests").mkdir(parents=True)
-    (d / "10.toml").write_text(rule(source="a"))
-    (d / "tests" / "must.toml").write_text(
-        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n'
-    )
+    (d / "10.toml").write_text(rule("status", "a"))
+    (d / "tests" / "must.toml").write_text(policy_test("b", "status", "deny"))
     p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
     assert [t.where for t in p.tests] == ["policy.d/tests/must.toml:1"]
-    (d / "tests" / "bad.toml").write_text(rule())
+    (d / "tests" / "bad.toml").write_text(rule("status"))
     with pytest.raises(PolicyError, match="unknown top-level key 'rule'"):
         load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
 
@@ -174,12 +162,10 @@ def test_tests_directory_is_read_and_may_hold_only_tests(tmp_path):
 def test_an_edit_that_undoes_a_must_deny_is_refused(tmp_path):
     d = tmp_path / "policy.d"
     (d / "tests").mkdir(parents=True)
-    (d / "tests" / "never.toml").write_text(
-        '[[test]]\nsource = "b"\naction = "status"\nexpect = "deny"\n'
-    )
-    (d / "10.toml").write_text(rule(source="a"))
+    (d / "tests" / "never.toml").write_text(policy_test("b", "status", "deny"))
+    (d / "10.toml").write_text(rule("status", "a"))
     load_policy_dir(d, POLICY_CATALOG, WORKLOADS)
-    (d / "10.toml").write_text(rule(source="*"))  # quietly widened
+    (d / "10.toml").write_text(rule("status", "*"))  # quietly widened
     with pytest.raises(PolicyTestError, match="expected deny, got allow"):
         load_policy_dir(d, POLICY_CATALOG, WORKLOADS)
 
@@ -189,10 +175,10 @@ def test_an_edit_that_undoes_a_must_deny_is_refused(tmp_path):
 
 def test_explain_gives_a_reason_for_every_earlier_rule():
     p = load(
-        rule(source="b")
-        + rule(target="@default", decision="deny")
-        + rule(action="open-url")
-        + rule(extra="params = {}")
+        rule("status", "b")
+        + rule("status", "*", "deny", "@default")
+        + rule("open-url")
+        + rule("status", params={}, dotted=True)
     )
     ex = explain(p, "a", "status", "c", {})
     assert ex.ruling.rule_name == "t.toml:19"
@@ -217,26 +203,26 @@ def lint_messages(text, available=("cli",)):
 
 
 def test_lint_finds_a_rule_shadowed_by_an_earlier_catch_all():
-    msgs = lint_messages(rule(action="*", decision="deny") + rule(source="a"))
+    msgs = lint_messages(rule("*", "*", "deny") + rule("status", "a"))
     assert any("t.toml:7: never decides: rule t.toml:1" in m for m in msgs)
 
 
 def test_lint_does_not_flag_a_narrower_earlier_rule():
-    msgs = lint_messages(rule(source="a") + rule())
+    msgs = lint_messages(rule("status", "a") + rule("status"))
     assert not any("never decides" in m for m in msgs)
 
 
 def test_lint_finds_an_ask_nobody_can_answer():
-    msgs = lint_messages(rule(decision="ask", extra='approvers = ["telegram"]'))
+    msgs = lint_messages(rule("status", "*", "ask", approvers=["telegram"]))
     assert any("ask with no approver" in m for m in msgs)
     assert not any(
         "ask with no approver" in m
-        for m in lint_messages(rule(decision="ask", extra='approvers = ["cli"]'))
+        for m in lint_messages(rule("status", "*", "ask", approvers=["cli"]))
     )
 
 
 def test_lint_finds_unknown_workloads_and_tags():
-    msgs = lint_messages(rule(source="ghost") + rule(target="@tag:blue"))
+    msgs = lint_messages(rule("status", "ghost") + rule("status", "*", "allow", "@tag:blue"))
     assert any("'ghost', which is not in workloads.toml" in m for m in msgs)
     assert any("no workload has this tag" in m for m in msgs)
 
@@ -259,10 +245,10 @@ def test_durations_refuse_nonsense():
 
 
 def test_grant_and_quorum_are_kept_on_ask_rules():
-    p = load(rule(decision="ask", extra='grant = "30m"\nquorum = 2'))
+    p = load(rule("status", "*", "ask", grant="30m", quorum=2))
     assert (p.rules[0].grant_max, p.rules[0].quorum) == (1800.0, 2)
 
 
 def test_grant_on_an_allow_rule_is_an_error():
     with pytest.raises(PolicyError, match="only mean something on an ask rule"):
-        load(rule(extra='grant = "always"'))
+        load(rule("status", grant="always"))

@@ -6,6 +6,7 @@ import pytest
 
 from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers.rules import groups, rule
 
 WORKLOADS = {
     "sys-clawd": frozenset(),
@@ -13,7 +14,7 @@ WORKLOADS = {
     "work": frozenset({"trusted"}),
     "play": frozenset(),
 }
-GROUPS = ('[groups]\nClawdRead = ["status"]\nClawdWrite = ["open-url"]\n', "00-groups.toml")
+GROUPS = (groups(ClawdRead=["status"], ClawdWrite=["open-url"]), "00-groups.toml")
 
 
 def load(text: str, *extra: tuple[str, str]):
@@ -90,9 +91,7 @@ def test_policy_and_toml_files_load_side_by_side_in_name_order(tmp_path):
     d.mkdir()
     (d / "00-groups.toml").write_text(GROUPS[0])
     (d / "10-first.policy").write_text("ClawdRead * play * deny\n")
-    (d / "20-second.toml").write_text(
-        '[[rule]]\naction = "@ClawdRead"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
-    )
+    (d / "20-second.toml").write_text(rule("@ClawdRead"))
     (d / "30-third.policy").write_text("open-url * * * ask\n")
     p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
     assert p.files == (

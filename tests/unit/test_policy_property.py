@@ -7,12 +7,14 @@ in order, with its own reading of sources, targets, groups and constraints.
 from __future__ import annotations
 
 import fnmatch
+import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy import evaluate, explain, load_policy_texts
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers.rules import groups, rule
 
 NAMES = ["a", "b", "c"]
 WORKLOADS = {"a": frozenset({"red"}), "b": frozenset({"blue"}), "c": frozenset({"red", "blue"})}
@@ -54,23 +56,15 @@ def rules(draw):
 
 
 def to_toml(rule_list) -> str:
-    out = ["[groups]\n" + "".join(f"{g} = {m!r}\n".replace("'", '"') for g, m in GROUPS.items())]
+    out = [groups(**GROUPS)]
     for action, source, target, decision, c in rule_list:
-        text = (
-            f'[[rule]]\naction = "{action}"\nsource = "{source}"\n'
-            f'target = "{target}"\ndecision = "{decision}"\n'
-        )
+        url = None
         if c is not None:
             kind, value = c
-            if kind == "exact":
-                text += f'params.url = "{value}"\n'
-            elif kind == "one_of":
-                listed = ", ".join(f'"{v}"' for v in value)
-                text += f"params.url = {{ one_of = [{listed}] }}\n"
-            else:
-                text += f'params.url = {{ {kind} = "{value}" }}\n'
-        out.append(text)
-    return "\n".join(out)
+            url = json.dumps(value) if kind == "exact" else f"{{ {kind} = {json.dumps(value)} }}"
+        params = {"url": url} if url else None
+        out.append(rule(action, source, decision, target, params, dotted=True))
+    return "".join(out)
 
 
 def ref_actions(spec):

@@ -13,6 +13,7 @@ from policy import evaluate, load_policy_texts, runs_on
 from policy.constraints import parse_constraint
 from supervisor import policy_tools
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers.rules import rule
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WORKLOADS = {
@@ -105,11 +106,8 @@ def test_the_qrexec_example_means_its_comments():
 
 def test_the_test_example_loads_and_passes():
     [block] = blocks("[[test]]")
-    rule = (
-        '[[rule]]\naction = "open-url"\nsource = "research"\ntarget = "*"\n'
-        'decision = "allow"\nparams.url = { domain = "a.org" }\n'
-    )
-    load(("10.toml", rule + block))
+    allow = rule("open-url", "research", params={"url": '{ domain = "a.org" }'}, dotted=True)
+    load(("10.toml", allow + block))
 
 
 def test_the_glob_row_matches_what_it_says():
@@ -142,29 +140,38 @@ def test_every_constraint_row_loads_on_a_param_it_is_for(row, param, action):
     line = next(ln for ln in section().splitlines() if ln.startswith(f"| {row} |"))
     example = re.search(r"\| `([^`]+)` \|", line[len(row) + 3 :]).group(1)
     value = example.split(" = ", 1)[1] if example.startswith("url = ") else example
-    text = (
-        f'[[rule]]\naction = "{action}"\nsource = "research"\ntarget = "@self"\n'
-        f'decision = "allow"\nparams.{param} = {value}\n'
-    )
-    load(("10.toml", text))
+    load(("10.toml", rule(action, "research", "allow", "@self", {param: value}, dotted=True)))
 
 
-OLD = """[[rule]]
-action = "open-url"
-source = "research"
-target = "@self"
-decision = "allow"
-params.url = { glob = "https://*.wikipedia.org/*" }
-
-[[rule]]
-action = "egress-allow"
-source = "research"
-target = "@self"
-decision = "allow"
-params.host = "security.debian.org"
-"""
-NEW = OLD.replace('{ glob = "https://*.wikipedia.org/*" }', '{ domain = "*.wikipedia.org" }') + (
-    "params.port = 443\n"
+OLD = rule(
+    "open-url",
+    "research",
+    "allow",
+    "@self",
+    params={"url": '{ glob = "https://*.wikipedia.org/*" }'},
+    dotted=True,
+) + rule(
+    "egress-allow",
+    "research",
+    "allow",
+    "@self",
+    params={"host": '"security.debian.org"'},
+    dotted=True,
+)
+NEW = rule(
+    "open-url",
+    "research",
+    "allow",
+    "@self",
+    params={"url": '{ domain = "*.wikipedia.org" }'},
+    dotted=True,
+) + rule(
+    "egress-allow",
+    "research",
+    "allow",
+    "@self",
+    params={"host": '"security.debian.org"', "port": "443"},
+    dotted=True,
 )
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from policy import PolicyError, evaluate, load_policy_dir, load_policy_texts
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers.rules import rule
 
 WORKLOADS = {"a": frozenset(), "b": frozenset(), "c": frozenset()}
 
@@ -14,30 +15,19 @@ def load(text: str):
     return load_policy_texts([("t.toml", text)], POLICY_CATALOG, WORKLOADS)
 
 
-RULES = """
-# comment line
-[[rule]]
-action = "status"
-source = "a"
-target = "*"
-decision = "allow"
-
-[[rule]]
-action = "open-url"
-source = "*"
-target = "@self"
-decision = "ask"
-timeout = 5
-[rule.params]
-url = { glob = "https://*.example.org/*" }
-
-[[rule]]
-action = "open-url"
-source = "a"
-target = "b"
-decision = "allow"
-params.url = "https://exact.example/"
-"""
+RULES = (
+    "\n# comment line\n"
+    + rule("status", "a")
+    + rule(
+        "open-url",
+        "*",
+        "ask",
+        "@self",
+        timeout=5,
+        params={"url": '{ glob = "https://*.example.org/*" }'},
+    )
+    + rule("open-url", "a", "allow", "b", params={"url": '"https://exact.example/"'}, dotted=True)
+)
 
 
 def test_first_matching_rule_wins_and_names_file_and_line():
@@ -76,7 +66,7 @@ def test_exact_constraint_written_as_dotted_key():
 
 
 def test_star_target_matches_a_missing_target():
-    p = load('[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n')
+    p = load(rule("status", "a"))
     assert evaluate(p, "a", "status", None, {}).decision == "allow"
     assert evaluate(p, "a", "status", "a", {}).decision == "allow"
 
@@ -154,12 +144,8 @@ def test_bad_files_are_errors_with_file_and_line(text, line, fragment):
 def test_directory_is_read_in_name_order_and_rules_keep_their_file(tmp_path):
     d = tmp_path / "policy.d"
     d.mkdir()
-    (d / "20-b.toml").write_text(
-        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="deny"\n'
-    )
-    (d / "10-a.toml").write_text(
-        '\n[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n'
-    )
+    (d / "20-b.toml").write_text(rule("status", "a", "deny"))
+    (d / "10-a.toml").write_text("\n" + rule("status", "a"))
     (d / "README").write_text("not policy")
     (d / ".hidden.toml").write_text("garbage [[")
     p = load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)
@@ -170,9 +156,7 @@ def test_directory_is_read_in_name_order_and_rules_keep_their_file(tmp_path):
 def test_one_broken_file_fails_the_whole_directory(tmp_path):
     d = tmp_path / "policy.d"
     d.mkdir()
-    (d / "10-a.toml").write_text(
-        '[[rule]]\naction="status"\nsource="a"\ntarget="*"\ndecision="allow"\n'
-    )
+    (d / "10-a.toml").write_text(rule("status", "a"))
     (d / "20-b.toml").write_text('[[rule]]\naction="status"\n')
     with pytest.raises(PolicyError) as info:
         load_policy_dir(d, POLICY_CATALOG, WORKLOADS, display_root=tmp_path)

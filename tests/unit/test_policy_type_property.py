@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from policy import PolicyError, evaluate, explain, load_policy_texts
 from supervisor.actions import POLICY_CATALOG
+from tests.helpers.rules import rule
 
 WORKLOADS = {"w": frozenset()}
 PAIRS = [(a, p) for a, info in POLICY_CATALOG.items() for p in info.types]
@@ -60,10 +61,7 @@ def test_each_constraint_loads_with_a_position_or_evaluates_without_raising(
     pair, kind, arg, tried, target
 ):
     action, param = pair
-    text = (
-        f'[[rule]]\naction = "{action}"\nsource = "w"\ntarget = "*"\ndecision = "allow"\n'
-        f"params.{param} = {toml_value(spec(kind, arg))}\n"
-    )
+    text = rule(action, "w", params={param: toml_value(spec(kind, arg))}, dotted=True)
     try:
         policy = load_policy_texts([("p.toml", text)], POLICY_CATALOG, WORKLOADS)
     except PolicyError as exc:

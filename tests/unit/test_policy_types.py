@@ -6,10 +6,14 @@ matched, or one that crashed the daemon or allowed more than it says.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from policy import PolicyError, evaluate, explain, lint, load_policy_texts, runs_on
 from supervisor.actions import FORMATS, POLICY_CATALOG, normalise_params
+from tests.helpers import rules
 
 WORKLOADS = {"dom0": frozenset(), "sys-clawd": frozenset(), "r": frozenset({"trusted"})}
 
@@ -18,10 +22,11 @@ def load(text: str, name: str = "t.toml"):
     return load_policy_texts([(name, text)], POLICY_CATALOG, WORKLOADS)
 
 
-def rule(action: str, params: str = "", **fields: str) -> str:
-    head = {"source": "r", "target": "@self", "decision": "allow", **fields}
-    lines = [f'action = "{action}"', *(f'{k} = "{v}"' for k, v in head.items())]
-    return "[[rule]]\n" + "\n".join(lines) + "\n" + params
+def rule(action: str, params: dict[str, str] | None = None, **fields: Any) -> str:
+    """rules.rule() from r on @self unless `fields` say otherwise; params (raw TOML values)
+    as dotted keys, so the first param, or the first of `fields`, is on line 6."""
+    fields = {"source": "r", "target": "@self", "decision": "allow", **fields}
+    return rules.rule(action, params=params, dotted=True, **fields)
 
 
 def refused(text: str) -> PolicyError:
@@ -60,7 +65,7 @@ def test_every_format_entry_names_a_string_param():
 
 
 def test_egress_allow_can_be_limited_to_a_port():
-    p = load(rule("egress-allow", 'params.host = "security.debian.org"\nparams.port = 443\n'))
+    p = load(rule("egress-allow", {"host": '"security.debian.org"', "port": "443"}))
     host = {"host": "security.debian.org", "ttl": 3600}
     assert evaluate(p, "r", "egress-allow", None, {**host, "port": 443}).decision == "allow"
     assert evaluate(p, "r", "egress-allow", None, {**host, "port": 80}).decision == "deny"
@@ -69,13 +74,13 @@ def test_egress_allow_can_be_limited_to_a_port():
 
 
 def test_ttl_range_loads_and_bounds_the_ttl():
-    p = load(rule("egress-allow", "params.ttl = { range = [60, 3600] }\n"))
+    p = load(rule("egress-allow", {"ttl": "{ range = [60, 3600] }"}))
     assert evaluate(p, "r", "egress-allow", None, {"host": "a.org", "ttl": 60}).decision == "allow"
     assert evaluate(p, "r", "egress-allow", None, {"host": "a.org", "ttl": 7200}).decision == "deny"
 
 
 def test_an_int_outside_the_params_bounds_is_refused_in_words():
-    err = refused(rule("egress-allow", "params.port = 70000\n"))
+    err = refused(rule("egress-allow", {"port": "70000"}))
     assert (err.line, err.column) == (6, 1)
     assert "port is at most 65535, so 70000 never matches" in err.message
 
@@ -85,7 +90,7 @@ def test_an_int_outside_the_params_bounds_is_refused_in_words():
     ['{ under = "exports" }', '{ glob = "exports/*" }', '{ prefix = "exports/" }'],
 )
 def test_element_constraints_on_sync_out_paths_match_every_element(constraint):
-    p = load(rule("sync-out", f"params.paths = {constraint}\n"))
+    p = load(rule("sync-out", {"paths": constraint}))
     ok = {"paths": ["exports/a.txt", "exports/b/c"]}
     assert evaluate(p, "r", "sync-out", None, ok).decision == "allow"
     bad = {"paths": ["exports/a.txt", "secrets/key"]}
@@ -93,7 +98,7 @@ def test_element_constraints_on_sync_out_paths_match_every_element(constraint):
 
 
 def test_explain_agrees_with_evaluate_on_a_list_param():
-    p = load(rule("sync-out", 'params.paths = { under = "exports" }\n'))
+    p = load(rule("sync-out", {"paths": '{ under = "exports" }'}))
     params = {"paths": ["exports/a.txt"]}
     ex = explain(p, "r", "sync-out", None, params)
     assert ex.ruling == evaluate(p, "r", "sync-out", None, params)
@@ -102,14 +107,14 @@ def test_explain_agrees_with_evaluate_on_a_list_param():
 
 
 def test_one_of_on_run_ops_args_evaluates_each_element_without_raising():
-    p = load(rule("run-ops", 'params.args = { one_of = ["--dry-run", "origin"] }\n'))
+    p = load(rule("run-ops", {"args": '{ one_of = ["--dry-run", "origin"] }'}))
     ok = {"script": "sync", "args": ["origin", "--dry-run"]}
     assert evaluate(p, "r", "run-ops", None, ok).decision == "allow"
     assert evaluate(p, "r", "run-ops", None, {"script": "sync", "args": ["x"]}).decision == "deny"
 
 
 def test_an_exact_list_value_matches_that_list_only():
-    p = load(rule("run-ops", 'params.args = ["origin"]\n'))
+    p = load(rule("run-ops", {"args": '["origin"]'}))
     assert (
         evaluate(p, "r", "run-ops", None, {"script": "s", "args": ["origin"]}).decision == "allow"
     )
@@ -118,13 +123,13 @@ def test_an_exact_list_value_matches_that_list_only():
 
 
 def test_an_empty_exact_list_allows_no_arguments_only():
-    p = load(rule("run-ops", "params.args = []\n"))
+    p = load(rule("run-ops", {"args": "[]"}))
     assert evaluate(p, "r", "run-ops", None, {"script": "s", "args": []}).decision == "allow"
     assert evaluate(p, "r", "run-ops", None, {"script": "s", "args": ["a"]}).decision == "deny"
 
 
 def test_a_single_value_on_a_list_param_is_refused_with_the_two_ways_to_say_it():
-    err = refused(rule("run-ops", 'params.args = "origin"\n'))
+    err = refused(rule("run-ops", {"args": '"origin"'}))
     assert err.where == "t.toml:6:1"
     assert "give the whole list (args = ['origin'])" in err.message
     assert "a constraint on each element" in err.message
@@ -151,7 +156,8 @@ def test_a_single_value_on_a_list_param_is_refused_with_the_two_ways_to_say_it()
 def test_a_constraint_that_cannot_apply_to_the_params_type_is_a_load_error(
     action, params, fragment
 ):
-    err = refused(rule(action, params + "\n"))
+    name, value = params.removeprefix("params.").split(" = ", 1)  # each case: one params line
+    err = refused(rule(action, {name: value}))
     assert (err.line, err.column) == (6, 1), err
     assert fragment in err.message
 
@@ -181,10 +187,9 @@ def test_self_target_on_a_group_warns_for_the_members_it_never_matches():
 
 
 def test_the_qubes_default_target_line_decides_untargeted_intents_on_that_target():
-    groups = '[groups]\nClawdWrite = ["workload-restart"]\n'
     policy = load_policy_texts(
         [
-            ("00.toml", groups),
+            ("00.toml", rules.groups(ClawdWrite=["workload-restart"])),
             ("10.policy", "ClawdWrite  *    sys-clawd  dom0      ask,default_target=dom0\n"),
         ],
         POLICY_CATALOG,
@@ -215,7 +220,7 @@ def test_self_with_default_target_is_still_refused():
 
 
 def test_url_glob_matches_per_part_so_the_readme_example_cannot_cross_the_host():
-    p = load(rule("open-url", 'params.url = { glob = "https://*.a.org/*" }\n'))
+    p = load(rule("open-url", {"url": '{ glob = "https://*.a.org/*" }'}))
     for url, decision in [
         ("https://x.a.org/page", "allow"),
         ("https://x.y.a.org/", "allow"),
@@ -232,14 +237,14 @@ def test_url_glob_matches_per_part_so_the_readme_example_cannot_cross_the_host()
     ["https://*a.org/*", "https://a.org*", "*://a.org/*", "*", "ftp://a.org/*", "https://a*.org/"],
 )
 def test_url_globs_whose_host_is_not_a_domain_name_are_refused(glob):
-    err = refused(rule("open-url", f'params.url = {{ glob = "{glob}" }}\n'))
+    err = refused(rule("open-url", {"url": f'{{ glob = "{glob}" }}'}))
     assert err.where == "t.toml:6:1"
 
 
 def test_a_url_prefix_must_go_past_the_host():
-    err = refused(rule("open-url", 'params.url = { prefix = "https://docs.a.org" }\n'))
+    err = refused(rule("open-url", {"url": '{ prefix = "https://docs.a.org" }'}))
     assert "must go past the host" in err.message
-    p = load(rule("open-url", 'params.url = { prefix = "https://docs.a.org/" }\n'))
+    p = load(rule("open-url", {"url": '{ prefix = "https://docs.a.org/" }'}))
     assert (
         evaluate(p, "r", "open-url", None, {"url": "https://docs.a.org.evil.net/"}).decision
         == "deny"
@@ -247,7 +252,7 @@ def test_a_url_prefix_must_go_past_the_host():
 
 
 def test_a_constraint_no_valid_request_satisfies_is_warned():
-    p = load(rule("open-url", 'params.url = "HTTPS://A.ORG/"\n'))
+    p = load(rule("open-url", {"url": '"HTTPS://A.ORG/"'}))
     found = [f for f in lint(p, POLICY_CATALOG, ["cli"])]
     assert any(f.where == "t.toml:1" and "never matches open-url" in f.message for f in found)
 
@@ -256,7 +261,8 @@ def test_a_constraint_no_valid_request_satisfies_is_warned():
     "text, seconds", [('"30s"', 30), ('"2m"', 120), ("45", 45), ('"1h"', 3600)]
 )
 def test_timeout_takes_durations(text, seconds):
-    p = load(rule("open-url", f"timeout = {text}\n", decision="ask"))
+    # Each case is written as a TOML value that is also JSON, the form rules.rule() writes.
+    p = load(rule("open-url", decision="ask", timeout=json.loads(text)))
     assert p.rules[0].timeout == seconds
 
 
@@ -266,28 +272,20 @@ def test_qrexec_timeout_takes_durations():
 
 
 def test_timeout_nonsense_is_refused_in_words():
-    err = refused(rule("open-url", 'timeout = "soon"\n', decision="ask"))
+    err = refused(rule("open-url", decision="ask", timeout="soon"))
     assert err.where == "t.toml:6:1"
     assert "timeout must be seconds (60) or a duration (30s, 2m)" in err.message
 
 
 def test_action_may_be_a_list():
-    text = (
-        '[[rule]]\naction = ["open-url", "search"]\nsource = "r"\n'
-        'target = "@self"\ndecision = "ask"\n'
-    )
-    p = load(text)
+    p = load(rule(["open-url", "search"], decision="ask"))
     assert evaluate(p, "r", "search", None, {"query": "x"}).decision == "ask"
     assert evaluate(p, "r", "open-url", None, {"url": "https://a.org/"}).decision == "ask"
     assert evaluate(p, "r", "status", None, {}).decision == "deny"
 
 
 def test_an_unknown_action_in_a_list_is_named():
-    text = (
-        '[[rule]]\naction = ["open-url", "opne-url"]\nsource = "r"\n'
-        'target = "*"\ndecision = "ask"\n'
-    )
-    err = refused(text)
+    err = refused(rule(["open-url", "opne-url"], target="*", decision="ask"))
     assert err.where == "t.toml:2:1" and "'opne-url'" in err.message
 
 

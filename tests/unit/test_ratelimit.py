@@ -3,10 +3,9 @@
 from policy import load_policy_texts
 from supervisor.actions import POLICY_CATALOG
 from supervisor.ratelimit import RateLimiter
+from tests.helpers.rules import rule
 
-TEXT = (
-    '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\nrate = "3/min"\n'
-)
+TEXT = rule("status", rate="3/min")
 
 
 class Clock:
