@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from ..audit import NOTICE, WARNING, AuditRecord
-from ..persist import read_or_none, write_atomic
+from ..audit.settle import settle
 from .prompt import Prompt
 
 
@@ -54,41 +54,30 @@ def deny_leftovers(
 
     `ended` names those whose outcome the trail already holds (the daemon stopped after
     writing it but before the state file caught up): they get no second one."""
-    data = read_or_none(state_file)
-    if not data:
-        return 0
-    try:
-        records = msgspec.json.decode(data, type=list[PendingRecord])
-    except msgspec.DecodeError:
-        records = []
-        audit(
-            AuditRecord(
-                kind="approval",
-                priority=WARNING,
-                outcome="unavailable",
-                message=f"{state_file} was unreadable; its pending requests "
-                "(if any) count as denied",
-            )
-        )
-    done = ended(records) if records else set()
-    left = [r for r in records if (r.workload, r.intent_id) not in done]
-    for r in left:
-        audit(
-            AuditRecord(
-                kind="decision",
-                priority=NOTICE,
-                intent_id=r.intent_id,
-                workload=r.workload,
-                action=r.action,
-                runs_on=r.target,
-                rule=r.rule,
-                outcome="unavailable",
-                pending=r.id,
-                decision="ask",
-                final=1,
-                message=f"{r.workload} {r.action} -> {r.target or '-'} [{r.id}]: denied "
-                "(unavailable): the daemon stopped while it was pending",
-            )
-        )
-    write_atomic(state_file, b"[]")
-    return len(left)
+    return settle(
+        state_file,
+        PendingRecord,
+        audit,
+        ended,
+        unreadable=AuditRecord(
+            kind="approval",
+            priority=WARNING,
+            outcome="unavailable",
+            message=f"{state_file} was unreadable; its pending requests (if any) count as denied",
+        ),
+        outcome=lambda r: AuditRecord(
+            kind="decision",
+            priority=NOTICE,
+            intent_id=r.intent_id,
+            workload=r.workload,
+            action=r.action,
+            runs_on=r.target,
+            rule=r.rule,
+            outcome="unavailable",
+            pending=r.id,
+            decision="ask",
+            final=1,
+            message=f"{r.workload} {r.action} -> {r.target or '-'} [{r.id}]: denied "
+            "(unavailable): the daemon stopped while it was pending",
+        ),
+    )

@@ -17,7 +17,8 @@ from pathlib import Path
 import msgspec
 
 from ..audit import WARNING, AuditRecord
-from ..persist import Saver, read_or_none, write_atomic
+from ..audit.settle import settle
+from ..persist import Saver
 from .case import Case
 
 
@@ -75,40 +76,29 @@ def record_interrupted(
 ) -> int:
     """Give each execution a stopped daemon left listed its outcome (interrupted), unless
     the trail already has one; clear the file. How many were recorded."""
-    data = read_or_none(path)
-    if not data:
-        return 0
-    try:
-        runs = msgspec.json.decode(data, type=list[RunningRecord])
-    except msgspec.DecodeError:
+    return settle(
+        path,
+        RunningRecord,
+        audit,
+        ended,
         # Loudly, as with the pending asks' file: executions may have gone unrecorded.
-        runs = []
-        audit(
-            AuditRecord(
-                kind="result",
-                priority=WARNING,
-                outcome="unavailable",
-                message=f"{path} was unreadable; executions it listed (if any) have no "
-                "recorded result",
-            )
-        )
-    done = ended(runs) if runs else set()
-    left = [r for r in runs if (r.workload, r.intent_id) not in done]
-    for r in left:
-        audit(
-            AuditRecord(
-                kind="result",
-                priority=WARNING,
-                intent_id=r.intent_id,
-                workload=r.workload,
-                action=r.action,
-                runs_on=r.runs_on,
-                rule=r.rule,
-                outcome="unavailable",
-                final=1,
-                message=f"{r.workload} {r.action} -> {r.runs_on or '-'}: interrupted: the "
-                "daemon stopped while it ran (its result is unknown)",
-            )
-        )
-    write_atomic(path, b"[]")
-    return len(left)
+        unreadable=AuditRecord(
+            kind="result",
+            priority=WARNING,
+            outcome="unavailable",
+            message=f"{path} was unreadable; executions it listed (if any) have no recorded result",
+        ),
+        outcome=lambda r: AuditRecord(
+            kind="result",
+            priority=WARNING,
+            intent_id=r.intent_id,
+            workload=r.workload,
+            action=r.action,
+            runs_on=r.runs_on,
+            rule=r.rule,
+            outcome="unavailable",
+            final=1,
+            message=f"{r.workload} {r.action} -> {r.runs_on or '-'}: interrupted: the "
+            "daemon stopped while it ran (its result is unknown)",
+        ),
+    )
