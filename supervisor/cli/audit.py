@@ -58,6 +58,24 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     )
 
 
+def _where_the_trail_is(p: argparse.ArgumentParser) -> None:
+    """The options both readers take: the fallback file and the journal to read."""
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=DEFAULT_LOG_DIR,
+        help="where the audit fallback file is (default %(default)s)",
+    )
+    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
+    p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
+    p.add_argument(
+        "--namespace",
+        default=NAMESPACE,
+        help="the trail's journal namespace, read with the system journal ('' for the "
+        "system journal alone; default %(default)s)",
+    )
+
+
 def register(sub: Subcommands) -> None:
     """Add this group's subcommands."""
     aud = sub.add_parser("audit", help="the audit trail", description="The audit trail.")
@@ -74,21 +92,8 @@ def register(sub: Subcommands) -> None:
         default=DEFAULT_STATE_DIR,
         help="where the chain head is kept (default %(default)s)",
     )
-    p.add_argument(
-        "--log-dir",
-        type=Path,
-        default=DEFAULT_LOG_DIR,
-        help="where the audit fallback file is (default %(default)s)",
-    )
-    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
     p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
-    p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
-    p.add_argument(
-        "--namespace",
-        default=NAMESPACE,
-        help="the trail's journal namespace, read with the system journal ('' for the "
-        "system journal alone; default %(default)s)",
-    )
+    _where_the_trail_is(p)
     p.add_argument("--json", action="store_true", help="the verdict as JSON")
     p.set_defaults(func=_cmd_audit_verify)
 
@@ -121,18 +126,5 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--since", metavar="T", help="Unix time, ISO 8601, or an age: 30m, 2h, 1d")
     p.add_argument("--format", choices=("text", "json", "cef"), default="text")
     p.add_argument("--follow", "-f", action="store_true", help="then print new records")
-    p.add_argument(
-        "--log-dir",
-        type=Path,
-        default=DEFAULT_LOG_DIR,
-        help="where the audit fallback file is (default %(default)s)",
-    )
-    p.add_argument("--fallback-file", default="audit.jsonl", help="its name (default %(default)s)")
-    p.add_argument("--journal-dir", type=Path, help=JOURNAL_DIR_HELP)
-    p.add_argument(
-        "--namespace",
-        default=NAMESPACE,
-        help="the trail's journal namespace, read with the system journal ('' for the "
-        "system journal alone; default %(default)s)",
-    )
+    _where_the_trail_is(p)
     p.set_defaults(func=_cmd_audit_log)
