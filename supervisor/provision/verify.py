@@ -271,7 +271,7 @@ def verify(
     results: list[Check] = []
     for name in names:
         if name not in box.workloads:
-            print(f"clawvisor verify: no workload {name!r}", file=out)
+            print(f"clawvisor verify: no workload {name!r}", file=sys.stderr)
             return 2
         spec = box.workloads[name]
         try:

@@ -17,8 +17,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from supervisor.cli.output import json_outputs
 from supervisor.posix_acl import XATTR
 from tests.helpers import rig
 from tests.helpers.netlab import ALLOWED, INTERNET, LAN_HOST, make_lab
@@ -296,6 +298,11 @@ def test_kernel_settings_are_applied_and_written(box):
 def verify(box) -> dict[tuple[str, str], dict]:
     out = box.cli("verify", "--json", check_rc=None)
     rows = [json.loads(ln) for ln in out.stdout.splitlines() if ln.startswith("{")]
+    # JSON Lines, each line the shape `clawvisor schema cli` declares for verify.
+    shape = json_outputs()["verify"].type
+    assert len(rows) == len(out.stdout.splitlines())
+    for ln in out.stdout.splitlines():
+        msgspec.json.decode(ln, type=shape, strict=True)
     return {(r["workload"], r["check"]): r for r in rows}
 
 
