@@ -89,9 +89,12 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Records held while the trail is unavailable; beyond it they are counted as lost.
     backlog: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
     #: Refused input (bad lines, refused connections) each uid may have recorded one by
-    #: one, per second and in a burst; beyond that one record a second counts the rest.
-    rejected_rate: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 10.0
-    rejected_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
+    #: one, per second and in a burst; beyond that one record every `rejected_interval`
+    #: seconds counts the rest. A flooding workload costs the trail about
+    #: rate + 1/interval records a second, whatever it sends.
+    rejected_rate: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 1.0
+    rejected_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
+    rejected_interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
 
 
 class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -48,6 +48,7 @@ from .session import GatewaySession
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
 from .wire.control import AlertEvent
+from .workload_sockets import WorkloadSockets
 
 HEAD_SAVE_INTERVAL = 5.0
 #: At shutdown, how long owed replies may sit unread before they are given up (a peer
@@ -131,6 +132,7 @@ class Daemon:
             auditor,
             rate=config.settings.audit.rejected_rate,
             burst=config.settings.audit.rejected_burst,
+            interval=config.settings.audit.rejected_interval,
         )
         self.monitors: Monitors | None = None
         self.responder: Responder | None = None
@@ -171,6 +173,7 @@ class Daemon:
         self.control = Endpoint(
             "control", limits, self._accept_operator, self.rejections.frame, over_cap
         )
+        self.workload_sockets = WorkloadSockets(self.intents, config.paths.runtime_dir)
         self._stop = asyncio.Event()
         self._sockets: dict[str, socket.socket] = {}
         self._owned: list[Path] = []
@@ -327,6 +330,7 @@ class Daemon:
         self.state.config, self.state.policy = config, policy
         self.pipeline.limiter.retain(policy.rules)
         self._drop_remapped(old_by_uid)
+        self._own_sockets(config)
         if self.monitors is not None:
             self.monitors.configure(config, triggers)
         self._audit_policy(
@@ -336,6 +340,12 @@ class Daemon:
         )
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         return None
+
+    def _own_sockets(self, config: Config) -> None:
+        """Each workload uid's own intents socket, in step with `config` (a failure is
+        said, not fatal: the shared socket serves that workload)."""
+        for problem in self.workload_sockets.sync(config):
+            print(f"clawvisor: per-workload socket: {problem}", file=sys.stderr, flush=True)
 
     def _drop_remapped(self, old_by_uid: Mapping[int, Account]) -> None:
         """Close gateway connections whose uid no longer maps to the same workload."""
@@ -358,6 +368,7 @@ class Daemon:
         self._sockets, self._owned = listening_sockets(self.state.config, self._audit_daemon)
         await self.intents.start(self._sockets["intents"])
         await self.control.start(self._sockets["control"])
+        self._own_sockets(self.state.config)
         loop = asyncio.get_running_loop()
         interval = sdnotify.watchdog_interval()
         watchdog = sdnotify.Watchdog(loop, interval) if interval is not None else None
@@ -388,6 +399,7 @@ class Daemon:
             watchdog.stop()
         if self.monitors is not None:
             self.monitors.stop()
+        self.workload_sockets.close()
         await self.intents.close()
         await self.control.close()
         for path in self._owned:  # systemd owns the sockets it passed

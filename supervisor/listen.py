@@ -18,7 +18,10 @@ from .posix_acl import grant_users
 #: Connections the kernel queues before the daemon accepts them: a workload's connect
 #: flood must not fill it for everyone (the daemon accepts up to `ACCEPT_BATCH` a wake-up).
 LISTEN_BACKLOG = 4096
-ACCEPT_BATCH = 1024
+ACCEPT_BATCH = 256
+#: A batch with this many over-cap refusals is a flood: its listener rests FLOOD_REST s.
+FLOOD_REFUSALS = ACCEPT_BATCH // 2
+FLOOD_REST = 0.01
 
 
 def listening_sockets(

@@ -21,12 +21,13 @@ from collections.abc import Callable
 from .connection import BATCH, Acceptance, Connection, Limits
 from .hangups import HangupWatch
 from .identity import Peer, peer_credentials
-from .listen import ACCEPT_BATCH
+from .listen import ACCEPT_BATCH, FLOOD_REFUSALS, FLOOD_REST
 from .turns import Turns
 
 
 class Endpoint:
-    """One listening socket and the connections on it."""
+    """The listening sockets of one kind (intents: the shared socket and one per
+    workload uid) and the connections on them; the per-uid caps span all of them."""
 
     def __init__(
         self,
@@ -46,7 +47,9 @@ class Endpoint:
         #: Work whose connection has ended: it goes on to its outcome (kept referenced).
         self.orphans: set[asyncio.Task[bytes]] = set()
         self.draining = False
-        self._listener: socket.socket | None = None
+        #: fd -> listener. Each is served in its own turn, at most `ACCEPT_BATCH` a
+        #: wake-up, so a flood queued on one never holds up the others' accepts.
+        self._listeners: dict[int, socket.socket] = {}
         #: Accepted, not yet connected as a transport (counted against the caps at once).
         self._accepting: dict[int, int] = {}
         self._connecting: set[asyncio.Task[None]] = set()
@@ -59,23 +62,38 @@ class Endpoint:
     async def start(self, sock: socket.socket) -> None:
         """Serve connections on an already bound and listening socket (asyncio gets its
         own descriptor of it: stopping to accept never closes the caller's)."""
-        loop = asyncio.get_running_loop()
-        mine = sock.dup()
-        mine.setblocking(False)
         self.hangups = HangupWatch()
-        self._listener = mine
-        loop.add_reader(mine.fileno(), self._accept_ready)
+        self.listen(sock)
         self._schedule_sweep()
 
-    def _accept_ready(self) -> None:
+    def listen(self, sock: socket.socket) -> int:
+        """Also accept on `sock` (a dup of it); the handle to `unlisten` it with."""
+        mine = sock.dup()
+        mine.setblocking(False)
+        fd = mine.fileno()
+        self._listeners[fd] = mine
+        if not self.draining:
+            asyncio.get_running_loop().add_reader(fd, self._accept_ready, fd)
+        return fd
+
+    def unlisten(self, fd: int) -> None:
+        """Stop accepting on one listener (its connections go on)."""
+        listener = self._listeners.pop(fd, None)
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(fd)
+            listener.close()
+
+    def _accept_ready(self, fd: int) -> None:
         """Accept what waits (up to a batch a wake-up). A connection over its uid's cap is
         answered and closed right here, before any transport exists: a connect flood
         costs the daemon a few system calls per attempt, and the listen queue empties."""
-        listener = self._listener
+        listener = self._listeners.get(fd)
         if listener is None:
             return
         loop = asyncio.get_running_loop()
         cap = self.limits.max_connections_per_uid
+        refused = 0
         for _ in range(ACCEPT_BATCH):
             try:
                 conn, _ = listener.accept()
@@ -83,8 +101,8 @@ class Endpoint:
                 return
             except OSError as exc:  # EMFILE and the like: back off, do not spin
                 print(f"clawvisor: {self.name}: accept failed: {exc}", file=sys.stderr)
-                loop.remove_reader(listener.fileno())
-                loop.call_later(0.1, self._resume_accepting)
+                loop.remove_reader(fd)
+                loop.call_later(0.1, self._resume_accepting, fd)
                 return
             conn.setblocking(False)
             try:
@@ -95,6 +113,7 @@ class Endpoint:
             held = self.per_uid.get(peer.uid, 0) + self._accepting.get(peer.uid, 0)
             if held >= cap:
                 self.refused_at_accept += 1
+                refused += 1
                 with contextlib.suppress(OSError):
                     conn.send(self.on_over_cap(peer))
                 conn.close()
@@ -103,6 +122,12 @@ class Endpoint:
             task = loop.create_task(self._connect(conn, peer.uid))
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
+        if refused >= FLOOD_REFUSALS:
+            # A full batch that was mostly over-cap connects is a flood: this listener
+            # rests a moment (its queue holds what comes meanwhile), so the loop goes to
+            # everyone else's connections and listeners, not to refusing the flood.
+            loop.remove_reader(fd)
+            loop.call_later(FLOOD_REST, self._resume_accepting, fd)
 
     async def _connect(self, conn: socket.socket, uid: int) -> None:
         try:
@@ -116,9 +141,9 @@ class Endpoint:
             else:
                 self._accepting.pop(uid, None)
 
-    def _resume_accepting(self) -> None:
-        if self._listener is not None:
-            asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept_ready)
+    def _resume_accepting(self, fd: int) -> None:
+        if fd in self._listeners and not self.draining:
+            asyncio.get_running_loop().add_reader(fd, self._accept_ready, fd)
 
     def in_flight(self) -> set[asyncio.Task[bytes]]:
         """Every request being handled, on live connections or orphaned."""
@@ -129,11 +154,8 @@ class Endpoint:
 
     def stop_accepting(self) -> None:
         """Accept no more connections (new ones wait in the kernel's backlog, if any)."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(listener.fileno())
-            listener.close()
+        for fd in list(self._listeners):
+            self.unlisten(fd)
 
     async def drain(self, deadline: float) -> set[asyncio.Task[bytes]]:
         """Read no more requests; wait (until the monotonic `deadline`) for the work in

@@ -3,6 +3,7 @@ request and cancel lines, and reading a reply's typed result or its error."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Mapping
@@ -21,8 +22,32 @@ CONNECT_FIRST_PAUSE: Final = 0.001
 CONNECT_MAX_PAUSE: Final = 0.05
 
 
+#: The shared gateway socket's name: beside it, `by-uid/UID.sock` is each workload's own
+#: (supervisor/workload_sockets.py), whose listen queue no other workload can fill.
+SHARED_INTENTS: Final = "intents.sock"
+
+
+def own_socket(path: str) -> str | None:
+    """The caller's own socket beside the shared intents socket at `path`, if it exists."""
+    if os.path.basename(path) != SHARED_INTENTS:
+        return None
+    own = os.path.join(os.path.dirname(path), "by-uid", f"{os.geteuid()}.sock")
+    return own if os.path.exists(own) else None
+
+
 def connect_unix(path: str, timeout: float | None) -> socket.socket:
-    """A connected AF_UNIX stream socket (blocking, with `timeout`); OSError if not."""
+    """A connected AF_UNIX stream socket (blocking, with `timeout`); OSError if not.
+    For the shared intents socket, the caller's own socket first when it is there."""
+    own = own_socket(path)
+    if own is not None:
+        try:
+            return _connect(own, timeout)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            pass  # gone with a reload, or not ours: the shared socket serves everyone
+    return _connect(path, timeout)
+
+
+def _connect(path: str, timeout: float | None) -> socket.socket:
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = CONNECT_FIRST_PAUSE
     while True:

@@ -38,6 +38,7 @@ from .calls import (
     cancel_state,
     connect_unix,
     encode_request,
+    own_socket,
     result_of,
 )
 from .common import MAX_LINE, Reply
@@ -334,7 +335,18 @@ class AsyncClient:
     async def connect(
         cls, path: str | os.PathLike[str] = DEFAULT_INTENTS_SOCKET, timeout: float | None = 30.0
     ) -> AsyncClient:
-        """Connect to the socket at `path`."""
+        """Connect to the socket at `path` (for the shared intents socket, the caller's
+        own socket first when it is there)."""
+        own = own_socket(str(path))
+        if own is not None:
+            try:
+                return await cls._connect(own, timeout)
+            except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+                pass
+        return await cls._connect(path, timeout)
+
+    @classmethod
+    async def _connect(cls, path: str | os.PathLike[str], timeout: float | None) -> AsyncClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = CONNECT_FIRST_PAUSE
         while True:

@@ -68,7 +68,8 @@ def main(argv: list[str]) -> None:
                 )
             i += 2
         elif opts[i] == "--bind":
-            os.makedirs(opts[i + 2], exist_ok=True)
+            if os.path.isdir(opts[i + 1]):  # a file is bound over an existing file
+                os.makedirs(opts[i + 2], exist_ok=True)
             subprocess.run(["mount", "--bind", opts[i + 1], opts[i + 2]], check=True)
             i += 3
         else:

@@ -8,6 +8,7 @@ started under `client_wrapper()` sees that socket at journald's usual path.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -18,8 +19,10 @@ from tests.helpers.rig import JOURNALD, shared_tmpdir
 
 
 class PrivateJournald:
-    def __init__(self) -> None:
+    def __init__(self, config: str | None = None) -> None:
+        """`config`: its journald.conf (e.g. the one clawvisor ships for its namespace)."""
         self.root = shared_tmpdir("clawvisor-journald-")
+        self.config = config
         self.run_dir = self.root / "run"
         self.files = self.root / "journal"
         for d in (self.run_dir, self.files, self.root / "persistent"):
@@ -35,15 +38,23 @@ class PrivateJournald:
         and as the system journal alike)."""
         return binding({d: self.run_dir for d in JOURNALD_DIRS})
 
+    @property
+    def persistent(self) -> Path:
+        """Where it keeps its files with `Storage=persistent`."""
+        return self.root / "persistent"
+
     def start(self) -> None:
-        with_mounts = binding(
-            {
-                "/run/systemd/journal": self.run_dir,
-                "/run/log/journal": self.files,
-                # Never the host's persistent journal, even if something asks for a flush.
-                "/var/log/journal": self.root / "persistent",
-            }
-        )
+        mounts: dict[str, str | os.PathLike[str]] = {
+            "/run/systemd/journal": self.run_dir,
+            "/run/log/journal": self.files,
+            # Never the host's persistent journal, even if something asks for a flush.
+            "/var/log/journal": self.persistent,
+        }
+        if self.config is not None:
+            conf = self.root / "journald.conf"
+            conf.write_text(self.config)
+            mounts["/etc/systemd/journald.conf"] = conf
+        with_mounts = binding(mounts)
         self.proc = subprocess.Popen(
             [*with_mounts, JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

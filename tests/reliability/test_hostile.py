@@ -10,13 +10,16 @@ import resource
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from supervisor.config import AuditSettings
 from supervisor.wire.calls import connect_unix
 from tests.helpers import rig
 from tests.helpers.honest import Honest
-from tests.helpers.rig import connect_as
+from tests.helpers.private_journald import PrivateJournald
+from tests.helpers.rig import call, connect_as
 from tests.helpers.rules import rule
 
 POLICY = rule("status") + rule("sync-out", "w", "allow", "@self")
@@ -38,7 +41,8 @@ def users(make_user):
 
 def flood_in_child(path: str, user: rig.User, seconds: float, mode: str) -> subprocess.Popen:
     """A flooding workload in its own process (as that user): `garbage` sends 2-byte
-    junk lines on 8 connections; `connect` opens and closes connections in a loop."""
+    junk lines on 8 connections; `connect` opens and closes connections in a loop;
+    `spin` only burns CPU (the same threads, never touching clawvisor)."""
     code = f"""
 import socket, time, threading
 end = time.monotonic() + {seconds}
@@ -63,6 +67,9 @@ def connect():
         except OSError:
             pass
         s.close()
+def spin():
+    while time.monotonic() < end:
+        pass
 ts = [threading.Thread(target={mode}) for _ in range(8)]
 [t.start() for t in ts]; [t.join() for t in ts]
 """
@@ -94,9 +101,10 @@ def test_a_garbage_flood_writes_a_bounded_number_of_records(users, make_daemon, 
         flood = flood_in_child(str(daemon.intents), w, seconds, "garbage")
         flood.wait(60)
         row.p99_us = honest.check()
-    time.sleep(1.5)  # the last aggregate record, a second after the flood
+    budget = AuditSettings()
+    time.sleep(budget.rejected_interval + 0.5)  # the last aggregate record, after the flood
     recs = []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a loaded machine's journald may be slow to show it
     while time.monotonic() < deadline:
         recs = uid_records(daemon, w.uid)
         if any(r.get("CLAWVISOR_OUTCOME") == "aggregated" for r in recs):
@@ -110,9 +118,10 @@ def test_a_garbage_flood_writes_a_bounded_number_of_records(users, make_daemon, 
         f"{len(single) + counted:,} refused lines in {seconds:g} s: {len(single)} records one "
         f"by one, {len(aggregated)} aggregate records counting {counted:,} more"
     )
-    # The budget: a burst of 100, then 10 a second; at most one aggregate a second.
-    assert len(single) <= 100 + 10 * (seconds + 3)
-    assert aggregated and len(aggregated) <= seconds + 3
+    # The budget: a burst, then `rejected_rate` a second; one aggregate an interval.
+    span = seconds + budget.rejected_interval + 3
+    assert len(single) <= budget.rejected_burst + budget.rejected_rate * span
+    assert aggregated and len(aggregated) <= span / budget.rejected_interval + 1
     assert counted > 10 * len(single)  # the flood was real, and it was counted, not written
 
 
@@ -140,11 +149,19 @@ def test_a_connect_flood_at_the_cap_does_not_lock_out_another_workload(
                 failed += 1
         return latencies, failed
 
+    def under(mode: str, n: int) -> tuple[list[float], int]:
+        load = flood_in_child(str(daemon.intents), w, 6.0, mode)
+        time.sleep(0.5)
+        try:
+            return victim(n)
+        finally:
+            load.wait(60)
+
     base, _ = victim(200)
-    flood = flood_in_child(str(daemon.intents), w, 6.0, "connect")
-    time.sleep(0.5)
-    during, failed = victim(400)
-    flood.wait(60)
+    # The floor: the same process burning CPU without touching clawvisor (on a 2-core
+    # machine the flooder's threads take a core whatever the daemon does).
+    busy, _ = under("spin", 400)
+    during, failed = under("connect", 400)
     for sock in held:
         sock.close()
 
@@ -153,9 +170,10 @@ def test_a_connect_flood_at_the_cap_does_not_lock_out_another_workload(
 
     row.p99_us = p99(during)
     row.note(
-        f"victim's new connections: p50 {statistics.median(base) * 1e6:.0f} -> "
-        f"{statistics.median(during) * 1e6:.0f} µs, p99 {p99(base):.0f} -> {p99(during):.0f} µs "
-        f"(aim: within 3x), {failed} failed"
+        f"victim's new connections (its own socket; the flood on the shared one): p50 "
+        f"{statistics.median(base) * 1e6:.0f} -> {statistics.median(during) * 1e6:.0f} µs, "
+        f"p99 {p99(base):.0f} idle, {p99(busy):.0f} beside a CPU hog that never connects, "
+        f"{p99(during):.0f} under the flood (aim: within 3x), {failed} failed"
     )
     assert failed == 0
 
@@ -206,3 +224,61 @@ def test_a_big_sync_out_scan_costs_other_workloads_nothing(
         f"process; the other workload's p99 {baseline:.0f} -> {row.p99_us:.0f} µs"
     )
     assert os.path.getsize(daemon.root / "dest" / "big.txt") >= mib * 1024 * 1024
+
+
+SHIPPED_JOURNALD = Path(__file__).resolve().parents[2] / "units" / "journald@clawvisor.conf"
+APT = (
+    '[executors.install-app]\nargv = ["apt-get", "install", "--simulate", "-y", '
+    '"--no-install-recommends", "--", "{package}"]\ntimeout = 120\n'
+)
+
+
+@pytest.mark.reliability("hostile", "an install-app's records survive a flood (shipped journal)")
+def test_an_install_apps_records_survive_a_flood_at_the_shipped_journal_size(users, row):
+    """The trail's journald with the limits clawvisor ships (2 GiB, a year): an earlier
+    install-app stays in the trail through a garbage flood and a connect flood, because
+    what one workload can make the daemon write is bounded; the row says how long that
+    bounded rate would take to fill the journal."""
+    w, v = users
+    with PrivateJournald(config=SHIPPED_JOURNALD.read_text()) as jd:
+        root = rig.shared_tmpdir("clawvisor-test-")
+        rig.write_config(
+            root,
+            workloads={"w": w, "v": v},
+            policy={"10.toml": POLICY + rule("install-app", "v")},
+            settings=SETTINGS + APT,
+        )
+        daemon = rig.start_daemon(root, wrapper=jd.client_wrapper())
+        try:
+            rid = "install-before-flood"
+            reply = call(daemon.intents, v, {"action": "install-app", "package": "socat"}, rid)
+            assert reply["status"] == "ok", reply
+
+            def mine() -> list[dict]:
+                return jd.entries(f"CLAWVISOR_INTENT_ID={rid}")
+
+            before = mine()
+            assert len(before) >= 2  # its decision and its result
+            seconds = 3.0
+            for mode in ("garbage", "connect"):
+                flood_in_child(str(daemon.intents), w, seconds, mode).wait(60)
+            time.sleep(AuditSettings().rejected_interval + 0.5)
+            flood = jd.entries(f"CLAWVISOR_UID={w.uid}")
+            grown = sum(len(json.dumps(e)) for e in flood)  # every field, journald's too
+            after = mine()
+        finally:
+            daemon.stop()
+            rig.cleanup_root(root)
+    assert [e["__CURSOR"] for e in after] == [e["__CURSOR"] for e in before]
+    # Sustained, a flood costs rate + 1/interval records a second (the burst is once).
+    budget = AuditSettings()
+    steady = budget.rejected_rate + 1 / budget.rejected_interval
+    per_record = grown / max(len(flood), 1)
+    days = (2 << 30) / (steady * per_record) / 86400
+    row.requests = len(flood)
+    row.note(
+        f"the flooding workload's records: {len(flood)} in {2 * seconds:g} s of garbage and "
+        f"connect floods (~{per_record:.0f} bytes each as journal JSON); sustained, "
+        f"{steady:g} records/s would take {days:,.0f} days to fill the shipped 2 GiB; all "
+        f"{len(before)} install-app records kept"
+    )
