@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from typing import NamedTuple
 
 import pytest
 
@@ -19,11 +20,19 @@ SETTINGS = (
 )
 
 
+class Env(NamedTuple):
+    """The daemon, its workload's user, and a user who is no workload."""
+
+    daemon: rig.Daemon
+    user: rig.User
+    other: rig.User
+
+
 @pytest.fixture(scope="module")
 def env(make_user, make_daemon):
     user, other = make_user(), make_user()
     daemon = make_daemon({"w": user, "v": other}, {"10.toml": POLICY}, SETTINGS)
-    return daemon, user, other
+    return Env(daemon, user, other)
 
 
 def assert_still_serving(daemon, user):
@@ -39,7 +48,7 @@ def send_and_read(daemon, user, payload: bytes, count: int = 1) -> list[dict]:
 
 
 def test_random_bytes_get_typed_errors_and_the_connection_survives(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     junk = os.urandom(4096).replace(b"\n", b"x") + b"\n"
     with connect_as(daemon.intents, user) as sock:
         sock.sendall(junk)
@@ -52,7 +61,7 @@ def test_random_bytes_get_typed_errors_and_the_connection_survives(env):
 
 
 def test_invalid_utf8_is_bad_frame(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     reply = send_and_read(daemon, user, b'{"id":"u8","intent":{"action":"st\xffatus"}}\n')[0]
     assert reply["error"]["code"] == "bad_frame"
     assert "UTF-8" in reply["error"]["message"]
@@ -60,7 +69,7 @@ def test_invalid_utf8_is_bad_frame(env):
 
 
 def test_line_over_64_kib_is_bad_frame_and_closes(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     line = b'{"id":"big","intent":{"action":"status","pad":"' + b"a" * (70 * 1024) + b'"}}\n'
     with connect_as(daemon.intents, user) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -72,7 +81,7 @@ def test_line_over_64_kib_is_bad_frame_and_closes(env):
 
 
 def test_line_of_64_kib_minus_one_is_accepted(env):
-    daemon, user, _ = env
+    daemon, user = env.daemon, env.user
     body = b'{"id":"edge","intent":{"action":"status"}}'
     line = body + b" " * (64 * 1024 - 1 - len(body))
     assert len(line) == 64 * 1024 - 1
@@ -81,7 +90,7 @@ def test_line_of_64_kib_minus_one_is_accepted(env):
 
 
 def test_deeply_nested_json_is_bad_frame(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     depth = 30000
     line = b'{"id":"deep","intent":' + b"[" * depth + b"]" * depth + b"}\n"
     reply = send_and_read(daemon, user, line)[0]
@@ -108,19 +117,19 @@ def test_deeply_nested_json_is_bad_frame(env):
     ],
 )
 def test_wrong_shapes_and_types_get_the_right_code(env, payload, code):
-    daemon, user, _ = env
+    daemon, user = env.daemon, env.user
     reply = send_and_read(daemon, user, payload + b"\n")[0]
     assert reply["error"]["code"] == code, reply
 
 
 def test_reply_echoes_the_id_when_it_is_usable(env):
-    daemon, user, _ = env
+    daemon, user = env.daemon, env.user
     reply = send_and_read(daemon, user, b'{"id": "keep-me", "intent": {"action": 1}}\n')[0]
     assert reply["id"] == "keep-me"
 
 
 def test_connection_closed_mid_line_leaves_the_daemon_serving(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     for _ in range(20):
         sock = connect_as(daemon.intents, user)
         sock.sendall(b'{"id":"half","intent":{"act')
@@ -129,7 +138,7 @@ def test_connection_closed_mid_line_leaves_the_daemon_serving(env):
 
 
 def test_stalled_client_does_not_delay_others_and_is_cut_off(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     stalled = connect_as(daemon.intents, user)
     try:
         stalled.sendall(b'{"id":"slow","intent":{"action":"sta')
@@ -143,7 +152,7 @@ def test_stalled_client_does_not_delay_others_and_is_cut_off(env):
 
 
 def test_flooding_client_that_never_reads_does_not_block_others(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     flood = connect_as(daemon.intents, user)
     flood.setblocking(False)
     line = request_line("f", {"action": "status"})
@@ -164,7 +173,7 @@ def test_flooding_client_that_never_reads_does_not_block_others(env):
 
 
 def test_connection_cap_per_uid_refuses_the_next_one(env):
-    daemon, user, other = env
+    daemon, user, other = env.daemon, env.user, env.other
     held = [connect_as(daemon.intents, user) for _ in range(6)]
     try:
         for s in held:  # make sure each is accepted before testing the next
@@ -191,7 +200,7 @@ def test_idle_connection_is_closed(make_user, make_daemon):
 
 
 def test_half_closed_client_still_gets_its_replies(env):
-    daemon, user, _ = env
+    daemon, user = env.daemon, env.user
     with connect_as(daemon.intents, user) as sock:
         sock.sendall(b"".join(request_line(f"h{i}", {"action": "status"}) for i in range(5)))
         sock.shutdown(socket.SHUT_WR)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -13,13 +15,22 @@ from tests.helpers.rules import rule, starts
 POLICY = rule("capabilities", "alpha") + rule("search", "alpha") + rule("install-app", "*", "ask")
 
 
+class Env(NamedTuple):
+    """The daemon, two workload users, and the skills folder written to."""
+
+    daemon: rig.Daemon
+    alpha: rig.User
+    beta: rig.User
+    out: Path
+
+
 @pytest.fixture(scope="module")
 def env(make_user, make_daemon):
     alpha, beta = make_user(), make_user()
     daemon = make_daemon({"alpha": alpha, "beta": beta}, {"10.toml": POLICY})
     out = rig.shared_tmpdir("clawvisor-skill-")
     out.chmod(0o1777)
-    yield daemon, alpha, beta, out
+    yield Env(daemon, alpha, beta, out)
     shutil.rmtree(out, ignore_errors=True)
 
 
@@ -31,7 +42,7 @@ def clawvisor(*argv: str, user=None) -> subprocess.CompletedProcess[str]:
 
 
 def test_skill_written_as_the_workload_user_describes_exactly_its_actions(env):
-    daemon, alpha, _, out = env
+    daemon, alpha, out = env.daemon, env.alpha, env.out
     done = clawvisor("skill", "--socket", str(daemon.intents), "--out", str(out / "a"), user=alpha)
     assert done.returncode == 0, done.stderr
     text = (out / "a" / "clawvisor" / "SKILL.md").read_text()
@@ -43,7 +54,7 @@ def test_skill_written_as_the_workload_user_describes_exactly_its_actions(env):
 
 
 def test_skill_from_the_policy_files_matches_what_the_daemon_says(env):
-    daemon, alpha, _, out = env
+    daemon, alpha, out = env.daemon, env.alpha, env.out
     live = clawvisor(
         "skill", "--socket", str(daemon.intents), "--out", str(out / "live"), user=alpha
     )
@@ -63,7 +74,7 @@ def test_skill_from_the_policy_files_matches_what_the_daemon_says(env):
 
 
 def test_a_workload_not_allowed_to_see_its_rights_gets_no_skill_and_a_clear_message(env):
-    daemon, _, beta, out = env
+    daemon, beta, out = env.daemon, env.beta, env.out
     done = clawvisor("skill", "--socket", str(daemon.intents), "--out", str(out / "b"), user=beta)
     assert done.returncode == 1
     assert "policy_denied" in done.stderr
@@ -71,7 +82,7 @@ def test_a_workload_not_allowed_to_see_its_rights_gets_no_skill_and_a_clear_mess
 
 
 def test_the_mcp_bridge_refuses_to_start_when_the_workload_may_not_see_its_rights(env):
-    daemon, _, beta, _ = env
+    daemon, beta = env.daemon, env.beta
     done = subprocess.run(
         [str(rig.CLAWVISOR), "mcp", "--socket", str(daemon.intents)],
         input="",

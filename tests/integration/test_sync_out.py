@@ -8,9 +8,11 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from tests.helpers import rig
 from tests.helpers.rig import call
 from tests.helpers.rules import rule
 
@@ -28,6 +30,15 @@ KEY = (
     + base64.encodebytes(os.urandom(600)).decode()
     + "-----END RSA PRIVATE KEY-----\n"
 )
+
+
+class Tree(NamedTuple):
+    """The daemon, the workload's user, its overlay upper layer and its destination."""
+
+    daemon: rig.Daemon
+    alpha: rig.User
+    upper: Path
+    dest: Path
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +84,18 @@ def tree(make_user, make_daemon, journal):
     wl = daemon.config_dir / "workloads.toml"
     wl.write_text(wl.read_text().replace('destination = "/x"', f'destination = "{holder["dest"]}"'))
     daemon.restart()
-    return daemon, alpha, holder["upper"], holder["dest"]
+    return Tree(daemon, alpha, holder["upper"], holder["dest"])
 
 
 def sync(tree, *paths):
-    daemon, alpha, _, _ = tree
+    daemon, alpha = tree.daemon, tree.alpha
     return call(daemon.intents, alpha, {"action": "sync-out", "paths": list(paths)})
 
 
 def test_a_clean_file_arrives_with_its_sha256(tree, journal):
     reply = sync(tree, "docs/clean.txt")
     assert reply["status"] == "ok", reply
-    _, _, upper, dest = tree
+    upper, dest = tree.upper, tree.dest
     data = (upper / "docs" / "clean.txt").read_bytes()
     assert (dest / "docs" / "clean.txt").read_bytes() == data
     [f] = reply["result"]["files"]
@@ -122,7 +133,7 @@ def written(root: Path) -> list[Path]:
 )
 @pytest.mark.reliability("isolation", "sync-out traps write nothing anywhere")
 def test_traps_are_refused_with_their_reason(tree, path, why):
-    _, _, _, dest = tree
+    dest = tree.dest
     before = written(dest.parent)
     reply = sync(tree, path)
     assert reply["status"] == "error", reply
@@ -133,7 +144,7 @@ def test_traps_are_refused_with_their_reason(tree, path, why):
 
 
 def test_a_refused_request_leaves_no_directory_it_made_for_its_files(tree):
-    _, _, _, dest = tree
+    dest = tree.dest
     assert not (dest / "deep").exists()
     reply = sync(tree, "deep/a/b/clean.txt", "deep/a/b/key.pem")
     assert "secrets" in reply["error"]["message"]
@@ -157,7 +168,7 @@ def test_the_per_request_cap_counts_every_file(tree):
 
 
 def test_nothing_outside_the_destination_was_written(tree):
-    _, _, _, dest = tree
+    dest = tree.dest
     root = dest.parent
     assert (root / "outside-secret.txt").read_text() == "not the workload's\n"
     names = {str(p.relative_to(dest)) for p in dest.rglob("*")}
@@ -168,7 +179,7 @@ def test_nothing_outside_the_destination_was_written(tree):
 def test_every_file_of_a_100_file_request_is_in_the_trail_with_its_hash(tree, journal):
     """Its params and its result are longer than one record's field (params_cap): both
     are written whole, in as many records as it takes."""
-    daemon, alpha, upper, dest = tree
+    daemon, alpha, upper, dest = tree.daemon, tree.alpha, tree.upper, tree.dest
     names = [f"docs/many-{n:03d}-{'x' * 40}.txt" for n in range(100)]
     for n, name in enumerate(names):
         (upper / name).write_text(f"file {n}\n")

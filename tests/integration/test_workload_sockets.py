@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from typing import NamedTuple
 
 import pytest
 
@@ -20,14 +21,22 @@ def own(daemon: rig.Daemon, user: rig.User) -> os.PathLike[str]:
     return daemon.intents.parent / "by-uid" / f"{user.uid}.sock"
 
 
+class Two(NamedTuple):
+    """A daemon with two workloads' users."""
+
+    daemon: rig.Daemon
+    a: rig.User
+    b: rig.User
+
+
 @pytest.fixture(scope="module")
 def two(make_user, make_daemon):
     a, b = make_user(), make_user()
-    return make_daemon({"a": a, "b": b}, {"10.toml": POLICY}), a, b
+    return Two(make_daemon({"a": a, "b": b}, {"10.toml": POLICY}), a, b)
 
 
 def test_each_workload_uid_has_its_own_socket_only_it_can_open(two):
-    daemon, a, b = two
+    daemon, a, b = two.daemon, two.a, two.b
     for user in (a, b):
         st = os.stat(own(daemon, user))
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
@@ -37,13 +46,13 @@ def test_each_workload_uid_has_its_own_socket_only_it_can_open(two):
 
 
 def test_a_request_on_its_own_socket_is_identified_by_the_kernel_as_always(two):
-    daemon, a, _ = two
+    daemon, a = two.daemon, two.a
     reply = call(own(daemon, a), a, {"action": "status"})
     assert reply["status"] == "ok" and reply["result"]["workloads"] == ["a"]
 
 
 def test_the_client_library_uses_the_callers_own_socket(two):
-    daemon, a, _ = two
+    daemon, a = two.daemon, two.a
     code = (
         "import sys; from supervisor.wire.calls import connect_unix; "
         "s = connect_unix(sys.argv[1], 5); print(s.getpeername())"
@@ -59,7 +68,7 @@ def test_the_client_library_uses_the_callers_own_socket(two):
 
 
 def test_the_shared_socket_still_serves_every_workload(two):
-    daemon, _, b = two
+    daemon, b = two.daemon, two.b
     assert call(daemon.intents, b, {"action": "status"})["status"] == "ok"
 
 
