@@ -8,7 +8,16 @@ from pathlib import Path
 
 import msgspec
 
-from .common import EXIT_DENIED, EXIT_ERROR, EXIT_OK, Subcommands, intents_socket, parse_params
+from .common import (
+    EXIT_DENIED,
+    EXIT_ERROR,
+    EXIT_OK,
+    Subcommands,
+    box_args,
+    box_paths,
+    intents_socket,
+    parse_params,
+)
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
@@ -100,6 +109,36 @@ def _cmd_skill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_openclaw_setup(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..gateway.openclaw import Workload, setup
+    from ..policy_tools import capabilities_offline
+    from ..provision.run import load_box
+
+    try:
+        box = load_box(box_paths(args))
+    except ConfigError as exc:
+        print(f"clawvisor openclaw setup: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    names = sorted(box.workloads)
+    name = args.workload or (names[0] if len(names) == 1 else None)
+    if name is None or name not in box.workloads:
+        print(f"clawvisor openclaw setup: give --workload, one of {names}", file=sys.stderr)
+        return EXIT_ERROR
+    caps = capabilities_offline(args.config_dir, name)
+    if isinstance(caps, str):
+        print(f"clawvisor openclaw setup: {caps}", file=sys.stderr)
+        return EXIT_ERROR
+    asks = [r.timeout for c in caps for r in c.rules if r.timeout is not None]
+    w = Workload(
+        name=name,
+        user=box.workloads[name].user,
+        home=box.home(name),
+        longest_ask=max(asks, default=0.0),
+    )
+    return setup(w, print_only=args.print, check=args.check)
+
+
 def register(sub: Subcommands) -> None:
     """Add this group's subcommands."""
     p = sub.add_parser(
@@ -156,6 +195,31 @@ def register(sub: Subcommands) -> None:
         "30 s; 0 waits for ever (default %(default)s)",
     )
     p.set_defaults(func=_cmd_mcp)
+
+    oc = sub.add_parser(
+        "openclaw",
+        help="OpenClaw: a workload's config that leaves clawvisor the only way to act",
+        description="OpenClaw gateways (the `openclaw` npm package).",
+    )
+    ocsub = oc.add_subparsers(dest="openclaw_command", required=True, metavar="COMMAND")
+    p = ocsub.add_parser(
+        "setup",
+        help="write the workload's ~/.openclaw/openclaw.json for clawvisor",
+        description="As root: set the workload's OpenClaw config (in its home, "
+        "home_root/NAME) to use `clawvisor mcp` with a timeout above its longest ask, and "
+        "turn OpenClaw's own acting tools off (tools.profile messaging, tools.deny of the "
+        "runtime, fs, web and ui groups); the rest of the file stays as it is. The file is "
+        "read and written as the workload's user. Idempotent. Exit 0 done, 1 --check "
+        "found a bypass, 2 error.",
+    )
+    box_args(p)
+    p.add_argument("--workload", metavar="W", help="the workload (default: the only one)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--print", action="store_true", help="print the config, write nothing")
+    g.add_argument(
+        "--check", action="store_true", help="report what lets the agent bypass clawvisor"
+    )
+    p.set_defaults(func=_cmd_openclaw_setup)
 
     p = sub.add_parser(
         "skill",

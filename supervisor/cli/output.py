@@ -56,6 +56,11 @@ EXIT_STATUSES: Final[dict[str, dict[int, str]]] = {
     "schema": {0: "printed"},
     "mcp": {0: "the client closed the session", 2: "cannot start (no SDK, no daemon)"},
     "skill": {0: "written", 1: "the daemon refused", 2: "an error, or no daemon"},
+    "openclaw setup": {
+        0: "written, unchanged, printed, or --check found nothing",
+        1: "--check found a way for the agent to act without clawvisor",
+        2: "an error (no such workload, a file that is not JSON, ...)",
+    },
     "policy check": {
         0: "the policy loads and its tests pass (warnings allowed)",
         1: "errors: it does not load or a test fails",

@@ -1,0 +1,225 @@
+"""`clawvisor openclaw setup`: a workload's OpenClaw config that leaves clawvisor the only
+way for its agent to act.
+
+It sets, in the workload's `~/.openclaw/openclaw.json` (the home `provision` made,
+`home_root`/NAME): the MCP server entry (`clawvisor mcp`, a timeout above the longest ask
+in the workload's policy, the env that stops OpenClaw's OOM wrapper) and a tool policy
+that turns OpenClaw's own acting tools off. Everything else in the file (the model
+provider, channels) is left as the user has it. `--check` only reports what in the
+existing file lets the agent act without clawvisor.
+
+The file lives in a directory the workload owns, so root never opens it: reading and
+writing happen in a child process running as the workload's user (a symlink planted
+there reaches only what that user could reach anyway).
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+#: OpenClaw's own tools that act on the machine without asking anyone, and the tool
+#: groups that hold them (its `tools.deny` takes `group:NAME`).
+HOST_TOOLS: Final = ("exec", "process", "write", "web_fetch", "browser")
+HOST_GROUPS: Final = ("group:runtime", "group:fs", "group:web", "group:ui")
+#: Tool profiles without the host tools.
+SAFE_PROFILES: Final = ("messaging", "minimal")
+SERVER: Final = "clawvisor"
+#: OpenClaw's MCP client gives up after this (ms) unless the entry says otherwise.
+OPENCLAW_DEFAULT_TIMEOUT_MS: Final = 60_000
+MARGIN_S: Final = 30.0
+
+_READ = """
+import os, sys
+path = sys.argv[1]
+try:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+except FileNotFoundError:
+    sys.exit(3)
+with os.fdopen(fd, "rb") as f:
+    sys.stdout.buffer.write(f.read(1 << 20))
+"""
+_WRITE = """
+import os, sys
+path = sys.argv[1]
+os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+tmp = path + ".clawvisor-tmp"
+fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+with os.fdopen(fd, "wb") as f:
+    f.write(sys.stdin.buffer.read())
+    f.flush()
+    os.fsync(f.fileno())
+os.replace(tmp, path)
+"""
+
+
+class SetupError(Exception):
+    """The setup cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Whose OpenClaw config: the workload, its user and home, its longest ask (s)."""
+
+    name: str
+    user: str
+    home: Path
+    longest_ask: float
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / ".openclaw" / "openclaw.json"
+
+    @property
+    def timeout_ms(self) -> int:
+        """The MCP entry's timeout: the longest ask plus a margin, never below OpenClaw's."""
+        return max(OPENCLAW_DEFAULT_TIMEOUT_MS, int((self.longest_ask + MARGIN_S) * 1000))
+
+
+def _as_user(user: str, code: str, path: Path, data: bytes | None = None) -> bytes | None:
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise SetupError(f"no user {user!r}: run `clawvisor provision` first") from None
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(path)],
+        input=data,
+        capture_output=True,
+        user=pw.pw_uid,
+        group=pw.pw_gid,
+        extra_groups=[],
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(path.parent.parent)},
+        cwd="/",
+        timeout=30,
+        check=False,
+    )
+    if proc.returncode == 3:
+        return None
+    if proc.returncode != 0:
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
+        raise SetupError(f"{path}: as {user}: {why[0]}")
+    return proc.stdout
+
+
+def read_config(w: Workload) -> dict[str, Any]:
+    """The workload's OpenClaw config as it is ({} when there is none)."""
+    raw = _as_user(w.user, _READ, w.config_file)
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise SetupError(
+            f"{w.config_file} is not plain JSON ({exc}); edit it by hand with what "
+            "`clawvisor openclaw setup --print` shows"
+        ) from None
+    if not isinstance(data, dict):
+        raise SetupError(f"{w.config_file}: not a JSON object")
+    return data
+
+
+def _table(d: dict[str, Any], key: str) -> dict[str, Any]:
+    value = d.get(key)
+    if not isinstance(value, dict):
+        value = d[key] = {}
+    return value
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def server_entry(w: Workload) -> dict[str, Any]:
+    """The MCP server entry for `clawvisor mcp`."""
+    return {
+        "command": "clawvisor",
+        "args": ["mcp"],
+        "timeout": w.timeout_ms,
+        "env": {"OPENCLAW_CHILD_OOM_SCORE_ADJ": "0"},
+    }
+
+
+def configured(current: dict[str, Any], w: Workload) -> dict[str, Any]:
+    """`current` with clawvisor's server entry and a tool policy without host tools."""
+    out: dict[str, Any] = json.loads(json.dumps(current))
+    _table(_table(out, "mcp"), "servers")[SERVER] = server_entry(w)
+    tools = _table(out, "tools")
+    if tools.get("profile") not in SAFE_PROFILES:
+        tools["profile"] = "messaging"
+    deny = _list(tools.get("deny"))
+    tools["deny"] = [*deny, *(g for g in HOST_GROUPS if g not in deny)]
+    allow = tools.get("allow")
+    if isinstance(allow, list):
+        kept = [t for t in allow if t not in HOST_TOOLS and t not in HOST_GROUPS]
+        if kept:
+            tools["allow"] = kept
+        else:
+            del tools["allow"]
+    return out
+
+
+def bypasses(current: dict[str, Any], w: Workload) -> list[str]:
+    """What in `current` lets the agent act without clawvisor, or loses its answers."""
+    found: list[str] = []
+    tools = _dict(current.get("tools"))
+    deny = _list(tools.get("deny"))
+    if tools.get("profile") not in SAFE_PROFILES and not all(g in deny for g in HOST_GROUPS):
+        found.append(
+            f"tools.profile is {tools.get('profile')!r} and tools.deny lacks "
+            f"{[g for g in HOST_GROUPS if g not in deny]}: OpenClaw's own exec, write, "
+            "web_fetch and browser act as the workload without asking clawvisor"
+        )
+    allow = _list(tools.get("allow"))
+    opened = [t for t in allow if t in HOST_TOOLS or t in HOST_GROUPS]
+    if opened:
+        found.append(f"tools.allow lets host tools through: {opened}")
+    servers = _dict(_dict(current.get("mcp")).get("servers"))
+    entry = servers.get(SERVER)
+    if not isinstance(entry, dict):
+        found.append(f"mcp.servers has no {SERVER!r} entry: the agent has no clawvisor tools")
+    else:
+        timeout = entry.get("timeout", OPENCLAW_DEFAULT_TIMEOUT_MS)
+        if not isinstance(timeout, int | float) or timeout < w.timeout_ms:
+            found.append(
+                f"mcp.servers.{SERVER}.timeout is {timeout!r} ms, below the longest ask in "
+                f"the policy plus {MARGIN_S:g} s ({w.timeout_ms} ms): OpenClaw would give up "
+                "on an ask a human may still answer (clawvisor then withdraws it)"
+            )
+    return found
+
+
+def setup(w: Workload, *, print_only: bool, check: bool, out: TextIO = sys.stdout) -> int:
+    """`clawvisor openclaw setup`: 0 done (or nothing to change, or a clean check), 1 when
+    `--check` found a bypass, 2 on an error."""
+    try:
+        current = read_config(w)
+        if check:
+            found = bypasses(current, w)
+            for line in found:
+                print(f"{w.config_file}: {line}", file=out)
+            if not found:
+                print(f"{w.config_file}: clawvisor is the only way for the agent to act", file=out)
+            return 1 if found else 0
+        new = configured(current, w)
+        text = json.dumps(new, indent=2, ensure_ascii=False) + "\n"
+        if print_only:
+            out.write(text)
+            return 0
+        if new == current:
+            print(f"{w.config_file}: unchanged", file=out)
+            return 0
+        _as_user(w.user, _WRITE, w.config_file, text.encode())
+    except (SetupError, OSError, subprocess.SubprocessError) as exc:
+        print(f"clawvisor openclaw setup: {exc}", file=sys.stderr)
+        return 2
+    print(f"{w.config_file}: written (mcp.servers.{SERVER}, tools.profile/deny)", file=out)
+    return 0
