@@ -44,7 +44,7 @@ from .pipeline.running import Running, record_interrupted
 from .rejections import Rejections
 from .responses import Responder, alert_json, summary
 from .server import Endpoint
-from .session import GatewaySession
+from .session import Gateways
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
 from .wire.control import AlertEvent
@@ -174,6 +174,7 @@ class Daemon:
             "control", limits, self._accept_operator, self.rejections.frame, over_cap
         )
         self.workload_sockets = WorkloadSockets(self.intents, config.paths.runtime_dir)
+        self.gateways = Gateways(self.pipeline, self.rejections)
         self._stop = asyncio.Event()
         self._sockets: dict[str, socket.socket] = {}
         self._owned: list[Path] = []
@@ -265,8 +266,7 @@ class Daemon:
                     peer, "unauthorized", f"uid {peer.uid} is not a workload of this daemon"
                 )
             )
-        session = GatewaySession(Caller(peer=peer, account=account), self.pipeline, self.rejections)
-        return Acceptance(handler=session.handle, workload=account.workload, on_close=session.close)
+        return self.gateways.acceptance(Caller(peer=peer, account=account))
 
     def _accept_operator(self, peer: Peer, sock: socket.socket) -> Acceptance:
         group = self.state.config.settings.server.control_group
@@ -331,6 +331,7 @@ class Daemon:
         self.pipeline.limiter.retain(policy.rules)
         self._drop_remapped(old_by_uid)
         self._own_sockets(config)
+        self.gateways.capabilities_changed()
         if self.monitors is not None:
             self.monitors.configure(config, triggers)
         self._audit_policy(

@@ -9,15 +9,26 @@ Started executors are not the connection's to stop.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
+import msgspec
+
+from .connection import Acceptance, Connection, LineHandler
 from .pipeline import Caller, Job, Outcome, Pipeline
 from .rejections import Rejections
 from .wire.common import ProtocolError, Reply, encode_reply
-from .wire.intents import CancelRequest, CancelResult, decode_request
+from .wire.intents import (
+    CancelRequest,
+    CancelResult,
+    CapabilitiesChanged,
+    WatchRequest,
+    WatchResult,
+    decode_request,
+)
 
 Answer = bytes | Coroutine[Any, Any, bytes]
+_CHANGED: Final = msgspec.json.encode(CapabilitiesChanged()) + b"\n"
 
 
 class GatewaySession:
@@ -29,6 +40,10 @@ class GatewaySession:
         self.rejections = rejections
         #: Intents in flight on this connection, by request id.
         self.jobs: dict[str, Job] = {}
+        #: The gateway asked to be told when its capabilities change (`watch`).
+        self.watching = False
+        #: Sends an unsolicited line on this session's connection.
+        self.push: Callable[[bytes], None] | None = None
 
     def handle(self, line: bytes) -> Answer:
         """Answer one request line."""
@@ -46,6 +61,11 @@ class GatewaySession:
             )
         if isinstance(request, CancelRequest):
             return self._cancel(request)
+        if isinstance(request, WatchRequest):
+            self.watching = True
+            return encode_reply(
+                Reply(id=rid, status="ok", result=WatchResult(watching=request.watch))
+            )
         job = Job(rid)
         answer = self.pipeline.submit(self.caller, request, job)
         if isinstance(answer, Outcome):
@@ -83,3 +103,37 @@ class GatewaySession:
         """The gateway is gone: withdraw everything of its that has not started."""
         for job in list(self.jobs.values()):
             job.withdraw("the gateway disconnected")
+
+
+class Gateways:
+    """Every live gateway session, so that events reach those that watch."""
+
+    def __init__(self, pipeline: Pipeline, rejections: Rejections) -> None:
+        self.pipeline = pipeline
+        self.rejections = rejections
+        self._live: set[GatewaySession] = set()
+
+    def acceptance(self, caller: Caller) -> Acceptance:
+        """A new gateway connection's session, bound to its connection."""
+        session = GatewaySession(caller, self.pipeline, self.rejections)
+
+        def bind(conn: Connection) -> LineHandler:
+            session.push = conn.push
+            self._live.add(session)
+            return session.handle
+
+        def closed() -> None:
+            self._live.discard(session)
+            session.close()
+
+        return Acceptance(bind=bind, workload=caller.account.workload, on_close=closed)
+
+    def capabilities_changed(self) -> int:
+        """Tell every watching gateway that a reload may have changed what it may do;
+        how many were told. No polling: this is the only way they learn of it."""
+        told = 0
+        for session in list(self._live):
+            if session.watching and session.push is not None:
+                session.push(_CHANGED)
+                told += 1
+        return told

@@ -70,7 +70,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    return serve(str(args.socket), None if args.timeout <= 0 else args.timeout)
+    return serve(str(args.socket), None if args.timeout <= 0 else args.timeout, args.progress_every)
 
 
 def _cmd_skill(args: argparse.Namespace) -> int:
@@ -193,6 +193,14 @@ def register(sub: Subcommands) -> None:
         default=300.0,
         help="seconds to wait for a reply, raised to each rule's approval timeout plus "
         "30 s; 0 waits for ever (default %(default)s)",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="while a call waits (for a human), a progress notification this often, to "
+        "clients that asked for them (default %(default)s)",
     )
     p.set_defaults(func=_cmd_mcp)
 

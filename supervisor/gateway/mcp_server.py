@@ -2,21 +2,24 @@
 
 Runs as the workload user, so the daemon knows the caller from SO_PEERCRED as with any
 gateway. The tools are the actions the workload's policy could allow or ask about,
-asked of the daemon (`capabilities`) each time the client lists them; a call is one
-intent, decided by the daemon as always. Refusals come back as tool errors that say
+asked of the daemon (`capabilities`) each time the client lists them, and announced as
+changed (`notifications/tools/list_changed`) when the daemon says a reload happened; a
+call is one intent, decided by the daemon as always, with progress notifications while
+it waits for a human. Refusals come back as tool errors that say
 what happened and that retrying will not help: the decision is never hidden.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from typing import Any
 
 import mcp_types as types
 import msgspec
-from mcp.server import Server, ServerRequestContext
+from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
 from executors.capabilities import Capability
@@ -31,6 +34,8 @@ from .describe import description, input_schema, offered
 
 #: Extra seconds over a rule's approval timeout before the bridge stops waiting itself.
 MARGIN = 30.0
+#: While a call waits (an ask: a human deciding), progress every this many seconds.
+PROGRESS_EVERY = 5.0
 
 #: What the model is told, per error code, besides the daemon's own message.
 ADVICE: dict[str, str] = {
@@ -55,16 +60,38 @@ ADVICE: dict[str, str] = {
 class Bridge:
     """The MCP handlers and their one connection to the intents socket."""
 
-    def __init__(self, socket: str, timeout: float | None) -> None:
+    def __init__(
+        self, socket: str, timeout: float | None, progress_every: float = PROGRESS_EVERY
+    ) -> None:
         self.socket = socket
         self.timeout = timeout
+        self.progress_every = progress_every
         self._client: AsyncClient | None = None
         self._caps: dict[str, Capability] = {}
+        #: The MCP session (learnt from the first request), to push list changes to.
+        self._session: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: How many `notifications/tools/list_changed` were sent (after reloads).
+        self.list_changes = 0
 
     async def _connection(self) -> AsyncClient:
         if self._client is None or self._client.lost:
             self._client = await AsyncClient.connect(self.socket, timeout=self.timeout)
+            # The daemon pushes a line after each reload: the tool list may differ now.
+            self._client.on_event = self._event
+            await self._client.watch("capabilities")
         return self._client
+
+    def _event(self, name: str) -> None:
+        if name == "capabilities_changed" and self._session is not None:
+            task = asyncio.get_running_loop().create_task(self._list_changed())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _list_changed(self) -> None:
+        with contextlib.suppress(Exception):  # a client gone is not the bridge's error
+            await self._session.send_tool_list_changed()
+            self.list_changes += 1
 
     async def capabilities(self) -> list[Capability]:
         """The workload's capabilities, asked of the daemon now."""
@@ -78,6 +105,7 @@ class Bridge:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         """Each action the policy could allow or ask about, as a tool."""
+        self._session = ctx.session
         tools = [
             types.Tool(
                 name=cap.action,
@@ -103,7 +131,14 @@ class Bridge:
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         """One tool call is one intent; the reply comes back whole, decision included."""
+        self._session = ctx.session
         intent = {**(params.arguments or {}), "action": params.name}
+        token = (ctx.meta or {}).get("progress_token")
+        progress = None
+        if token is not None:
+            progress = asyncio.get_running_loop().create_task(
+                _progress(ctx.session, token, ctx.request_id, self.progress_every)
+            )
         try:
             client = await self._connection()
             reply = await client.reply(intent, timeout=self._wait_for(params.name))
@@ -117,7 +152,27 @@ class Bridge:
                 f"The connection to clawvisor was lost ({exc}). Whether the action ran is "
                 "unknown: check before trying again.",
             )
+        finally:
+            if progress is not None:
+                progress.cancel()
         return _tool_result(reply)
+
+
+async def _progress(session: Any, token: str | int, request_id: Any, every: float) -> None:
+    """Progress notifications while a call waits, so that a client (and its user) sees it
+    is being decided, not stuck: a human may have been asked."""
+    waited = 0.0
+    with contextlib.suppress(Exception):
+        while True:
+            await asyncio.sleep(every)
+            waited += every
+            await session.send_progress_notification(
+                token,
+                waited,
+                None,
+                f"clawvisor is deciding (a human may have been asked); waited {waited:g} s",
+                related_request_id=None if request_id is None else str(request_id),
+            )
 
 
 def _failure(text: str, structured: Any = None) -> types.CallToolResult:
@@ -165,7 +220,8 @@ def build_server(bridge: Bridge) -> Server[Any]:
 async def _serve(bridge: Bridge) -> None:
     server = build_server(bridge)
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+        options = server.create_initialization_options(NotificationOptions(tools_changed=True))
+        await server.run(read_stream, write_stream, options)
 
 
 def unreachable_hint(socket: str, exc: BaseException) -> str:
@@ -184,9 +240,9 @@ def unreachable_hint(socket: str, exc: BaseException) -> str:
     return f"cannot reach clawvisor at {socket} ({exc}): {fix}"
 
 
-def serve(socket: str, timeout: float | None) -> int:
+def serve(socket: str, timeout: float | None, progress_every: float = PROGRESS_EVERY) -> int:
     """Serve MCP on stdin/stdout until the client goes away."""
-    bridge = Bridge(socket, timeout)
+    bridge = Bridge(socket, timeout, progress_every)
 
     async def main() -> None:
         # Fail loudly before serving when the daemon is not there or refuses this user.

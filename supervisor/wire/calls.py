@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from .errors import ClientTimeout, error_for
-from .intents import CancelResult, IntentReply, Result
+from .intents import CancelResult, IntentReply, Result, WatchResult
 
 _encoder: Final = msgspec.json.Encoder()
 
@@ -70,8 +70,9 @@ def _connect(path: str, timeout: float | None) -> socket.socket:
 def result_of(reply: IntentReply) -> Result:
     """The reply's typed result, or its error raised as the matching exception."""
     result = reply.result
-    if reply.status == "ok" and result is not None and not isinstance(result, CancelResult):
-        return result
+    ok = reply.status == "ok" and result is not None
+    if ok and not isinstance(result, CancelResult | WatchResult):
+        return result  # type: ignore[return-value]
     raise error_for(reply)
 
 

@@ -24,7 +24,7 @@ import os
 import select
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -45,6 +45,7 @@ from .common import MAX_LINE, Reply
 from .errors import (
     ClientTimeout,
     ConnectionLost,
+    error_for,
 )
 from .intents import IntentReply, Result
 
@@ -74,6 +75,7 @@ Timeout = float | None | Literal[_Default.TIMEOUT]
 
 
 _id_decoder: Final = msgspec.json.Decoder(_IdOnly)
+_watch_encoder: Final = msgspec.json.Encoder()
 
 
 class _Ids:
@@ -329,6 +331,8 @@ class AsyncClient:
         self._lost: ConnectionLost | None = None
         self._send_lock = asyncio.Lock()
         self.next_id = _Ids("a")
+        #: Called with each event line's name (`capabilities_changed` after `watch`).
+        self.on_event: Callable[[str], None] | None = None
         self._task = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -376,7 +380,12 @@ class AsyncClient:
             while line := await self._reader.readline():
                 if not line.endswith(b"\n"):
                     break
-                rid = _id_decoder.decode(line).id
+                probe = _id_decoder.decode(line)
+                if probe.event is not None:  # pushed, not a reply (after `watch`)
+                    if self.on_event is not None:
+                        self.on_event(probe.event)
+                    continue
+                rid = probe.id
                 # A null id is a refusal of the whole connection: it answers everyone.
                 waiting = list(self._waiting.values()) if rid is None else [self._waiting.get(rid)]
                 for future in waiting:
@@ -431,6 +440,14 @@ class AsyncClient:
         wait = self.timeout if timeout is DEFAULT else timeout
         raw = await self._exchange(cancel_line(rid, request_id), rid, wait)
         return cancel_state(_typed_decoder.decode(raw))
+
+    async def watch(self, what: str = "capabilities") -> None:
+        """Be told (through `on_event`) when `what` changes, e.g. after a reload."""
+        rid = self.next_id()
+        line = _watch_encoder.encode({"id": rid, "watch": what}) + b"\n"
+        reply = _typed_decoder.decode(await self._exchange(line, rid, self.timeout))
+        if reply.status != "ok":
+            raise error_for(reply)
 
     async def reply(
         self,

@@ -113,6 +113,30 @@ class CancelResult(ResultBase, tag="cancel", frozen=True):
     state: Literal["withdrawn", "running", "unknown"]
 
 
+class WatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Be told on this connection when what the gateway shows has changed. `capabilities`:
+    after each reload, one line `{"event": "capabilities_changed"}` (ask `capabilities`
+    again to see what the policy in force lets this workload do)."""
+
+    id: RequestId
+    watch: Annotated[Literal["capabilities"], msgspec.Meta(description="What to be told about.")]
+
+
+class WatchResult(ResultBase, tag="watch", frozen=True):
+    """The connection now gets an event line each time `watching` changes."""
+
+    watching: Literal["capabilities"]
+
+
+class CapabilitiesChanged(msgspec.Struct, tag_field="event", tag="capabilities_changed"):
+    """Pushed to connections that watch `capabilities`, after a reload: the actions and
+    rules this workload may use may be different now."""
+
+
+#: Any line a gateway may send.
+RequestLine = Request | CancelRequest | WatchRequest
+
+
 class IntentReply(Reply):
     """The answer to one request: the action's typed `result`, or an `error` saying why not.
 
@@ -121,7 +145,8 @@ class IntentReply(Reply):
     """
 
     result: Annotated[
-        Result | CancelResult | None, _doc("The action's result, or a cancel's (status ok).")
+        Result | CancelResult | WatchResult | None,
+        _doc("The action's result, or a cancel's or a watch's (status ok)."),
     ] = None
 
 
@@ -137,6 +162,7 @@ class _Head(msgspec.Struct):
 _LEADING_ID: Final = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"\s*[,}]')
 _request_decoder: Final = msgspec.json.Decoder(Request)
 _cancel_decoder: Final = msgspec.json.Decoder(CancelRequest)
+_watch_decoder: Final = msgspec.json.Decoder(WatchRequest)
 _envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
 _head_decoder: Final = msgspec.json.Decoder(_Head)
 _action_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
@@ -144,17 +170,19 @@ _action_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
 }
 
 
-def decode_request(line: bytes) -> Request | CancelRequest:
+def decode_request(line: bytes) -> RequestLine:
     """Decode one request line (without its newline) or raise ProtocolError."""
     try:
         return _request_decoder.decode(line)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         pass
-    if b'"cancel"' in line:
-        try:
-            return _cancel_decoder.decode(line)
-        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-            pass
+    for key, decoder in ((b'"cancel"', _cancel_decoder), (b'"watch"', _watch_decoder)):
+        if key in line:
+            try:
+                decoded: CancelRequest | WatchRequest = decoder.decode(line)
+                return decoded
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+                pass
     # The fast path failed; find out exactly why, so the caller gets a precise code.
     raise _classify(line)
 

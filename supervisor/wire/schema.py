@@ -16,7 +16,7 @@ import msgspec
 from executors import ACTIONS
 
 from .control import ControlRequest
-from .intents import IntentReply, Request
+from .intents import CancelRequest, CapabilitiesChanged, IntentReply, Request, WatchRequest
 
 SCHEMA_FILE: Final = Path(__file__).with_name("protocol.schema.json")
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
@@ -79,9 +79,14 @@ def clean_descriptions(node: Any) -> Any:
 
 def protocol_schema(part: Part = "all") -> dict[str, Any]:
     """The JSON Schema (2020-12) of `part`: requests, replies, control commands, or all."""
-    (request, reply, control), defs = msgspec.json.schema_components(
-        [Request, IntentReply, ControlRequest], ref_template="#/$defs/{name}"
+    # msgspec draws no schema of a union of untagged Structs: each line kind is a root,
+    # and the request and reply parts are `anyOf` their kinds.
+    (intent, cancel, watch, answer, event, control), defs = msgspec.json.schema_components(
+        [Request, CancelRequest, WatchRequest, IntentReply, CapabilitiesChanged, ControlRequest],
+        ref_template="#/$defs/{name}",
     )
+    request = {"anyOf": [intent, cancel, watch]}
+    reply = {"anyOf": [answer, event]}
     renames = _renames(defs)
     defs = dict(sorted((renames.get(k, k), _rename(v, renames)) for k, v in defs.items()))
     for name in ACTIONS:

@@ -67,8 +67,9 @@ class Env:
         return asyncio.run(scenario())
 
     @asynccontextmanager
-    async def session(self, user):
+    async def session(self, user, *extra: str, daemon=None, handler=None):
         """An MCP client session with `clawvisor mcp` running as `user`."""
+        daemon = daemon or self.daemon
         params = StdioServerParameters(
             command="/usr/bin/setpriv",
             args=[
@@ -78,13 +79,14 @@ class Env:
                 str(rig.CLAWVISOR),
                 "mcp",
                 "--socket",
-                str(self.daemon.intents),
+                str(daemon.intents),
+                *extra,
             ],
             env={"HOME": "/nonexistent"},
         )
         with self.log.open("a") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as session:
+                async with ClientSession(read, write, message_handler=handler) as session:
                     await session.initialize()
                     yield session
 
@@ -256,3 +258,59 @@ def test_a_bridge_that_cannot_reach_the_daemon_says_what_to_fix_on_one_stderr_li
     assert proc.returncode == 2
     [line] = proc.stderr.splitlines()
     assert str(missing) in line and "systemctl status clawvisor-intents.socket" in line
+
+
+def test_a_reload_pushes_tools_list_changed_and_the_next_list_has_the_new_tool(env, make_daemon):
+    import mcp_types as types
+
+    daemon = make_daemon({"beta": env.beta}, {"10.toml": rule("capabilities") + rule("notify")})
+    changed = asyncio.Event()
+
+    async def handler(message) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async def scenario() -> tuple[set[str], set[str], bool]:
+        async with env.session(env.beta, daemon=daemon, handler=handler) as s:
+            caps = s.server_capabilities
+            assert caps is not None and caps.tools is not None and caps.tools.list_changed
+            before = {t.name for t in (await s.list_tools()).tools}
+            (daemon.config_dir / "policy.d" / "20.toml").write_text(rule("search", "beta"))
+            reloaded = await asyncio.to_thread(
+                subprocess.run,
+                [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
+                capture_output=True,
+            )
+            assert reloaded.returncode == 0
+            await asyncio.wait_for(changed.wait(), 15)  # pushed, not polled for
+            after = {t.name for t in (await s.list_tools()).tools}
+            return before, after, changed.is_set()
+
+    before, after, told = asyncio.run(scenario())
+    assert before == {"notify"} and after == {"notify", "search"} and told
+
+
+def test_a_waiting_ask_sends_progress_notifications_until_it_is_answered(env):
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    async def scenario():
+        async with env.session(env.alpha, "--progress-every", "0.2") as s:
+            call = asyncio.create_task(
+                s.call_tool(
+                    "install-app", {"package": "progress-pkg"}, progress_callback=on_progress
+                )
+            )
+            p = await asyncio.to_thread(env.pending, "install-app")
+            deadline = time.monotonic() + 15
+            while len(seen) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            env.control("verdict", request=p["id"], digest=p["digest"], allow=True)
+            return await call
+
+    result = asyncio.run(scenario())
+    assert not result.is_error
+    assert len(seen) >= 2 and seen[0][0] < seen[1][0]  # progress only grows
+    assert "a human may have been asked" in (seen[0][1] or "")
