@@ -382,7 +382,7 @@ class Daemon:
             # Test-only: SIGUSR2 blocks the event loop, so the watchdog can be seen to bite.
             loop.add_signal_handler(signal.SIGUSR2, time.sleep, 3600)
         if self.monitors is not None:
-            self.monitors.start(loop, self.state.config)
+            await self.monitors.start(loop, self.state.config)
         self._audit_daemon(
             f"clawvisor started (pid {os.getpid()}, audit chain {self.auditor.chain}); "
             f"{self.status_line()}"

@@ -70,8 +70,9 @@ class Monitors:
         self._encoder = msgspec.json.Encoder()
         self.log: EventLog | None = None
 
-    def start(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
-        """Start what the settings enable; a monitor that cannot start is degraded."""
+    async def start(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
+        """Start what the settings enable; a monitor that cannot start is degraded. The
+        BPF compile runs in a thread: intents are served while it takes its seconds."""
         s = self.settings
         if s.event_log:
             self.log = EventLog(
@@ -82,7 +83,7 @@ class Monitors:
             self.log.start()
             self.bus.subscribe(self.log.append)
         if self.settings.bpf:
-            self.syscalls.start(loop)
+            await self.syscalls.start_async(loop)
         if self.settings.overlay:
             self.overlay.start(loop)
         if self.settings.counters:

@@ -145,13 +145,21 @@ class SyscallMonitor:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Compile, load and attach; False (and a degraded status) if that fails."""
-        self._loop = loop
+        return self._activate(loop, self._load())
+
+    async def start_async(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """`start`, with the compile (seconds of clang) in a thread: the loop goes on
+        serving intents meanwhile."""
+        return self._activate(loop, await loop.run_in_executor(None, self._load))
+
+    def _load(self) -> str | None:
+        """Compile, load and attach the program (no loop needed); why not, or None."""
         fs = tracefs()
         if fs is None:
-            return self._degraded("tracefs is not mounted and could not be mounted")
+            return "tracefs is not mounted and could not be mounted"
         missing_headers = kernel_headers()
         if missing_headers is not None:
-            return self._degraded(missing_headers)
+            return missing_headers
         events = fs / "events"
         present = [n for n in abi.SYSCALLS if (events / "syscalls" / f"sys_enter_{n}").is_dir()]
         raw = {n for n in abi.SYSCALLS if n not in present}
@@ -162,25 +170,28 @@ class SyscallMonitor:
         cflags = [f"-DRINGBUF_PAGES={self.pages}"]
         cflags += [f"-DHAVE_{tp.split('/')[1]}" for tp in tasks]
         attached: list[str] = []
+        bpf: Any = None
         try:
             from bcc import BPF  # python3-bpfcc; imported only where BPF is used
 
-            self._bpf = BPF(text=source.encode(), cflags=cflags)
+            # Kept local until whole: the loop (a reload's _sync_watched) only ever sees
+            # a program that is loaded and attached.
+            bpf = BPF(text=source.encode(), cflags=cflags)
             for name in present:
-                self._bpf.attach_tracepoint(tp=f"syscalls:sys_enter_{name}", fn_name="on_enter")
+                bpf.attach_tracepoint(tp=f"syscalls:sys_enter_{name}", fn_name="on_enter")
                 attached.append(f"syscalls/sys_enter_{name}")
                 if abi.SYSCALLS[name]:
-                    self._bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}", fn_name="on_exit")
+                    bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}", fn_name="on_exit")
                     attached.append(f"syscalls/sys_exit_{name}")
             if raw:
-                self._bpf.attach_tracepoint(tp="raw_syscalls:sys_enter", fn_name="on_raw_enter")
-                self._bpf.attach_tracepoint(tp="raw_syscalls:sys_exit", fn_name="on_raw_exit")
+                bpf.attach_tracepoint(tp="raw_syscalls:sys_enter", fn_name="on_raw_enter")
+                bpf.attach_tracepoint(tp="raw_syscalls:sys_exit", fn_name="on_raw_exit")
                 attached += ["raw_syscalls/sys_enter", "raw_syscalls/sys_exit"]
             attached += tasks  # TRACEPOINT_PROBEs: BCC attaches them itself
-            config = self._bpf["config"]
+            config = bpf["config"]
             config[ctypes.c_int(0)] = ctypes.c_uint64(self.rate)
             config[ctypes.c_int(1)] = ctypes.c_uint64(self.burst)
-            table = self._bpf["read_prefixes"]
+            table = bpf["read_prefixes"]
             for i, prefix in enumerate(self.prefixes):
                 leaf = table.Leaf()
                 text = prefix.encode()[: abi.PREFIXLEN]
@@ -188,17 +199,14 @@ class SyscallMonitor:
                 offset = type(leaf).s.offset  # leaf.s reads back as bytes: write in place
                 ctypes.memmove(ctypes.addressof(leaf) + offset, text, len(text))
                 table[ctypes.c_int(i)] = leaf
-            ring = self._bpf["events"]
-            ring.open_ring_buffer(self._on_raw)
-            loop.add_reader(ring.map_fd, self._drain)
+            bpf["events"].open_ring_buffer(self._on_raw)
         except Exception as exc:  # BCC raises plain Exception for every failure
-            if self._bpf is not None:
+            if bpf is not None:
                 with contextlib.suppress(Exception):
-                    self._bpf.cleanup()
-            self._bpf = None
-            return self._degraded(f"BPF program did not load: {exc}")
+                    bpf.cleanup()
+            return f"BPF program did not load: {exc}"
         _release_compiler_heap()
-        self.status.state = "ok"
+        self._bpf = bpf
         self.status.tracepoints = attached
         self.status.detail = f"{len(attached)} tracepoints attached"
         if raw:
@@ -206,6 +214,15 @@ class SyscallMonitor:
                 f"; syscalls without their own tracepoint, caught through raw_syscalls: "
                 f"{', '.join(sorted(raw))}"
             )
+        return None
+
+    def _activate(self, loop: asyncio.AbstractEventLoop, failed: str | None) -> bool:
+        """On the loop: read the ring buffer, count losses, say how it stands."""
+        self._loop = loop
+        if failed is not None or self._bpf is None:
+            return self._degraded(failed or "BPF program did not load")
+        loop.add_reader(self._bpf["events"].map_fd, self._drain)
+        self.status.state = "ok"
         self._sync_watched()
         self._lost_timer = loop.call_later(self.lost_interval, self._poll_lost)
         self.publish(
