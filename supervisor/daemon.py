@@ -382,7 +382,13 @@ class Daemon:
             # Test-only: SIGUSR2 blocks the event loop, so the watchdog can be seen to bite.
             loop.add_signal_handler(signal.SIGUSR2, time.sleep, 3600)
         if self.monitors is not None:
-            await self.monitors.start(loop, self.state.config)
+            # A stop while the BPF program compiles is not held up by it.
+            starting = loop.create_task(self.monitors.start(loop, self.state.config))
+            stopping = loop.create_task(self._stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+            stopping.cancel()
         self._audit_daemon(
             f"clawvisor started (pid {os.getpid()}, audit chain {self.auditor.chain}); "
             f"{self.status_line()}"

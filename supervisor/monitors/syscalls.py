@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -149,8 +150,22 @@ class SyscallMonitor:
 
     async def start_async(self, loop: asyncio.AbstractEventLoop) -> bool:
         """`start`, with the compile (seconds of clang) in a thread: the loop goes on
-        serving intents meanwhile."""
-        return self._activate(loop, await loop.run_in_executor(None, self._load))
+        serving intents meanwhile. A daemon thread, not the loop's executor: a stop
+        during the compile need not wait for clang (the kernel drops a program whose
+        process is gone)."""
+        done: asyncio.Future[str | None] = loop.create_future()
+
+        def deliver(failed: str | None) -> None:
+            if not done.done():
+                done.set_result(failed)
+
+        def compile_and_attach() -> None:
+            failed = self._load()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: so is the daemon
+                loop.call_soon_threadsafe(deliver, failed)
+
+        threading.Thread(target=compile_and_attach, name="bpf-load", daemon=True).start()
+        return self._activate(loop, await done)
 
     def _load(self) -> str | None:
         """Compile, load and attach the program (no loop needed); why not, or None."""

@@ -6,6 +6,7 @@ its user deleted. Its home and overlay data stay unless `--purge`.
 
 from __future__ import annotations
 
+import grp
 import shutil
 import sys
 from dataclasses import replace
@@ -51,6 +52,10 @@ def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
         plan.add("units", "systemctl daemon-reload", partial(run, ["systemctl", "daemon-reload"]))
     if uid_of(spec.user) is not None:
         plan.add("users", f"delete user {spec.user}", partial(run, ["userdel", spec.user]))
+    else:
+        plan.note("users", f"user {spec.user} is already gone")
+    if not rest.workloads:
+        _plan_groups(box, spec.user, plan)
     if purge:
         for path in (box.home(name), box.overlay_root(name)):
             if path.exists():
@@ -60,11 +65,26 @@ def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
     return plan
 
 
+def _plan_groups(box: Box, leaving: str, plan: Plan) -> None:
+    """After the last workload: the gateway group goes when nobody else is in it; the
+    operators' group stays while it has members (people answer asks through it)."""
+    server = box.settings.server
+    for group, who in ((server.socket_group, "gateways"), (server.control_group, "operators")):
+        try:
+            members = [m for m in grp.getgrnam(group).gr_mem if m != leaving]
+        except KeyError:
+            continue
+        if members:
+            plan.note("users", f"kept group {group} ({who}: {', '.join(members)})")
+        else:
+            plan.add("users", f"delete group {group}", partial(run, ["groupdel", group]))
+
+
 def deprovision(box: Box, name: str, purge: bool, out: TextIO = sys.stdout) -> int:
     """Show and apply the plan; exit 0 on success."""
     try:
         plan = plan_deprovision(box, name, purge)
-        plan.show(out)
+        plan.show(out, "deprovision")
         report(plan.apply(out), out)
     except ProvisionError as exc:
         print(f"clawvisor deprovision: {exc}", file=out)

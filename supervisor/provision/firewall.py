@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -286,11 +287,19 @@ class FirewallState(msgspec.Struct):
     table: str
 
 
+def _sets_in(commands: list[dict[str, Any]]) -> set[str]:
+    return {c["add"]["set"]["name"] for c in commands if "set" in c.get("add", {})}
+
+
 def apply(commands: list[dict[str, Any]], state_path: Path, spec_hash: str) -> None:
-    """Replace the table in one transaction, keeping live dynamic elements."""
+    """Replace the table in one transaction, keeping live dynamic elements (of the sets
+    the new table still has: a deprovisioned workload's allows go with its sets)."""
     nft = Nft()
     table = {"family": FAMILY, "name": TABLE}
-    keep = live_elements(current_table(nft) or [])
+    sets = _sets_in(commands)
+    keep = [
+        c for c in live_elements(current_table(nft) or []) if c["add"]["element"]["name"] in sets
+    ]
     batch = [
         {"add": {"table": table}},
         {"delete": {"table": table}},
@@ -310,8 +319,30 @@ def apply(commands: list[dict[str, Any]], state_path: Path, spec_hash: str) -> N
     )
 
 
-def plan_firewall(box: Box, plan: Plan) -> None:
-    """Plan replacing the table if the spec changed or the table drifted."""
+def remove_table(state_path: Path) -> None:
+    """Delete the table (no workload is left to confine) and its record."""
+    nft = Nft()
+    if current_table(nft) is not None:
+        try:
+            nft.run({"delete": {"table": {"family": FAMILY, "name": TABLE}}})
+        except NftError as exc:
+            raise ProvisionError(f"nftables refused to delete the table: {exc}") from None
+    state_path.unlink(missing_ok=True)
+
+
+def plan_firewall(box: Box, plan: Plan, *, defer: bool = True) -> None:
+    """Plan replacing the table if the spec changed or the table drifted; with no
+    workload left, plan deleting it. A workload whose user does not exist yet is
+    planned again when applying (provision makes users first), once: a user still
+    missing then (one deprovisioned by hand) gets no rules, as no process can run as it."""
+    if not box.workloads:
+        if current_table(Nft()) is not None:
+            plan.add(
+                "firewall",
+                f"delete table {FAMILY} {TABLE} (no workload left)",
+                partial(remove_table, box.paths.state_dir / STATE_FILE),
+            )
+        return
     uids: dict[str, int] = {}
     for name, spec in box.workloads.items():
         uid = uid_of(spec.user)
@@ -319,6 +350,13 @@ def plan_firewall(box: Box, plan: Plan) -> None:
             uid = spec.uid if spec.uid is not None else -1
         uids[name] = uid
     missing_users = [n for n, u in uids.items() if u < 0]
+    if missing_users and not defer:
+        # Still no such user: nothing can run as it, so it gets no rules (and no uid -1
+        # in a match, which nftables refuses).
+        kept = {n: s for n, s in box.workloads.items() if n not in missing_users}
+        box = replace(box, workloads=kept)
+        uids = {n: u for n, u in uids.items() if n in kept}
+        missing_users = []
     static = {
         n: (static_entries(s) if uids[n] >= 0 else Static([], [], [], []))
         for n, s in box.workloads.items()
@@ -339,11 +377,11 @@ def plan_firewall(box: Box, plan: Plan) -> None:
         why = "the table was changed by hand"
     else:
         return
-    if missing_users:
+    if missing_users and defer:
         # The uids are only known once the users exist: build again when applying.
         def later() -> None:
             plan_now = Plan()
-            plan_firewall(box, plan_now)
+            plan_firewall(box, plan_now, defer=False)
             for change in plan_now.changes:
                 change.apply()
 

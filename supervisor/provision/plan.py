@@ -42,10 +42,10 @@ class Plan:
     def note(self, kind: Kind, text: str) -> None:
         self.notes.append((kind, text))
 
-    def show(self, out: TextIO) -> None:
-        """Print the plan grouped by kind."""
+    def show(self, out: TextIO, command: str = "provision") -> None:
+        """Print the plan grouped by kind, headed by the command that made it."""
         n = len(self.changes)
-        print(f"clawvisor provision: {n} change{'s' if n != 1 else ''} planned", file=out)
+        print(f"clawvisor {command}: {n} change{'s' if n != 1 else ''} planned", file=out)
         for kind in KINDS:
             items = [c.what for c in self.changes if c.kind == kind]
             skipped = [w for k, w in self.skipped if k == kind]

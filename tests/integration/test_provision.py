@@ -450,3 +450,63 @@ def test_verify_and_deprovision_refuse_a_missing_config_directory(command, tmp_p
     )
     assert out.returncode != 0
     assert "no config directory" in out.stderr
+
+
+def test_a_second_deprovision_of_a_workload_whose_user_is_gone_still_succeeds(box):
+    (box.etc / "workloads.toml").write_text(box.workloads(with_gamma=True))
+    box.provision()
+    first = box.cli("deprovision", "gamma", check_rc=None)
+    second = box.cli("deprovision", "gamma", check_rc=None)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "clawvisor deprovision: " in second.stdout and "already gone" in second.stdout
+    assert "clawvisor provision:" not in second.stdout
+    (box.etc / "workloads.toml").write_text(box.workloads())
+    box.provision()
+
+
+def test_deprovision_beside_a_listed_workload_whose_user_is_gone(box):
+    """Another workload still listed with its user gone: its rules are built without a
+    uid once (no RecursionError), and the one deprovisioned goes cleanly."""
+    delta = f"cvtd{box.tag}"
+    text = box.workloads(with_gamma=True) + f'\n[workloads.delta]\nuser = "{delta}"\n'
+    (box.etc / "workloads.toml").write_text(text)
+    try:
+        box.provision()
+        box.cli("deprovision", "gamma")  # gamma stays listed, its user gone
+        out = box.cli("deprovision", "delta", check_rc=None)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "RecursionError" not in out.stderr
+        assert "wl_delta" not in box.nft("list", "table", "inet", "clawvisor")
+    finally:
+        subprocess.run(["userdel", delta], capture_output=True)
+        subprocess.run(["groupdel", delta], capture_output=True)
+        (box.etc / "workloads.toml").write_text(box.workloads())
+        box.provision()
+
+
+def test_deprovision_while_the_workload_holds_live_egress_allows(box):
+    (box.etc / "workloads.toml").write_text(box.workloads(with_gamma=True))
+    box.provision()
+    table = box.nft("list", "table", "inet", "clawvisor")
+    [name] = [s for s in re.findall(r"set (allowp4_\w+)", table) if "gamma" in s]
+    box.nft("add", "element", "inet", "clawvisor", name, "{ 192.0.2.7 . 443 timeout 1h }")
+    out = box.cli("deprovision", "gamma", check_rc=None)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = box.nft("list", "table", "inet", "clawvisor")
+    assert name not in after and "allowp4_" in after  # the others' sets stay
+    (box.etc / "workloads.toml").write_text(box.workloads())
+    box.provision()
+
+
+def test_deprovisioning_the_last_workload_removes_the_table_and_the_gateway_group(box):
+    """Runs last: it takes the box down to nothing."""
+    box.cli("deprovision", "alpha")
+    only_beta = box.workloads().split("[workloads.beta]", 1)[1]
+    (box.etc / "workloads.toml").write_text("[workloads.beta]" + only_beta)
+    out = box.cli("deprovision", "beta", check_rc=None)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "delete table inet clawvisor (no workload left)" in out.stdout
+    assert "clawvisor" not in box.nft("list", "tables")
+    assert subprocess.run(["getent", "group", box.gw], capture_output=True).returncode != 0
+    assert not (box.state / "firewall.json").exists()
