@@ -98,3 +98,22 @@ class PrivateJournald:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=False)
+
+
+def status_through_an_outage(
+    jd: PrivateJournald, intents: Path, user: object, ids: list[str], down: int, up: int
+) -> None:
+    """Send one `status` per id (as `user`) on one connection, killing `jd` before the
+    `down`-th and starting it again before the `up`-th: the records around the kill are
+    in the fallback file, the rest in the journal."""
+    from tests.helpers.rig import connect_as, read_lines, request_line
+
+    with connect_as(intents, user) as sock:  # type: ignore[arg-type]
+        for n, rid in enumerate(ids):
+            if n == down:
+                jd.kill()
+            elif n == up:
+                jd.start()
+            sock.sendall(request_line(rid, {"action": "status"}))
+            assert read_lines(sock, 1)[0]["status"] == "ok"
+            time.sleep(0.005)

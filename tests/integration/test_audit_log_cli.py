@@ -12,8 +12,7 @@ from collections import Counter
 import pytest
 
 from tests.helpers import rig
-from tests.helpers.private_journald import PrivateJournald
-from tests.helpers.rig import connect_as, read_lines, request_line
+from tests.helpers.private_journald import PrivateJournald, status_through_an_outage
 
 STATUS = '[[rule]]\naction = "status"\nsource = "*"\ntarget = "*"\ndecision = "allow"\n'
 
@@ -58,15 +57,7 @@ def trail(make_user, make_daemon):
     with PrivateJournald() as jd:
         daemon = make_daemon({"w": user}, {"10.toml": STATUS}, wrapper=jd.client_wrapper())
         ids = [f"al-{uuid.uuid4().hex[:6]}-{i}" for i in range(60)]
-        with connect_as(daemon.intents, user) as sock:
-            for n, rid in enumerate(ids):
-                if n == 20:
-                    jd.kill()
-                elif n == 40:
-                    jd.start()
-                sock.sendall(request_line(rid, {"action": "status"}))
-                assert read_lines(sock, 1)[0]["status"] == "ok"
-                time.sleep(0.005)
+        status_through_an_outage(jd, daemon.intents, user, ids, down=20, up=40)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             seen = {e.get("CLAWVISOR_INTENT_ID") for e in jd.entries("SYSLOG_IDENTIFIER=clawvisor")}

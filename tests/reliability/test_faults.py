@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.hide_dir import hiding_journald
-from tests.helpers.private_journald import PrivateJournald
+from tests.helpers.private_journald import PrivateJournald, status_through_an_outage
 from tests.helpers.rig import call, connect_as, read_lines, request_line
 from tests.helpers.rules import rule
 
@@ -54,15 +54,7 @@ def test_journald_killed_mid_run_loses_no_record(make_user, make_daemon, row):
         daemon = make_daemon({"w": user}, {"10.toml": STATUS}, wrapper=jd.client_wrapper())
         prefix = f"j{uuid.uuid4().hex[:6]}-"
         ids = [f"{prefix}{i}" for i in range(300)]
-        with connect_as(daemon.intents, user) as sock:
-            for n, rid in enumerate(ids):
-                if n == 100:
-                    jd.kill()
-                elif n == 200:
-                    jd.start()
-                sock.sendall(request_line(rid, {"action": "status"}))
-                assert read_lines(sock, 1)[0]["status"] == "ok"
-                time.sleep(0.005)
+        status_through_an_outage(jd, daemon.intents, user, ids, down=100, up=200)
         deadline = time.monotonic() + 20
         while True:
             in_journal = {
