@@ -80,6 +80,18 @@ STEPS = (
             "1",
         ),
     ),
+    Step(
+        "eventlog",
+        "the kept event log at the monitors' rates beside journald; decisions meanwhile",
+        (),
+        ("--rates", "100000", "400000", "--seconds", "2", "--daemon-seconds", "4"),
+    ),
+    Step(
+        "secret_scan",
+        "sync-out's secret scan per MiB beside detect-secrets and grep",
+        (),
+        ("--sizes", "0.25", "1", "--repeat", "1", "--syncs", "1"),
+    ),
     Step("nft_counters", "nftables counters: JSON API beside nft -j", (), ("--reads", "20")),
     Step("footprint", "footprint: memory and start to READY", (), ("--requests", "5000")),
     Step("provision", "provisioning 20 workloads beside a script", ()),
@@ -428,6 +440,191 @@ def monitor_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     return rows
 
 
+def eventlog_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """The kept event log (bench/eventlog.py): its lossless rate against journald's and a
+    plain append's, and the decisions' latency under the monitors' load with it on/off."""
+    ours, top = d["writer_best"], max(r["offered_rate"] for r in d["writer"])
+    shown = f"{ours:,}" + (" (the highest offered)" if ours == top else "")
+    rows = [
+        Row(
+            "event log",
+            "events/s into the kept log without loss (writer, in process)",
+            shown,
+            f"journald, own namespace, no rate limit ({d['seconds']:g} s runs)",
+            f"{d['journald_best']:,}",
+            f"{_x(ours / d['journald_best'])} more" if d["journald_best"] else "peer kept none",
+            "≥ 100,000/s" + (" met" if ours >= 100000 else " NOT met"),
+            cmd,
+        ),
+        Row(
+            "event log",
+            "events/s into the kept log without loss (writer, in process)",
+            shown,
+            "plain append, one write() per event on the loop",
+            f"{d['append_best']:,}",
+            f"{_x(ours / d['append_best'])} more" if d["append_best"] else "peer kept none",
+            "",
+            cmd,
+        ),
+    ]
+    idle = next((r for r in d["daemon"] if r["offered_rate"] == 0), None)
+    for on in (r for r in d["daemon"] if r["offered_rate"] and r["event_log"]):
+        off = next(
+            (
+                r
+                for r in d["daemon"]
+                if r["offered_rate"] == on["offered_rate"] and not r["event_log"]
+            ),
+            None,
+        )
+        rate = on["offered_rate"]
+        rows.append(
+            Row(
+                "event log",
+                f"daemon: opens kept in the log at {rate:,}/s offered",
+                f"{on['kept']:,}/{on['opens']:,}",
+                "opens the BPF monitor captured (same run)",
+                f"{on['captured']:,}",
+                f"{on['captured'] - on['kept']:,} captured but not kept",
+                f"no loss at {rate:,}/s" + (" met" if on["lost"] == 0 else " NOT met"),
+                cmd,
+            )
+        )
+        for key in ("p50_us", "p99_us"):
+            if off is not None:
+                rows.append(
+                    Row(
+                        "event log",
+                        f"status {key[:3]} under {rate:,} events/s, kept log on (µs)",
+                        f"{on[key]:.0f}",
+                        "same load, kept log off",
+                        f"{off[key]:.0f}",
+                        f"{_x(on[key] / off[key])} the time",
+                        "",
+                        cmd,
+                    )
+                )
+            if idle is not None:
+                rows.append(
+                    Row(
+                        "event log",
+                        f"status {key[:3]} under {rate:,} events/s, kept log on (µs)",
+                        f"{on[key]:.0f}",
+                        "idle daemon, kept log on",
+                        f"{idle[key]:.0f}",
+                        f"{_x(on[key] / idle[key])} the time",
+                        "",
+                        cmd,
+                    )
+                )
+    return rows
+
+
+def secret_scan_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """sync-out's secret scan (bench/secret_scan.py): seconds per MiB beside detect-secrets'
+    own CLI and a regex-only grep, and another workload's status p99 while it runs."""
+    rows = []
+    for r in d["rows"]:
+        s = r["scan_s_per_mib"]
+        rows.append(
+            Row(
+                "sync-out",
+                f"secret scan of {r['mib']:g} MiB of text, in the copy's child (s/MiB)",
+                f"{s:.2f}",
+                "detect-secrets scan (its CLI, whole run)",
+                f"{r['detect_secrets_cli_s_per_mib']:.2f}",
+                f"{_x(r['detect_secrets_cli_s_per_mib'] / s)} the CLI's time"
+                if s > 0
+                else "scan not measurable",
+                "",
+                cmd,
+            )
+        )
+        rows.append(
+            Row(
+                "sync-out",
+                f"secret scan of {r['mib']:g} MiB of text, in the copy's child (s/MiB)",
+                f"{s:.2f}",
+                "grep -P with detect-secrets' regexes only",
+                f"{r['grep_s_per_mib']:.4f}",
+                f"{_x(s / r['grep_s_per_mib'])} grep's time"
+                if r["grep_s_per_mib"] > 0
+                else "grep too fast to time",
+                "",
+                cmd,
+            )
+        )
+    dm = d.get("daemon")
+    if dm:
+        rows.append(
+            Row(
+                "sync-out",
+                f"another workload's status p99 while {dm['mib']:g} MiB sync-outs scan (µs)",
+                f"{dm['during']['p99_us']:.0f}",
+                "same daemon, nothing else running",
+                f"{dm['idle']['p99_us']:.0f}",
+                f"{_x(dm['during']['p99_us'] / dm['idle']['p99_us'])} the time",
+                "",
+                cmd,
+            )
+        )
+    return rows
+
+
+def measured(d: dict[str, Any], name: str) -> str:
+    """When a step's results were measured: its own record, else its file's time."""
+    if d.get("measured"):
+        return str(d["measured"])
+    mtime = (RESULTS / f"{name}.json").stat().st_mtime
+    return f"{datetime.fromtimestamp(mtime, UTC):%Y-%m-%d %H:%M}"
+
+
+def eventlog_section() -> list[str]:
+    """The kept event log's runs in full (bench/eventlog.py), below the table."""
+    d = _load("eventlog")
+    if d is None:
+        return []
+    load = d.get("load_before")
+    return [
+        "## The kept event log at the monitors' rates",
+        "",
+        f"Measured {measured(d, 'eventlog')} UTC (`{PY} -m bench.eventlog`"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + f"). Writer: `Open` events handed to the real `EventLog` on an asyncio loop for "
+        f"{d['seconds']:g} s at each rate, then read back with the log's reader; beside it "
+        "journald (its own namespace, rate limit off, one datagram per event, the send "
+        "waiting when its queue is full) and a plain append (one write() per event). A rate "
+        "counts as kept without loss when every event is read back and the pace held. "
+        "Daemon: a workload opening /dev/null for writing at the rate under the real BPF "
+        "monitor, another workload asking `status` once a millisecond meanwhile.",
+        "",
+        d["table"],
+        "",
+    ]
+
+
+def secret_scan_section() -> list[str]:
+    """sync-out's secret scan per MiB (bench/secret_scan.py), below the table."""
+    d = _load("secret_scan")
+    if d is None:
+        return []
+    load = d.get("load_before")
+    return [
+        "## sync-out's secret scan per MiB",
+        "",
+        f"Measured {measured(d, 'secret_scan')} UTC (`{PY} -m bench.secret_scan`"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + "). The copy's child process (`python -I -m executors.sync_out_copy`) on one "
+        "file of generated, secret-free source-like text, scan on and off (the scan is the "
+        "difference; medians), beside `detect-secrets scan` on the same file and `grep -P` "
+        "with the regular expressions of detect-secrets' regex-based plugins (no entropy "
+        "or keyword checks).",
+        "",
+        d["table"],
+        "",
+    ]
+
+
 def nft_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     return [
         Row(
@@ -536,6 +733,8 @@ EXTRACT = {
     "policy_eval": policy_rows,
     "ask_latency": ask_rows,
     "monitors": monitor_rows,
+    "eventlog": eventlog_rows,
+    "secret_scan": secret_scan_rows,
     "nft_counters": nft_rows,
     "footprint": footprint_rows,
     "provision": provision_rows,
@@ -563,6 +762,8 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
         )
     out += allow_path_section()
     out += corpora_section()
+    out += eventlog_section()
+    out += secret_scan_section()
     out += policy_diff_section()
     out += [
         "",
@@ -575,7 +776,7 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
             if ran
             else "Rebuilt from each step's last results (each step measures its peers with it): "
             + ", ".join(
-                f"{f.stem} {datetime.fromtimestamp(f.stat().st_mtime, UTC):%Y-%m-%d %H:%M}"
+                f"{f.stem} {measured(_load(f.stem) or {}, f.stem)}"
                 for f in sorted(RESULTS.glob("*.json"))
             )
             + " UTC"

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,7 +42,10 @@ def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 def write_result(name: str, data: object) -> Path:
-    """Store one benchmark's figures as JSON under bench/results/."""
+    """Store one benchmark's figures as JSON under bench/results/ (a dict gets the time it
+    was measured, UTC: results.md says it, and a checkout's file times do not)."""
+    if isinstance(data, dict):
+        data = {"measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", **data}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
