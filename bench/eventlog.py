@@ -21,6 +21,7 @@ journald and a plain append, and the daemon's decisions while it keeps events.
 Writes bench/results/eventlog.json.
 
     .venv/bin/python -m bench.eventlog [--rates 100000 200000 400000] [--seconds 5]
+        [--daemon-rates 100000] [--daemon-seconds 10] [--parts writer daemon]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -45,8 +47,8 @@ from typing import Any
 
 import msgspec
 
-from bench.common import cpu_seconds, machine, write_result
-from bench.monitors import Load, monitor_counts
+from bench.common import RESULTS, cpu_seconds, machine, write_result
+from bench.monitors import Load
 from supervisor.audit.journal import encode_fields
 from supervisor.monitors import eventlog
 from supervisor.monitors import events as ev
@@ -288,10 +290,17 @@ class Asker:
         self.sock = rig.connect_as(path, user)
         self.period = period
         self.latencies: list[float] = []
+        self.error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        try:
+            self._ask()
+        except (OSError, RuntimeError) as exc:
+            self.error = repr(exc)
+
+    def _ask(self) -> None:
         sock, i = self.sock, 0
         next_at = time.perf_counter()
         while not self._stop.is_set():
@@ -315,6 +324,10 @@ class Asker:
                 next_at = time.perf_counter()
 
     def __enter__(self) -> Asker:
+        for i in range(200):  # warm the connection before anything is measured
+            self.sock.sendall(b'{"id":"w%d","intent":{"action":"status"}}\n' % i)
+            rig.read_lines(self.sock, 1)
+        self.sock.settimeout(300)  # a starved daemon answers late, but it answers
         self._thread.start()
         return self
 
@@ -324,21 +337,27 @@ class Asker:
         self.sock.close()
 
     def summary(self) -> dict[str, float]:
-        s = sorted(self.latencies[200:])  # the first ones warm the connection
+        s = sorted(self.latencies)
+        if not s or self.error:
+            raise RuntimeError(f"the asker failed: {self.error or 'no decision came back'}")
         return {
             "decisions": len(s),
             "p50_us": round(statistics.median(s) * 1e6, 1),
             "p99_us": round(s[max(0, int(len(s) * 0.99) - 1)] * 1e6, 1),
+            "max_us": round(s[-1] * 1e6, 1),
         }
 
 
-def counts(d: rig.Daemon) -> dict[str, int]:
-    bpf = monitor_counts(d, "bpf")
-    try:
-        log = monitor_counts(d, "event-log")
-    except ValueError:
-        log = {"written": 0, "dropped": 0}
-    return {**bpf, "log_written": log["written"], "log_dropped": log["dropped"]}
+def counts(d: rig.Daemon, timeout: float = 120.0) -> dict[str, int]:
+    """The bpf monitor's and the kept log's counts (a busy daemon may take a while)."""
+    with rig.connect_as(d.control, None, timeout=timeout) as c:
+        c.sendall(b'{"id":"s","op":"status"}\n')
+        reply = rig.read_lines(c, 1, timeout=timeout)[0]
+    by = {m["name"]: m for m in reply["result"]["monitors"]}
+    if by["bpf"]["state"] != "ok":
+        raise RuntimeError(f"monitor bpf is {by['bpf']['state']}: {by['bpf']['detail']}")
+    log = by.get("event-log", {}).get("counts", {"written": 0, "dropped": 0})
+    return {**by["bpf"]["counts"], "log_written": log["written"], "log_dropped": log["dropped"]}
 
 
 def opens_kept(directory: Path, uid: int, since: float) -> int:
@@ -416,7 +435,10 @@ def table(data: dict[str, Any]) -> str:
         "| journald: kept / offered | its pace | plain append: kept / offered | its pace |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for o, j, a in zip(data["writer"], data["journald"], data["append"], strict=True):
+    writer = zip(
+        data.get("writer", []), data.get("journald", []), data.get("append", []), strict=False
+    )
+    for o, j, a in writer:
         out.append(
             f"| {o['offered_rate']:,} | {o['kept']:,} / {o['offered']:,} | {o['lag_p99_ms']:.2f} "
             f"| {j['kept']:,} / {j['offered']:,} | {j['achieved_rate']:,}/s "
@@ -428,7 +450,7 @@ def table(data: dict[str, Any]) -> str:
         "| status p99 (µs) | daemon CPU (s) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for r in data["daemon"]:
+    for r in data.get("daemon", []):
         if r["offered_rate"] == 0:
             name, load, kept, cpu = "idle, kept log on", "-", "-", "-"
         else:
@@ -440,6 +462,47 @@ def table(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+PARTS = ("writer", "daemon")
+
+
+def writer_part(rates: list[int], seconds: float) -> dict[str, Any]:
+    """Part 1 at each rate: the kept log's writer, journald, the plain append."""
+    tmp = Path(tempfile.mkdtemp(prefix="clawvisor-bench-evlog-", dir="/tmp"))
+    rows: dict[str, list[dict[str, Any]]] = {"writer": [], "journald": [], "append": []}
+    try:
+        with private_journald() as jproc:
+            for rate in rates:
+                rows["writer"].append(ours_writer(rate, seconds, tmp))
+                rows["journald"].append(journald_writer(rate, seconds, jproc))
+                rows["append"].append(append_writer(rate, seconds, tmp))
+                for k, v in rows.items():
+                    print(f"rate {rate} {k}: {v[-1]}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "seconds": seconds,
+        **rows,
+        **{f"{k}_best": best(v) for k, v in rows.items()},
+    }
+
+
+def daemon_part(rates: list[int], seconds: float) -> list[dict[str, Any]]:
+    """Part 2: idle, then each rate with the kept log on and off."""
+    watched, gateway = rig.create_user(), rig.create_user()
+    try:
+        with rig.journald():
+            rows = [daemon_row(watched, gateway, 0, seconds, True)]
+            print(f"idle: {rows[-1]}", flush=True)
+            for rate in rates:
+                for log_on in (True, False):
+                    rows.append(daemon_row(watched, gateway, rate, seconds, log_on))
+                    print(f"rate {rate} log {'on' if log_on else 'off'}: {rows[-1]}", flush=True)
+    finally:
+        rig.delete_user(watched)
+        rig.delete_user(gateway)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -448,43 +511,22 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--daemon-rates", type=int, nargs="+", default=[100000])
     parser.add_argument("--daemon-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="the rest: last run's"
+    )
     args = parser.parse_args()
-    data: dict[str, Any] = {"machine": machine(), "seconds": args.seconds}
-    data["load_before"] = os.getloadavg()
-    tmp = Path(tempfile.mkdtemp(prefix="clawvisor-bench-evlog-", dir="/tmp"))
-    try:
-        rows: dict[str, list[dict[str, Any]]] = {"writer": [], "journald": [], "append": []}
-        with private_journald() as jproc:
-            for rate in args.rates:
-                rows["writer"].append(ours_writer(rate, args.seconds, tmp))
-                rows["journald"].append(journald_writer(rate, args.seconds, jproc))
-                rows["append"].append(append_writer(rate, args.seconds, tmp))
-                for k, v in rows.items():
-                    print(f"rate {rate} {k}: {v[-1]}", flush=True)
-        data.update(rows)
-        data["writer_best"] = best(rows["writer"])
-        data["journald_best"] = best(rows["journald"])
-        data["append_best"] = best(rows["append"])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    watched, gateway = rig.create_user(), rig.create_user()
-    try:
-        with rig.journald():
-            daemon: list[dict[str, Any]] = [
-                daemon_row(watched, gateway, 0, args.daemon_seconds, True)
-            ]
-            print(f"idle: {daemon[-1]}", flush=True)
-            for rate in args.daemon_rates:
-                for log_on in (True, False):
-                    daemon.append(daemon_row(watched, gateway, rate, args.daemon_seconds, log_on))
-                    print(f"rate {rate} log {'on' if log_on else 'off'}: {daemon[-1]}", flush=True)
-        data["daemon"] = daemon
-    finally:
-        rig.delete_user(watched)
-        rig.delete_user(gateway)
+    path = RESULTS / "eventlog.json"
+    data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    data.pop("measured", None)
+    data.update({"machine": machine(), "load_before": os.getloadavg()})
+    if "writer" in args.parts:
+        data.update(writer_part(args.rates, args.seconds))
+    if "daemon" in args.parts:
+        data["daemon"] = daemon_part(args.daemon_rates, args.daemon_seconds)
     data["load_after"] = os.getloadavg()
+    data["parts"] = args.parts
     data["table"] = table(data)
-    path = write_result("eventlog", data)
+    write_result("eventlog", data)
     print(data["table"])
     print(f"\nwritten to {path}")
     return 0
