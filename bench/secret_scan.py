@@ -106,9 +106,9 @@ def regex_pattern() -> str:
     return "|".join(parts)
 
 
-def timed(argv: list[str], ok: tuple[int, ...] = (0,)) -> float:
+def timed(argv: list[str], ok: tuple[int, ...] = (0,), cwd: Path | None = None) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, check=False, cwd=cwd)
     elapsed = time.perf_counter() - t0
     if proc.returncode not in ok:
         raise RuntimeError(f"{argv[:4]} exited {proc.returncode}: {proc.stderr[-500:]!r}")
@@ -131,13 +131,29 @@ def copy_argv(upper: Path, dest: Path, name: str, scan: bool) -> list[str]:
     ]
 
 
+def ds_argv(path: Path) -> list[str]:
+    """detect-secrets' CLI on one file, to be run in the file's directory: it scans only
+    paths under its working directory (and, in a git checkout, only what git tracks)."""
+    ds = str(Path(sys.executable).parent / "detect-secrets")
+    return [ds, "scan", "--all-files", path.name]
+
+
+def ds_finds(path: Path) -> int:
+    out = subprocess.run(ds_argv(path), capture_output=True, check=True, cwd=path.parent).stdout
+    return sum(len(v) for v in msgspec.json.decode(out)["results"].values())
+
+
 def scan_rows(sizes: list[float], repeat: int, tmp: Path) -> list[dict[str, Any]]:
     upper, dest = tmp / "upper", tmp / "dest"
     upper.mkdir()
     dest.mkdir()
     pattern_file = tmp / "pattern"
     pattern_file.write_text(regex_pattern())
-    ds = str(Path(sys.executable).parent / "detect-secrets")
+    canary = upper / "canary.py"
+    canary.write_bytes(text(4096) + b'aws = "AKIAIOSFODNN7EXAMPLE"\n')
+    if ds_finds(canary) != 1:  # the peer must really scan what it is given
+        raise RuntimeError("detect-secrets' CLI did not find the canary's key")
+    canary.unlink()
     rows = []
     for mib in sizes:
         name = f"text-{mib}.py"
@@ -147,7 +163,7 @@ def scan_rows(sizes: list[float], repeat: int, tmp: Path) -> list[dict[str, Any]
             for scan, key in ((True, "scan_on"), (False, "scan_off")):
                 runs[key].append(timed(copy_argv(upper, dest, name, scan)))
                 (dest / name).unlink()
-            runs["ds"].append(timed([ds, "scan", str(upper / name)]))
+            runs["ds"].append(timed(ds_argv(upper / name), cwd=upper))
             # grep exits 1 when nothing matched: the clean text.
             runs["grep"].append(
                 timed(["grep", "-P", "-c", "-f", str(pattern_file), str(upper / name)], (0, 1))
@@ -198,12 +214,13 @@ def daemon_rows(mib: float, syncs: int, idle_s: float) -> dict[str, Any]:
                     time.sleep(0.3)  # the asker's warm-up, before the first copy
                     for i in range(syncs):
                         t0 = time.perf_counter()
-                        reply = rig.call(
-                            d.intents,
-                            alpha,
-                            {"action": "sync-out", "paths": ["big.py"]},
-                            rid=f"s{i}",
-                        )
+                        with rig.connect_as(d.intents, alpha, timeout=900) as c:
+                            c.sendall(
+                                rig.request_line(
+                                    f"s{i}", {"action": "sync-out", "paths": ["big.py"]}
+                                )
+                            )
+                            [reply] = rig.read_lines(c, 1, timeout=900)
                         took.append(time.perf_counter() - t0)
                         if "result" not in reply:
                             raise RuntimeError(f"sync-out failed: {reply}")
@@ -239,9 +256,9 @@ def table(data: dict[str, Any]) -> str:
     if d:
         out += [
             "",
-            f"Another workload's `status` (one a millisecond) while {d['syncs']} sync-outs "
+            f"Another workload's `status` (one a millisecond) while {d['syncs']} sync-out(s) "
             f"of {d['mib']:g} MiB ran (each {statistics.median(d['sync_out_s']):.1f} s), "
-            "and with nothing else running:",
+            "and with no copy running (the same daemon, just before):",
             "",
             "| while | decisions | status p50 (µs) | status p99 (µs) |",
             "| --- | --- | --- | --- |",
