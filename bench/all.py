@@ -602,7 +602,41 @@ def eventlog_section() -> list[str]:
         "",
         d["table"],
         "",
+        *eventlog_notes(d),
     ]
+
+
+def eventlog_notes(d: dict[str, Any]) -> list[str]:
+    """What the daemon runs say, in words, from their figures."""
+    out = []
+    for r in d.get("daemon", []):
+        if not r["offered_rate"] or not r["event_log"]:
+            continue
+        rate, opens, kept, captured = r["offered_rate"], r["opens"], r["kept"], r["captured"]
+        off = next(
+            (o for o in d["daemon"] if o["offered_rate"] == rate and not o["event_log"]), None
+        )
+        if kept >= opens:
+            out.append(
+                f"- At {rate:,} opens/s the daemon kept every one ({kept:,}); its CPU was "
+                f"{r['daemon_cpu_s']:.1f} s in the {d.get('daemon_seconds', 10):g} s run."
+            )
+        else:
+            out.append(
+                f"- At {rate:,} opens/s the daemon captured {captured:,} of {opens:,} (the "
+                f"rest were lost in the kernel's ring buffer, {r['kernel_lost']:,}: its "
+                f"event loop could not drain it) and the kept log held {kept:,} of them: "
+                "the loss is upstream of the log, which keeps what the loop hands it. "
+                f"Meanwhile `status` took {r['p50_us'] / 1000:,.0f} ms at the median "
+                f"({r['decisions']:.0f} answered in the run)"
+                + (
+                    f"; with the kept log off, {off['p50_us'] / 1000:,.0f} ms "
+                    f"({off['decisions']:.0f} answered)."
+                    if off
+                    else "."
+                )
+            )
+    return out + ([""] if out else [])
 
 
 def secret_scan_section() -> list[str]:
