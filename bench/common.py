@@ -8,6 +8,7 @@ import platform
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,3 +51,10 @@ def write_result(name: str, data: object) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def lossless_rate(rows: list[dict[str, Any]]) -> int:
+    """The highest rate a sink took events at with every one of them kept (a sink that
+    blocks keeps everything, but slows its feeder to its own pace: that pace is its rate).
+    Rows have `offered` (events handed over), `lost` and `achieved_rate`."""
+    return max((r["achieved_rate"] for r in rows if r["lost"] == 0 and r["offered"] > 0), default=0)

@@ -46,12 +46,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from bench.common import RESULTS, cpu_seconds, machine, write_result
+from bench.common import RESULTS, cpu_seconds, lossless_rate, machine, write_result
 from bench.monitors import Load
 from supervisor.audit.journal import encode_fields
 from supervisor.monitors import eventlog
@@ -289,12 +290,6 @@ def journald_at(rate: int, seconds: float) -> dict[str, Any]:
     raise RuntimeError(f"the bench's journald failed twice at {rate}/s")
 
 
-def best(rows: list[dict[str, Any]]) -> int:
-    """The highest rate a sink took events at with every one of them kept (a sink that
-    blocks keeps everything, but slows the loop to its own pace: that pace is its rate)."""
-    return max((r["achieved_rate"] for r in rows if r["lost"] == 0 and r["offered"] > 0), default=0)
-
-
 # --- 2. the daemon's decisions under the event load ---------------------------------------
 
 
@@ -496,7 +491,7 @@ def writer_part(rates: list[int], seconds: float) -> dict[str, Any]:
     return {
         "seconds": seconds,
         **rows,
-        **{f"{k}_best": best(v) for k, v in rows.items()},
+        **{f"{k}_best": lossless_rate(v) for k, v in rows.items()},
     }
 
 
@@ -515,21 +510,32 @@ def daemon_part(rates: list[int], seconds: float, rounds: int) -> dict[str, Any]
     finally:
         rig.delete_user(watched)
         rig.delete_user(gateway)
+    flat = [r for v in runs.values() for r in v]
     return {
-        "daemon": [median_row(v) for v in runs.values()],
-        "daemon_rounds": [r for v in runs.values() for r in v],
+        "daemon": aggregate(flat),
+        "daemon_rounds": flat,
         "daemon_seconds": seconds,
         "rounds": rounds,
     }
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each number's median over the rounds (rates and flags are the same in all)."""
-    out = dict(rows[0])
-    for k, v in rows[0].items():
-        if isinstance(v, int | float) and not isinstance(v, bool):
+    """One run's figures for the rounds: the counts of the round that captured the median
+    number of events (so they add up), the latencies' and CPU's medians over all rounds."""
+    ranked = sorted(rows, key=lambda r: r.get("captured", 0))
+    out = dict(ranked[(len(ranked) - 1) // 2])
+    for k in ("decisions", "p50_us", "p99_us", "max_us", "daemon_cpu_s"):
+        if k in out:
             out[k] = statistics.median(r[k] for r in rows)
     return out
+
+
+def aggregate(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (rate, kept log on/off), in the order first run."""
+    by: dict[tuple[int, bool], list[dict[str, Any]]] = {}
+    for r in rounds:
+        by.setdefault((r["offered_rate"], r["event_log"]), []).append(r)
+    return [median_row(v) for v in by.values()]
 
 
 def main() -> int:
@@ -542,17 +548,30 @@ def main() -> int:
     parser.add_argument("--daemon-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="of the daemon part")
     parser.add_argument(
-        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="the rest: last run's"
+        "--parts",
+        nargs="*",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to measure (the rest: the last run's figures; none: only the table again)",
     )
     args = parser.parse_args()
     path = RESULTS / "eventlog.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    data.pop("measured", None)
-    data.update({"machine": machine(), "load_before": os.getloadavg()})
+    if args.parts:
+        data.pop("measured", None)
+    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    if args.parts:
+        data.update({"machine": machine(), "load_before": os.getloadavg()})
     if "writer" in args.parts:
-        data.update(writer_part(args.rates, args.seconds))
+        data.update(writer_part(args.rates, args.seconds), writer_measured=now)
     if "daemon" in args.parts:
         data.update(daemon_part(args.daemon_rates, args.daemon_seconds, args.rounds))
+        data["daemon_measured"] = now
+    if data.get("daemon_rounds"):
+        data["daemon"] = aggregate(data["daemon_rounds"])
+    for k in ("writer", "journald", "append"):
+        if k in data:
+            data[f"{k}_best"] = lossless_rate(data[k])
     data["load_after"] = os.getloadavg()
     data["parts"] = args.parts
     data["table"] = table(data)
