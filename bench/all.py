@@ -131,6 +131,36 @@ def d_before(d: dict[str, Any]) -> str:
     return str(Path(before).name.removeprefix("before-"))
 
 
+def monitors_section() -> list[str]:
+    """The monitors step's conditions and the daemon's CPU per event (bench/monitors.py),
+    below the table: what explains its loss rows."""
+    d = _load("monitors")
+    if d is None or not d.get("loss_clawvisor"):
+        return []
+    load = d.get("load_before")
+    per = ", ".join(
+        f"{r['offered_rate']:,}/s: {1e6 * r['daemon_cpu_s'] / max(r['captured'], 1):.0f} µs"
+        for r in d["loss_clawvisor"]
+    )
+    s = d.get("slowdown") or {}
+    return [
+        "## The monitors' runs",
+        "",
+        f"Measured {measured(d, 'monitors')} UTC (`{PY} -m bench.monitors`"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + f"). The daemon's CPU per captured event, by offered rate: {per}. Events the "
+        "daemon's loop does not drain in time are lost in the kernel's ring buffer "
+        "(`kernel_lost` in `results/monitors.json`)."
+        + (
+            f" The untraced runs start once the daemon has drained the traced run's events "
+            f"({s['backlog_s']:.1f} s, median)."
+            if "backlog_s" in s
+            else ""
+        ),
+        "",
+    ]
+
+
 def corpora_section() -> list[str]:
     """The monitors against the attack and benign corpora (tests/integration/test_corpora.py
     writes the report), below the table: counts, not comparisons."""
@@ -668,6 +698,30 @@ def secret_scan_section() -> list[str]:
         "",
         d["table"],
         "",
+        *secret_scan_notes(d),
+    ]
+
+
+def secret_scan_notes(d: dict[str, Any]) -> list[str]:
+    """The daemon run in words: where the scan's time goes and what it costs others."""
+    dm = d.get("daemon")
+    alone = next((r for r in d["rows"] if dm and r["mib"] == dm["mib"]), None)
+    if not dm or alone is None:
+        return []
+    took = sorted(dm["sync_out_s"])[len(dm["sync_out_s"]) // 2]
+    return [
+        f"- Through the daemon, a {dm['mib']:g} MiB sync-out took {took:.1f} s (the copy alone, "
+        f"above: {alone['copy_scan_on_s']:.1f} s): the scan runs in the copy's child, so the "
+        "daemon's loop is not blocked, but on two cores the child shares the CPU with the "
+        "daemon and the asking workload; the asking workload's `status` p99 went from "
+        f"{dm['idle']['p99_us'] / 1000:.1f} ms to {dm['during']['p99_us'] / 1000:.1f} ms.",
+        f"- At {alone['scan_s_per_mib']:.1f} s/MiB, sync-out's default timeout "
+        f"({d.get('default_timeout_s', 30):g} s) covers about "
+        f"{d.get('default_timeout_s', 30) / alone['scan_s_per_mib']:.1f} MiB of text a "
+        f"request, while its default caps allow {d.get('max_file_mib', 16):g} MiB a file and "
+        f"{d.get('max_request_mib', 64):g} MiB a request: a larger text request times out "
+        "(nothing copied) unless `[executors.sync-out] timeout` is raised.",
+        "",
     ]
 
 
@@ -807,6 +861,7 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
             f"| {r.aim} | `{r.command}` |"
         )
     out += allow_path_section()
+    out += monitors_section()
     out += corpora_section()
     out += eventlog_section()
     out += secret_scan_section()

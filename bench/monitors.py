@@ -414,7 +414,8 @@ def main() -> int:
     tmp = rig.shared_tmpdir("clawvisor-bench-peer-")
     watched = rig.create_user()
     other = rig.create_user()
-    data: dict[str, Any] = {"machine": machine()}
+    # Another process's load shows in every figure here: say how loaded the machine was.
+    data: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()}
     try:
         with rig.journald():
             ours_rows, peer_rows = [], []
@@ -439,6 +440,7 @@ def main() -> int:
         rig.delete_user(watched)
         rig.delete_user(other)
         rig.cleanup_root(tmp)
+    data["load_after"] = os.getloadavg()
     path = write_result("monitors", data)
     print()
     print(report(data))

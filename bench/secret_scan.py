@@ -42,6 +42,7 @@ import msgspec
 
 from bench.common import machine, write_result
 from bench.eventlog import Asker
+from executors import ACTIONS
 from executors.sync_out import Options
 from tests.helpers import rig
 
@@ -276,7 +277,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--syncs", type=int, default=3, help="sync-outs under the status load")
     args = parser.parse_args()
-    data: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()}
+    defaults = Options()
+    data: dict[str, Any] = {
+        "machine": machine(),
+        "load_before": os.getloadavg(),
+        "default_timeout_s": ACTIONS["sync-out"].default_timeout,
+        "max_file_mib": defaults.max_file_bytes / MIB,
+        "max_request_mib": defaults.max_request_bytes / MIB,
+    }
     tmp = Path(tempfile.mkdtemp(prefix="clawvisor-bench-scan-", dir="/tmp"))
     try:
         data["rows"] = scan_rows(args.sizes, args.repeat, tmp)
