@@ -174,8 +174,9 @@ def corpora_section() -> list[str]:
         "## The monitors against the corpora",
         "",
         f"Each behaviour run as a real workload user under the real BPF monitors "
-        f"(`{PY} -m pytest tests/integration/test_corpora.py`; per behaviour, the alerts "
-        "raised, in `results/corpora.json`).",
+        f"(`{PY} -m pytest tests/integration/test_corpora.py`, measured "
+        f"{measured(d, 'corpora')} UTC; per behaviour, the alerts raised, in "
+        "`results/corpora.json`).",
         "",
         "| corpus | behaviours | caught by a specific trigger | only generically | missed "
         "| high or critical alerts |",
@@ -564,9 +565,9 @@ def secret_scan_rows(d: dict[str, Any], cmd: str) -> list[Row]:
                 f"{s:.2f}",
                 "detect-secrets scan (its CLI, whole run)",
                 f"{r['detect_secrets_cli_s_per_mib']:.2f}",
-                f"{_x(r['detect_secrets_cli_s_per_mib'] / s)} the CLI's time"
-                if s > 0
-                else "scan not measurable",
+                f"{_x(s / r['detect_secrets_cli_s_per_mib'])} the CLI's time"
+                if r["detect_secrets_cli_s_per_mib"] > 0
+                else "CLI too fast to time",
                 "",
                 cmd,
             )

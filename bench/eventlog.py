@@ -538,6 +538,11 @@ def aggregate(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [median_row(v) for v in by.values()]
 
 
+def utc_now() -> str:
+    """When a part finished, UTC, to the minute."""
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -559,14 +564,13 @@ def main() -> int:
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     if args.parts:
         data.pop("measured", None)
-    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     if args.parts:
         data.update({"machine": machine(), "load_before": os.getloadavg()})
     if "writer" in args.parts:
-        data.update(writer_part(args.rates, args.seconds), writer_measured=now)
+        data.update(writer_part(args.rates, args.seconds), writer_measured=utc_now())
     if "daemon" in args.parts:
         data.update(daemon_part(args.daemon_rates, args.daemon_seconds, args.rounds))
-        data["daemon_measured"] = now
+        data["daemon_measured"] = utc_now()
     if data.get("daemon_rounds"):
         data["daemon"] = aggregate(data["daemon_rounds"])
     for k in ("writer", "journald", "append"):
