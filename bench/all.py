@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, lossless_rate, machine
 
 BENCH = Path(__file__).resolve().parent
 PY = ".venv/bin/python"
@@ -80,6 +80,18 @@ STEPS = (
             "1",
         ),
     ),
+    Step(
+        "eventlog",
+        "the kept event log at the monitors' rates beside journald; decisions meanwhile",
+        (),
+        ("--rates", "100000", "400000", "--seconds", "2", "--daemon-seconds", "4", "--rounds", "1"),
+    ),
+    Step(
+        "secret_scan",
+        "sync-out's secret scan per MiB beside detect-secrets and grep",
+        (),
+        ("--sizes", "0.25", "1", "--repeat", "1", "--syncs", "1"),
+    ),
     Step("nft_counters", "nftables counters: JSON API beside nft -j", (), ("--reads", "20")),
     Step("footprint", "footprint: memory and start to READY", (), ("--requests", "5000")),
     Step("provision", "provisioning 20 workloads beside a script", ()),
@@ -119,6 +131,36 @@ def d_before(d: dict[str, Any]) -> str:
     return str(Path(before).name.removeprefix("before-"))
 
 
+def monitors_section() -> list[str]:
+    """The monitors step's conditions and the daemon's CPU per event (bench/monitors.py),
+    below the table: what explains its loss rows."""
+    d = _load("monitors")
+    if d is None or not d.get("loss_clawvisor"):
+        return []
+    load = d.get("load_before")
+    per = ", ".join(
+        f"{r['offered_rate']:,}/s: {1e6 * r['daemon_cpu_s'] / max(r['captured'], 1):.0f} µs"
+        for r in d["loss_clawvisor"]
+    )
+    s = d.get("slowdown") or {}
+    return [
+        "## The monitors' runs",
+        "",
+        f"Measured {measured(d, 'monitors')} UTC (`{PY} -m bench.monitors`"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + f"). The daemon's CPU per captured event, by offered rate: {per}. Events the "
+        "daemon's loop does not drain in time are lost in the kernel's ring buffer "
+        "(`kernel_lost` in `results/monitors.json`)."
+        + (
+            f" The untraced runs start once the daemon has drained the traced run's events "
+            f"({s['backlog_s']:.1f} s, median)."
+            if "backlog_s" in s
+            else ""
+        ),
+        "",
+    ]
+
+
 def corpora_section() -> list[str]:
     """The monitors against the attack and benign corpora (tests/integration/test_corpora.py
     writes the report), below the table: counts, not comparisons."""
@@ -132,8 +174,9 @@ def corpora_section() -> list[str]:
         "## The monitors against the corpora",
         "",
         f"Each behaviour run as a real workload user under the real BPF monitors "
-        f"(`{PY} -m pytest tests/integration/test_corpora.py`; per behaviour, the alerts "
-        "raised, in `results/corpora.json`).",
+        f"(`{PY} -m pytest tests/integration/test_corpora.py`, measured "
+        f"{measured(d, 'corpora')} UTC; per behaviour, the alerts raised, in "
+        "`results/corpora.json`).",
         "",
         "| corpus | behaviours | caught by a specific trigger | only generically | missed "
         "| high or critical alerts |",
@@ -428,6 +471,261 @@ def monitor_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     return rows
 
 
+def eventlog_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """The kept event log (bench/eventlog.py): its lossless rate against journald's and a
+    plain append's, and the decisions' latency under the monitors' load with it on/off."""
+    ours, top = lossless_rate(d["writer"]), max(r["offered_rate"] for r in d["writer"])
+    journald, append = lossless_rate(d["journald"]), lossless_rate(d["append"])
+    shown = f"{ours:,}" + (f" (of {top:,} offered, the most tried)" if ours >= 0.99 * top else "")
+    rows = [
+        Row(
+            "event log",
+            "events/s into the kept log without loss (writer, in process)",
+            shown,
+            f"journald, own namespace, no rate limit (its pace, {d['seconds']:g} s runs)",
+            f"{journald:,}",
+            f"{_x(ours / journald)} more" if journald else "peer kept none",
+            "≥ 100,000/s" + (" met" if ours >= 100000 else " NOT met"),
+            cmd,
+        ),
+        Row(
+            "event log",
+            "events/s into the kept log without loss (writer, in process)",
+            shown,
+            "plain append, one write() per event on the loop",
+            f"{append:,}",
+            f"{_x(ours / append)} more" if append else "peer kept none",
+            "",
+            cmd,
+        ),
+    ]
+    idle = next((r for r in d["daemon"] if r["offered_rate"] == 0), None)
+    for on in (r for r in d["daemon"] if r["offered_rate"] and r["event_log"]):
+        off = next(
+            (
+                r
+                for r in d["daemon"]
+                if r["offered_rate"] == on["offered_rate"] and not r["event_log"]
+            ),
+            None,
+        )
+        rate = on["offered_rate"]
+        rows.append(
+            Row(
+                "event log",
+                f"daemon: opens kept in the log at {rate:,}/s offered",
+                f"{on['kept']:,}/{on['opens']:,}",
+                "events the BPF monitor captured (same run, every kind)",
+                f"{on['captured']:,}",
+                f"{on['kept'] / on['opens']:.1%} of the opens kept",
+                f"no loss at {rate:,}/s" + (" met" if on["lost"] == 0 else " NOT met"),
+                cmd,
+            )
+        )
+        for key in ("p50_us", "p99_us"):
+            if off is not None:
+                rows.append(
+                    Row(
+                        "event log",
+                        f"status {key[:3]} under {rate:,} events/s, kept log on (µs)",
+                        f"{on[key]:.0f}",
+                        "same load, kept log off",
+                        f"{off[key]:.0f}",
+                        f"{_x(on[key] / off[key])} the time",
+                        "",
+                        cmd,
+                    )
+                )
+            if idle is not None:
+                rows.append(
+                    Row(
+                        "event log",
+                        f"status {key[:3]} under {rate:,} events/s, kept log on (µs)",
+                        f"{on[key]:.0f}",
+                        "idle daemon, kept log on",
+                        f"{idle[key]:.0f}",
+                        f"{_x(on[key] / idle[key])} the time",
+                        "",
+                        cmd,
+                    )
+                )
+    return rows
+
+
+def secret_scan_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """sync-out's secret scan (bench/secret_scan.py): seconds per MiB beside detect-secrets'
+    own CLI and a regex-only grep, and another workload's status p99 while it runs."""
+    rows = []
+    for r in d["rows"]:
+        s = r["scan_s_per_mib"]
+        rows.append(
+            Row(
+                "sync-out",
+                f"secret scan of {r['mib']:g} MiB of text, in the copy's child (s/MiB)",
+                f"{s:.2f}",
+                "detect-secrets scan (its CLI, whole run)",
+                f"{r['detect_secrets_cli_s_per_mib']:.2f}",
+                f"{_x(s / r['detect_secrets_cli_s_per_mib'])} the CLI's time"
+                if r["detect_secrets_cli_s_per_mib"] > 0
+                else "CLI too fast to time",
+                "",
+                cmd,
+            )
+        )
+        rows.append(
+            Row(
+                "sync-out",
+                f"secret scan of {r['mib']:g} MiB of text, in the copy's child (s/MiB)",
+                f"{s:.2f}",
+                "grep -P with detect-secrets' regexes only",
+                f"{r['grep_s_per_mib']:.4f}",
+                f"{_x(s / r['grep_s_per_mib'])} grep's time"
+                if r["grep_s_per_mib"] > 0
+                else "grep too fast to time",
+                "",
+                cmd,
+            )
+        )
+    dm = d.get("daemon")
+    if dm:
+        rows.append(
+            Row(
+                "sync-out",
+                f"another workload's status p99 while {dm['mib']:g} MiB sync-outs scan (µs)",
+                f"{dm['during']['p99_us']:.0f}",
+                "same daemon, nothing else running",
+                f"{dm['idle']['p99_us']:.0f}",
+                f"{_x(dm['during']['p99_us'] / dm['idle']['p99_us'])} the time",
+                "",
+                cmd,
+            )
+        )
+    return rows
+
+
+def measured(d: dict[str, Any], name: str) -> str:
+    """When a step's results were measured: its own record, else its file's time."""
+    if d.get("measured"):
+        return str(d["measured"])
+    mtime = (RESULTS / f"{name}.json").stat().st_mtime
+    return f"{datetime.fromtimestamp(mtime, UTC):%Y-%m-%d %H:%M}"
+
+
+def eventlog_when(d: dict[str, Any]) -> str:
+    """When the writer and the daemon parts were measured (one date if one run)."""
+    w, dm = d.get("writer_measured"), d.get("daemon_measured")
+    if w and dm and w != dm:
+        return f"{w} (writer) and {dm} (daemon)"
+    return measured(d, "eventlog")
+
+
+def eventlog_section() -> list[str]:
+    """The kept event log's runs in full (bench/eventlog.py), below the table."""
+    d = _load("eventlog")
+    if d is None:
+        return []
+    load = d.get("load_before")
+    return [
+        "## The kept event log at the monitors' rates",
+        "",
+        f"Measured {eventlog_when(d)} UTC (`{PY} -m bench.eventlog`"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + f"). Writer: `Open` events handed to the real `EventLog` on an asyncio loop for "
+        f"{d['seconds']:g} s at each rate, then read back with the log's reader; beside it "
+        "journald (its own namespace, rate limit off, one datagram per event, the send "
+        "waiting when its queue is full) and a plain append (one write() per event). A "
+        "sink's rate without loss is the highest pace it took events at with every one read "
+        "back (journald keeps all it takes, but holds the sender to its own pace). "
+        "Daemon: a workload opening /dev/null for writing at the rate under the real BPF "
+        "monitor, another workload asking `status` once a millisecond meanwhile "
+        f"({d.get('daemon_seconds', 10):g} s runs, {d.get('rounds', 1)} interleaved rounds: "
+        "latencies and CPU are medians, counts those of the round with the median capture).",
+        "",
+        d["table"],
+        "",
+        *eventlog_notes(d),
+    ]
+
+
+def eventlog_notes(d: dict[str, Any]) -> list[str]:
+    """What the daemon runs say, in words, from their figures."""
+    out = []
+    for r in d.get("daemon", []):
+        if not r["offered_rate"] or not r["event_log"]:
+            continue
+        rate, opens, kept, captured = r["offered_rate"], r["opens"], r["kept"], r["captured"]
+        off = next(
+            (o for o in d["daemon"] if o["offered_rate"] == rate and not o["event_log"]), None
+        )
+        if kept >= opens:
+            out.append(
+                f"- At {rate:,} opens/s the daemon kept every one ({kept:,}); its CPU was "
+                f"{r['daemon_cpu_s']:.1f} s in the {d.get('daemon_seconds', 10):g} s run."
+            )
+        else:
+            out.append(
+                f"- At {rate:,} opens/s the daemon captured {captured:,} of {opens:,} (the "
+                f"rest were lost in the kernel's ring buffer, {r['kernel_lost']:,}: its "
+                f"event loop could not drain it) and the kept log held {kept:,} of them: "
+                "the loss is upstream of the log, which keeps what the loop hands it. "
+                f"Meanwhile `status` took {r['p50_us'] / 1000:,.0f} ms at the median "
+                f"({r['decisions']:.0f} answered in the run)"
+                + (
+                    f"; with the kept log off, {off['p50_us'] / 1000:,.0f} ms "
+                    f"({off['decisions']:.0f} answered)."
+                    if off
+                    else "."
+                )
+            )
+    return out + ([""] if out else [])
+
+
+def secret_scan_section() -> list[str]:
+    """sync-out's secret scan per MiB (bench/secret_scan.py), below the table."""
+    d = _load("secret_scan")
+    if d is None:
+        return []
+    load = d.get("load_before")
+    return [
+        "## sync-out's secret scan per MiB",
+        "",
+        f"Measured {measured(d, 'secret_scan')} UTC (`{PY} -m bench.secret_scan`"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + "). The copy's child process (`python -I -m executors.sync_out_copy`) on one "
+        "file of generated, secret-free source-like text, scan on and off (the scan is the "
+        "difference; medians), beside `detect-secrets scan` on the same file and `grep -P` "
+        "with the regular expressions of detect-secrets' regex-based plugins (no entropy "
+        "or keyword checks).",
+        "",
+        d["table"],
+        "",
+        *secret_scan_notes(d),
+    ]
+
+
+def secret_scan_notes(d: dict[str, Any]) -> list[str]:
+    """The daemon run in words: where the scan's time goes and what it costs others."""
+    dm = d.get("daemon")
+    alone = next((r for r in d["rows"] if dm and r["mib"] == dm["mib"]), None)
+    if not dm or alone is None:
+        return []
+    took = sorted(dm["sync_out_s"])[len(dm["sync_out_s"]) // 2]
+    return [
+        f"- Through the daemon, a {dm['mib']:g} MiB sync-out took {took:.1f} s (the copy alone, "
+        f"above: {alone['copy_scan_on_s']:.1f} s): the scan runs in the copy's child, so the "
+        "daemon's loop is not blocked, but on two cores the child shares the CPU with the "
+        "daemon and the asking workload; the asking workload's `status` p99 went from "
+        f"{dm['idle']['p99_us'] / 1000:.1f} ms to {dm['during']['p99_us'] / 1000:.1f} ms.",
+        f"- At {alone['scan_s_per_mib']:.1f} s/MiB, sync-out's default timeout "
+        f"({d.get('default_timeout_s', 30):g} s) covers about "
+        f"{d.get('default_timeout_s', 30) / alone['scan_s_per_mib']:.1f} MiB of text a "
+        f"request, while its default caps allow {d.get('max_file_mib', 16):g} MiB a file and "
+        f"{d.get('max_request_mib', 64):g} MiB a request: a larger text request times out "
+        "(nothing copied) unless `[executors.sync-out] timeout` is raised.",
+        "",
+    ]
+
+
 def nft_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     return [
         Row(
@@ -536,6 +834,8 @@ EXTRACT = {
     "policy_eval": policy_rows,
     "ask_latency": ask_rows,
     "monitors": monitor_rows,
+    "eventlog": eventlog_rows,
+    "secret_scan": secret_scan_rows,
     "nft_counters": nft_rows,
     "footprint": footprint_rows,
     "provision": provision_rows,
@@ -562,7 +862,10 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
             f"| {r.aim} | `{r.command}` |"
         )
     out += allow_path_section()
+    out += monitors_section()
     out += corpora_section()
+    out += eventlog_section()
+    out += secret_scan_section()
     out += policy_diff_section()
     out += [
         "",
@@ -575,7 +878,7 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
             if ran
             else "Rebuilt from each step's last results (each step measures its peers with it): "
             + ", ".join(
-                f"{f.stem} {datetime.fromtimestamp(f.stat().st_mtime, UTC):%Y-%m-%d %H:%M}"
+                f"{f.stem} {measured(_load(f.stem) or {}, f.stem)}"
                 for f in sorted(RESULTS.glob("*.json"))
             )
             + " UTC"

@@ -6,7 +6,9 @@ import json
 import os
 import platform
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,8 +43,18 @@ def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 def write_result(name: str, data: object) -> Path:
-    """Store one benchmark's figures as JSON under bench/results/."""
+    """Store one benchmark's figures as JSON under bench/results/ (a dict gets the time it
+    was measured, UTC: results.md says it, and a checkout's file times do not)."""
+    if isinstance(data, dict):
+        data = {"measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", **data}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def lossless_rate(rows: list[dict[str, Any]]) -> int:
+    """The highest rate a sink took events at with every one of them kept (a sink that
+    blocks keeps everything, but slows its feeder to its own pace: that pace is its rate).
+    Rows have `offered` (events handed over), `lost` and `achieved_rate`."""
+    return max((r["achieved_rate"] for r in rows if r["lost"] == 0 and r["offered"] > 0), default=0)

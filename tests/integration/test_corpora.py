@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,11 @@ def alerts_of(stream: Stream, root_pid: int) -> list[dict]:
     return [i for i in items if i.get("alert") and i.get("pid") in tree]
 
 
+def now() -> str:
+    """When the report was measured (results.md says it; a checkout's file times do not)."""
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+
+
 def test_the_attack_corpus_is_caught(corpus_mon):
     user, home, other, stream = corpus_mon
     behaviours = load("attack_corpus.toml")
@@ -114,7 +120,7 @@ def test_the_attack_corpus_is_caught(corpus_mon):
         )
     REPORT.parent.mkdir(exist_ok=True)
     old = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    REPORT.write_text(json.dumps({**old, "attack": report}, indent=1) + "\n")
+    REPORT.write_text(json.dumps({**old, "attack": report, "measured": now()}, indent=1) + "\n")
     for r in report:
         print(f"{r['caught']:9} {r['name']}: {', '.join(r['alerts']) or '-'}")
     missing = [r["name"] for r in report if r["expected_seen"] is False]
@@ -136,7 +142,7 @@ def test_the_benign_corpus_raises_no_high_or_critical_alert(corpus_mon):
         )
     old = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(json.dumps({**old, "benign": report}, indent=1) + "\n")
+    REPORT.write_text(json.dumps({**old, "benign": report, "measured": now()}, indent=1) + "\n")
     for r in report:
         print(f"{r['name']}: {', '.join(r['alerts']) or '-'}")
     assert [(r["name"], r["high"]) for r in report if r["high"]] == []
