@@ -103,6 +103,8 @@ class DaemonView(Protocol):
     def grants(self) -> int: ...
     @property
     def monitors(self) -> Sequence[MonitorInfo]: ...
+    @property
+    def verify(self) -> VerifyState | None: ...
     def capabilities(self, source: str) -> Sequence[Capability]:
         """The actions `source`'s policy could allow or ask about, with their rules."""
         ...
@@ -116,6 +118,19 @@ class MonitorInfo(msgspec.Struct, frozen=True):
     detail: str = ""
     #: Running totals: bpf events/lost/throttled, overlay files/overflows, nftables reads.
     counts: dict[str, int] = {}
+
+
+class VerifyState(msgspec.Struct, frozen=True):
+    """The daemon's last standing `verify` (every `[verify] interval` and after each
+    reload): when it ran, the counts, and each failure as `workload: check: reason`."""
+
+    at: float
+    passed: int
+    failed: int
+    skipped: int
+    failures: list[str] = []
+    #: Why it could not run at all (then the counts are 0).
+    error: str | None = None
 
 
 class NoOptions(msgspec.Struct, forbid_unknown_fields=True):

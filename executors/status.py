@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .base import Action, ExecContext, IntentBase, MonitorInfo, ResultBase
+from .base import Action, ExecContext, IntentBase, MonitorInfo, ResultBase, VerifyState
 
 
 class Params(IntentBase, tag="status", frozen=True):
@@ -35,6 +35,8 @@ class Result(ResultBase, tag="status", frozen=True):
     #: Standing approvals in force.
     grants: int = 0
     monitors: list[MonitorInfo] = []
+    #: The daemon's last standing `verify` (operators only).
+    verify: VerifyState | None = None
 
 
 #: The `source` of an operator's context (control.sock), which no workload can be named.
@@ -60,6 +62,7 @@ def run(params: Params, ctx: ExecContext) -> Result:
         policy=PolicyState(files=list(d.policy_files), rules=d.policy_rules, error=d.policy_error),
         grants=d.grants,
         monitors=list(d.monitors),
+        verify=d.verify,
     )
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import msgspec.inspect as mi
 
 from executors import ACTIONS
 from executors.base import Action
+from policy import Policy, load_policy_dir, load_policy_texts
 from policy.catalog import ActionInfo, Format, ParamType, Scalar
+
+if TYPE_CHECKING:
+    from .config import Config
 
 #: What a string param means where the policy matches by meaning (`domain` on URLs and
 #: hosts, `under` on paths). The Structs do not say it; the test suite checks every entry
@@ -170,3 +174,23 @@ def normalise_params(action: str, target: str | None, params: Mapping[str, Any])
     except msgspec.ValidationError as exc:
         raise ValueError(_in_words(action, str(exc))) from None
     return {f: getattr(intent, f) for f in spec.param_names}
+
+
+def load_policy(config: Config) -> Policy:
+    """The policy for `config`; raises PolicyError (never returns half a policy)."""
+    from .config import EMBEDDED_POLICY_NAME, embedded_policy_text
+
+    if config.embedded:
+        return load_policy_texts(
+            [(EMBEDDED_POLICY_NAME, embedded_policy_text())],
+            POLICY_CATALOG,
+            config.tags,
+            normalise=normalise_params,
+        )
+    return load_policy_dir(
+        config.paths.policy_dir,
+        POLICY_CATALOG,
+        config.tags,
+        display_root=config.paths.config_dir,
+        normalise=normalise_params,
+    )

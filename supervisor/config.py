@@ -152,6 +152,9 @@ class VerifySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     lan_probe: str | None = None
     internet_probe: str = "1.1.1.1:443"
+    #: The daemon runs verify this often (seconds) and soon after each reload; any FAIL
+    #: is a critical alert and `status` shows the last result. 0: never on its own.
+    interval: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)] = 3600.0
 
 
 class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

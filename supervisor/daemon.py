@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from executors.base import Account
-from policy import Policy, PolicyError, load_policy_dir, load_policy_texts
+from policy import Policy, PolicyError
 
 from . import sdnotify
-from .actions import POLICY_CATALOG, normalise_params
+from .actions import load_policy
 from .activation import code_identity, handoff
 from .approvals.broker import Broker
 from .approvals.grants import GrantStore
@@ -26,11 +26,9 @@ from .approvals.sanitize import visible
 from .audit import CRIT, INFO, NOTICE, Auditor, AuditRecord, AuditUnavailable
 from .audit.chain import ended
 from .config import (
-    EMBEDDED_POLICY_NAME,
     Config,
     ConfigError,
     embedded_config,
-    embedded_policy_text,
     group_gid,
     load_config,
 )
@@ -45,6 +43,7 @@ from .rejections import Rejections
 from .responses import Responder, alert_json, summary
 from .server import Endpoint
 from .session import Gateways
+from .standing_verify import StandingVerify, keep_and_alert
 from .state import DaemonState
 from .triggers import Alert, Trigger, TriggerError, load_triggers
 from .wire.control import AlertEvent
@@ -54,24 +53,6 @@ HEAD_SAVE_INTERVAL = 5.0
 #: At shutdown, how long owed replies may sit unread before they are given up (a peer
 #: that keeps reading gets them all, up to the drain deadline plus this).
 FLUSH_TIMEOUT = 2.0
-
-
-def load_policy(config: Config) -> Policy:
-    """The policy for `config`; raises PolicyError (never returns half a policy)."""
-    if config.embedded:
-        return load_policy_texts(
-            [(EMBEDDED_POLICY_NAME, embedded_policy_text())],
-            POLICY_CATALOG,
-            config.tags,
-            normalise=normalise_params,
-        )
-    return load_policy_dir(
-        config.paths.policy_dir,
-        POLICY_CATALOG,
-        config.tags,
-        display_root=config.paths.config_dir,
-        normalise=normalise_params,
-    )
 
 
 class Daemon:
@@ -175,6 +156,14 @@ class Daemon:
         )
         self.workload_sockets = WorkloadSockets(self.intents, config.paths.runtime_dir)
         self.gateways = Gateways(self.pipeline, self.rejections)
+        paths = config.paths
+        self.standing = StandingVerify.for_daemon(
+            paths.config_dir,
+            paths.state_dir,
+            paths.runtime_dir,
+            0.0 if config.embedded else config.settings.verify.interval,  # a demo: nothing
+            keep_and_alert(self.state, self.auditor.note, self.broker.notice),
+        )
         self._stop = asyncio.Event()
         self._sockets: dict[str, socket.socket] = {}
         self._owned: list[Path] = []
@@ -332,6 +321,7 @@ class Daemon:
         self._drop_remapped(old_by_uid)
         self._own_sockets(config)
         self.gateways.capabilities_changed()
+        self.standing.soon()
         if self.monitors is not None:
             self.monitors.configure(config, triggers)
         self._audit_policy(
@@ -394,6 +384,7 @@ class Daemon:
             f"{self.status_line()}"
         )
         self._save_head_later(loop)
+        self.standing.start()
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         await self._stop.wait()
         code = 0
@@ -406,6 +397,7 @@ class Daemon:
             watchdog.stop()
         if self.monitors is not None:
             self.monitors.stop()
+        self.standing.stop()
         self.workload_sockets.close()
         await self.intents.close()
         await self.control.close()

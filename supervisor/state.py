@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from executors.base import MonitorInfo
+from executors.base import MonitorInfo, VerifyState
 from executors.capabilities import Capability
 from policy import Policy
 
@@ -33,6 +33,8 @@ class DaemonState:
         self._grant_count = grant_count
         #: Each monitor's state; set by the daemon when monitors run.
         self.monitor_status: Callable[[], list[MonitorInfo]] = list
+        #: The last standing `verify` (supervisor/standing_verify.py), once one ran.
+        self.verify: VerifyState | None = None
         self._started = time.monotonic()
         self._version = daemon_version()
         # Rebuilt only when the policy object is swapped: no work per request.

@@ -26,7 +26,7 @@ def json_outputs() -> dict[str, JsonOutput]:
     from ..audit.chain import ChainStatus
     from ..doctor import Check as DoctorCheck
     from ..policy_tools import CheckReport
-    from ..provision.verify import Check as VerifyCheck
+    from ..verify_result import Check as VerifyCheck
     from ..wire.control import GrantList, PendingList
 
     return {

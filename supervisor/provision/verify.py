@@ -16,27 +16,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 
 import msgspec
 
 from executors.nft import FAMILY, TABLE, Nft, NftError
 
 from ..config import WorkloadSpec
+from ..verify_result import Check, Result
 from .box import Box
 from .firewall import counter_name
 from .networks import parse_entry
-
-Result = Literal["PASS", "FAIL", "SKIP"]
-
-
-class Check(msgspec.Struct):
-    """One row of the report."""
-
-    workload: str
-    check: str
-    result: Result
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -412,6 +412,9 @@ def write_config(
     # A group that does not exist: the daemon grants the workload users by ACL.
     base = '[server]\nsocket_group = "cvt-no-such-group"\n'
     text = base + settings if "[server]" not in settings else settings
+    if "[verify]" not in text:
+        # The standing verify probes as each workload's user: only its own tests run it.
+        text += "\n[verify]\ninterval = 0\n"
     if "[monitors]" not in text:
         # Each daemon would compile and attach its own BPF program: only the tests
         # about monitors turn them on.
