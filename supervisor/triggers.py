@@ -38,6 +38,7 @@ exempted trigger is an error naming the file and the trigger.
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 import tomllib
 from collections import deque
@@ -51,6 +52,7 @@ import msgspec
 
 from executors.base import whole
 from policy.constraints import Exact, parse_constraint
+from policy.matchers import Glob, Regex
 
 from .monitors import events as ev
 from .wire.control import TriggerResponse
@@ -353,6 +355,27 @@ class Alert(msgspec.Struct, kw_only=True):
     results: list[str] = []
 
 
+_Gates = tuple[list[tuple[str, "re.Pattern[str]"]], list[tuple[Trigger, int | None]]]
+
+
+def _gate(triggers: list[Trigger]) -> _Gates:
+    """For one event kind: per field, the union of the triggers' whole-value patterns on
+    it (a necessary condition: a trigger whose pattern does not match cannot fire), and
+    each trigger, in order, with the gate it sits behind (None: always checked)."""
+    fields: dict[str, list[str]] = {}
+    entries: list[tuple[Trigger, str | None]] = []
+    for t in triggers:
+        gate = next((m for m in t.matchers if isinstance(m, Glob | Regex) and not m.each), None)
+        if gate is None:
+            entries.append((t, None))
+            continue
+        fields.setdefault(gate.param, []).append(f"(?:{gate.compiled.pattern})")
+        entries.append((t, gate.param))
+    names = list(fields)
+    gates = [(n, re.compile("|".join(fields[n]), re.DOTALL)) for n in names]
+    return gates, [(t, None if f is None else names.index(f)) for t, f in entries]
+
+
 class TriggerEngine:
     """Matches every event against the triggers for its kind; hands fired ones on."""
 
@@ -375,12 +398,28 @@ class TriggerEngine:
         for t in self.triggers:
             for k in t.kinds:
                 self.by_kind.setdefault(k, []).append(t)
+        self._gated = {k: _gate(ts) for k, ts in self.by_kind.items()}
 
     def on_event(self, event: ev.Event) -> None:
         """The bus listener."""
         kind: str = event.__struct_config__.tag  # type: ignore[assignment]
         tags = self.tags.get(event.workload, frozenset()) if event.workload else frozenset()
-        for t in self.by_kind.get(kind, ()):
+        gated = self._gated.get(kind)
+        if gated is None:
+            return
+        gates, entries = gated
+        # One regex per field rules out, at once, every trigger whose pattern on that
+        # field cannot match (most events match none): the rest are checked in full.
+        shut = set()
+        for i, (fname, union) in enumerate(gates):
+            value = getattr(event, fname, None)
+            # A pattern never matches a missing value; a list is matched element-wise
+            # by the trigger itself, so it passes the gate.
+            if value is None or (isinstance(value, str) and union.fullmatch(value) is None):
+                shut.add(i)
+        for t, gate in entries:
+            if gate is not None and gate in shut:
+                continue
             if t.except_tags & tags:
                 continue
             if not t.matches(event):
