@@ -95,6 +95,12 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rejected_rate: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 1.0
     rejected_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
     rejected_interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
+    #: Refused intents (denied, rate-limited, refused before asking) each workload may
+    #: have recorded one by one, per second and in a burst; beyond that they are counted
+    #: in one record every `rejected_interval` (ids first..last). Intents that run or
+    #: are asked about are always recorded one by one.
+    denied_rate: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 10.0
+    denied_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 200
 
 
 class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

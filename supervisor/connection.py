@@ -93,6 +93,8 @@ class Connection(asyncio.Protocol):
         self.framer = LineFramer(MAX_LINE)
         self.tasks: set[asyncio.Task[bytes]] = set()
         self.last_activity = time.monotonic()
+        #: True while the peer waits for pushed events (a `watch`): not idle, then.
+        self.waits_for_events: Callable[[], bool] | None = None
         self.partial_since: float | None = None
         self._write_paused = False
         self._reading_paused = False
@@ -367,6 +369,7 @@ class Connection(asyncio.Protocol):
             not self.tasks
             and not self.framer.has_line()
             and now - self.last_activity > limits.idle_timeout
+            and not (self.waits_for_events is not None and self.waits_for_events())
         ):
             self.close()
 

@@ -39,7 +39,7 @@ from .listen import listening_sockets
 from .monitors.manager import Monitors
 from .pipeline import Caller, Pipeline, grant_recorder
 from .pipeline.running import Running, record_interrupted
-from .rejections import Rejections
+from .rejections import Rejections, counted_refusals
 from .responses import Responder, alert_json, summary
 from .server import Endpoint
 from .session import Gateways
@@ -115,6 +115,7 @@ class Daemon:
             burst=config.settings.audit.rejected_burst,
             interval=config.settings.audit.rejected_interval,
         )
+        self.pipeline.count_denial = counted_refusals(auditor, config.settings.audit)
         self.monitors: Monitors | None = None
         self.responder: Responder | None = None
         ms = config.settings.monitors

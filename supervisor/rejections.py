@@ -13,10 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .audit import WARNING, Auditor, AuditRecord
 from .identity import Peer
 from .wire.common import ErrorCode, encode_reply, error_reply
+
+if TYPE_CHECKING:
+    from .config import AuditSettings
 
 
 @dataclass(slots=True)
@@ -44,8 +48,11 @@ class Rejections:
         burst: int = 100,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "rejected input",
     ) -> None:
         self.trail = trail
+        #: What is counted, in the aggregate record's words.
+        self.what = what
         self.rate = rate
         self.burst = burst
         self.interval = interval
@@ -81,6 +88,16 @@ class Rejections:
         else:
             self._count(peer.uid, workload, request_id, code)
         return encode_reply(error_reply(request_id, code, message))
+
+    def counts_instead(
+        self, peer: Peer, workload: str | None, request_id: str | None, code: str
+    ) -> bool:
+        """True when this one is over its uid's budget: counted into the next aggregate
+        record instead of recorded on its own (the caller writes nothing for it)."""
+        if self._take(peer.uid, workload):
+            return False
+        self._count(peer.uid, workload, request_id, code)
+        return True
 
     def connection(self, peer: Peer, code: ErrorCode, message: str) -> bytes:
         """Record and answer a connection refused before any request (unknown uid, caps)."""
@@ -137,7 +154,7 @@ class Rejections:
                         uid=uid,
                         outcome="aggregated",
                         detail=codes,
-                        message=f"rejected input from uid {uid} ({b.workload or 'unknown'}): "
+                        message=f"{self.what} from uid {uid} ({b.workload or 'unknown'}): "
                         f"{n} more over its budget of {self.rate:g}/s in "
                         f"{time.time() - b.since:.1f} s, counted here ({codes}){ids}"[:1024],
                     )
@@ -146,3 +163,21 @@ class Rejections:
                 b.first_id = b.last_id = None
             elif b.tokens >= self.burst and self._clock() - b.last > self.interval:
                 del self._budgets[uid]  # idle and full: forget it (bounded memory)
+
+
+def counted_refusals(trail: Auditor, audit: AuditSettings) -> Callable[[Any, str], bool]:
+    """The pipeline's budget of refused intents per workload (`[audit] denied_rate`):
+    (intent, code) -> True when that refusal is counted instead of recorded."""
+    denials = Rejections(
+        trail,
+        rate=audit.denied_rate,
+        burst=audit.denied_burst,
+        interval=audit.rejected_interval,
+        what="refused intents",
+    )
+
+    def count(it: Any, code: str) -> bool:
+        caller = it.caller
+        return denials.counts_instead(caller.peer, caller.account.workload, it.request_id, code)
+
+    return count

@@ -119,6 +119,7 @@ class Gateways:
 
         def bind(conn: Connection) -> LineHandler:
             session.push = conn.push
+            conn.waits_for_events = lambda: session.watching
             self._live.add(session)
             return session.handle
 

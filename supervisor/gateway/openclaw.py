@@ -15,8 +15,11 @@ there reaches only what that user could reach anyway).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pwd
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,12 +38,15 @@ OPENCLAW_DEFAULT_TIMEOUT_MS: Final = 60_000
 MARGIN_S: Final = 30.0
 
 _READ = """
-import os, sys
+import os, stat, sys
 path = sys.argv[1]
 try:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO planted there opens at once (and is refused below).
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
 except FileNotFoundError:
     sys.exit(3)
+if not stat.S_ISREG(os.fstat(fd).st_mode):
+    sys.exit("not a regular file")
 with os.fdopen(fd, "rb") as f:
     sys.stdout.buffer.write(f.read(1 << 20))
 """
@@ -101,9 +107,28 @@ def _as_user(user: str, code: str, path: Path, data: bytes | None = None) -> byt
     if proc.returncode == 3:
         return None
     if proc.returncode != 0:
-        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
-        raise SetupError(f"{path}: as {user}: {why[0]}")
+        why = proc.stderr.decode("ascii", "replace").strip().splitlines()[-1:] or ["?"]
+        raise SetupError(f"{path}: as {user}: {why[0][:200]!r}")
     return proc.stdout
+
+
+def _config_dir_for(w: Workload) -> None:
+    """A provisioned home is root's (0700, the workload let in by ACL): the workload
+    cannot make `~/.openclaw` itself, so root does, for it. Only in a home nobody else
+    can write to, where nothing can have been planted."""
+    st = w.home.lstat()
+    if st.st_uid != 0 or st.st_mode & 0o022 or not stat.S_ISDIR(st.st_mode):
+        return  # the workload's own home: its child makes the directory
+    target = w.config_file.parent
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(target, 0o700)
+    pw = pwd.getpwnam(w.user)
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, pw.pw_uid, pw.pw_gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def read_config(w: Workload) -> dict[str, Any]:
@@ -113,7 +138,7 @@ def read_config(w: Workload) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise SetupError(
             f"{w.config_file} is not plain JSON ({exc}); edit it by hand with what "
             "`clawvisor openclaw setup --print` shows"
@@ -182,6 +207,14 @@ def bypasses(current: dict[str, Any], w: Workload) -> list[str]:
     opened = [t for t in allow if t in HOST_TOOLS or t in HOST_GROUPS]
     if opened:
         found.append(f"tools.allow lets host tools through: {opened}")
+    for n, agent in enumerate(_list(_dict(current.get("agents")).get("list"))):
+        own = _dict(_dict(agent).get("tools"))
+        opened = [t for t in _list(own.get("allow")) if t in HOST_TOOLS or t in HOST_GROUPS]
+        if ("profile" in own and own["profile"] not in SAFE_PROFILES) or opened:
+            found.append(
+                f"agents.list[{n}].tools ({own.get('profile')!r}, allow {opened}) gives that "
+                "agent OpenClaw's own acting tools back"
+            )
     servers = _dict(_dict(current.get("mcp")).get("servers"))
     entry = servers.get(SERVER)
     if not isinstance(entry, dict):
@@ -210,13 +243,16 @@ def setup(w: Workload, *, print_only: bool, check: bool, out: TextIO = sys.stdou
                 print(f"{w.config_file}: clawvisor is the only way for the agent to act", file=out)
             return 1 if found else 0
         new = configured(current, w)
-        text = json.dumps(new, indent=2, ensure_ascii=False) + "\n"
+        # ASCII only: what the workload wrote (C1 controls, bidi overrides) reaches root's
+        # terminal with --print only as \u escapes.
+        text = json.dumps(new, indent=2, ensure_ascii=True) + "\n"
         if print_only:
             out.write(text)
             return 0
         if new == current:
             print(f"{w.config_file}: unchanged", file=out)
             return 0
+        _config_dir_for(w)
         _as_user(w.user, _WRITE, w.config_file, text.encode())
     except (SetupError, OSError, subprocess.SubprocessError) as exc:
         print(f"clawvisor openclaw setup: {exc}", file=sys.stderr)

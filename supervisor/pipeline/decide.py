@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import msgspec
@@ -60,6 +60,9 @@ class Pipeline:
         self.ledger = Ledger(state, trail)
         self.execution = Execution(state, self.ledger, self.limiter, broker)
         self.asking = Asking(state, self.ledger, broker, grants, self.execution)
+        #: (intent, code) -> True when this refusal is over its workload's budget and is
+        #: counted into an aggregate record instead (set by the daemon).
+        self.count_denial: Callable[[Case, str], bool] | None = None
 
     def context(self, action: Action) -> Any:
         """The executor context an operator's request gets (control.sock's `status`)."""
@@ -116,7 +119,15 @@ class Pipeline:
             return self.ledger.end(
                 it, "unavailable", "the daemon is stopping", what="refused: stopping"
             )
-        if target is not None and target not in config.workloads:
+        policy = self.state.policy
+        unknown = target is not None and target not in config.workloads
+        # An unknown target is decided like any other first: a workload the policy
+        # would refuse learns nothing about which workload names exist.
+        ruling = evaluate(policy, source, it.action.name, target, it.params)
+        it.ruling = ruling
+        if ruling.decision == "deny":
+            return self._deny(it, "policy_denied", self._deny_message(it))
+        if unknown:
             return self.ledger.end(
                 it,
                 "invalid_params",
@@ -124,13 +135,8 @@ class Pipeline:
                 what="refused: unknown target",
                 priority=NOTICE,
             )
-        policy = self.state.policy
-        ruling = evaluate(policy, source, it.action.name, target, it.params)
-        it.ruling = ruling
         if it.params_overflow is not None:  # all of them in the trail, before its decision
             self.ledger.note_parts(it, "params", it.params_overflow)
-        if ruling.decision == "deny":
-            return self._deny(it, "policy_denied", self._deny_message(it))
         rule = ruling.rule
         assert rule is not None
         it.runs_on = runs_on(policy, rule, source, it.action.name, target)
@@ -155,27 +161,36 @@ class Pipeline:
         try:
             it.action.precheck(it.intent, self.execution.context(it.action, it))
         except ExecError as exc:
-            return self.ledger.end(
+            # The details (which file is missing, where) are the operator's: they would
+            # map a root-only directory for the workload. The trail has them.
+            return self._deny(
                 it,
                 exc.code,
-                f"{exc.message}; nobody was asked",
-                priority=NOTICE,
-                what=f"refused before asking: {exc.message}"[:300],
+                f"{it.action.name} cannot run as asked (see the operator's audit trail); "
+                "nobody was asked",
+                detail=exc.message[:300],
             )
         return None
 
-    def _deny(self, it: Case, code: ErrorCode, message: str) -> Outcome:
+    def _deny(self, it: Case, code: ErrorCode, message: str, detail: str | None = None) -> Outcome:
         # A refusal is a deny whatever the rule said (a rate-limited allow is a deny).
+        it.ended = True
+        out = msgspec.structs.replace(it.outcome(code, message), decision="deny")
+        if self.count_denial is not None and self.count_denial(it, code):
+            # Over its workload's budget of refusals: counted in the next aggregate
+            # record (ids first..last), not written one by one: refusals license nothing,
+            # and a workload sending them must not be able to flush the trail.
+            return out
         rec = it.record(
             decision="deny",
             priority=NOTICE,
             outcome=code,
             final=1,
+            detail=detail,
             message=it.summary(f"deny ({code})"),
         )
-        it.ended = True
         self.trail.note(rec)
-        return msgspec.structs.replace(it.outcome(code, message), decision="deny")
+        return out
 
     def _deny_message(self, it: Case) -> str:
         assert it.ruling is not None

@@ -135,7 +135,7 @@ def test_run_ops_runs_the_named_script_as_root_with_exactly_its_args(env):
 
 
 def test_a_run_ops_ask_for_a_script_that_cannot_run_is_refused_before_anyone_is_asked(
-    env, make_daemon
+    env, make_daemon, journal
 ):
     ask = ALLOW_ALPHA.replace('"*"\nsource', '"run-ops"\nsource').replace('"allow"', '"ask"')
     daemon = make_daemon({"alpha": env.alpha}, {"10.toml": ask})
@@ -147,12 +147,18 @@ def test_a_run_ops_ask_for_a_script_that_cannot_run_is_refused_before_anyone_is_
     with connect_as(daemon.control, None) as agent:
         agent.sendall(b'{"id":"s","op":"subscribe","agent":"cli"}\n')
         assert read_lines(agent, 1)[0]["result"]["pending"] == []
-        for script, why in (("missing", "no ops script"), ("theirs-too", "not owned by root")):
-            reply = call(daemon.intents, env.alpha, {"action": "run-ops", "script": script})
+        for n, (script, why) in enumerate(
+            (("missing", "no ops script"), ("theirs-too", "not owned by root"))
+        ):
+            rid = f"ro-{n}-{os.getpid()}"
+            reply = call(daemon.intents, env.alpha, {"action": "run-ops", "script": script}, rid)
             assert reply["error"]["code"] == "executor_failed", reply
-            assert (
-                why in reply["error"]["message"] and "nobody was asked" in reply["error"]["message"]
-            )
+            message = reply["error"]["message"]
+            # The workload learns that it cannot run, not what is in a root-only directory.
+            assert "nobody was asked" in message and why not in message and "/ops" not in message
+            [rec] = journal.wait_entries(1, CLAWVISOR_INTENT_ID=rid, CLAWVISOR_FINAL="1")
+            assert why in rec["CLAWVISOR_DETAIL"] and rec["CLAWVISOR_DECISION"] == "deny"
+
         # A script that can run is put before the human as before.
         with connect_as(daemon.intents, env.alpha) as gw:
             gw.sendall(rig.request_line("ok1", {"action": "run-ops", "script": "record-ops"}))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -124,3 +125,40 @@ def test_a_planted_symlink_reaches_only_what_the_workload_could(box):
     written = box.setup()
     assert written.returncode == 2
     assert secret.read_text() == "root's secret\n" and secret.stat().st_uid == 0
+
+
+def test_setup_works_in_a_home_laid_out_as_provision_makes_it(box):
+    home = box.file.parent.parent
+    os.chown(home, 0, 0)
+    home.chmod(0o700)
+    subprocess.run(["setfacl", "-m", f"u:{box.user.uid}:rx", str(home)], check=True)
+    out = box.setup()
+    assert out.returncode == 0, out.stderr
+    st = box.file.parent.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (box.user.uid, 0o700)
+    assert box.file.stat().st_uid == box.user.uid
+
+
+def test_a_planted_fifo_or_a_deeply_nested_file_is_an_error_not_a_hang_or_a_crash(box):
+    box.file.parent.mkdir(mode=0o700)
+    os.chown(box.file.parent, box.user.uid, box.user.gid)
+    os.mkfifo(box.file)
+    os.chown(box.file, box.user.uid, box.user.gid)
+    started = time.monotonic()
+    fifo = box.setup("--print")
+    assert fifo.returncode == 2 and time.monotonic() - started < 20
+    assert "not a regular file" in fifo.stderr
+    box.file.unlink()
+    box.write_as_user(json.loads("[" * 50 + "]" * 50))  # valid, shallow enough to write
+    box.file.write_text("[" * 100_000 + "]" * 100_000)
+    deep = box.setup("--check")
+    assert deep.returncode == 2 and "Traceback" not in deep.stderr
+
+
+def test_check_sees_an_agent_that_takes_the_host_tools_back(box):
+    assert box.setup().returncode == 0
+    cfg = json.loads(box.file.read_text())
+    cfg["agents"] = {"list": [{"id": "main", "tools": {"profile": "full"}}]}
+    box.write_as_user(cfg)
+    out = box.setup("--check")
+    assert out.returncode == 1 and "agents.list[0].tools" in out.stdout

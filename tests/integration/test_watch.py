@@ -42,3 +42,20 @@ def test_watching_something_unknown_is_a_bad_request(make_user, make_daemon):
         sock.sendall(json.dumps({"id": "w1", "watch": "policy"}).encode() + b"\n")
         [reply] = read_lines(sock, 1)
     assert reply["status"] == "error" and reply["error"]["code"] == "bad_request"
+
+
+def test_a_watching_connection_is_not_closed_as_idle(make_user, make_daemon):
+    user = make_user()
+    settings = '[server]\nsocket_group = "cvt-no-such-group"\nidle_timeout = 1\n'
+    daemon = make_daemon({"w": user}, {"10.toml": rule("status")}, settings)
+    with connect_as(daemon.intents, user) as watching, connect_as(daemon.intents, user) as idle:
+        watching.sendall(b'{"id": "w1", "watch": "capabilities"}\n')
+        assert read_lines(watching, 1)[0]["status"] == "ok"
+        assert rig.is_closed(idle, timeout=10)  # the idle rule still holds for others
+        out = subprocess.run(
+            [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
+            capture_output=True,
+            check=False,
+        )
+        assert out.returncode == 0
+        assert read_lines(watching, 1) == [{"event": "capabilities_changed"}]

@@ -282,3 +282,51 @@ def test_an_install_apps_records_survive_a_flood_at_the_shipped_journal_size(use
         f"{steady:g} records/s would take {days:,.0f} days to fill the shipped 2 GiB; all "
         f"{len(before)} install-app records kept"
     )
+
+
+@pytest.mark.reliability("hostile", "a flood of denied intents: records bounded, the rest counted")
+def test_a_flood_of_denied_intents_writes_a_bounded_number_of_records(
+    users, make_daemon, journal, row
+):
+    """Well-formed intents the policy refuses, with the largest params allowed: the
+    trail gets the budget's records one by one (params bounded, no parts), then one
+    aggregate record an interval counting the rest; allowed intents are all recorded."""
+    w, v = users
+    daemon = make_daemon({"w": w, "v": v}, {"10.toml": POLICY}, SETTINGS)
+    big = {"action": "sync-out", "target": "v", "paths": [f"{'p' * 600}{i}" for i in range(100)]}
+    sent = 0
+    with connect_as(daemon.intents, w) as sock:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            for n in range(20):
+                sock.sendall(rig.request_line(f"d{sent + n}", big))
+            rig.read_lines(sock, 20)
+            sent += 20
+        sock.sendall(rig.request_line("allowed-1", {"action": "status"}))
+        assert rig.read_lines(sock, 1)[0]["status"] == "ok"
+    budget = AuditSettings()
+    time.sleep(budget.rejected_interval + 0.5)
+
+    def records(**match: str) -> list[dict]:
+        out = subprocess.run(
+            rig.journalctl("-o", "json", f"CLAWVISOR_CHAIN={daemon.chain}", "CLAWVISOR_WORKLOAD=w",
+                           *(f"{k}={v}" for k, v in match.items())),
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        return [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+
+    single = records(CLAWVISOR_KIND="decision", CLAWVISOR_OUTCOME="policy_denied")
+    parts = records(CLAWVISOR_OUTCOME="part")
+    counted = [
+        r for r in records(CLAWVISOR_OUTCOME="aggregated") if "refused intents" in r["MESSAGE"]
+    ]
+    total = sum(int(r["MESSAGE"].split(": ", 1)[1].split(" more", 1)[0]) for r in counted)
+    row.requests = sent
+    row.note(
+        f"{sent:,} denied intents of ~60 KB each in 3 s: {len(single)} records one by one, "
+        f"{len(counted)} aggregate records counting {total:,} more, {len(parts)} params parts"
+    )
+    assert len(single) <= budget.denied_burst + budget.denied_rate * 10
+    assert not parts  # a refused intent's params are not written whole
+    assert len(single) + total == sent  # every one is accounted for
+    assert records(CLAWVISOR_INTENT_ID="allowed-1")  # what ran is recorded, always

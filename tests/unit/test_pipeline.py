@@ -44,6 +44,16 @@ def test_an_unknown_target_is_invalid_params_with_its_own_outcome(tmp_path):
     assert len(env.finals_of("t1")) == 1
 
 
+def test_a_workload_the_policy_refuses_cannot_tell_unknown_targets_from_known_ones(tmp_path):
+    env = Env(tmp_path, rule("status", "v"))  # nothing for w
+    known = run(env.submit("k1", {"action": "open-url", "target": "w", "url": "https://a.org/"}))
+    unknown = run(
+        env.submit("u1", {"action": "open-url", "target": "zzz", "url": "https://a.org/"})
+    )
+    assert known.code == unknown.code == "policy_denied"
+    assert "zzz" not in unknown.message
+
+
 def test_a_rate_limited_intent_is_a_deny_in_its_record_and_its_reply(tmp_path):
     env = Env(tmp_path, rule("status", "w", rate="1/min"))
     run(env.submit("r1", {"action": "status"}))
