@@ -2,8 +2,11 @@
 
 An operator (control.sock) sees everything; a workload sees only what concerns it: its
 own name, the rules that could decide its intents, and whether the policy is deny-all.
-Other workloads' names, the policy's file names, grant counts and the monitors' details
-are the operator's business (a compromised agent would use them to aim)."""
+Other workloads' names, the list of policy files, grant counts, the monitors' details
+and the standing verify's findings are the operator's business (a compromised agent
+would use them to aim). The `file:line` of a rule that decides the workload's own
+intents is not hidden: replies and `capabilities` name it by design, so that an agent
+can tell its user which rule said no."""
 
 from __future__ import annotations
 
