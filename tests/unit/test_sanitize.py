@@ -32,3 +32,14 @@ def test_long_values_are_cut_with_a_marker():
 def test_escapes_are_counted_after_making_them_visible():
     text, cut = shown("\u202e" * 10, 20)
     assert cut and "\u202e" not in text
+
+
+def test_a_literal_escape_and_a_real_control_character_never_look_alike():
+    assert visible("\x1b") != visible("\\x1b")
+    assert visible("\\x1b") == "\\\\x1b"
+
+
+def test_blank_looking_characters_and_long_space_runs_are_escaped():
+    assert visible("a\u00a0b\u3000c\u2800d") == "a\\xa0b\\u3000c\\u2800d"
+    assert visible("a" + " " * 40 + "rule x") == "a" + "\\x20" * 40 + "rule x"
+    assert visible("two  spaces stay") == "two  spaces stay"
