@@ -183,8 +183,11 @@ def _start_journald(argv: list[str], socket_path: str) -> subprocess.Popen[bytes
 @contextlib.contextmanager
 def journald() -> Iterator[Journald]:
     """The system journald and the trail's namespaced one (as clawvisor.service's
-    LogNamespace= would start it): the running ones, else started here (and stopped)."""
+    LogNamespace= would start it): the running ones, else started here, and stopped with
+    the journal files they wrote removed (a run writes gigabytes; the next one's lookups
+    would crawl through them)."""
     j = Journald()
+    before = _journal_files()
     try:
         if not journald_listening():
             j.procs.append(_start_journald([JOURNALD], JOURNAL_SOCKET))
@@ -199,6 +202,17 @@ def journald() -> Iterator[Journald]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if j.procs:  # only what journalds of our own wrote, and only files new since
+            for path in _journal_files() - before:
+                path.unlink(missing_ok=True)
+
+
+#: Where journald keeps files: volatile, persistent, and per namespace beneath both.
+_JOURNAL_ROOTS = (Path("/run/log/journal"), Path("/var/log/journal"))
+
+
+def _journal_files() -> set[Path]:
+    return {p for root in _JOURNAL_ROOTS if root.is_dir() for p in root.rglob("*.journal*")}
 
 
 def chain_field(chain: str, field: str) -> list[str]:
