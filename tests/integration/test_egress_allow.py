@@ -115,6 +115,16 @@ def test_a_port_goes_into_the_address_and_port_sets(netns):
     assert p4["elem"]["timeout"] == 120
 
 
+def _members(ns: str, name: str) -> list:
+    """A set's elements without their countdown (`expires` ticks between two reads)."""
+    return [
+        {**e, "elem": {k: v for k, v in e["elem"].items() if k != "expires"}}
+        if isinstance(e, dict) and isinstance(e.get("elem"), dict)
+        else e
+        for e in set_elements(ns, name)
+    ]
+
+
 @pytest.mark.parametrize(
     "host",
     [
@@ -129,16 +139,6 @@ def test_a_port_goes_into_the_address_and_port_sets(netns):
         "zero.example",
     ],
 )
-def _members(ns: str, name: str) -> list:
-    """A set's elements without their countdown (`expires` ticks between two reads)."""
-    return [
-        {**e, "elem": {k: v for k, v in e["elem"].items() if k != "expires"}}
-        if isinstance(e, dict) and isinstance(e.get("elem"), dict)
-        else e
-        for e in set_elements(ns, name)
-    ]
-
-
 def test_private_answers_refuse_the_whole_request(netns, host):
     ns, daemon, alpha, _ = netns
     before = {n: _members(ns, n) for n in ("allow4_alpha", "allow6_alpha")}
