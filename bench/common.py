@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import statistics
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,3 +60,24 @@ def lossless_rate(rows: list[dict[str, Any]]) -> int:
     blocks keeps everything, but slows its feeder to its own pace: that pace is its rate).
     Rows have `offered` (events handed over), `lost` and `achieved_rate`."""
     return max((r["achieved_rate"] for r in rows if r["lost"] == 0 and r["offered"] > 0), default=0)
+
+
+def settled(
+    count: Callable[[], int],
+    want: int,
+    quiet: float = 3.0,
+    limit: float = 120.0,
+    poll: float = 0.1,
+) -> int:
+    """`count()` once it reaches `want` or stops growing for `quiet` seconds."""
+    last, since, start = -1, time.monotonic(), time.monotonic()
+    while time.monotonic() - start < limit:
+        n = count()
+        if n >= want:
+            return n
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since > quiet:
+            return n
+        time.sleep(poll)
+    return count()

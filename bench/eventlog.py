@@ -52,7 +52,7 @@ from typing import Any
 
 import msgspec
 
-from bench.common import RESULTS, cpu_seconds, lossless_rate, machine, write_result
+from bench.common import RESULTS, cpu_seconds, lossless_rate, machine, settled, write_result
 from bench.monitors import Load
 from supervisor.audit.journal import encode_fields
 from supervisor.monitors import eventlog
@@ -236,21 +236,6 @@ def journal_count(tag: str) -> int:
     return out.count(b"\n")
 
 
-def settled(count: Callable[[], int], want: int, quiet: float = 3.0, limit: float = 120.0) -> int:
-    """`count()` once it reaches `want` or stops growing for `quiet` seconds."""
-    last, since, start = -1, time.monotonic(), time.monotonic()
-    while time.monotonic() - start < limit:
-        n = count()
-        if n >= want:
-            return n
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since > quiet:
-            return n
-        time.sleep(0.5)
-    return count()
-
-
 def journald_writer(rate: int, seconds: float, jproc: subprocess.Popen[bytes]) -> dict[str, Any]:
     """One native datagram per event; the send waits while journald's queue is full."""
     tag = f"{rate}-{uuid.uuid4().hex[:8]}"
@@ -267,7 +252,7 @@ def journald_writer(rate: int, seconds: float, jproc: subprocess.Popen[bytes]) -
         run = asyncio.run(paced(send, rate, seconds))
     finally:
         sock.close()
-    kept = settled(lambda: journal_count(tag), int(run["offered"]))
+    kept = settled(lambda: journal_count(tag), int(run["offered"]), poll=0.5)
     return {
         "offered_rate": rate,
         **run,

@@ -31,11 +31,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, machine, write_result
+from bench.common import cpu_seconds, machine, settled, write_result
 from tests.helpers import rig
 
 HERE = Path(__file__).resolve().parent
@@ -288,21 +288,6 @@ class Viewer:
                         self.overflows += 1
 
 
-def settle(count: Callable[[], int], want: int, quiet: float = 3.0, limit: float = 120.0) -> int:
-    """`count()` once it reaches `want` or stops growing for `quiet` seconds."""
-    last, since, start = -1, time.monotonic(), time.monotonic()
-    while time.monotonic() - start < limit:
-        n = count()
-        if n >= want:
-            return n
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since > quiet:
-            return n
-        time.sleep(0.1)
-    return count()
-
-
 def burst_round(d: rig.Daemon, upper: Path, tag: str, tmp: Path) -> dict[str, float]:
     out = tmp / f"inotifywait-{tag}.txt"
     err = tmp / f"inotifywait-{tag}.err"
@@ -325,12 +310,12 @@ def burst_round(d: rig.Daemon, upper: Path, tag: str, tmp: Path) -> dict[str, fl
                 (path / f"f{f}.txt").write_text("x")
                 expected += 1
         write_s = time.perf_counter() - t0
-        ours = settle(lambda: len(viewer.files), expected)
+        ours = settled(lambda: len(viewer.files), expected)
 
         def peer_files() -> int:
             return len({ln for ln in out.read_text().splitlines() if ln.endswith(".txt")})
 
-        theirs = settle(peer_files, expected)
+        theirs = settled(peer_files, expected)
     finally:
         peer.send_signal(signal.SIGTERM)
         peer.wait(10)
