@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import time
@@ -26,17 +25,7 @@ POLICY = rule("status") + rule("sync-out", "w", "allow", "@self")
 SETTINGS = '[server]\nsocket_group = "cvt-no-such-group"\n'
 
 
-@pytest.fixture(scope="module", autouse=True)
-def enough_descriptors():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-@pytest.fixture(scope="module")
-def users(make_user):
-    return make_user(), make_user()
+pytestmark = pytest.mark.usefixtures("enough_descriptors")
 
 
 def flood_in_child(path: str, user: rig.User, seconds: float, mode: str) -> subprocess.Popen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
 import socket
 import threading
 import time
@@ -28,17 +27,7 @@ def settings(**server: object) -> str:
     return "[server]\n" + "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def enough_descriptors():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-@pytest.fixture(scope="module")
-def users(make_user):
-    return make_user(), make_user()
+pytestmark = pytest.mark.usefixtures("enough_descriptors")
 
 
 def lost_records(daemon: rig.Daemon, ids: list[str], timeout: float = 60) -> int:
