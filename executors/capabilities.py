@@ -8,7 +8,7 @@ tools and `clawvisor skill` writes them into a SKILL.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -35,12 +35,19 @@ class RuleInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Capability(msgspec.Struct, frozen=True):
-    """One action the workload may use, and the rules that decide it (first match wins)."""
+    """One action the workload may use, and the rules that decide it (first match wins).
+
+    `description` and `params` are what a gateway offers its agent as a tool (the text an
+    agent reads, and the JSON Schema of the params beside `target`), so that every
+    gateway (the MCP bridge, the OpenClaw plugin, a SKILL.md) says the same thing.
+    """
 
     action: str
     summary: str
     mutating: bool
     rules: list[RuleInfo]
+    description: str = ""
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Result(ResultBase, tag="capabilities", frozen=True):

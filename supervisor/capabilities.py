@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
+import msgspec
+
 from executors import ACTIONS
 from executors.capabilities import Capability, RuleInfo
 from policy import Policy, Rule
 from policy.reach import conditions, may_proceed, reachable
+
+from .gateway.describe import description, input_schema
+
+
+@cache
+def _params(action: str) -> dict[str, Any]:
+    # Built once per action: schema generation is far slower than the rest of describe().
+    return input_schema(action)
 
 
 def _rule_info(rule: Rule) -> RuleInfo:
@@ -29,12 +42,12 @@ def describe(policy: Policy, source: str) -> list[Capability]:
         rules = reachable(policy, source, name)
         if not may_proceed(rules):
             continue
-        found.append(
-            Capability(
-                action=name,
-                summary=action.summary,
-                mutating=action.mutating,
-                rules=[_rule_info(r) for r in rules],
-            )
+        cap = Capability(
+            action=name,
+            summary=action.summary,
+            mutating=action.mutating,
+            rules=[_rule_info(r) for r in rules],
+            params=_params(name),
         )
+        found.append(msgspec.structs.replace(cap, description=description(cap)))
     return found

@@ -30,7 +30,7 @@ from ..wire.calls import result_of
 from ..wire.client import AsyncClient
 from ..wire.errors import ClawvisorError, ClientTimeout, ConnectionLost
 from ..wire.intents import IntentReply
-from .describe import description, input_schema, offered
+from .describe import offered
 
 #: Extra seconds over a rule's approval timeout before the bridge stops waiting itself.
 MARGIN = 30.0
@@ -110,8 +110,8 @@ class Bridge:
             types.Tool(
                 name=cap.action,
                 title=cap.action,
-                description=description(cap),
-                input_schema=input_schema(cap.action),
+                description=cap.description,
+                input_schema=cap.params,
                 annotations=types.ToolAnnotations(
                     read_only_hint=not cap.mutating, destructive_hint=cap.mutating
                 ),

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from executors.capabilities import Capability
 
-from .describe import description, input_schema, offered, send_command
+from .describe import offered, send_command
 
 SKILL_NAME = "clawvisor"
 
 
-def _params_table(action: str) -> list[str]:
-    schema = input_schema(action)
+def _params_table(cap: Capability) -> list[str]:
+    schema = cap.params
     props = schema.get("properties", {})
     required = set(schema.get("required", []))
     if not props:
@@ -75,9 +75,9 @@ def render(workload: str, caps: list[Capability]) -> str:
             "",
             f"## {cap.action}",
             "",
-            description(cap),
+            cap.description,
             "",
-            *_params_table(cap.action),
+            *_params_table(cap),
             "",
             "```",
             send_command(cap.action),

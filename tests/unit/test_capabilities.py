@@ -77,3 +77,13 @@ def test_the_skill_lists_each_usable_action_with_a_send_line_and_leaves_out_capa
 def test_the_skill_says_so_when_nothing_is_allowed():
     text = render("b", [])
     assert "allows this workload no actions" in text
+
+
+def test_each_capability_carries_the_tool_text_and_params_schema_every_gateway_offers():
+    deny = rule("search", "a", "deny", params={"query": '{ prefix = "x" }'})
+    p = load(deny + rule("search", "a"))
+    [cap] = describe(p, "a")
+    assert cap.description == description(cap)
+    assert "is refused when" in cap.description and "[rule t.toml:1]" in cap.description
+    assert cap.params["required"] == ["query"]
+    assert "action" not in cap.params["properties"]
