@@ -109,9 +109,14 @@ lock:
 run: setup
 	$(VENV)/bin/clawvisor serve
 
-# The protocol's JSON Schema, generated from the msgspec Structs (a test checks it is fresh).
+# The protocol's JSON Schema, generated from the msgspec Structs, and the OpenClaw plugin's
+# copy of the advice per error code (a test checks both are fresh).
 schema: setup
 	$(VENV)/bin/clawvisor schema -o supervisor/wire/protocol.schema.json
+	$(VPY) -c 'from supervisor.gateway.describe import ADVICE_FILE, advice_json; \
+	    ADVICE_FILE.write_text(advice_json(), encoding="utf-8")'
+	$(VPY) -c 'from supervisor.gateway.openclaw import PLUGIN_MANIFEST, plugin_manifest; \
+	    PLUGIN_MANIFEST.write_text(plugin_manifest(), encoding="utf-8")'
 
 test: setup openclaw lint typecheck pytest
 

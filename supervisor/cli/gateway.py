@@ -135,8 +135,17 @@ def _cmd_openclaw_setup(args: argparse.Namespace) -> int:
         user=box.workloads[name].user,
         home=box.home(name),
         longest_ask=max(asks, default=0.0),
+        via=args.via,
+        socket=args.socket,
     )
     return setup(w, print_only=args.print, check=args.check)
+
+
+def _cmd_openclaw_plugin(args: argparse.Namespace) -> int:
+    from ..gateway.openclaw import PLUGIN_DIR
+
+    print(PLUGIN_DIR)
+    return EXIT_OK
 
 
 def register(sub: Subcommands) -> None:
@@ -222,12 +231,30 @@ def register(sub: Subcommands) -> None:
     )
     box_args(p)
     p.add_argument("--workload", metavar="W", help="the workload (default: the only one)")
+    p.add_argument(
+        "--via",
+        choices=("plugin", "mcp"),
+        default="mcp",
+        help="plugin: clawvisor's native OpenClaw plugin (`clawvisor openclaw plugin` is its "
+        "directory, for `openclaw plugins install`); mcp: the `clawvisor mcp` bridge",
+    )
+    p.add_argument(
+        "--socket", default=None, help="the intents socket, when not /run/clawvisor/intents.sock"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--print", action="store_true", help="print the config, write nothing")
     g.add_argument(
         "--check", action="store_true", help="report what lets the agent bypass clawvisor"
     )
     p.set_defaults(func=_cmd_openclaw_setup)
+    p = ocsub.add_parser(
+        "plugin",
+        help="print the directory of clawvisor's native OpenClaw plugin",
+        description="Print the directory of the native plugin shipped with clawvisor; as "
+        'the workload\'s user: `openclaw plugins install "$(clawvisor openclaw plugin)" '
+        "--force --accept-capabilities`.",
+    )
+    p.set_defaults(func=_cmd_openclaw_plugin)
 
     p = sub.add_parser(
         "skill",

@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from executors.capabilities import Capability, RuleInfo
 
 from ..wire.schema import action_params_schema
+
+#: What the model is told, per error code, besides the daemon's own message.
+ADVICE: dict[str, str] = {
+    "policy_denied": "The machine owner's policy does not allow this. Retrying, rephrasing or "
+    "splitting the request will not change that; tell the user what was refused and why.",
+    "approval_denied": "A human reviewer was asked and said no. Do not retry; tell the user.",
+    "approval_timeout": "A human reviewer was asked but did not answer in time, so the "
+    "action was not done. Retrying will not help unless the user says they are ready to "
+    "approve it.",
+    "rate_limited": "Too many requests from this workload right now. Nothing was done; "
+    "wait before trying again.",
+    "invalid_params": "The arguments were not valid; nothing was done. Fix the argument "
+    "named in the message.",
+    "unknown_action": "clawvisor has no such action; nothing was done.",
+    "executor_failed": "The action was allowed and started, but failed.",
+    "unavailable": "clawvisor cannot carry out actions right now (it may be shutting down "
+    "or its audit trail is unavailable); nothing was done.",
+    "unauthorized": "This user is not a workload clawvisor serves. No call can succeed.",
+}
+
+#: Where the OpenClaw plugin (plain JavaScript, shipped in the package) reads ADVICE from.
+ADVICE_FILE = Path(__file__).resolve().parent / "openclaw_plugin" / "advice.json"
+
+
+def advice_json() -> str:
+    """ADVICE as the plugin's advice.json holds it (`make schema` writes it)."""
+    return json.dumps(ADVICE, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
 
 #: The bridge's own plumbing, never offered to an agent as something to do.
 NOT_TOOLS = frozenset({"capabilities"})

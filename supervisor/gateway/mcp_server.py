@@ -30,31 +30,12 @@ from ..wire.calls import result_of
 from ..wire.client import AsyncClient
 from ..wire.errors import ClawvisorError, ClientTimeout, ConnectionLost
 from ..wire.intents import IntentReply
-from .describe import offered
+from .describe import ADVICE, offered
 
 #: Extra seconds over a rule's approval timeout before the bridge stops waiting itself.
 MARGIN = 30.0
 #: While a call waits (an ask: a human deciding), progress every this many seconds.
 PROGRESS_EVERY = 5.0
-
-#: What the model is told, per error code, besides the daemon's own message.
-ADVICE: dict[str, str] = {
-    "policy_denied": "The machine owner's policy does not allow this. Retrying, rephrasing or "
-    "splitting the request will not change that; tell the user what was refused and why.",
-    "approval_denied": "A human reviewer was asked and said no. Do not retry; tell the user.",
-    "approval_timeout": "A human reviewer was asked but did not answer in time, so the "
-    "action was not done. Retrying will not help unless the user says they are ready to "
-    "approve it.",
-    "rate_limited": "Too many requests from this workload right now. Nothing was done; "
-    "wait before trying again.",
-    "invalid_params": "The arguments were not valid; nothing was done. Fix the argument "
-    "named in the message.",
-    "unknown_action": "clawvisor has no such action; nothing was done.",
-    "executor_failed": "The action was allowed and started, but failed.",
-    "unavailable": "clawvisor cannot carry out actions right now (it may be shutting down "
-    "or its audit trail is unavailable); nothing was done.",
-    "unauthorized": "This user is not a workload clawvisor serves. No call can succeed.",
-}
 
 
 class Bridge:

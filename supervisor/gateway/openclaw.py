@@ -24,7 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, Literal, TextIO
 
 #: OpenClaw's own tools that act on the machine without asking anyone, and the tool
 #: groups that hold them (its `tools.deny` takes `group:NAME`).
@@ -64,6 +64,56 @@ os.replace(tmp, path)
 """
 
 
+#: The native plugin, shipped in the package (`openclaw plugins install` takes this dir).
+PLUGIN_DIR: Final = Path(__file__).resolve().parent / "openclaw_plugin"
+PLUGIN_MANIFEST: Final = PLUGIN_DIR / "openclaw.plugin.json"
+#: OpenClaw's tool profiles the plugin's tools belong to.
+PLUGIN_PROFILES: Final = ("coding", "messaging", "minimal")
+
+
+def plugin_tool(action: str) -> str:
+    """The plugin's tool name for `action` (as index.js names it)."""
+    return "clawvisor_" + action.replace("-", "_")
+
+
+def plugin_manifest() -> str:
+    """openclaw.plugin.json: OpenClaw wants every tool name a plugin may offer declared up
+    front, so it lists every action clawvisor has; a turn offers only the allowed ones."""
+    from executors import ACTIONS
+
+    from .describe import NOT_TOOLS
+
+    tools = [plugin_tool(a) for a in ACTIONS if a not in NOT_TOOLS]
+    manifest = {
+        "id": SERVER,
+        "name": "clawvisor",
+        "description": "The machine owner's policy between the agent and the machine: each "
+        "clawvisor action is a tool, and every call is allowed, asked about or refused by "
+        "clawvisor.",
+        "activation": {"onStartup": True},
+        "contracts": {"tools": tools},
+        "toolMetadata": {t: {"profiles": list(PLUGIN_PROFILES)} for t in tools},
+        "configSchema": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "socket": {
+                    "type": "string",
+                    "description": "clawvisor's intents socket (default "
+                    "/run/clawvisor/intents.sock; the caller's by-uid socket first).",
+                },
+                "blockHostTools": {
+                    "type": "boolean",
+                    "description": "Block OpenClaw's own tools (exec, write, web_fetch, ...) "
+                    "from this plugin's before_tool_call hook. Advisory: keep the tool "
+                    "profile's deny as well.",
+                },
+            },
+        },
+    }
+    return json.dumps(manifest, indent=2) + "\n"
+
+
 class SetupError(Exception):
     """The setup cannot be done; the message says why and what to do."""
 
@@ -76,6 +126,10 @@ class Workload:
     user: str
     home: Path
     longest_ask: float
+    #: How OpenClaw reaches clawvisor: the native plugin or the MCP bridge.
+    via: Literal["plugin", "mcp"] = "mcp"
+    #: The intents socket, when not the default one.
+    socket: str | None = None
 
     @property
     def config_file(self) -> Path:
@@ -167,16 +221,32 @@ def server_entry(w: Workload) -> dict[str, Any]:
     """The MCP server entry for `clawvisor mcp`."""
     return {
         "command": "clawvisor",
-        "args": ["mcp"],
-        "timeout": w.timeout_ms,
+        "args": ["mcp", *(["--socket", w.socket] if w.socket else [])],
+        # OpenClaw's key (2026.9): an unknown key such as `timeout` fails its config check.
+        "requestTimeoutMs": w.timeout_ms,
         "env": {"OPENCLAW_CHILD_OOM_SCORE_ADJ": "0"},
     }
+
+
+def plugin_entry(w: Workload) -> dict[str, Any]:
+    """The plugin's entry: enabled, allowed the hook that re-reads the tools each turn,
+    blocking OpenClaw's own tools as well (the tool policy stays the guard)."""
+    config: dict[str, Any] = {"blockHostTools": True}
+    if w.socket:
+        config["socket"] = w.socket
+    return {"enabled": True, "hooks": {"allowConversationAccess": True}, "config": config}
 
 
 def configured(current: dict[str, Any], w: Workload) -> dict[str, Any]:
     """`current` with clawvisor's server entry and a tool policy without host tools."""
     out: dict[str, Any] = json.loads(json.dumps(current))
-    _table(_table(out, "mcp"), "servers")[SERVER] = server_entry(w)
+    if w.via == "mcp":
+        _table(_table(out, "mcp"), "servers")[SERVER] = server_entry(w)
+    else:
+        _table(_table(out, "plugins"), "entries")[SERVER] = plugin_entry(w)
+        # One way in: the bridge beside the plugin would offer every action twice.
+        servers = _dict(_dict(out.get("mcp")).get("servers"))
+        servers.pop(SERVER, None)
     tools = _table(out, "tools")
     if tools.get("profile") not in SAFE_PROFILES:
         tools["profile"] = "messaging"
@@ -217,15 +287,25 @@ def bypasses(current: dict[str, Any], w: Workload) -> list[str]:
             )
     servers = _dict(_dict(current.get("mcp")).get("servers"))
     entry = servers.get(SERVER)
-    if not isinstance(entry, dict):
-        found.append(f"mcp.servers has no {SERVER!r} entry: the agent has no clawvisor tools")
-    else:
-        timeout = entry.get("timeout", OPENCLAW_DEFAULT_TIMEOUT_MS)
+    plugin = _dict(_dict(_dict(current.get("plugins")).get("entries")).get(SERVER))
+    if plugin.get("enabled") is True:
+        if _dict(plugin.get("hooks")).get("allowConversationAccess") is not True:
+            found.append(
+                f"plugins.entries.{SERVER}.hooks.allowConversationAccess is not true: the "
+                "plugin cannot re-read the policy before a turn and offers no tools"
+            )
+    elif not isinstance(entry, dict):
+        found.append(
+            f"mcp.servers has no {SERVER!r} entry and plugins.entries.{SERVER} is not "
+            "enabled: the agent has no clawvisor tools"
+        )
+    if isinstance(entry, dict):
+        timeout = entry.get("requestTimeoutMs", OPENCLAW_DEFAULT_TIMEOUT_MS)
         if not isinstance(timeout, int | float) or timeout < w.timeout_ms:
             found.append(
-                f"mcp.servers.{SERVER}.timeout is {timeout!r} ms, below the longest ask in "
-                f"the policy plus {MARGIN_S:g} s ({w.timeout_ms} ms): OpenClaw would give up "
-                "on an ask a human may still answer (clawvisor then withdraws it)"
+                f"mcp.servers.{SERVER}.requestTimeoutMs is {timeout!r} ms, below the longest "
+                f"ask in the policy plus {MARGIN_S:g} s ({w.timeout_ms} ms): OpenClaw would "
+                "give up on an ask a human may still answer (clawvisor then withdraws it)"
             )
     return found
 
@@ -257,5 +337,13 @@ def setup(w: Workload, *, print_only: bool, check: bool, out: TextIO = sys.stdou
     except (SetupError, OSError, subprocess.SubprocessError) as exc:
         print(f"clawvisor openclaw setup: {exc}", file=sys.stderr)
         return 2
-    print(f"{w.config_file}: written (mcp.servers.{SERVER}, tools.profile/deny)", file=out)
+    if w.via == "mcp":
+        print(f"{w.config_file}: written (mcp.servers.{SERVER}, tools.profile/deny)", file=out)
+    else:
+        print(f"{w.config_file}: written (plugins.entries.{SERVER}, tools.profile/deny)", file=out)
+        print(
+            f"then, as {w.user}: openclaw plugins install {PLUGIN_DIR} --force "
+            "--accept-capabilities",
+            file=out,
+        )
     return 0

@@ -75,7 +75,7 @@ def test_setup_writes_the_server_entry_and_turns_host_tools_off_keeping_the_rest
     assert cfg["models"] == {"default": "local/qwen"}  # the user's own settings stay
     entry = cfg["mcp"]["servers"]["clawvisor"]
     assert entry["command"] == "clawvisor" and entry["args"] == ["mcp"]
-    assert entry["timeout"] == (300 + 30) * 1000  # the longest ask plus a margin
+    assert entry["requestTimeoutMs"] == (300 + 30) * 1000  # the longest ask plus a margin
     assert entry["env"] == {"OPENCLAW_CHILD_OOM_SCORE_ADJ": "0"}
     assert cfg["tools"]["profile"] == "messaging"
     assert set(cfg["tools"]["deny"]) >= {"group:runtime", "group:fs", "group:web", "group:ui"}
@@ -101,12 +101,15 @@ def test_print_shows_the_config_and_writes_nothing(box):
 
 def test_check_names_each_bypass_then_passes_after_setup(box):
     box.write_as_user(
-        {"tools": {"profile": "coding"}, "mcp": {"servers": {"clawvisor": {"timeout": 60000}}}}
+        {
+            "tools": {"profile": "coding"},
+            "mcp": {"servers": {"clawvisor": {"requestTimeoutMs": 60000}}},
+        }
     )
     found = box.setup("--check")
     assert found.returncode == 1
     assert "tools.profile is 'coding'" in found.stdout
-    assert "timeout is 60000 ms, below" in found.stdout
+    assert "requestTimeoutMs is 60000 ms, below" in found.stdout
     assert box.setup().returncode == 0
     clean = box.setup("--check")
     assert clean.returncode == 0 and "only way" in clean.stdout

@@ -141,3 +141,15 @@ def test_no_request_the_schema_accepts_is_a_bad_request_in_process(request):
     except ProtocolError as exc:
         # Checks a schema cannot state (a URL's scheme, a host's form) are invalid_params.
         assert exc.code == "invalid_params", (exc.code, exc.message, request)
+
+
+def test_the_openclaw_plugins_advice_is_the_bridges():
+    from supervisor.gateway.describe import ADVICE_FILE, advice_json
+
+    assert ADVICE_FILE.read_text(encoding="utf-8") == advice_json(), "run `make schema`"
+
+
+def test_the_openclaw_plugins_manifest_declares_every_action_as_a_tool():
+    from supervisor.gateway.openclaw import PLUGIN_MANIFEST, plugin_manifest
+
+    assert PLUGIN_MANIFEST.read_text(encoding="utf-8") == plugin_manifest(), "run `make schema`"
