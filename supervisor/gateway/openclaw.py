@@ -229,12 +229,12 @@ def server_entry(w: Workload) -> dict[str, Any]:
 
 
 def plugin_entry(w: Workload) -> dict[str, Any]:
-    """The plugin's entry: enabled, allowed the hook that re-reads the tools each turn,
-    blocking OpenClaw's own tools as well (the tool policy stays the guard)."""
+    """The plugin's entry: enabled, blocking OpenClaw's own tools as well (the tool policy
+    stays the guard: hooks are advisory)."""
     config: dict[str, Any] = {"blockHostTools": True}
     if w.socket:
         config["socket"] = w.socket
-    return {"enabled": True, "hooks": {"allowConversationAccess": True}, "config": config}
+    return {"enabled": True, "config": config}
 
 
 def configured(current: dict[str, Any], w: Workload) -> dict[str, Any]:
@@ -288,13 +288,7 @@ def bypasses(current: dict[str, Any], w: Workload) -> list[str]:
     servers = _dict(_dict(current.get("mcp")).get("servers"))
     entry = servers.get(SERVER)
     plugin = _dict(_dict(_dict(current.get("plugins")).get("entries")).get(SERVER))
-    if plugin.get("enabled") is True:
-        if _dict(plugin.get("hooks")).get("allowConversationAccess") is not True:
-            found.append(
-                f"plugins.entries.{SERVER}.hooks.allowConversationAccess is not true: the "
-                "plugin cannot re-read the policy before a turn and offers no tools"
-            )
-    elif not isinstance(entry, dict):
+    if plugin.get("enabled") is not True and not isinstance(entry, dict):
         found.append(
             f"mcp.servers has no {SERVER!r} entry and plugins.entries.{SERVER} is not "
             "enabled: the agent has no clawvisor tools"

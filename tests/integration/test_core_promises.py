@@ -24,6 +24,7 @@ import pytest
 from tests.helpers import rig
 from tests.helpers.rig import connect_as, read_lines, request_line
 from tests.helpers.rules import policy_test, rule
+from tests.helpers.subscriber import Subscriber
 
 RECORDER = Path(__file__).resolve().parents[1] / "helpers" / "recorder.py"
 PY = "/usr/bin/python3"
@@ -244,44 +245,9 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-class Agent:
-    """An approval agent subscribed on the control socket; a thread collects its events."""
-
-    def __init__(self, box: Box) -> None:
-        self.sock = connect_as(box.daemon.control, None, timeout=None)
-        self.sock.sendall(b'{"id":"s","op":"subscribe","agent":"cli"}\n')
-        self.events: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            self.events += [json.loads(ln) for ln in lines if ln.strip()]
-
-    def wait(self, kind: str, timeout: float = 10.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events:
-                if e.get("event") == kind:
-                    return e
-            time.sleep(0.02)
-        raise AssertionError(f"no {kind} event: {self.events}")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.mark.parametrize("how", ["close", "reset", "sigkill"])
 def test_a_gateway_that_leaves_withdraws_its_asks(box, how):
-    agent = Agent(box)
+    agent = Subscriber(box.daemon.control)
     rid = f"gone-{how}-{uid()}"
     line = request_line(rid, {"action": "install-app", "package": f"gone-{how}"})
     proc = None
@@ -337,7 +303,7 @@ def test_a_half_close_is_not_leaving(box):
 
 
 def test_cancel_withdraws_a_pending_ask_and_both_replies_say_so(box):
-    agent = Agent(box)
+    agent = Subscriber(box.daemon.control)
     sock = connect_as(box.daemon.intents, box.w, timeout=30)
     rid = f"c-{uid()}"
     sock.sendall(request_line(rid, {"action": "install-app", "package": "cancelled"}))
@@ -583,7 +549,7 @@ def unfill(state: Path) -> None:
 def test_a_gateway_at_its_in_flight_cap_that_leaves_withdraws_its_asks(box):
     """At max_inflight the daemon stops reading the connection, so it never reads the EOF:
     the hang-up must be seen all the same."""
-    agent = Agent(box)
+    agent = Subscriber(box.daemon.control)
     conns = ask_install(box, 1, 128, package="capped")
     p = box.wait_pending(waiting=128)
     conns[0][0].close()
@@ -597,7 +563,7 @@ def test_a_gateway_at_its_in_flight_cap_that_leaves_withdraws_its_asks(box):
 
 @pytest.mark.parametrize("how", ["long line", "partial line"])
 def test_a_gateway_that_leaves_after_a_bad_frame_withdraws_its_ask(box, how):
-    agent = Agent(box)
+    agent = Subscriber(box.daemon.control)
     sock = connect_as(box.daemon.intents, box.w, timeout=30)
     rid = f"bf-{uid()}"
     sock.sendall(request_line(rid, {"action": "install-app", "package": "bad-frame"}))
@@ -613,7 +579,7 @@ def test_a_gateway_that_leaves_after_a_bad_frame_withdraws_its_ask(box, how):
 
 
 def test_a_half_closed_gateway_that_then_leaves_is_seen_leaving_at_once(box):
-    agent = Agent(box)
+    agent = Subscriber(box.daemon.control)
     sock = connect_as(box.daemon.intents, box.w, timeout=30)
     rid = f"hc-{uid()}"
     sock.sendall(request_line(rid, {"action": "install-app", "package": "half-then-gone"}))
@@ -629,7 +595,7 @@ def test_a_half_closed_gateway_that_then_leaves_is_seen_leaving_at_once(box):
 
 
 def test_an_ask_withdrawn_before_it_was_recorded_is_shown_to_nobody(box):
-    agent = Agent(box)
+    agent = Subscriber(box.daemon.control)
     ids = []
     for k in range(10):
         sock = connect_as(box.daemon.intents, box.w, timeout=30)

@@ -1,15 +1,16 @@
 // clawvisor's native OpenClaw plugin: each action the workload's policy could allow or ask
 // about is a tool `clawvisor_<action>`, and each call is one intent, decided by the daemon.
 //
-// The tool list is asked of the daemon before every run (OpenClaw awaits
-// `before_model_resolve` before it builds the tool list, whose factory must be
-// synchronous), so a reload shows up at the next turn. Names must be declared in
+// The tool list is asked of the daemon each time OpenClaw builds a turn's tools, so a
+// reload shows up at the next turn. Names must be declared in
 // openclaw.plugin.json ahead of time: it lists every action clawvisor has, and a turn
 // offers only those the policy in force lets this workload use.
 //
 // Never routes an ask through OpenClaw's own approvals: the gateway runs as the workload,
 // so the agent could approve itself. Humans answer clawvisor's asks through clawvisor.
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Clawvisor, SHARED_SOCKET } from "./client.js";
 
 const PREFIX = "clawvisor_";
@@ -18,6 +19,7 @@ const MANIFEST = JSON.parse(
   fs.readFileSync(new URL("./openclaw.plugin.json", import.meta.url), "utf8"),
 );
 const DECLARED = MANIFEST.contracts.tools;
+const FETCH = fileURLToPath(new URL("./capabilities.js", import.meta.url));
 /** Seconds over a rule's ask timeout before the plugin stops waiting and cancels. */
 const MARGIN_S = 30;
 /** How long a call waits when no rule asks a human (allow/deny come back at once). */
@@ -99,32 +101,50 @@ function hostToolBlocked(event) {
   };
 }
 
+/**
+ * The actions the policy in force lets this workload use, asked of the daemon now (a
+ * child process: the caller must be synchronous). Nothing on any failure: no stale tools.
+ */
+function capabilities(socket, log) {
+  const run = spawnSync(process.execPath, [FETCH, socket], {
+    encoding: "utf8",
+    timeout: 15000,
+    env: { PATH: process.env.PATH || "/usr/bin:/bin" },
+  });
+  let reply = null;
+  try {
+    reply = JSON.parse(run.stdout);
+  } catch {
+    log.warn(`clawvisor: no tools: ${(run.stderr || String(run.error || "no reply")).trim()}`);
+    return [];
+  }
+  if (!reply || reply.status !== "ok" || !reply.result) {
+    log.warn(`clawvisor: no tools: ${refusal(reply, null)}`);
+    return [];
+  }
+  const caps = reply.result.actions.filter((c) => DECLARED.includes(toolName(c.action)));
+  const names = caps.map((c) => c.action).join(", ") || "nothing";
+  log.info(`clawvisor: workload ${reply.result.workload} may use ${names}`);
+  return caps;
+}
+
 export default {
   id: "clawvisor",
   name: "clawvisor",
   description: MANIFEST.description,
   register(api) {
     const cfg = api.pluginConfig || {};
-    const client = new Clawvisor(cfg.socket || SHARED_SOCKET);
-    let caps = [];
+    const socket = cfg.socket || SHARED_SOCKET;
+    const client = new Clawvisor(socket);
     const log = api.logger || console;
 
-    api.on("before_model_resolve", async () => {
-      try {
-        const { reply } = await client.request({ action: "capabilities" }, { timeoutMs: 10000 });
-        if (reply && reply.status === "ok" && reply.result) {
-          caps = reply.result.actions.filter((c) => DECLARED.includes(toolName(c.action)));
-        } else {
-          caps = []; // refused (not a workload's gateway): no tools, never stale ones
-          log.warn(`clawvisor: capabilities refused: ${refusal(reply, null)}`);
-        }
-      } catch (err) {
-        caps = [];
-        log.warn(`clawvisor: ${err.message}`);
-      }
-    });
-
-    api.registerTool(() => caps.map((cap) => tool(client, cap)), { names: DECLARED });
+    api.registerTool(
+      () => {
+        const caps = capabilities(socket, log);
+        return caps.map((cap) => tool(client, cap));
+      },
+      { names: DECLARED },
+    );
 
     if (cfg.blockHostTools) {
       api.on("before_tool_call", (event) => hostToolBlocked(event) || undefined);
