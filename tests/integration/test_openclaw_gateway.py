@@ -58,7 +58,11 @@ class Gateway:
 
     def tool(self, action: str) -> str:
         # The plugin's tools are its own; MCP tools are named SERVER__TOOL by OpenClaw.
-        return f"clawvisor_{action.replace('-', '_')}" if self.via == "plugin" else f"clawvisor__{action}"
+        return (
+            f"clawvisor_{action.replace('-', '_')}"
+            if self.via == "plugin"
+            else f"clawvisor__{action}"
+        )
 
     def call(self, action: str, **args: Any) -> dict[str, Any]:
         """A step calling `action`'s tool: direct for the plugin (offered as itself), through
@@ -105,7 +109,12 @@ class Gateway:
         """Start one agent turn; its message names the scenario the model plays."""
         return subprocess.Popen(
             self.argv(
-                "agent", "exec", "--json", "--timeout", str(turn_timeout), f"[scenario {scenario}] go"
+                "agent",
+                "exec",
+                "--json",
+                "--timeout",
+                str(turn_timeout),
+                f"[scenario {scenario}] go",
             ),
             cwd=self.home,
             stdout=subprocess.PIPE,
@@ -151,7 +160,7 @@ def _echo_steps(model: ScriptedModel) -> None:
             tools = [m for m in body.get("messages", []) if m.get("role") == "tool"]
             texts = [m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])
                      for m in tools]  # fmt: skip
-            return say("RESULTS: " + "\n---\n".join(texts))
+            return say("RESULTS: " + "\n@@@@\n".join(texts))
         return step
 
     model.pick = pick  # type: ignore[method-assign]
@@ -234,7 +243,9 @@ def gw(request, make_user, make_daemon, journal):
             os.chown(p, user.uid, user.gid)
         if via == "plugin":
             # The plugin first: OpenClaw holds an entry for a plugin it lacks as unfinished.
-            done = g.openclaw("plugins", "install", str(PLUGIN_DIR), "--force", "--accept-capabilities")
+            done = g.openclaw(
+                "plugins", "install", str(PLUGIN_DIR), "--force", "--accept-capabilities"
+            )
             assert done.returncode == 0, done.stdout + done.stderr
         setup = subprocess.run(
             [str(rig.CLAWVISOR), "openclaw", "setup", "--via", via, "--socket", str(daemon.intents),
@@ -275,7 +286,7 @@ def basic(gw):
 def results(out: dict[str, Any]) -> list[str]:
     final = str(out.get("final") or "")
     assert final.startswith("RESULTS: "), out
-    return final.removeprefix("RESULTS: ").split("\n---\n")
+    return final.removeprefix("RESULTS: ").split("\n@@@@\n")
 
 
 def test_the_agent_is_offered_clawvisors_tools_and_not_exec(gw, basic):
@@ -358,13 +369,16 @@ def test_a_reload_that_allows_an_action_shows_its_tool_at_the_next_turn(gw, basi
         gw.control("reload")
 
 
-def test_mcp_tools_are_found_by_openclaws_tool_search(gw):
-    if gw.via != "mcp":
-        pytest.skip("the plugin's tools are offered directly, not through Tool Search")
-    scenario = "search-mcp"
+def test_the_agent_finds_clawvisors_tool_for_a_task(gw):
+    """Under OpenClaw's Tool Search (on by default) OpenClaw's own tools win generic names:
+    the plugin's tools are offered as themselves, the bridge's are found by a search."""
+    scenario = f"find-{gw.via}"
     gw.model.scenarios[scenario] = [
         tool_call("tool_search", query="clawvisor notify the operator"),
         echo_results(),
     ]
     [found] = results(gw.turn(scenario))
-    assert re.search(r"clawvisor__notify", found), found
+    if gw.via == "plugin":
+        assert gw.tool("notify") in gw.offered(scenario)
+    else:
+        assert re.search(r"clawvisor__notify", found), found
