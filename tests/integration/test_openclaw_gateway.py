@@ -129,7 +129,8 @@ class Gateway:
         try:
             return dict(json.loads(out))
         except ValueError:
-            raise AssertionError(f"openclaw exit {proc.returncode}: {out[-2000:]} {err[-2000:]}")
+            why = f"openclaw exit {proc.returncode}: {out[-2000:]} {err[-2000:]}"
+            raise AssertionError(why) from None
 
     def offered(self, scenario: str) -> dict[str, str]:
         """The tools (name -> description) the model was offered in a scenario's first step."""
@@ -227,7 +228,8 @@ def gw(request, make_user, make_daemon, journal):
     daemon = make_daemon(
         {"oc": user},
         {"10.toml": POLICY},
-        settings=f'[server]\nsocket_group = "cvt-no-such-group"\n[provision]\nhome_root = "{homes}"\n',
+        settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
+        f'[provision]\nhome_root = "{homes}"\n',
     )
     home = homes / "oc"
     home.mkdir(mode=0o700)
@@ -328,7 +330,7 @@ def test_an_ask_approved_through_the_control_socket_runs_and_the_agent_gets_the_
         p = gw.pending("ask: may I?")
         verdict = gw.control("verdict", request=p["id"], digest=p["digest"], allow=True)
         assert verdict["status"] == "ok", verdict
-        out, err = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
     [got] = results(json.loads(out))
