@@ -133,7 +133,7 @@ def _cmd_openclaw_setup(args: argparse.Namespace) -> int:
     w = Workload(
         name=name,
         user=box.workloads[name].user,
-        home=box.home(name),
+        home=box.gateway_home(name),
         longest_ask=max(asks, default=0.0),
         via=args.via,
         socket=args.socket,
@@ -222,8 +222,9 @@ def register(sub: Subcommands) -> None:
     p = ocsub.add_parser(
         "setup",
         help="write the workload's ~/.openclaw/openclaw.json for clawvisor",
-        description="As root: set the workload's OpenClaw config (in its home, "
-        "home_root/NAME) to use `clawvisor mcp` with a timeout above its longest ask, and "
+        description="As root: set the workload's OpenClaw config (in home_root/NAME/work, "
+        "its gateway unit's HOME) to use clawvisor's plugin or `clawvisor mcp` with a "
+        "timeout above its longest ask, and "
         "turn OpenClaw's own acting tools off (tools.profile messaging, tools.deny of the "
         "runtime, fs, web and ui groups); the rest of the file stays as it is. The file is "
         "read and written as the workload's user. Idempotent. Exit 0 done, 1 --check "

@@ -1,8 +1,8 @@
 """`clawvisor openclaw setup`: a workload's OpenClaw config that leaves clawvisor the only
 way for its agent to act.
 
-It sets, in the workload's `~/.openclaw/openclaw.json` (the home `provision` made,
-`home_root`/NAME): the MCP server entry (`clawvisor mcp`, a timeout above the longest ask
+It sets, in the workload's `~/.openclaw/openclaw.json` (HOME as its gateway unit has it,
+`home_root`/NAME/work): the MCP server entry (`clawvisor mcp`, a timeout above the longest ask
 in the workload's policy, the env that stops OpenClaw's OOM wrapper) and a tool policy
 that turns OpenClaw's own acting tools off. Everything else in the file (the model
 provider, channels) is left as the user has it. `--check` only reports what in the
@@ -15,11 +15,8 @@ there reaches only what that user could reach anyway).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import pwd
-import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -166,25 +163,6 @@ def _as_user(user: str, code: str, path: Path, data: bytes | None = None) -> byt
     return proc.stdout
 
 
-def _config_dir_for(w: Workload) -> None:
-    """A provisioned home is root's (0700, the workload let in by ACL): the workload
-    cannot make `~/.openclaw` itself, so root does, for it. Only in a home nobody else
-    can write to, where nothing can have been planted."""
-    st = w.home.lstat()
-    if st.st_uid != 0 or st.st_mode & 0o022 or not stat.S_ISDIR(st.st_mode):
-        return  # the workload's own home: its child makes the directory
-    target = w.config_file.parent
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(target, 0o700)
-    pw = pwd.getpwnam(w.user)
-    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        os.fchown(fd, pw.pw_uid, pw.pw_gid)
-        os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
-
-
 def read_config(w: Workload) -> dict[str, Any]:
     """The workload's OpenClaw config as it is ({} when there is none)."""
     raw = _as_user(w.user, _READ, w.config_file)
@@ -326,7 +304,6 @@ def setup(w: Workload, *, print_only: bool, check: bool, out: TextIO = sys.stdou
         if new == current:
             print(f"{w.config_file}: unchanged", file=out)
             return 0
-        _config_dir_for(w)
         _as_user(w.user, _WRITE, w.config_file, text.encode())
     except (SetupError, OSError, subprocess.SubprocessError) as exc:
         print(f"clawvisor openclaw setup: {exc}", file=sys.stderr)

@@ -31,6 +31,10 @@ class Box:
     def home(self, name: str) -> Path:
         return Path(self.settings.provision.home_root) / name
 
+    def gateway_home(self, name: str) -> Path:
+        """The gateway's HOME (its unit's WorkingDirectory too): the workload's own `work/`."""
+        return self.home(name) / "work"
+
     def overlay_root(self, name: str) -> Path:
         return overlay_dir(self.paths, name)
 

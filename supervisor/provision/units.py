@@ -78,8 +78,8 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
         f"# Written by clawvisor provision for workload {name}.\n"
         "[Service]\n"
         f"DynamicUser=no\nUser={spec.user}\nGroup={spec.user}\n"
-        f"WorkingDirectory={home / 'work'}\n"
-        f"Environment=HOME={home / 'work'}\n"
+        f"WorkingDirectory={box.gateway_home(name)}\n"
+        f"Environment=HOME={box.gateway_home(name)}\n"
         # The unit hides every home (ProtectHome=tmpfs); bring back this one alone.
         f"BindPaths={quote_exec([str(home)])}\n"
         "ExecStart=\n"

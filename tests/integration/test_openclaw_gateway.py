@@ -231,7 +231,8 @@ def gw(request, make_user, make_daemon, journal):
         settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
         f'[provision]\nhome_root = "{homes}"\n',
     )
-    home = homes / "oc"
+    (homes / "oc").mkdir(mode=0o755)
+    home = homes / "oc" / "work"  # the gateway's HOME, as provision makes it
     home.mkdir(mode=0o700)
     os.chown(home, user.uid, user.gid)
     model = ScriptedModel()

@@ -60,8 +60,9 @@ def box(make_user):
         policy={"10.toml": POLICY},
         settings=f'[provision]\nhome_root = "{homes}"\n',
     )
-    home = homes / "oc"
-    home.mkdir(mode=0o750)
+    (homes / "oc").mkdir(mode=0o755)
+    home = homes / "oc" / "work"  # the gateway's HOME, as provision makes it
+    home.mkdir(mode=0o700)
     os.chown(home, user.uid, user.gid)
     yield Box(root, user, home / ".openclaw" / "openclaw.json")
     rig.cleanup_root(root)
@@ -130,11 +131,12 @@ def test_a_planted_symlink_reaches_only_what_the_workload_could(box):
     assert secret.read_text() == "root's secret\n" and secret.stat().st_uid == 0
 
 
-def test_setup_works_in_a_home_laid_out_as_provision_makes_it(box):
-    home = box.file.parent.parent
+def test_setup_writes_where_the_gateway_unit_has_home_in_a_home_as_provision_makes_it(box):
+    home = box.file.parent.parent.parent  # root's, 0700, the workload let in by ACL
     os.chown(home, 0, 0)
     home.chmod(0o700)
     subprocess.run(["setfacl", "-m", f"u:{box.user.uid}:rx", str(home)], check=True)
+    assert box.file.parent.parent == home / "work"  # the unit's HOME=
     out = box.setup()
     assert out.returncode == 0, out.stderr
     st = box.file.parent.stat()
