@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 #: OpenClaw appends a user message of its own after every tool result; not the user's.
@@ -32,6 +33,16 @@ def tool_call(name: str, **arguments: Any) -> dict[str, Any]:
 def say(text: str) -> dict[str, Any]:
     """A step that ends the turn with `text`."""
     return {"text": text}
+
+
+#: Between tool results in an `echo_results()` reply.
+SEPARATOR = "\n@@@@\n"
+
+
+def echo_results() -> dict[str, Any]:
+    """A step that ends the turn by repeating every tool result, so a test reads them in the
+    agent's reply: "RESULTS: " and the results joined by SEPARATOR."""
+    return {"echo": True}
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -65,6 +76,8 @@ class ScriptedModel:
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Where each request's scenario, step and tools are written too (a JSON line each).
+    log: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -94,10 +107,16 @@ class ScriptedModel:
         }
         with self.lock:
             self.seen.append(Seen(scenario, step, tools, messages))
+        if self.log is not None:
+            with self.lock, self.log.open("a") as f:
+                f.write(json.dumps({"scenario": scenario, "step": step, "tools": tools}) + "\n")
         steps = self.scenarios.get(scenario, [])
-        if step < len(steps):
-            return steps[step]
-        return say(f"(scripted model: no step {step} in scenario {scenario})")
+        if step >= len(steps):
+            return say(f"(scripted model: no step {step} in scenario {scenario})")
+        if steps[step].get("echo"):
+            texts = [_text(m) for m in messages if m.get("role") == "tool"]
+            return say("RESULTS: " + SEPARATOR.join(texts))
+        return steps[step]
 
 
 def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
@@ -156,9 +175,9 @@ def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(model: ScriptedModel) -> Iterator[ScriptedModel]:
-    """Serve `model` on a free loopback port for the duration."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(model))
+def serving(model: ScriptedModel, port: int = 0) -> Iterator[ScriptedModel]:
+    """Serve `model` on loopback (a free port unless given) for the duration."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(model))
     server.daemon_threads = True
     model.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -169,3 +188,22 @@ def serving(model: ScriptedModel) -> Iterator[ScriptedModel]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def main() -> None:
+    """Serve from the command line (where a test cannot run it in-process, e.g. inside a
+    booted container): --port P --scenarios FILE (JSON: name -> steps) --log FILE."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--scenarios", type=Path, required=True)
+    p.add_argument("--log", type=Path, required=True)
+    args = p.parse_args()
+    model = ScriptedModel(json.loads(args.scenarios.read_text()), log=args.log)
+    with serving(model, args.port):
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -151,8 +151,11 @@ def _leader(nspawn: subprocess.Popen[bytes], timeout: float = 60) -> int:
 
 
 @contextlib.contextmanager
-def booted(files: dict[str, Path] | None = None) -> Iterator[Box]:
-    """Boot a box on an overlay of the cached rootfs; `files` are copied in first (dest: src)."""
+def booted(
+    files: dict[str, Path] | None = None, binds: dict[str, Path] | None = None
+) -> Iterator[Box]:
+    """Boot a box on an overlay of the cached rootfs; `files` are copied in first (dest:
+    src), `binds` are bound in read-only (dest: src; too big to copy, e.g. OpenClaw)."""
     lower = rootfs()
     work = Path(tempfile.mkdtemp(prefix="clawvisor-box-", dir="/var/tmp"))
     name = f"cvbox{os.getpid()}"
@@ -189,6 +192,7 @@ def booted(files: dict[str, Path] | None = None) -> Iterator[Box]:
                 "--private-network",
                 "--console=passive",
                 f"--machine={name}",
+                *(f"--bind-ro={src}:{dest}" for dest, src in (binds or {}).items()),
                 "-D",
                 str(work / "root"),
             ],

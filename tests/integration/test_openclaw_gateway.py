@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import rig
-from tests.helpers.model_server import ScriptedModel, say, serving, tool_call
+from tests.helpers.model_server import SEPARATOR, ScriptedModel, echo_results, serving, tool_call
 from tests.helpers.rules import rule, starts
 from tests.helpers.subscriber import Subscriber
 
@@ -39,11 +39,6 @@ DENY_LINE = starts(POLICY, 2)
 RELOADED = POLICY + rule("status", "oc")
 #: The turn that abandons an ask: OpenClaw gives up on the whole turn after this (s).
 ABANDON_AFTER = 20
-
-
-def echo_results() -> dict[str, Any]:
-    """The last step: the agent's reply is every tool result it got, so tests read them."""
-    return {"echo": True}
 
 
 @dataclass
@@ -151,22 +146,6 @@ class Gateway:
         raise AssertionError(f"no pending ask for {message!r}")
 
 
-def _echo_steps(model: ScriptedModel) -> None:
-    """Steps marked `echo` end the turn by repeating every tool result."""
-    original = model.pick
-
-    def pick(body: dict[str, Any]) -> dict[str, Any]:
-        step = original(body)
-        if step.get("echo"):
-            tools = [m for m in body.get("messages", []) if m.get("role") == "tool"]
-            texts = [m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])
-                     for m in tools]  # fmt: skip
-            return say("RESULTS: " + "\n@@@@\n".join(texts))
-        return step
-
-    model.pick = pick  # type: ignore[method-assign]
-
-
 def base_config(model: ScriptedModel) -> dict[str, Any]:
     """A user's own OpenClaw config: the local model, and nothing that reaches the network."""
     return {
@@ -236,7 +215,6 @@ def gw(request, make_user, make_daemon, journal):
     home.mkdir(mode=0o700)
     os.chown(home, user.uid, user.gid)
     model = ScriptedModel()
-    _echo_steps(model)
     with serving(model):
         g = Gateway(via, user, home, daemon, model)
         cfg = home / ".openclaw" / "openclaw.json"
@@ -289,7 +267,7 @@ def basic(gw):
 def results(out: dict[str, Any]) -> list[str]:
     final = str(out.get("final") or "")
     assert final.startswith("RESULTS: "), out
-    return final.removeprefix("RESULTS: ").split("\n@@@@\n")
+    return final.removeprefix("RESULTS: ").split(SEPARATOR)
 
 
 def test_the_agent_is_offered_clawvisors_tools_and_not_exec(gw, basic):

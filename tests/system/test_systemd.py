@@ -38,11 +38,26 @@ internet = "none"
 gateway = ["/opt/clawvisor/current/bin/clawvisor", "send", "--socket",
            "/run/clawvisor/intents.sock", "status"]
 """
+# A real OpenClaw gateway (the pinned build from `make openclaw`, bound in read-only) as
+# workload claw's gateway unit; its model is a scripted server on the box's loopback.
+OPENCLAW = "/opt/openclaw"
+OPENCLAW_PORT = 18797
+MODEL_PORT = 18555
+WORKLOADS += f"""
+[workloads.claw]
+user = "wl-claw"
+internet = "none"
+host_services = ["127.0.0.1:{MODEL_PORT}", "127.0.0.1:{OPENCLAW_PORT}"]
+gateway = ["{OPENCLAW}/bin/node", "{OPENCLAW}/node_modules/openclaw/openclaw.mjs", "gateway",
+           "run", "--port", "{OPENCLAW_PORT}", "--bind", "loopback"]
+"""
 POLICY = (
     "\n"
     + rule("status")
     + rule("open-url", "alpha", "ask", "@self", grant="always")
     + rule("search", "alpha", "allow", "@self")
+    + rule("capabilities", "claw")
+    + rule("notify", "claw")
 )
 SETTINGS = """
 [executors.search]
@@ -104,7 +119,8 @@ def box(builds):
         "/root/debs/now.deb": builds["deb"],
         "/root/debs/next.deb": builds["deb_next"],
     }
-    with nspawn.booted(files) as b:
+    files["/root/model_server.py"] = nspawn.REPO / "tests" / "helpers" / "model_server.py"
+    with nspawn.booted(files, {OPENCLAW: nspawn.REPO / "build" / "openclaw"}) as b:
         b.write("/etc/clawvisor/workloads.toml", WORKLOADS)
         b.write("/etc/clawvisor/policy.d/10-test.toml", POLICY)
         b.write("/etc/clawvisor/clawvisor.toml", SETTINGS)
@@ -272,6 +288,91 @@ def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
         f"CLAWVISOR_INTENT_ID={reply['id']}",
     )[-1:]
     assert decision["CLAWVISOR_UID"] == uid and decision["CLAWVISOR_WORKLOAD"] == "alpha"
+
+
+def openclaw_config() -> dict:
+    """Workload claw's own OpenClaw config: the scripted model, a local gateway, no network."""
+    model = {"id": "scripted", "name": "Scripted", "reasoning": False, "input": ["text"],
+             "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+             "contextWindow": 128000, "maxTokens": 4096}  # fmt: skip
+    return {
+        "update": {"checkOnStart": False},
+        "telemetry": {"enabled": False},
+        "cron": {"enabled": False},
+        "agents": {
+            "defaults": {
+                "model": {"primary": "mock/scripted"},
+                "skipBootstrap": True,
+                "heartbeat": {"every": "0m"},
+            }
+        },
+        "models": {
+            "mode": "merge",
+            "catalogRefresh": {"enabled": False},
+            "providers": {
+                "mock": {
+                    "baseUrl": f"http://127.0.0.1:{MODEL_PORT}/v1",
+                    "apiKey": "mock-local",
+                    "api": "openai-completions",
+                    "models": [model],
+                }
+            },
+        },
+        "gateway": {
+            "mode": "local",
+            "port": OPENCLAW_PORT,
+            "bind": "loopback",
+            "auth": {"mode": "token", "token": "cvt-test-token"},
+        },
+    }
+
+
+def as_claw(box: nspawn.Box, *argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return box.run(
+        "runuser", "-u", "wl-claw", "--", "env", "HOME=/home/claw/work",
+        "OPENCLAW_GATEWAY_TOKEN=cvt-test-token", "CI=1", "DO_NOT_TRACK=1",
+        f"{OPENCLAW}/bin/node", f"{OPENCLAW}/node_modules/openclaw/openclaw.mjs", *argv,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_a_real_openclaw_gateway_runs_as_a_workload_unit_and_acts_through_clawvisor(box):
+    unit = "clawvisor-workload@claw.service"
+    scenarios = {"systemd": [
+        {"tool_calls": [{"name": "clawvisor_notify", "arguments": {"message": "hi from a unit"}}]},
+        {"echo": True},
+    ]}  # fmt: skip
+    box.write("/root/scenarios.json", json.dumps(scenarios))
+    box.ok("systemd-run", "--unit=cvt-model", "/usr/bin/python3", "/root/model_server.py",
+           "--port", str(MODEL_PORT), "--scenarios", "/root/scenarios.json",
+           "--log", "/root/model.jsonl")  # fmt: skip
+    box.ok("install", "-d", "-o", "wl-claw", "-g", "wl-claw", "-m", "0700",
+           "/home/claw/work/.openclaw")  # fmt: skip
+    box.write("/home/claw/work/.openclaw/openclaw.json", json.dumps(openclaw_config()), 0o600)
+    box.ok("chown", "wl-claw:wl-claw", "/home/claw/work/.openclaw/openclaw.json")
+    plugin = box.ok(CLAWVISOR, "openclaw", "plugin").strip()
+    done = as_claw(box, "plugins", "install", plugin, "--force", "--accept-capabilities")
+    assert done.returncode == 0, done.stdout + done.stderr
+    box.ok(CLAWVISOR, "openclaw", "setup", "--workload", "claw", "--via", "plugin")
+    box.ok("systemctl", "start", unit)
+    ready = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:%d/readyz').read())"
+    box.wait_for(
+        lambda: "ready" in box.run("python3", "-c", ready % OPENCLAW_PORT).stdout,
+        timeout=120,
+        what="the OpenClaw gateway to be ready",
+    )
+    turn = as_claw(box, "agent", "--agent", "main", "--message", "[scenario systemd] go", "--json")
+    assert turn.returncode == 0, turn.stdout[-3000:] + turn.stderr[-3000:]
+    [payload] = json.loads(turn.stdout)["result"]["payloads"]
+    assert payload["text"].startswith("RESULTS: "), payload
+    assert '"decision":"allow"' in payload["text"] and '"action":"notify"' in payload["text"]
+    assert active(box, unit) == "active"  # the gateway serves on
+    uid = box.ok("id", "-u", "wl-claw").strip()
+    decisions = journal(box, "CLAWVISOR_KIND=decision", "CLAWVISOR_WORKLOAD=claw")
+    assert any(
+        d["CLAWVISOR_UID"] == uid and d.get("CLAWVISOR_ACTION") == "notify" for d in decisions
+    )
+    box.ok("systemctl", "stop", unit)
 
 
 def test_reload_swaps_the_policy_in_the_same_process(box):
