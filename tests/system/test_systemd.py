@@ -225,7 +225,7 @@ def test_the_first_intent_starts_the_daemon_through_socket_activation(box):
     status = box.prop("clawvisor.service", "StatusText")
     # journald must never rate-limit the audit trail.
     assert box.prop("clawvisor.service", "LogRateLimitIntervalUSec") == "0"
-    assert status == "1 workloads, policy: 3 rules"
+    assert status == "2 workloads, policy: 5 rules"
     [started] = journal(box, "SYSLOG_IDENTIFIER=clawvisor", "CLAWVISOR_KIND=daemon")[-1:]
     assert "clawvisor started" in started["MESSAGE"]
 
