@@ -92,6 +92,12 @@ STEPS = (
         (),
         ("--sizes", "0.25", "1", "--repeat", "1", "--syncs", "1"),
     ),
+    Step(
+        "openclaw_turn",
+        "one OpenClaw turn: what clawvisor's plugin adds beside OpenClaw's own tool",
+        (),
+        ("--turns", "2", "--reads", "5"),
+    ),
     Step("nft_counters", "nftables counters: JSON API beside nft -j", (), ("--reads", "20")),
     Step("footprint", "footprint: memory and start to READY", (), ("--requests", "5000")),
     Step("provision", "provisioning 20 workloads beside a script", ()),
@@ -829,6 +835,45 @@ def policy_diff_section() -> list[str]:
     ]
 
 
+def openclaw_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """One OpenClaw turn (bench/openclaw_turn.py): the tool step through clawvisor's plugin
+    beside OpenClaw's own tool, and the per-turn tool-list read beside the whole turn."""
+    c, o = d["clawvisor"], d["openclaw_own"]
+    caps = d["capabilities_ms"]
+    return [
+        Row(
+            "OpenClaw",
+            "tool step of a turn calling clawvisor_notify (allowed intent), median (ms)",
+            f"{c['tool_ms']:.0f}",
+            "the same turn calling OpenClaw's own tool_search",
+            f"{o['tool_ms']:.0f}",
+            f"{_x(c['tool_ms'] / o['tool_ms'])} the time",
+            "",
+            cmd,
+        ),
+        Row(
+            "OpenClaw",
+            "the plugin's per-turn capabilities read, median (ms)",
+            f"{caps:.0f}",
+            "the whole turn it is part of (ms)",
+            f"{c['turn_s'] * 1000:.0f}",
+            f"{caps / (c['turn_s'] * 1000):.1%} of the turn",
+            "",
+            cmd,
+        ),
+        Row(
+            "OpenClaw",
+            "one whole turn with a clawvisor call, median (s)",
+            f"{c['turn_s']:.2f}",
+            "the same turn with OpenClaw's own tool",
+            f"{o['turn_s']:.2f}",
+            f"{_x(c['turn_s'] / o['turn_s'])} the time",
+            "",
+            cmd,
+        ),
+    ]
+
+
 EXTRACT = {
     "roundtrip": roundtrip_rows,
     "policy_eval": policy_rows,
@@ -836,6 +881,7 @@ EXTRACT = {
     "monitors": monitor_rows,
     "eventlog": eventlog_rows,
     "secret_scan": secret_scan_rows,
+    "openclaw_turn": openclaw_rows,
     "nft_counters": nft_rows,
     "footprint": footprint_rows,
     "provision": provision_rows,

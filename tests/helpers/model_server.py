@@ -62,6 +62,9 @@ class Seen:
     step: int
     tools: dict[str, str]
     messages: list[dict[str, Any]]
+    #: time.monotonic() when the request came in, and when its reply was all sent.
+    at: float = 0.0
+    done: float = 0.0
 
     def tool_results(self) -> list[str]:
         """The text of every tool result in the conversation so far."""
@@ -87,7 +90,7 @@ class ScriptedModel:
         with self.lock:
             return [s for s in self.seen if s.scenario == scenario]
 
-    def pick(self, body: dict[str, Any]) -> dict[str, Any]:
+    def pick(self, body: dict[str, Any]) -> tuple[dict[str, Any], Seen]:
         messages: list[dict[str, Any]] = body.get("messages") or []
         last_user = max(
             (
@@ -105,18 +108,19 @@ class ScriptedModel:
             for t in body.get("tools") or []
             if isinstance(t, dict) and "function" in t
         }
+        seen = Seen(scenario, step, tools, messages, at=time.monotonic())
         with self.lock:
-            self.seen.append(Seen(scenario, step, tools, messages))
+            self.seen.append(seen)
         if self.log is not None:
             with self.lock, self.log.open("a") as f:
                 f.write(json.dumps({"scenario": scenario, "step": step, "tools": tools}) + "\n")
         steps = self.scenarios.get(scenario, [])
         if step >= len(steps):
-            return say(f"(scripted model: no step {step} in scenario {scenario})")
+            return say(f"(scripted model: no step {step} in scenario {scenario})"), seen
         if steps[step].get("echo"):
             texts = [_text(m) for m in messages if m.get("role") == "tool"]
-            return say("RESULTS: " + SEPARATOR.join(texts))
-        return steps[step]
+            return say("RESULTS: " + SEPARATOR.join(texts)), seen
+        return steps[step], seen
 
 
 def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
@@ -132,10 +136,11 @@ def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             body = json.loads(raw or b"{}")
-            step = model.pick(body)
+            step, seen = model.pick(body)
             if step.get("delay"):
                 time.sleep(float(step["delay"]))
             self.stream(body.get("model", "scripted"), step)
+            seen.done = time.monotonic()
 
         def stream(self, name: str, step: dict[str, Any]) -> None:
             cid = f"chatcmpl-{time.monotonic_ns()}"

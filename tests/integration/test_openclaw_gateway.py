@@ -7,27 +7,18 @@ OpenClaw's own `exec` are each one agent turn, `openclaw agent exec`."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import rig
-from tests.helpers.model_server import SEPARATOR, ScriptedModel, echo_results, serving, tool_call
+from tests.helpers.model_server import SEPARATOR, echo_results, tool_call
+from tests.helpers.openclaw import gateway, installed
 from tests.helpers.rules import rule, starts
 from tests.helpers.subscriber import Subscriber
-
-ROOT = Path(__file__).resolve().parents[2]
-OPENCLAW = ROOT / "build" / "openclaw"
-NODE_BIN = OPENCLAW / "bin"
-ENTRY = OPENCLAW / "node_modules" / "openclaw" / "openclaw.mjs"
-PLUGIN_DIR = ROOT / "supervisor" / "gateway" / "openclaw_plugin"
 
 POLICY = (
     rule("capabilities", "oc")
@@ -41,167 +32,10 @@ RELOADED = POLICY + rule("status", "oc")
 ABANDON_AFTER = 20
 
 
-@dataclass
-class Gateway:
-    """One workload's OpenClaw, reaching clawvisor `via` the plugin or the MCP bridge."""
-
-    via: str
-    user: rig.User
-    home: Path
-    daemon: rig.Daemon
-    model: ScriptedModel
-
-    def tool(self, action: str) -> str:
-        # The plugin's tools are its own; MCP tools are named SERVER__TOOL by OpenClaw.
-        return (
-            f"clawvisor_{action.replace('-', '_')}"
-            if self.via == "plugin"
-            else f"clawvisor__{action}"
-        )
-
-    def call(self, action: str, **args: Any) -> dict[str, Any]:
-        """A step calling `action`'s tool: direct for the plugin (offered as itself), through
-        OpenClaw's Tool Search `tool_call` for MCP tools (deferred behind it by default)."""
-        if self.via == "plugin":
-            return tool_call(self.tool(action), **args)
-        return tool_call("tool_call", id=self.tool(action), args=args)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "HOME": str(self.home),
-            "PATH": f"{NODE_BIN}:{rig.CLAWVISOR.parent}:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "OPENCLAW_NO_AUTO_UPDATE": "1",
-            "DO_NOT_TRACK": "1",
-            "CI": "1",
-        }
-
-    def argv(self, *args: str) -> list[str]:
-        return [
-            "/usr/bin/setpriv",
-            f"--reuid={self.user.uid}",
-            f"--regid={self.user.gid}",
-            "--clear-groups",
-            "/usr/bin/env",
-            "-i",
-            *(f"{k}={v}" for k, v in self.env().items()),
-            str(NODE_BIN / "node"),
-            str(ENTRY),
-            *args,
-        ]
-
-    def openclaw(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args),
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def turn_process(self, scenario: str, turn_timeout: int = 90) -> subprocess.Popen[str]:
-        """Start one agent turn; its message names the scenario the model plays."""
-        return subprocess.Popen(
-            self.argv(
-                "agent",
-                "exec",
-                "--json",
-                "--timeout",
-                str(turn_timeout),
-                f"[scenario {scenario}] go",
-            ),
-            cwd=self.home,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def turn(self, scenario: str, turn_timeout: int = 90) -> dict[str, Any]:
-        """Run one agent turn to its end; OpenClaw's JSON envelope (`final` is the reply)."""
-        proc = self.turn_process(scenario, turn_timeout)
-        out, err = proc.communicate(timeout=turn_timeout + 60)
-        try:
-            return dict(json.loads(out))
-        except ValueError:
-            why = f"openclaw exit {proc.returncode}: {out[-2000:]} {err[-2000:]}"
-            raise AssertionError(why) from None
-
-    def offered(self, scenario: str) -> dict[str, str]:
-        """The tools (name -> description) the model was offered in a scenario's first step."""
-        return self.model.requests(scenario)[0].tools
-
-    def control(self, op: str, **fields: Any) -> dict[str, Any]:
-        with rig.connect_as(self.daemon.control, None) as sock:
-            sock.sendall(json.dumps({"id": "c1", "op": op, **fields}).encode() + b"\n")
-            return rig.read_lines(sock, 1)[0]
-
-    def pending(self, message: str, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for p in self.control("pending")["result"]["pending"]:
-                if p["params"].get("message") == message:
-                    return p
-            time.sleep(0.1)
-        raise AssertionError(f"no pending ask for {message!r}")
-
-
-def base_config(model: ScriptedModel) -> dict[str, Any]:
-    """A user's own OpenClaw config: the local model, and nothing that reaches the network."""
-    return {
-        "update": {"checkOnStart": False},
-        "telemetry": {"enabled": False},
-        "agents": {
-            "defaults": {
-                "model": {"primary": "mock/scripted"},
-                "skipBootstrap": True,
-                "timeoutSeconds": 120,
-                "heartbeat": {"every": "0m"},
-            }
-        },
-        "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
-        "models": {
-            "mode": "merge",
-            "catalogRefresh": {"enabled": False},
-            "providers": {
-                "mock": {
-                    "baseUrl": model.base_url,
-                    "apiKey": "mock-local",
-                    "api": "openai-completions",
-                    "timeoutSeconds": 60,
-                    "models": [
-                        {
-                            "id": "scripted",
-                            "name": "Scripted",
-                            "reasoning": False,
-                            "input": ["text"],
-                            "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-                            "contextWindow": 128000,
-                            "maxTokens": 4096,
-                        }
-                    ],
-                }
-            },
-        },
-    }
-
-
-def _clean_tmp(uid: int) -> None:
-    # What OpenClaw leaves in /tmp for its user: its log, state locks, terminal staging.
-    for p in Path("/tmp").iterdir():
-        if p.name.startswith(("openclaw", ".openclaw")):
-            try:
-                if p.lstat().st_uid == uid:
-                    shutil.rmtree(p, ignore_errors=True)
-            except FileNotFoundError:
-                pass
-
-
 @pytest.fixture(scope="module", params=["plugin", "mcp"])
 def gw(request, make_user, make_daemon, journal):
-    if not (ENTRY.exists() and (NODE_BIN / "node").exists()):
+    if not installed():
         pytest.fail("the pinned OpenClaw is not installed: run `make openclaw`")
-    via: str = request.param
     homes = rig.shared_tmpdir("clawvisor-ocg-")
     user = make_user()
     daemon = make_daemon(
@@ -210,35 +44,11 @@ def gw(request, make_user, make_daemon, journal):
         settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
         f'[provision]\nhome_root = "{homes}"\n',
     )
-    (homes / "oc").mkdir(mode=0o755)
-    home = homes / "oc" / "work"  # the gateway's HOME, as provision makes it
-    home.mkdir(mode=0o700)
-    os.chown(home, user.uid, user.gid)
-    model = ScriptedModel()
-    with serving(model):
-        g = Gateway(via, user, home, daemon, model)
-        cfg = home / ".openclaw" / "openclaw.json"
-        cfg.parent.mkdir(mode=0o700)
-        cfg.write_text(json.dumps(base_config(model)))
-        for p in (cfg.parent, cfg):
-            os.chown(p, user.uid, user.gid)
-        if via == "plugin":
-            # The plugin first: OpenClaw holds an entry for a plugin it lacks as unfinished.
-            done = g.openclaw(
-                "plugins", "install", str(PLUGIN_DIR), "--force", "--accept-capabilities"
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-        setup = subprocess.run(
-            [str(rig.CLAWVISOR), "openclaw", "setup", "--via", via, "--socket", str(daemon.intents),
-             "--config-dir", str(daemon.config_dir), "--state-dir", str(daemon.root / "state")],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert setup.returncode == 0, setup.stderr
-        yield g
-    if os.environ.get("CVT_KEEP"):
-        return
-    _clean_tmp(user.uid)
-    shutil.rmtree(homes, ignore_errors=True)
+    try:
+        with gateway(request.param, user, daemon, homes) as g:
+            yield g
+    finally:
+        shutil.rmtree(homes, ignore_errors=True)
 
 
 def test_setup_leaves_no_way_around_clawvisor(gw):

@@ -90,3 +90,14 @@ def test_the_new_rows_name_a_peer_and_a_ratio():
         assert r.peer and r.theirs and r.ratio, r
     assert any(r.aim == "no loss at 100,000/s NOT met" for r in rows)
     assert any(r.figure.startswith("events/s into the kept log without loss") for r in rows)
+
+
+def test_the_openclaw_rows_set_clawvisors_figures_beside_openclaws_own():
+    d = {
+        "clawvisor": {"turn_s": 7.0, "tool_ms": 80.0},
+        "openclaw_own": {"turn_s": 7.0, "tool_ms": 100.0},
+        "capabilities_ms": 35.0,
+    }
+    rows = bench_all.openclaw_rows(d, "cmd")
+    assert [r.ratio for r in rows] == ["0.8x the time", "0.5% of the turn", "1.0x the time"]
+    assert rows[1].theirs == "7000"
