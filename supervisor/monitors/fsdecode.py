@@ -142,7 +142,10 @@ class FileDecoders:
     ) -> Any:
         path, _ = self._target(p, int(n[0]), self._path(raw), by_fd=int(n[2]) == 1)
         mode = int(n[1])
-        made = self.provenance.maker(path) is not None
+        maker = self.provenance.maker(path)
+        # Made means written, renamed or linked into place: a path known only from an
+        # earlier chmod (a directory chmodded 0700 twice) is not a file the workload made.
+        made = maker is not None and maker.how != "chmod"
         if res == 0 and mode & 0o111:
             self._made(path, base, "chmod")
         return ev.Chmod(

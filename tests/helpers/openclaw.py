@@ -187,11 +187,13 @@ def _clean_tmp(uid: int) -> None:
 
 
 @contextmanager
-def gateway(via: str, user: rig.User, daemon: rig.Daemon, homes: Path) -> Iterator[Gateway]:
-    """User's OpenClaw, set up the way the README says (the plugin installed first), for
-    `daemon` (whose [provision] home_root is `homes`), its scripted model serving."""
-    (homes / "oc").mkdir(mode=0o755)
-    home = homes / "oc" / "work"  # the gateway's HOME, as provision makes it
+def gateway(
+    via: str, user: rig.User, daemon: rig.Daemon, homes: Path, name: str = "oc"
+) -> Iterator[Gateway]:
+    """Workload `name`'s OpenClaw, set up the way the README says (the plugin installed
+    first), for `daemon` (whose [provision] home_root is `homes`), its model serving."""
+    (homes / name).mkdir(mode=0o755)
+    home = homes / name / "work"  # the gateway's HOME, as provision makes it
     home.mkdir(mode=0o700)
     os.chown(home, user.uid, user.gid)
     model = ScriptedModel()
@@ -210,8 +212,8 @@ def gateway(via: str, user: rig.User, daemon: rig.Daemon, homes: Path) -> Iterat
                 )
                 assert done.returncode == 0, done.stdout + done.stderr
             setup = subprocess.run(
-                [str(rig.CLAWVISOR), "openclaw", "setup", "--via", via, "--socket",
-                 str(daemon.intents), "--config-dir", str(daemon.config_dir),
+                [str(rig.CLAWVISOR), "openclaw", "setup", "--workload", name, "--via", via,
+                 "--socket", str(daemon.intents), "--config-dir", str(daemon.config_dir),
                  "--state-dir", str(daemon.root / "state")],
                 capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip

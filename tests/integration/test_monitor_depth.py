@@ -349,6 +349,15 @@ def test_chmod_setting_the_setuid_bit_is_alerted(mon):
     mon.alert("setid-bit", pid=pid)
 
 
+def test_chmodding_a_directory_twice_is_not_a_dropped_file_made_executable(mon):
+    pid = mon.run("import os\nos.mkdir('d')\nos.chmod('d', 0o700)\nos.chmod('d', 0o700)\n")
+    chmods = mon.stream.find(
+        lambda i: i["kind"] == "chmod" and i.get("pid") == pid and not i.get("alert"), count=2
+    )
+    assert len(chmods) == 2 and all(e["exec"] and not e.get("dropped") for e in chmods)
+    assert "dropped-made-executable" not in mon.alerts_for(pid)
+
+
 def test_chown_is_seen(mon):
     pid = mon.run(f"import os\nopen('mine', 'w').close()\nos.chown('mine', {mon.w.uid}, -1)\n")
     e = mon.event("chown", pid=pid, path=f"{mon.home}/mine")
