@@ -116,6 +116,16 @@ class Gateway:
             why = f"openclaw exit {proc.returncode}: {out[-2000:]} {err[-2000:]}"
             raise AssertionError(why) from None
 
+    def local_turn(self, scenario: str) -> str:
+        """One turn of the embedded agent (`openclaw agent --local`: plugin hooks run there,
+        unlike under `agent exec`); the agent's reply text."""
+        done = self.openclaw(
+            "agent", "--local", "--agent", "main", "--session-key", f"agent:main:{scenario}",
+            "--message", f"[scenario {scenario}] go", "--json", timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return str(json.loads(done.stdout)["payloads"][0]["text"])
+
     def offered(self, scenario: str) -> dict[str, str]:
         """The tools (name -> description) the model was offered in a scenario's first step."""
         return self.model.requests(scenario)[0].tools

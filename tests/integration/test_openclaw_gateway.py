@@ -173,3 +173,46 @@ def test_the_agent_finds_clawvisors_tool_for_a_task(gw):
         assert gw.tool("notify") in gw.offered(scenario)
     else:
         assert re.search(r"clawvisor__notify", found), found
+
+
+@pytest.fixture(scope="module")
+def loosened(make_user, make_daemon, journal):
+    """A plugin set-up whose user then turned OpenClaw's coding tools back on."""
+    homes = rig.shared_tmpdir("clawvisor-ocl-")
+    user = make_user()
+    daemon = make_daemon(
+        {"oc": user},
+        {"10.toml": POLICY},
+        settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
+        f'[provision]\nhome_root = "{homes}"\n',
+    )
+    try:
+        with gateway("plugin", user, daemon, homes) as g:
+            cfg = g.home / ".openclaw" / "openclaw.json"
+            loose = json.loads(cfg.read_text())
+            loose["tools"] = {"profile": "coding"}
+            cfg.write_text(json.dumps(loose))
+            yield g
+    finally:
+        shutil.rmtree(homes, ignore_errors=True)
+
+
+def test_check_reports_a_tool_profile_turned_back_on(loosened):
+    check = subprocess.run(
+        [str(rig.CLAWVISOR), "openclaw", "setup", "--check", "--via", "plugin",
+         "--config-dir", str(loosened.daemon.config_dir),
+         "--state-dir", str(loosened.daemon.root / "state")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 1 and "coding" in check.stdout, check.stdout
+
+
+def test_block_host_tools_blocks_exec_where_openclaw_runs_the_plugins_hooks(loosened):
+    marker = loosened.home / "exec-ran"
+    loosened.model.scenarios["blocked"] = [
+        tool_call("exec", command=f"touch {marker}"),
+        echo_results(),
+    ]
+    [got] = results({"final": loosened.local_turn("blocked")})
+    assert "is one of OpenClaw's own tools" in got and "blocked" in got
+    assert not marker.exists()
