@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ OPENCLAW = ROOT / "build" / "openclaw"
 NODE_BIN = OPENCLAW / "bin"
 ENTRY = OPENCLAW / "node_modules" / "openclaw" / "openclaw.mjs"
 PLUGIN_DIR = ROOT / "supervisor" / "gateway" / "openclaw_plugin"
+GATEWAY_TOKEN = "cvt-test-token"
 
 
 def installed() -> bool:
@@ -61,9 +64,57 @@ class Gateway:
             "PATH": f"{NODE_BIN}:{rig.CLAWVISOR.parent}:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "OPENCLAW_NO_AUTO_UPDATE": "1",
+            "OPENCLAW_GATEWAY_TOKEN": GATEWAY_TOKEN,
             "DO_NOT_TRACK": "1",
             "CI": "1",
         }
+
+    @contextmanager
+    def served(self, run_timeout: int) -> Iterator[subprocess.Popen[str]]:
+        """`openclaw gateway run` (the long-running gateway, as a workload unit runs it) on a
+        free loopback port, its agent runs cut off after `run_timeout` s; stopped by pid."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = self.home / ".openclaw" / "openclaw.json"
+        conf = json.loads(cfg.read_text())
+        conf["gateway"] = {"mode": "local", "port": port, "bind": "loopback",
+                           "auth": {"mode": "token", "token": GATEWAY_TOKEN}}  # fmt: skip
+        conf["cron"] = {"enabled": False}
+        conf["agents"]["defaults"]["timeoutSeconds"] = run_timeout
+        cfg.write_text(json.dumps(conf))
+        proc = subprocess.Popen(
+            self.argv("gateway", "run", "--port", str(port), "--bind", "loopback"),
+            cwd=self.home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, f"openclaw gateway exited {proc.returncode}"
+                assert time.monotonic() < deadline, "openclaw gateway not ready"
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                        if b"ready" in r.read():
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def gateway_turn(self, scenario: str) -> subprocess.Popen[str]:
+        """Start one turn sent to the running gateway (`openclaw agent`, not embedded)."""
+        return subprocess.Popen(
+            self.argv("agent", "--agent", "main", "--session-key", f"agent:main:{scenario}",
+                      "--message", f"[scenario {scenario}] go", "--json"),
+            cwd=self.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
 
     def argv(self, *args: str) -> list[str]:
         return [

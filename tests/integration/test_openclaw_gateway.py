@@ -216,3 +216,23 @@ def test_block_host_tools_blocks_exec_where_openclaw_runs_the_plugins_hooks(loos
     [got] = results({"final": loosened.local_turn("blocked")})
     assert "is one of OpenClaw's own tools" in got and "blocked" in got
     assert not marker.exists()
+
+
+def test_a_running_gateway_that_gives_up_on_a_turn_cancels_its_ask(loosened):
+    """The plugin maps OpenClaw's abort to `cancel`: the gateway (and the plugin's connection)
+    stays up when OpenClaw cuts a run off, so only the cancel can withdraw the ask."""
+    g = loosened
+    g.model.scenarios["cut-off"] = [g.call("notify", message="ask: cut off"), echo_results()]
+    agent = Subscriber(g.daemon.control)
+    try:
+        with g.served(run_timeout=ABANDON_AFTER) as served:
+            turn = g.gateway_turn("cut-off")
+            p = g.pending("ask: cut off")
+            gone = agent.wait("withdrawn", timeout=ABANDON_AFTER + 60)
+            assert served.poll() is None  # withdrawn by the cancel, not by a gateway gone
+            assert gone["id"] == p["id"] and gone["reason"] == "withdrawn"
+            turn.communicate(timeout=120)
+            late = g.control("verdict", request=p["id"], digest=p["digest"], allow=True)
+            assert late["status"] == "error", late
+    finally:
+        agent.close()
