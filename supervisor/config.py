@@ -203,6 +203,10 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tags: list[Annotated[str, msgspec.Meta(pattern=whole(r"[a-zA-Z0-9_-]{1,64}"))]] = []
     #: Egress: `open` (anything but LAN), `none`, or only what is allowed (`allowlist`).
     internet: Literal["open", "none", "allowlist"] = "none"
+    #: May it query the configured resolvers? Unset: yes for `open` and `allowlist`
+    #: (`egress-allow` resolves names as the workload), no for `none`, where DNS would be
+    #: the one way out left (a tunnel through the resolver).
+    dns: bool | None = None
     #: Always-allowed destinations for `allowlist` (host names are resolved at provision).
     egress_allow: list[EgressEntry] = []
     #: Host addresses the workload may always reach, even on the LAN (a model server...).
@@ -212,6 +216,11 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     gateway: list[Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]] | None = None
     #: Where `sync-out` copies the workload's files to, on the host side.
     destination: AbsPath | None = None
+
+
+def resolves(spec: WorkloadSpec) -> bool:
+    """Whether the workload may query the configured resolvers."""
+    return spec.dns if spec.dns is not None else spec.internet != "none"
 
 
 class WorkloadsFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

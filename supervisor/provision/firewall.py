@@ -5,7 +5,8 @@ or none). For each workload uid, in order:
 
     cut          its uid is in @cut (a trigger cut its network): drop
     established  replies and related traffic of allowed connections: accept
-    dns          to a configured resolver, port 53: accept
+    dns          to a configured resolver, port 53: accept (drop_dns: drop, for a
+                 workload without DNS: `internet = "none"` unless `dns = true`)
     host         to one of its host_services (address . port): accept
     metadata     to a cloud metadata address: drop
     lan          to RFC 1918, link-local, CGNAT, loopback, ULA, or this machine's own
@@ -43,7 +44,7 @@ from executors.nft import (
     slug,
 )
 
-from ..config import WorkloadSpec
+from ..config import WorkloadSpec, resolves
 from ..persist import read_or_none, write_atomic
 from .box import Box, uid_of
 from .live_table import current_table, fingerprint, live_elements
@@ -209,6 +210,9 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
             verdict="accept",
         )
     )
+    # A workload without DNS has its queries dropped by a rule of their own, so that the
+    # attempt (a tunnel through the resolver) is counted and named, not lost among drops.
+    dns_ok = resolves(spec)
     for v in (4, 6):
         cmds.append(
             rule(
@@ -216,8 +220,8 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
                 _L4,
                 _match(_DPORT, 53),
                 _match(_daddr(v), f"@dns{v}"),
-                reason="dns",
-                verdict="accept",
+                reason="dns" if dns_ok else "drop_dns",
+                verdict="accept" if dns_ok else "drop",
             )
         )
     services: dict[int, list[Any]] = {4: [], 6: []}

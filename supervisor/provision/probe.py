@@ -39,6 +39,30 @@ def connect(address: str, port: str, timeout: str = "3") -> tuple[str, str]:
     return "connected", ""
 
 
+#: A DNS query for A of clawvisor-verify.invalid (RFC 1035 wire format, id 0x4356).
+DNS_QUERY = (
+    b"\x43\x56\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    b"\x10clawvisor-verify\x07invalid\x00\x00\x01\x00\x01"
+)
+
+
+def dns(address: str, port: str = "53", timeout: str = "3") -> tuple[str, str]:
+    """One DNS query over UDP: `answered`, or why not (EPERM when dropped in this host)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(float(timeout))
+    try:
+        s.sendto(DNS_QUERY, (address, int(port)))
+        s.recv(512)
+    except TimeoutError:
+        return "timeout", f"no answer in {timeout} s"
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    finally:
+        s.close()
+    return "answered", ""
+
+
 def listdir(path: str) -> tuple[str, str]:
     try:
         return "ok", f"{len(os.listdir(path))} entries"
@@ -106,6 +130,7 @@ def unix(path: str, line: str) -> tuple[str, str]:
 
 PROBES: dict[str, Callable[..., tuple[str, str]]] = {
     "connect": connect,
+    "dns": dns,
     "list": listdir,
     "read": read,
     "write": write,

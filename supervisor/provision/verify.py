@@ -22,11 +22,11 @@ import msgspec
 
 from executors.nft import FAMILY, TABLE, Nft, NftError
 
-from ..config import WorkloadSpec
+from ..config import WorkloadSpec, resolves
 from ..verify_result import Check, Result
 from .box import Box
 from .firewall import counter_name
-from .networks import parse_entry
+from .networks import parse_entry, resolvers
 
 
 @dataclass(frozen=True)
@@ -91,18 +91,21 @@ def counter_packets(workload: str, reason: str) -> int | None:
     return None
 
 
-def blocked(user: str, workload: str, target: str, reason: str) -> tuple[Result, str]:
-    """Try a TCP connection as `user`; PASS only if it failed AND the drop counter moved.
+def blocked(
+    user: str, workload: str, target: str, reason: str, kind: str = "connect"
+) -> tuple[Result, str]:
+    """Try a TCP connection (or with `kind` "dns", a DNS query over UDP) as `user`; PASS
+    only if it failed AND the drop counter moved.
 
     A SYN dropped in the output hook just times out, which on its own proves nothing
     (a host that does not answer looks the same); the workload's own counter for this
     reason going up proves clawvisor's firewall dropped it.
     """
     before = counter_packets(workload, reason)
-    p = probe(user, "connect", *_hostport(target), "1")
+    p = probe(user, kind, *_hostport(target), "1")
     after = counter_packets(workload, reason)
-    if p.outcome == "connected":
-        return "FAIL", f"{target}: connected"
+    if p.outcome in ("connected", "answered"):
+        return "FAIL", f"{target}: {p.outcome}"
     if before is None or after is None:
         return "FAIL", f"{target}: {p.outcome}; no counter {counter_name(workload, reason)}"
     if after > before:
@@ -143,6 +146,16 @@ def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
         add("non-allowlisted internet unreachable", "SKIP", "internet = open")
     else:
         add("non-allowlisted internet unreachable", *blocked(user, name, v.internet_probe, "drop"))
+    servers = resolvers(box)
+    if resolves(spec):
+        add("DNS to the resolvers refused", "SKIP", "this workload may use DNS")
+    elif not servers:
+        add("DNS to the resolvers refused", "SKIP", "no resolver configured or in resolv.conf")
+    else:
+        add(
+            "DNS to the resolvers refused",
+            *blocked(user, name, f"{servers[0]}:53", "drop_dns", kind="dns"),
+        )
     # files: negative
     others = [n for n in box.workloads if n != name]
     if others:

@@ -282,8 +282,11 @@ def test_the_ruleset_is_in_the_namespace_with_named_counters(box):
     listing = box.nft("list", "table", "inet", "clawvisor")
     for name in ("alpha", "beta"):
         assert f"chain wl_{name}" in listing
-        for reason in ("drop_lan", "drop_meta", "accept", "drop", "dns"):
+        for reason in ("drop_lan", "drop_meta", "accept", "drop"):
             assert f"counter {name}_{reason}" in listing
+    # alpha (allowlist) may resolve; beta (internet = "none") has its DNS dropped, counted.
+    assert "counter alpha_dns" in listing and "counter alpha_drop_dns" not in listing
+    assert "counter beta_drop_dns" in listing and "counter beta_dns " not in listing
     assert "set staticp4_alpha" in listing and f"{ALLOWED} . 8080" in listing
     root_tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert "clawvisor" not in root_tables  # the root namespace is untouched
@@ -337,6 +340,13 @@ def test_verify_passes_every_check_on_the_provisioned_box(box):
         "dropped by the firewall (beta_drop +"
         in rows[("beta", "non-allowlisted internet unreachable")]["reason"]
     )
+
+
+def test_verify_shows_a_workload_without_internet_cannot_query_the_resolvers(box):
+    rows = verify(box)
+    beta = rows[("beta", "DNS to the resolvers refused")]
+    assert beta["result"] == "PASS" and "beta_drop_dns +" in beta["reason"], beta
+    assert rows[("alpha", "DNS to the resolvers refused")]["result"] == "SKIP"
 
 
 def weakened(box, break_it, *checks: str) -> None:
