@@ -61,6 +61,7 @@ EXIT_STATUSES: Final[dict[str, dict[int, str]]] = {
         1: "--check found a way for the agent to act without clawvisor",
         2: "an error (no such workload, a file that is not JSON, ...)",
     },
+    "openclaw plugin": {0: "printed"},
     "policy check": {
         0: "the policy loads and its tests pass (warnings allowed)",
         1: "errors: it does not load or a test fails",
