@@ -20,7 +20,19 @@ DYNAMIC_SETS = ("allow4", "allow6", "allowp4", "allowp6")
 #: The set of uids a `cut-network` response drops all traffic of.
 CUT_SET = "cut"
 #: Why a packet of a workload was accepted or dropped: one named counter per workload each.
-REASONS = ("cut", "est", "dns", "drop_dns", "host", "drop_meta", "drop_lan", "accept", "drop")
+REASONS = (
+    "cut",
+    "in",
+    "drop_in",
+    "est",
+    "dns",
+    "drop_dns",
+    "host",
+    "drop_meta",
+    "drop_lan",
+    "accept",
+    "drop",
+)
 
 
 class NftError(Exception):

@@ -7,6 +7,7 @@ documentation. Workload users are resolved to uids once, here, never per request
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import tomllib
@@ -188,6 +189,18 @@ HostService = Annotated[
 ]
 
 
+class Inbound(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A port of the workload's that others may connect to (or send datagrams to)."""
+
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    #: Who may: addresses or networks (CIDR); empty: anyone.
+    sources: list[Annotated[str, msgspec.Meta(max_length=64)]] = []
+
+    def __post_init__(self) -> None:
+        for src in self.sources:
+            ipaddress.ip_network(src, strict=False)  # ValueError: not an address or network
+
+
 class OverlaySpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The workload's view of a host directory: `lower` read-only, writes to its upper layer."""
 
@@ -211,6 +224,8 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     egress_allow: list[EgressEntry] = []
     #: Host addresses the workload may always reach, even on the LAN (a model server...).
     host_services: list[HostService] = []
+    #: Ports others may connect to; every other inbound connection is dropped.
+    inbound: list[Inbound] = []
     overlay: OverlaySpec | None = None
     #: The gateway's command line, run by clawvisor-workload@NAME.service as the user.
     gateway: list[Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]] | None = None

@@ -4,6 +4,10 @@ Built as libnftables JSON and replaced in one transaction (the kernel applies al
 or none). For each workload uid, in order:
 
     cut          its uid is in @cut (a trigger cut its network): drop
+    in           its reply on a connection opened to a port `inbound` lists, from a
+                 source it lists: accept
+    drop_in      its reply on any other connection someone else opened (nothing
+                 comes in unless opened): drop
     established  replies and related traffic of allowed connections: accept
     dns          to a configured resolver, port 53: accept (drop_dns: drop, for a
                  workload without DNS: `internet = "none"` unless `dns = true`)
@@ -203,6 +207,32 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
     cmds.append(
         rule(_match({"meta": {"key": "skuid"}}, f"@{CUT_SET}"), reason="cut", verdict="drop")
     )
+    # Nothing comes in: a packet the workload sends on a connection someone else opened
+    # (the SYN-ACK of its listener, the answer of its UDP server) is in conntrack's reply
+    # direction, and is dropped unless `inbound` opens that port to that source. Matching
+    # in this output chain keeps it per uid (`meta skuid`), which the input hook cannot.
+    reply = _match({"ct": {"key": "direction"}}, "reply")
+    for opening in spec.inbound:
+        sport = _match({"payload": {"protocol": "th", "field": "sport"}}, opening.port)
+        nets = [ipaddress.ip_network(s, strict=False) for s in opening.sources]
+        if not nets:
+            cmds.append(rule(reply, _L4, sport, reason="in", verdict="accept"))
+            continue
+        for v in (4, 6):
+            mine = [_prefix(n) for n in collapse(nets, v)]
+            if mine:
+                cmds.append(
+                    rule(
+                        _nfproto(v),
+                        reply,
+                        _L4,
+                        sport,
+                        _match(_daddr(v), {"set": mine}),
+                        reason="in",
+                        verdict="accept",
+                    )
+                )
+    cmds.append(rule(reply, reason="drop_in", verdict="drop"))
     cmds.append(
         rule(
             _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),

@@ -63,6 +63,24 @@ def dns(address: str, port: str = "53", timeout: str = "3") -> tuple[str, str]:
     return "answered", ""
 
 
+def listen(timeout: str = "4") -> tuple[str, str]:
+    """Listen on a loopback port, say which on a line of its own, and wait for someone to
+    connect: `accepted`, or `timeout` (what an inbound drop gives the caller)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    print(json.dumps({"port": s.getsockname()[1]}), flush=True)
+    s.settimeout(float(timeout))
+    try:
+        conn, _ = s.accept()
+        conn.close()
+    except TimeoutError:
+        return "timeout", f"nobody connected in {timeout} s"
+    finally:
+        s.close()
+    return "accepted", ""
+
+
 def listdir(path: str) -> tuple[str, str]:
     try:
         return "ok", f"{len(os.listdir(path))} entries"
@@ -131,6 +149,7 @@ def unix(path: str, line: str) -> tuple[str, str]:
 PROBES: dict[str, Callable[..., tuple[str, str]]] = {
     "connect": connect,
     "dns": dns,
+    "listen": listen,
     "list": listdir,
     "read": read,
     "write": write,

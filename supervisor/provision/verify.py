@@ -12,11 +12,12 @@ import json
 import os
 import pwd
 import secrets
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
@@ -37,24 +38,28 @@ class Probe:
     detail: str
 
 
-def probe(user: str, *argv: str) -> Probe:
-    """Run one probe as `user`."""
+def _as(user: str) -> dict[str, Any]:
     pw = pwd.getpwnam(user)
-    out = subprocess.run(
-        [sys.executable, "-m", "supervisor.provision.probe", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        user=pw.pw_uid,
-        group=pw.pw_gid,
-        extra_groups=os.getgrouplist(pw.pw_name, pw.pw_gid),
-        cwd="/",
-        env={
+    return {
+        "user": pw.pw_uid,
+        "group": pw.pw_gid,
+        "extra_groups": os.getgrouplist(pw.pw_name, pw.pw_gid),
+        "cwd": "/",
+        "env": {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         },
-        check=False,
+    }
+
+
+PROBE = (sys.executable, "-m", "supervisor.provision.probe")
+
+
+def probe(user: str, *argv: str) -> Probe:
+    """Run one probe as `user`."""
+    out = subprocess.run(
+        [*PROBE, *argv], capture_output=True, text=True, timeout=60, check=False, **_as(user)
     )
     try:
         data = json.loads(out.stdout)
@@ -119,6 +124,42 @@ def blocked(
     ).strip()
 
 
+def inbound_blocked(user: str, workload: str) -> tuple[Result, str]:
+    """A listener of the workload's on a loopback port, connected to by this (root)
+    process: PASS only if the connection failed AND `drop_in` moved (the listener's
+    SYN-ACK dropped on its way out)."""
+    with subprocess.Popen(
+        [*PROBE, "listen", "4"], stdout=subprocess.PIPE, text=True, **_as(user)
+    ) as listener:
+        assert listener.stdout is not None
+        try:
+            port = int(json.loads(listener.stdout.readline())["port"])
+        except (ValueError, KeyError, TypeError):
+            listener.kill()
+            return "FAIL", "the probe listener did not start"
+        before = counter_packets(workload, "drop_in")
+        with socket.socket() as s:
+            s.settimeout(2)
+            try:
+                s.connect(("127.0.0.1", port))
+                got = "connected"
+            except OSError as exc:
+                got = type(exc).__name__
+        after = counter_packets(workload, "drop_in")
+        listener.kill()
+    if got == "connected":
+        return "FAIL", f"127.0.0.1:{port}: connected to the workload's listener"
+    if before is None or after is None or after <= before:
+        return (
+            "FAIL",
+            f"127.0.0.1:{port}: {got}, but {counter_name(workload, 'drop_in')} did not move",
+        )
+    return "PASS", (
+        f"127.0.0.1:{port}: {got}, its reply dropped by the firewall "
+        f"({counter_name(workload, 'drop_in')} +{after - before})"
+    )
+
+
 def _hostport(text: str) -> tuple[str, str]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), port
@@ -156,6 +197,7 @@ def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
             "DNS to the resolvers refused",
             *blocked(user, name, f"{servers[0]}:53", "drop_dns", kind="dns"),
         )
+    add("inbound connection to its listener dropped", *inbound_blocked(user, name))
     # files: negative
     others = [n for n in box.workloads if n != name]
     if others:

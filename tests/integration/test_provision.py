@@ -75,6 +75,7 @@ egress_allow = ["{ALLOWED}:8080"]
 overlay = {{ lower = "{self.root / "lower"}" }}
 destination = "{self.root / "out-alpha"}"
 tags = ["agents"]
+inbound = [{{ port = {OPEN_PORT}, sources = ["{LAN_HOST}"] }}]
 
 [workloads.beta]
 user = "{self.users["beta"]}"
@@ -285,11 +286,70 @@ def test_the_ruleset_is_in_the_namespace_with_named_counters(box):
         for reason in ("drop_lan", "drop_meta", "accept", "drop"):
             assert f"counter {name}_{reason}" in listing
     # alpha (allowlist) may resolve; beta (internet = "none") has its DNS dropped, counted.
-    assert "counter alpha_dns" in listing and "counter alpha_drop_dns" not in listing
-    assert "counter beta_drop_dns" in listing and "counter beta_dns " not in listing
+    assert 'counter name "alpha_dns" accept' in listing
+    assert 'counter name "alpha_drop_dns"' not in listing
+    assert 'counter name "beta_drop_dns" drop' in listing
+    assert 'counter name "beta_dns"' not in listing
     assert "set staticp4_alpha" in listing and f"{ALLOWED} . 8080" in listing
     root_tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert "clawvisor" not in root_tables  # the root namespace is untouched
+
+
+OPEN_PORT = 8081
+LISTEN_AS = """
+import socket, sys
+s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4)
+print("up", flush=True); s.settimeout(8)
+try:
+    s.accept()[0].close(); print("accepted", flush=True)
+except TimeoutError:
+    print("nobody", flush=True)
+"""
+
+
+def connect_from_the_lan(box, port: int) -> str:
+    """A connection from the lab's LAN host to the workloads' address, as a stranger would."""
+    code = (
+        "import socket; s = socket.socket(); s.settimeout(2)\n"
+        f"try: s.connect(('192.168.77.2', {port})); print('connected')\n"
+        "except OSError as e: print(type(e).__name__)"
+    )
+    argv = ["nsenter", f"--net=/run/netns/{box.lab.hs}", "--", "/usr/bin/python3", "-c", code]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def listening(box, workload: str, port: int) -> subprocess.Popen[str]:
+    uid = int(subprocess.run(["id", "-u", box.users[workload]], capture_output=True,
+                             text=True).stdout)  # fmt: skip
+    proc = subprocess.Popen(
+        box.lab.exec("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                     "/usr/bin/python3", "-c", LISTEN_AS, str(port)),
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def counter(box, name: str) -> int:
+    listing = json.loads(box.nft("-j", "list", "counter", "inet", "clawvisor", name))
+    return next(i["counter"]["packets"] for i in listing["nftables"] if "counter" in i)
+
+
+def test_a_lan_host_cannot_connect_to_a_workloads_listener(box):
+    before = counter(box, "beta_drop_in")
+    with listening(box, "beta", 9090) as srv:
+        assert connect_from_the_lan(box, 9090) == "TimeoutError"
+        srv.kill()
+    assert counter(box, "beta_drop_in") > before
+
+
+def test_a_port_inbound_opens_takes_connections_from_its_sources_only(box):
+    with listening(box, "alpha", OPEN_PORT) as srv:
+        assert connect_from_the_lan(box, OPEN_PORT) == "connected"
+        assert srv.stdout is not None and srv.stdout.readline().strip() == "accepted"
+    with listening(box, "alpha", OPEN_PORT + 1) as srv:
+        assert connect_from_the_lan(box, OPEN_PORT + 1) == "TimeoutError"
+        srv.kill()
 
 
 def test_kernel_settings_are_applied_and_written(box):
@@ -319,6 +379,7 @@ EXPECT_PASS = [
     "config/ not writable",
     "config/ cannot be swapped",
     "control.sock refused",
+    "inbound connection to its listener dropped",
     "agent/ script runs",
     "intents.sock answers",
 ]

@@ -48,6 +48,8 @@ WORKLOADS += f"""
 user = "wl-claw"
 internet = "none"
 host_services = ["127.0.0.1:{MODEL_PORT}", "127.0.0.1:{OPENCLAW_PORT}"]
+# The gateway's own port, reached by its CLI on loopback: nothing else comes in.
+inbound = [{{ port = {OPENCLAW_PORT}, sources = ["127.0.0.1"] }}]
 gateway = ["{OPENCLAW}/bin/node", "{OPENCLAW}/node_modules/openclaw/openclaw.mjs", "gateway",
            "run", "--port", "{OPENCLAW_PORT}", "--bind", "loopback"]
 """
