@@ -259,6 +259,16 @@ def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
             "PASS" if p.outcome == "connected" else "FAIL",
             f"{target[0]}:{target[1]}: {p.outcome} {p.detail}".strip(),
         )
+    for svc in spec.host_services:
+        host, port = _hostport(svc)
+        p = probe(user, "connect", host, port, "2")
+        # A refusal is an answer from the service's host: the packet got there.
+        reached = p.outcome in ("connected", "refused")
+        add(
+            f"host service {svc} reachable",
+            "PASS" if reached else "FAIL",
+            f"{svc}: {p.outcome} {p.detail}".strip(),
+        )
     add("agent/ script runs", *_agent_script(user, home / "agent"))
     r = probe(
         user,

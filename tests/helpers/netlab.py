@@ -21,7 +21,15 @@ LAN_HOST = "192.168.77.1"
 METADATA = "169.254.169.254"
 INTERNET = "203.0.113.10"
 ALLOWED = "198.51.100.20"
-LISTEN = [f"{LAN_HOST}:80", f"{METADATA}:80", f"{INTERNET}:443", f"{ALLOWED}:8080"]
+#: A model server on the LAN, for workloads' host_services.
+SERVICE_PORT = 11434
+LISTEN = [
+    f"{LAN_HOST}:80",
+    f"{LAN_HOST}:{SERVICE_PORT}",
+    f"{METADATA}:80",
+    f"{INTERNET}:443",
+    f"{ALLOWED}:8080",
+]
 HERE = Path(__file__).resolve().parent
 
 

@@ -24,7 +24,7 @@ import pytest
 from supervisor.cli.output import json_outputs
 from supervisor.posix_acl import XATTR
 from tests.helpers import rig
-from tests.helpers.netlab import ALLOWED, INTERNET, LAN_HOST, make_lab
+from tests.helpers.netlab import ALLOWED, INTERNET, LAN_HOST, SERVICE_PORT, make_lab
 from tests.helpers.rules import rule
 
 KNOBS = ("kernel.io_uring_disabled", "kernel.unprivileged_bpf_disabled")
@@ -80,6 +80,7 @@ inbound = [{{ port = {OPEN_PORT}, sources = ["{LAN_HOST}"] }}]
 [workloads.beta]
 user = "{self.users["beta"]}"
 internet = "none"
+host_services = ["{LAN_HOST}:{SERVICE_PORT}"]
 """
         if with_gamma:
             text += f'\n[workloads.gamma]\nuser = "{self.users["gamma"]}"\ninternet = "open"\n'
@@ -401,6 +402,12 @@ def test_verify_passes_every_check_on_the_provisioned_box(box):
         "dropped by the firewall (beta_drop +"
         in rows[("beta", "non-allowlisted internet unreachable")]["reason"]
     )
+
+
+def test_verify_shows_each_host_service_is_reachable(box):
+    rows = verify(box)
+    svc = rows[("beta", f"host service {LAN_HOST}:{SERVICE_PORT} reachable")]
+    assert svc["result"] == "PASS" and "connected" in svc["reason"], svc
 
 
 def test_verify_shows_a_workload_without_internet_cannot_query_the_resolvers(box):
