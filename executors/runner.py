@@ -156,7 +156,8 @@ def _as_transient_unit(
     return [*out, "--", *argv]
 
 
-async def _stop_unit(unit: str) -> None:
+async def stop_unit(unit: str) -> None:
+    """SIGKILL every process of a transient unit (systemctl kill), ignoring failures."""
     systemctl = shutil.which("systemctl", path=SAFE_PATH) or "systemctl"
     with contextlib.suppress(OSError):
         proc = await asyncio.create_subprocess_exec(
@@ -251,12 +252,12 @@ async def run_argv(
     except TimeoutError:
         timed_out = True
         if unit is not None:
-            await _stop_unit(unit)
+            await stop_unit(unit)
         _kill_group(proc.pid)
         await proc.wait()
     except asyncio.CancelledError:
         if unit is not None:
-            await _stop_unit(unit)
+            await stop_unit(unit)
         _kill_group(proc.pid)
         raise
     finally:

@@ -164,6 +164,7 @@ class Daemon:
             paths.runtime_dir,
             0.0 if config.embedded else config.settings.verify.interval,  # a demo: nothing
             keep_and_alert(self.state, self.auditor.note, self.broker.notice),
+            config.settings.server.launcher,
         )
         self._stop = asyncio.Event()
         self._sockets: dict[str, socket.socket] = {}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +23,10 @@ from typing import Protocol
 import msgspec
 
 from executors.base import VerifyState
+from executors.runner import SAFE_PATH, stop_unit
 
 from .audit import CRIT, AuditRecord
+from .config import resolve_launcher
 from .verify_result import Check
 
 #: A reload's run waits this long, so that a burst of reloads costs one run.
@@ -64,8 +68,11 @@ class StandingVerify:
         argv: list[str],
         interval: float,
         on_result: Callable[[VerifyState], None],
+        systemd_run: str | None = None,
     ) -> None:
         self.argv = argv
+        #: systemd-run, to run each verify as a transient unit of its own (under systemd).
+        self.systemd_run = systemd_run
         self.interval = interval
         self.on_result = on_result
         self.last: VerifyState | None = None
@@ -80,8 +87,15 @@ class StandingVerify:
         runtime_dir: Path,
         interval: float,
         on_result: Callable[[VerifyState], None],
+        launcher: str = "direct",
     ) -> StandingVerify:
-        """Verify the daemon's own box (its config, state and sockets)."""
+        """Verify the daemon's own box (its config, state and sockets). Under systemd in
+        a transient unit of its own: the daemon's sandbox (ProtectHome=read-only and the
+        rest) would refuse verify's own probe script, and make every write probe fail
+        for the sandbox's sake (EROFS) rather than for the permissions it checks."""
+        systemd_run = None
+        if resolve_launcher(launcher) == "systemd-run":
+            systemd_run = shutil.which("systemd-run", path=SAFE_PATH) or "systemd-run"
         argv = [
             sys.executable,
             "-m",
@@ -95,7 +109,7 @@ class StandingVerify:
             "--runtime-dir",
             str(runtime_dir),
         ]
-        return cls(argv, interval, on_result)
+        return cls(argv, interval, on_result, systemd_run)
 
     @property
     def enabled(self) -> bool:
@@ -130,9 +144,15 @@ class StandingVerify:
     async def run_once(self) -> VerifyState:
         """One verify in a child process, summarised."""
         now = time.time()
+        argv, unit = self.argv, None
+        if self.systemd_run is not None:
+            unit = f"clawvisor-verify-{secrets.token_hex(4)}.service"
+            argv = [self.systemd_run, "--quiet", "--collect", "--wait", "--pipe",
+                    "--service-type=exec", f"--unit={unit}",
+                    f"--property=RuntimeMaxSec={int(RUN_TIMEOUT) + 30}", "--", *argv]  # fmt: skip
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.argv,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -141,10 +161,16 @@ class StandingVerify:
             return VerifyState(at=now, passed=0, failed=0, skipped=0, error=str(exc))
         try:
             out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # Stopping (or a run past its time) ends the verify now, not when it is done:
+            # the child, and under systemd its unit, are killed.
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+            if unit is not None:
+                await stop_unit(unit)
             await proc.wait()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return VerifyState(
                 at=now, passed=0, failed=0, skipped=0, error=f"no result in {RUN_TIMEOUT:g} s"
             )

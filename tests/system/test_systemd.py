@@ -272,6 +272,40 @@ def test_doctor_under_systemd_sees_systemd_journald_and_the_daemon(box):
     assert checks["monitor bpf"]["detail"].startswith("degraded: ")
 
 
+def verify_failures(box: nspawn.Box) -> list[dict]:
+    return journal(box, "CLAWVISOR_KIND=alert", "CLAWVISOR_OUTCOME=verify_failed")
+
+
+def test_the_standing_verify_raises_a_critical_alert_when_a_rule_is_weakened(box):
+    # The box has loopback only; a route out lets the probes' packets reach the firewall.
+    box.ok("ip", "link", "add", "cvdummy0", "type", "veth", "peer", "name", "cvdummy1")
+    try:
+        box.ok("ip", "link", "set", "cvdummy0", "up")
+        box.ok("ip", "link", "set", "cvdummy1", "up")
+        box.ok("ip", "addr", "add", "10.99.0.2/24", "dev", "cvdummy0")
+        box.ok("ip", "route", "add", "default", "via", "10.99.0.1")
+        clean = box.run(CLAWVISOR, "verify", "--workload", "alpha", "--json")
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        before = len(verify_failures(box))
+        chain = box.ok("nft", "-a", "list", "chain", "inet", "clawvisor", "wl_alpha")
+        handles = re.findall(r'counter name "alpha_drop_meta" drop # handle (\d+)', chain)
+        assert handles, chain
+        for handle in handles:  # the IPv4 and the IPv6 rule
+            box.ok("nft", "delete", "rule", "inet", "clawvisor", "wl_alpha", "handle", handle)
+        # The daemon verifies soon after each reload (and on its interval) on its own.
+        box.ok("systemctl", "reload", "clawvisor.service")
+        box.wait_for(
+            lambda: len(verify_failures(box)) > before, timeout=120, what="a verify_failed alert"
+        )
+        alert = verify_failures(box)[-1]
+        assert alert["PRIORITY"] == "2" and "metadata address unreachable" in alert["MESSAGE"]
+        status = json.loads(box.ok(CLAWVISOR, "status", "--json"))
+        assert status["verify"]["failed"] >= 1, status["verify"]
+    finally:
+        box.run("ip", "link", "del", "cvdummy0")
+        box.ok(CLAWVISOR, "provision")  # mends the rule
+
+
 def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
     box.ok("systemctl", "start", "clawvisor-workload@alpha.service")
     box.wait_for(
