@@ -32,7 +32,14 @@ from typing import Any
 from bench.common import machine, write_result
 from tests.helpers import rig
 from tests.helpers.model_server import say, tool_call
-from tests.helpers.openclaw import NODE_BIN, PLUGIN_DIR, Gateway, gateway, installed
+from tests.helpers.openclaw import (
+    NODE_BIN,
+    PLUGIN_DIR,
+    Gateway,
+    daemon_settings,
+    gateway,
+    installed,
+)
 from tests.helpers.rules import rule
 
 POLICY = rule("capabilities", "oc") + rule("notify", "oc")
@@ -87,8 +94,7 @@ def main() -> int:
             root,
             workloads={"oc": user},
             policy={"10.toml": POLICY},
-            settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
-            f'[provision]\nhome_root = "{homes}"\n',
+            settings=daemon_settings(homes),
         )
         daemon = rig.start_daemon(root)
         with gateway("plugin", user, daemon, homes) as g:

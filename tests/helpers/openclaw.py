@@ -28,6 +28,11 @@ PLUGIN_DIR = ROOT / "supervisor" / "gateway" / "openclaw_plugin"
 GATEWAY_TOKEN = "cvt-test-token"
 
 
+def daemon_settings(homes: Path) -> str:
+    """clawvisor.toml for a daemon whose workloads' homes (home_root) are under `homes`."""
+    return f'[server]\nsocket_group = "cvt-no-such-group"\n[provision]\nhome_root = "{homes}"\n'
+
+
 def installed() -> bool:
     """Whether `make openclaw` has run."""
     return ENTRY.exists() and (NODE_BIN / "node").exists()
@@ -196,8 +201,9 @@ class Gateway:
         raise AssertionError(f"no pending ask for {message!r}")
 
 
-def base_config(model: ScriptedModel) -> dict[str, Any]:
-    """A user's own OpenClaw config: the local model, and nothing that reaches the network."""
+def base_config(base_url: str) -> dict[str, Any]:
+    """A user's own OpenClaw config: the scripted model at `base_url` (".../v1"), and
+    nothing that reaches the network."""
     return {
         "update": {"checkOnStart": False},
         "telemetry": {"enabled": False},
@@ -215,7 +221,7 @@ def base_config(model: ScriptedModel) -> dict[str, Any]:
             "catalogRefresh": {"enabled": False},
             "providers": {
                 "mock": {
-                    "baseUrl": model.base_url,
+                    "baseUrl": base_url,
                     "apiKey": "mock-local",
                     "api": "openai-completions",
                     "timeoutSeconds": 60,
@@ -263,7 +269,7 @@ def gateway(
             g = Gateway(via, user, home, daemon, model)
             cfg = home / ".openclaw" / "openclaw.json"
             cfg.parent.mkdir(mode=0o700)
-            cfg.write_text(json.dumps(base_config(model)))
+            cfg.write_text(json.dumps(base_config(model.base_url)))
             for p in (cfg.parent, cfg):
                 os.chown(p, user.uid, user.gid)
             if via == "plugin":

@@ -10,13 +10,15 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from tests.helpers import rig
 from tests.helpers.model_server import SEPARATOR, echo_results, tool_call
-from tests.helpers.openclaw import gateway, installed
+from tests.helpers.openclaw import Gateway, daemon_settings, gateway, installed
 from tests.helpers.rules import rule, starts
 from tests.helpers.subscriber import Subscriber
 
@@ -32,23 +34,25 @@ RELOADED = POLICY + rule("status", "oc")
 ABANDON_AFTER = 20
 
 
-@pytest.fixture(scope="module", params=["plugin", "mcp"])
-def gw(request, make_user, make_daemon, journal):
+@contextmanager
+def set_up(make_user, make_daemon, via: str) -> Iterator[Gateway]:
+    """A daemon with workload `oc` and its OpenClaw, reaching clawvisor `via` plugin or mcp."""
     if not installed():
         pytest.fail("the pinned OpenClaw is not installed: run `make openclaw`")
     homes = rig.shared_tmpdir("clawvisor-ocg-")
     user = make_user()
-    daemon = make_daemon(
-        {"oc": user},
-        {"10.toml": POLICY},
-        settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
-        f'[provision]\nhome_root = "{homes}"\n',
-    )
+    daemon = make_daemon({"oc": user}, {"10.toml": POLICY}, settings=daemon_settings(homes))
     try:
-        with gateway(request.param, user, daemon, homes) as g:
+        with gateway(via, user, daemon, homes) as g:
             yield g
     finally:
         shutil.rmtree(homes, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["plugin", "mcp"])
+def gw(request, make_user, make_daemon, journal):
+    with set_up(make_user, make_daemon, request.param) as g:
+        yield g
 
 
 def test_setup_leaves_no_way_around_clawvisor(gw):
@@ -178,23 +182,12 @@ def test_the_agent_finds_clawvisors_tool_for_a_task(gw):
 @pytest.fixture(scope="module")
 def loosened(make_user, make_daemon, journal):
     """A plugin set-up whose user then turned OpenClaw's coding tools back on."""
-    homes = rig.shared_tmpdir("clawvisor-ocl-")
-    user = make_user()
-    daemon = make_daemon(
-        {"oc": user},
-        {"10.toml": POLICY},
-        settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
-        f'[provision]\nhome_root = "{homes}"\n',
-    )
-    try:
-        with gateway("plugin", user, daemon, homes) as g:
-            cfg = g.home / ".openclaw" / "openclaw.json"
-            loose = json.loads(cfg.read_text())
-            loose["tools"] = {"profile": "coding"}
-            cfg.write_text(json.dumps(loose))
-            yield g
-    finally:
-        shutil.rmtree(homes, ignore_errors=True)
+    with set_up(make_user, make_daemon, "plugin") as g:
+        cfg = g.home / ".openclaw" / "openclaw.json"
+        loose = json.loads(cfg.read_text())
+        loose["tools"] = {"profile": "coding"}
+        cfg.write_text(json.dumps(loose))
+        yield g
 
 
 def test_check_reports_a_tool_profile_turned_back_on(loosened):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import rig
 from tests.helpers.model_server import say, tool_call
-from tests.helpers.openclaw import gateway, installed
+from tests.helpers.openclaw import daemon_settings, gateway, installed
 from tests.helpers.rules import rule
 from tests.helpers.stream import Stream
 
@@ -27,8 +27,7 @@ def watched(make_user, make_daemon, journal):
     daemon = make_daemon(
         users,
         {"10.toml": POLICY},
-        settings=f'[server]\nsocket_group = "cvt-no-such-group"\n'
-        f'[provision]\nhome_root = "{homes}"\n[monitors]\nenabled = true\n',
+        settings=daemon_settings(homes) + "[monitors]\nenabled = true\n",
     )
     stream = Stream(daemon.control)
     try:

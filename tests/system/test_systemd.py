@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import nspawn
+from tests.helpers.openclaw import base_config
 from tests.helpers.rules import rule
 
 CLAWVISOR = "/opt/clawvisor/current/bin/clawvisor"
@@ -328,39 +329,11 @@ def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
 
 def openclaw_config() -> dict:
     """Workload claw's own OpenClaw config: the scripted model, a local gateway, no network."""
-    model = {"id": "scripted", "name": "Scripted", "reasoning": False, "input": ["text"],
-             "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-             "contextWindow": 128000, "maxTokens": 4096}  # fmt: skip
-    return {
-        "update": {"checkOnStart": False},
-        "telemetry": {"enabled": False},
-        "cron": {"enabled": False},
-        "agents": {
-            "defaults": {
-                "model": {"primary": "mock/scripted"},
-                "skipBootstrap": True,
-                "heartbeat": {"every": "0m"},
-            }
-        },
-        "models": {
-            "mode": "merge",
-            "catalogRefresh": {"enabled": False},
-            "providers": {
-                "mock": {
-                    "baseUrl": f"http://127.0.0.1:{MODEL_PORT}/v1",
-                    "apiKey": "mock-local",
-                    "api": "openai-completions",
-                    "models": [model],
-                }
-            },
-        },
-        "gateway": {
-            "mode": "local",
-            "port": OPENCLAW_PORT,
-            "bind": "loopback",
-            "auth": {"mode": "token", "token": "cvt-test-token"},
-        },
-    }
+    conf = base_config(f"http://127.0.0.1:{MODEL_PORT}/v1")
+    conf["cron"] = {"enabled": False}
+    conf["gateway"] = {"mode": "local", "port": OPENCLAW_PORT, "bind": "loopback",
+                       "auth": {"mode": "token", "token": "cvt-test-token"}}  # fmt: skip
+    return conf
 
 
 def as_claw(box: nspawn.Box, *argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
