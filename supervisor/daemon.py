@@ -318,11 +318,14 @@ class Daemon:
             sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
             return str(exc)
         old_by_uid = self.state.config.by_uid
+        told = {w: list(self.state.capabilities(w)) for w in self.gateways.watched()}
         self.state.config, self.state.policy = config, policy
         self.pipeline.limiter.retain(policy.rules)
         self._drop_remapped(old_by_uid)
         self._own_sockets(config)
-        self.gateways.capabilities_changed()
+        self.gateways.capabilities_changed(
+            lambda w: list(self.state.capabilities(w)) != told.get(w)
+        )
         self.standing.soon()
         if self.monitors is not None:
             self.monitors.configure(config, triggers)

@@ -129,12 +129,24 @@ class Gateways:
 
         return Acceptance(bind=bind, workload=caller.account.workload, on_close=closed)
 
-    def capabilities_changed(self) -> int:
-        """Tell every watching gateway that a reload may have changed what it may do;
-        how many were told. No polling: this is the only way they learn of it."""
+    def watched(self) -> set[str]:
+        """The workloads some live gateway of which watches its capabilities."""
+        return {s.caller.workload for s in self._live if s.watching}
+
+    def capabilities_changed(self, changed: Callable[[str], bool]) -> int:
+        """Tell each watching gateway whose workload's capabilities a reload `changed`;
+        how many were told. No polling: this is the only way they learn of it. A reload
+        that changed nothing of a workload's tells it nothing, so that no gateway learns
+        from the timing of its events that another workload's policy moved."""
         told = 0
+        verdicts: dict[str, bool] = {}
         for session in list(self._live):
-            if session.watching and session.push is not None:
+            if not (session.watching and session.push is not None):
+                continue
+            workload = session.caller.workload
+            if workload not in verdicts:
+                verdicts[workload] = changed(workload)
+            if verdicts[workload]:
                 session.push(_CHANGED)
                 told += 1
         return told

@@ -115,8 +115,9 @@ class CancelResult(ResultBase, tag="cancel", frozen=True):
 
 class WatchRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Be told on this connection when what the gateway shows has changed. `capabilities`:
-    after each reload, one line `{"event": "capabilities_changed"}` (ask `capabilities`
-    again to see what the policy in force lets this workload do)."""
+    after a reload that changed this workload's capabilities, one line
+    `{"event": "capabilities_changed"}` (ask `capabilities` again to see what the policy
+    in force lets it do); a reload that changed nothing of its own tells it nothing."""
 
     id: RequestId
     watch: Annotated[Literal["capabilities"], msgspec.Meta(description="What to be told about.")]
@@ -129,8 +130,8 @@ class WatchResult(ResultBase, tag="watch", frozen=True):
 
 
 class CapabilitiesChanged(msgspec.Struct, tag_field="event", tag="capabilities_changed"):
-    """Pushed to connections that watch `capabilities`, after a reload: the actions and
-    rules this workload may use may be different now."""
+    """Pushed to connections that watch `capabilities`, after a reload that changed the
+    actions or rules this workload may use."""
 
 
 #: Any line a gateway may send.
