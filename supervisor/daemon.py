@@ -35,7 +35,7 @@ from .config import (
 from .connection import Acceptance, Connection, Limits, LineHandler
 from .control import ControlServices, OperatorSession
 from .identity import Peer, peer_groups
-from .listen import listening_sockets
+from .listen import listening_sockets, refresh_intents_acl
 from .monitors.manager import Monitors
 from .pipeline import Caller, Pipeline, grant_recorder
 from .pipeline.running import Running, record_interrupted
@@ -342,6 +342,8 @@ class Daemon:
         said, not fatal: the shared socket serves that workload)."""
         for problem in self.workload_sockets.sync(config):
             print(f"clawvisor: per-workload socket: {problem}", file=sys.stderr, flush=True)
+        if config.paths.intents_socket in self._owned:  # bound here, not by systemd
+            refresh_intents_acl(config, config.paths.intents_socket)
 
     def _drop_remapped(self, old_by_uid: Mapping[int, Account]) -> None:
         """Close gateway connections whose uid no longer maps to the same workload."""

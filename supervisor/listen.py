@@ -60,11 +60,17 @@ def _bind_intents(config: Config, path: Path) -> socket.socket:
     gid = group_gid(config.settings.server.socket_group)
     if gid is not None:
         return bind_unix_socket(path, mode=0o660, gid=gid)
-    # No gateway group on this box (a hand-started daemon): grant exactly the
-    # configured workload users, by uid, through an ACL.
     sock = bind_unix_socket(path, mode=0o660)
-    grant_users(path, 0o660, config.by_uid.keys(), 0o6)
+    refresh_intents_acl(config, path)
     return sock
+
+
+def refresh_intents_acl(config: Config, path: Path) -> None:
+    """With no gateway group on this box (a hand-started daemon), the shared intents
+    socket's ACL grants exactly `config`'s workload users, by uid: after a reload, the
+    new ones are let in and the removed ones are not let in any more."""
+    if group_gid(config.settings.server.socket_group) is None:
+        grant_users(path, 0o660, config.by_uid.keys(), 0o6)
 
 
 def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:

@@ -88,3 +88,23 @@ def test_sockets_follow_the_workloads_through_a_reload_and_go_at_stop(make_user,
     assert call(own(daemon, b), b, {"action": "status"})["status"] == "ok"
     daemon.stop()
     assert not os.path.exists(own(daemon, b))
+
+
+def test_the_shared_sockets_acl_follows_the_workloads_through_a_reload(make_user, make_daemon):
+    # A hand-started daemon (no gateway group): the shared socket admits workload users
+    # by ACL, which a reload must keep exact: the added one in, the removed one out.
+    a, b = make_user(), make_user()
+    daemon = make_daemon({"a": a}, {"10.toml": POLICY})
+    with pytest.raises(PermissionError):
+        connect_as(daemon.intents, b).close()
+    (daemon.config_dir / "workloads.toml").write_text(f'[workloads.b]\nuser = "{b.name}"\n')
+    reloaded = subprocess.run(
+        [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert call(daemon.intents, b, {"action": "status"})["status"] == "ok"
+    with pytest.raises(PermissionError):
+        connect_as(daemon.intents, a).close()
