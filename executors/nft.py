@@ -20,12 +20,14 @@ DYNAMIC_SETS = ("allow4", "allow6", "allowp4", "allowp6")
 #: The set of uids a `cut-network` response drops all traffic of.
 CUT_SET = "cut"
 #: Why a packet of a workload was accepted or dropped: one named counter per workload each.
+#: Every counter's reason. No reason ends in `_` and another reason, so that W_reason
+#: is never also W2_reason2 for another workload W2 (workload names may hold `-`, `_`).
 REASONS = (
     "cut",
-    "in",
+    "inbound",
     "drop_in",
     "est",
-    "dns",
+    "resolver",
     "drop_dns",
     "host",
     "drop_meta",

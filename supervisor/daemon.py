@@ -340,10 +340,11 @@ class Daemon:
     def _own_sockets(self, config: Config) -> None:
         """Each workload uid's own intents socket, in step with `config` (a failure is
         said, not fatal: the shared socket serves that workload)."""
-        for problem in self.workload_sockets.sync(config):
-            print(f"clawvisor: per-workload socket: {problem}", file=sys.stderr, flush=True)
-        if config.paths.intents_socket in self._owned:  # bound here, not by systemd
-            refresh_intents_acl(config, config.paths.intents_socket)
+        for problem in [
+            *self.workload_sockets.sync(config),
+            *refresh_intents_acl(config, self._owned),
+        ]:
+            print(f"clawvisor: socket: {problem}", file=sys.stderr, flush=True)
 
     def _drop_remapped(self, old_by_uid: Mapping[int, Account]) -> None:
         """Close gateway connections whose uid no longer maps to the same workload."""

@@ -60,17 +60,25 @@ def _bind_intents(config: Config, path: Path) -> socket.socket:
     gid = group_gid(config.settings.server.socket_group)
     if gid is not None:
         return bind_unix_socket(path, mode=0o660, gid=gid)
+    # No gateway group on this box (a hand-started daemon): grant exactly the
+    # configured workload users, by uid, through an ACL.
     sock = bind_unix_socket(path, mode=0o660)
-    refresh_intents_acl(config, path)
+    grant_users(path, 0o660, config.by_uid.keys(), 0o6)
     return sock
 
 
-def refresh_intents_acl(config: Config, path: Path) -> None:
-    """With no gateway group on this box (a hand-started daemon), the shared intents
-    socket's ACL grants exactly `config`'s workload users, by uid: after a reload, the
-    new ones are let in and the removed ones are not let in any more."""
-    if group_gid(config.settings.server.socket_group) is None:
+def refresh_intents_acl(config: Config, owned: list[Path]) -> list[str]:
+    """After a reload: the shared intents socket this daemon bound itself with an ACL
+    (no gateway group) grants exactly `config`'s workload users again, the new ones in
+    and the removed ones out. What went wrong, said (the socket stays as it was)."""
+    path = config.paths.intents_socket
+    if path not in owned or group_gid(config.settings.server.socket_group) is not None:
+        return []
+    try:
         grant_users(path, 0o660, config.by_uid.keys(), 0o6)
+    except OSError as exc:
+        return [f"{path}: its ACL: {exc}"]
+    return []
 
 
 def bind_unix_socket(path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> socket.socket:

@@ -164,10 +164,11 @@ class StandingVerify:
         except (TimeoutError, asyncio.CancelledError) as exc:
             # Stopping (or a run past its time) ends the verify now, not when it is done:
             # the child, and under systemd its unit, are killed.
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            # The unit first: the client killed first could leave a unit behind unseen.
             if unit is not None:
                 await stop_unit(unit)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             if isinstance(exc, asyncio.CancelledError):
                 raise

@@ -146,7 +146,9 @@ class FileDecoders:
         # Made means written, renamed or linked into place: a path known only from an
         # earlier chmod (a directory chmodded 0700 twice) is not a file the workload made.
         made = maker is not None and maker.how != "chmod"
-        if res == 0 and mode & 0o111:
+        if res == 0 and mode & 0o111 and maker is None:
+            # Only a path nobody is known to have made: the writer of a downloaded file
+            # stays its maker (what `downloaded-and-executed` names), chmod +x or not.
             self._made(path, base, "chmod")
         return ev.Chmod(
             path=path,

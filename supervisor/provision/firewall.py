@@ -4,12 +4,12 @@ Built as libnftables JSON and replaced in one transaction (the kernel applies al
 or none). For each workload uid, in order:
 
     cut          its uid is in @cut (a trigger cut its network): drop
-    in           its reply on a connection opened to a port `inbound` lists, from a
+    inbound      its reply on a connection opened to a port `inbound` lists, from a
                  source it lists: accept
     drop_in      its reply on any other connection someone else opened (nothing
                  comes in unless opened): drop
     established  replies and related traffic of allowed connections: accept
-    dns          to a configured resolver, port 53: accept (drop_dns: drop, for a
+    resolver     to a configured resolver, port 53: accept (drop_dns: drop, for a
                  workload without DNS: `internet = "none"` unless `dns = true`)
     host         to one of its host_services (address . port): accept
     metadata     to a cloud metadata address: drop
@@ -216,7 +216,7 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
         sport = _match({"payload": {"protocol": "th", "field": "sport"}}, opening.port)
         nets = [ipaddress.ip_network(s, strict=False) for s in opening.sources]
         if not nets:
-            cmds.append(rule(reply, _L4, sport, reason="in", verdict="accept"))
+            cmds.append(rule(reply, _L4, sport, reason="inbound", verdict="accept"))
             continue
         for v in (4, 6):
             mine = [_prefix(n) for n in collapse(nets, v)]
@@ -228,20 +228,14 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
                         _L4,
                         sport,
                         _match(_daddr(v), {"set": mine}),
-                        reason="in",
+                        reason="inbound",
                         verdict="accept",
                     )
                 )
     cmds.append(rule(reply, reason="drop_in", verdict="drop"))
-    cmds.append(
-        rule(
-            _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
-            reason="est",
-            verdict="accept",
-        )
-    )
     # A workload without DNS has its queries dropped by a rule of their own, so that the
-    # attempt (a tunnel through the resolver) is counted and named, not lost among drops.
+    # attempt (a tunnel through the resolver) is counted and named, not lost among drops;
+    # before `est`, so that a flow to a resolver opened before a reload stops too.
     dns_ok = resolves(spec)
     for v in (4, 6):
         cmds.append(
@@ -250,10 +244,17 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
                 _L4,
                 _match(_DPORT, 53),
                 _match(_daddr(v), f"@dns{v}"),
-                reason="dns" if dns_ok else "drop_dns",
+                reason="resolver" if dns_ok else "drop_dns",
                 verdict="accept" if dns_ok else "drop",
             )
         )
+    cmds.append(
+        rule(
+            _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
+            reason="est",
+            verdict="accept",
+        )
+    )
     services: dict[int, list[Any]] = {4: [], 6: []}
     for svc in spec.host_services:
         addr, _, port = svc.rpartition(":")

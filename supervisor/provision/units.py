@@ -12,6 +12,7 @@ import string
 from functools import partial
 from pathlib import Path
 
+from ..config import resolves
 from ..persist import write_atomic
 from .box import Box
 from .overlay import overlay_options
@@ -85,6 +86,11 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
         "ExecStart=\n"
         f"ExecStart={quote_exec(list(spec.gateway))}\n"
     )
+    if not resolves(spec):
+        # No DNS for it: the firewall drops its queries, and the local resolvers' own
+        # sockets are hidden too (systemd-resolved's varlink and D-Bus APIs, nscd), or
+        # they would resolve names for it, a tunnel the firewall never sees.
+        text += "InaccessiblePaths=-/run/systemd/resolve -/run/nscd -/run/dbus/system_bus_socket\n"
     return f"clawvisor-workload@{name}.service.d/10-gateway.conf", text
 
 

@@ -499,6 +499,7 @@ def test_a_binary_copied_to_tmp_and_run_is_dropped_and_names_its_writer(mon):
     pid = mon.run(code)
     e = mon.event("exec", filename=f"{d}/tool", result=0)
     assert e["dropped"] and f"pid {pid}" in e["dropped_by"]
+    assert e["dropped_by"].endswith(", write)")  # its writer, not the chmod +x after it
     mon.alert("dropped-and-executed", filename=f"{d}/tool")
 
 

@@ -287,10 +287,10 @@ def test_the_ruleset_is_in_the_namespace_with_named_counters(box):
         for reason in ("drop_lan", "drop_meta", "accept", "drop"):
             assert f"counter {name}_{reason}" in listing
     # alpha (allowlist) may resolve; beta (internet = "none") has its DNS dropped, counted.
-    assert 'counter name "alpha_dns" accept' in listing
+    assert 'counter name "alpha_resolver" accept' in listing
     assert 'counter name "alpha_drop_dns"' not in listing
     assert 'counter name "beta_drop_dns" drop' in listing
-    assert 'counter name "beta_dns"' not in listing
+    assert 'counter name "beta_resolver"' not in listing
     assert "set staticp4_alpha" in listing and f"{ALLOWED} . 8080" in listing
     root_tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert "clawvisor" not in root_tables  # the root namespace is untouched

@@ -138,8 +138,10 @@ export class Clawvisor {
 
   /**
    * Send one intent and wait for its reply. An abort (the agent gave up on the call) or
-   * the timeout sends `cancel`: a pending ask is withdrawn and nothing runs; an action
-   * already running finishes, and its own reply is still what this returns.
+   * the timeout sends `cancel`: a pending ask is withdrawn and nothing runs (its reply,
+   * `cancelled`, follows at once); an action already running finishes, and its own reply
+   * is still what this returns, however long it takes. One request's trouble never
+   * closes the connection other calls share.
    */
   async request(intent, { timeoutMs = 0, signal } = {}) {
     const sock = await this.connection();
@@ -151,9 +153,26 @@ export class Clawvisor {
     const cancel = (why) => {
       if (cancelled || !this.waiting.has(id) || sock.destroyed) return;
       cancelled = why;
-      this.send({ id: `${id}-cancel`, cancel: id });
-      // The daemon answers a cancel at once; one that does not is not answering at all.
-      timers.push(setTimeout(() => this.lost("clawvisor did not answer a cancel"), 15000));
+      const cid = `${id}-cancel`;
+      this.waiting.set(cid, {
+        resolve: (msg) => {
+          const state = msg && msg.result && msg.result.state;
+          // withdrawn: the request's own `cancelled` reply is on its way; running: it
+          // ends when the executor does; unknown: its reply crossed the cancel.
+          if (state !== "withdrawn" && state !== "running" && state !== "unknown") {
+            this.fail(id, "clawvisor did not accept the cancel");
+          }
+        },
+        reject: () => {},
+      });
+      this.send({ id: cid, cancel: id });
+      // A withdrawn or crossed request is answered at once; one that is not, is not
+      // answered at all: give up on it (alone) rather than wait for ever.
+      timers.push(
+        setTimeout(() => {
+          this.waiting.delete(cid);
+        }, 15000),
+      );
     };
     const onAbort = () => cancel("aborted");
     if (signal) signal.addEventListener("abort", onAbort, { once: true });
@@ -166,7 +185,17 @@ export class Clawvisor {
     } finally {
       for (const t of timers) clearTimeout(t);
       if (signal) signal.removeEventListener("abort", onAbort);
+      this.waiting.delete(`${id}-cancel`);
       if (this.waiting.size === 0 && !sock.destroyed) sock.unref();
+    }
+  }
+
+  /** Fail one request (and only it) with `why`. */
+  fail(id, why) {
+    const waiter = this.waiting.get(id);
+    if (waiter) {
+      this.waiting.delete(id);
+      waiter.reject(new Error(why));
     }
   }
 

@@ -87,12 +87,10 @@ function tool(client, cap) {
 
 function hostToolBlocked(event) {
   const name = String(event.toolName || "");
-  if (name.startsWith(PREFIX) || HARMLESS.has(name)) return null;
-  if (name === "tool_call") {
-    const id = String((event.params && event.params.id) || "");
-    const target = id.split(":").pop();
-    if (target.startsWith(PREFIX)) return null;
-  }
+  // Exactly this plugin's own tool names: a prefix would let any other plugin's or MCP
+  // server's `clawvisor_*` tool through. `tool_call` is never let through: it reaches
+  // OpenClaw's whole catalog, and this plugin's tools are offered directly anyway.
+  if (DECLARED.includes(name) || HARMLESS.has(name)) return null;
   return {
     block: true,
     blockReason:
