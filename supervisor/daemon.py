@@ -395,6 +395,7 @@ class Daemon:
         self.standing.start()
         sdnotify.notify("READY=1", f"STATUS={self.status_line()}")
         await self._stop.wait()
+        self.standing.stop()  # first: a verify in progress is killed, not left (or exec'd) over
         code = 0
         if self._upgrade_to is not None:
             await self._reexec(self._upgrade_to)  # returns only if the exec failed
@@ -405,7 +406,6 @@ class Daemon:
             watchdog.stop()
         if self.monitors is not None:
             self.monitors.stop()
-        self.standing.stop()
         self.workload_sockets.close()
         await self.intents.close()
         await self.control.close()

@@ -6,14 +6,19 @@ its user deleted. Its home and overlay data stay unless `--purge`.
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import os
 import shutil
+import signal
 import sys
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from ..cgroups import pids_of
 from .box import Box, uid_of
 from .firewall import plan_firewall
 from .overlay import mounted_at, unmount
@@ -26,6 +31,21 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def _delete_user(user: str, uid: int) -> None:
+    """userdel, after ending what still runs as the user (its gateway, a probe, anything
+    it left behind), found by uid and killed by pid: userdel refuses a user in use, and a
+    workload being removed keeps nothing running."""
+    deadline = time.monotonic() + 10
+    while pids := pids_of(uid):
+        if time.monotonic() > deadline:
+            raise ProvisionError(f"processes of {user} would not die: {pids[:10]}")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    run(["userdel", user])
 
 
 def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
@@ -50,8 +70,9 @@ def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
         plan.add("units", f"remove {f}", partial(_remove, f))
     if present and SYSTEMD_RUNNING.is_dir():
         plan.add("units", "systemctl daemon-reload", partial(run, ["systemctl", "daemon-reload"]))
-    if uid_of(spec.user) is not None:
-        plan.add("users", f"delete user {spec.user}", partial(run, ["userdel", spec.user]))
+    uid = uid_of(spec.user)
+    if uid is not None:
+        plan.add("users", f"delete user {spec.user}", partial(_delete_user, spec.user, uid))
     else:
         plan.note("users", f"user {spec.user} is already gone")
     if not rest.workloads:

@@ -176,7 +176,8 @@ internet_probe = "{INTERNET}:443"
                 str(root / "log"),
             ),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe nobody reads: a full pipe would block the daemon's writes.
+            stderr=(root / "daemon.stderr").open("w"),
             text=True,
         )
         deadline = time.monotonic() + 20
@@ -505,6 +506,23 @@ def test_an_interrupted_run_converges(box):
     assert re.search(r"\d+ changes? applied|nothing to change", again.stdout)
     assert "nothing to change" in box.provision().stdout
     assert (box.home / "gamma" / "work").is_dir()
+
+
+def test_deprovision_ends_what_still_runs_as_the_workload(box):
+    (box.etc / "workloads.toml").write_text(box.workloads(with_gamma=True))
+    box.provision()
+    uid = int(subprocess.run(["id", "-u", box.users["gamma"]], capture_output=True,
+                             text=True).stdout)  # fmt: skip
+    lingering = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                  "--clear-groups", "sleep", "300"])  # fmt: skip
+    try:
+        out = box.cli("deprovision", "gamma")
+        assert f"delete user {box.users['gamma']} ... ok" in out.stdout, out.stdout
+        assert lingering.wait(10) == -9  # killed by pid, as the user's last process
+    finally:
+        lingering.kill()
+        lingering.wait()
+    box.provision()  # gamma back, as the tests after this one expect it
 
 
 def test_deprovision_removes_a_workload_and_keeps_data_unless_purged(box):
