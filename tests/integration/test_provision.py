@@ -134,6 +134,7 @@ def box():
     saved = {k: Path("/proc/sys", *k.split(".")).read_text() for k in KNOBS}
     lab = make_lab()
     b = Box(root, lab, tag)
+    stuck = False
     try:
         b.state.mkdir()
         subprocess.run(
@@ -188,7 +189,12 @@ internet_probe = "{INTERNET}:443"
     finally:
         if b.daemon is not None:
             b.daemon.send_signal(signal.SIGTERM)
-            b.daemon.wait(10)
+            try:
+                b.daemon.wait(30)
+            except subprocess.TimeoutExpired:  # cleaned up all the same, then failed
+                b.daemon.kill()
+                b.daemon.wait()
+                stuck = True
         for name in ("alpha", "beta", "gamma"):
             subprocess.run(["umount", str(b.home / name / "shared")], capture_output=True)
         for user in b.users.values():
@@ -201,6 +207,8 @@ internet_probe = "{INTERNET}:443"
         for k, v in saved.items():
             Path("/proc/sys", *k.split(".")).write_text(v)
         rig.cleanup_root(root)
+    if stuck:
+        pytest.fail("the daemon did not stop within 30 s of SIGTERM")
 
 
 def test_first_run_shows_the_plan_by_kind_and_applies_it(box):
