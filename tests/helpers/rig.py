@@ -493,6 +493,17 @@ def start_daemon(
             return daemon
 
 
+def reload(daemon: Daemon) -> subprocess.CompletedProcess[str]:
+    """`clawvisor reload` against the daemon's control socket, as an operator would."""
+    return subprocess.run(
+        [str(CLAWVISOR), "reload", "--socket", str(daemon.control)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def cleanup_root(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 

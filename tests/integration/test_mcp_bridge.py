@@ -276,11 +276,7 @@ def test_a_reload_pushes_tools_list_changed_and_the_next_list_has_the_new_tool(e
             assert caps is not None and caps.tools is not None and caps.tools.list_changed
             before = {t.name for t in (await s.list_tools()).tools}
             (daemon.config_dir / "policy.d" / "20.toml").write_text(rule("search", "beta"))
-            reloaded = await asyncio.to_thread(
-                subprocess.run,
-                [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
-                capture_output=True,
-            )
+            reloaded = await asyncio.to_thread(rig.reload, daemon)
             assert reloaded.returncode == 0
             await asyncio.wait_for(changed.wait(), 15)  # pushed, not polled for
             after = {t.name for t in (await s.list_tools()).tools}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -27,15 +26,6 @@ def write_policy(daemon, text, name="10.toml"):
     tmp.rename(path)  # a policy file is replaced whole, as an editor or deploy tool would
 
 
-def reload_cli(daemon):
-    return subprocess.run(
-        [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture
 def env(make_user, make_daemon):
     user = make_user()
@@ -46,7 +36,7 @@ def test_reload_command_swaps_the_policy(env):
     daemon, user = env
     assert call(daemon.intents, user, {"action": "status"})["decision"] == "allow"
     write_policy(daemon, DENY)
-    out = reload_cli(daemon)
+    out = rig.reload(daemon)
     assert out.returncode == 0, out.stderr
     assert "reloaded: 1 rules" in out.stdout
     reply = call(daemon.intents, user, {"action": "status"})
@@ -56,7 +46,7 @@ def test_reload_command_swaps_the_policy(env):
 def test_broken_policy_is_refused_loudly_and_the_old_one_stays(env, journal):
     daemon, user = env
     write_policy(daemon, BROKEN)
-    out = reload_cli(daemon)
+    out = rig.reload(daemon)
     assert out.returncode == 1
     assert "policy.d/10.toml:4:12:" in out.stderr and "previous policy stays" in out.stderr
     reply = call(daemon.intents, user, {"action": "status"})
@@ -80,7 +70,7 @@ def test_sighup_reloads(env):
 def test_failing_policy_tests_refuse_a_reload(env):
     daemon, user = env
     write_policy(daemon, policy_test("w", "status", "deny"), "90-tests.toml")
-    out = reload_cli(daemon)
+    out = rig.reload(daemon)
     assert out.returncode == 1 and "expected deny, got allow" in out.stderr
     assert call(daemon.intents, user, {"action": "status"})["decision"] == "allow"
 
@@ -91,7 +81,7 @@ def test_removed_workload_loses_its_open_connections(env):
         sock.sendall(request_line("before", {"action": "status"}))
         assert read_lines(sock, 1)[0]["status"] == "ok"
         (daemon.config_dir / "workloads.toml").write_text("")
-        assert reload_cli(daemon).returncode == 0
+        assert rig.reload(daemon).returncode == 0
         assert rig.is_closed(sock)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 from tests.helpers import rig
 from tests.helpers.rig import connect_as, read_lines, request_line
@@ -13,11 +12,7 @@ from tests.helpers.rules import rule
 def reload(daemon, policy: str | None = None) -> None:
     if policy is not None:
         (daemon.config_dir / "policy.d" / "10.toml").write_text(policy)
-    out = subprocess.run(
-        [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
-        capture_output=True,
-        check=False,
-    )
+    out = rig.reload(daemon)
     assert out.returncode == 0, out.stderr
 
 

@@ -77,12 +77,7 @@ def test_sockets_follow_the_workloads_through_a_reload_and_go_at_stop(make_user,
     daemon = make_daemon({"a": a}, {"10.toml": POLICY})
     assert os.path.exists(own(daemon, a)) and not os.path.exists(own(daemon, b))
     (daemon.config_dir / "workloads.toml").write_text(f'[workloads.b]\nuser = "{b.name}"\n')
-    reloaded = subprocess.run(
-        [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    reloaded = rig.reload(daemon)
     assert reloaded.returncode == 0, reloaded.stderr
     assert os.path.exists(own(daemon, b)) and not os.path.exists(own(daemon, a))
     assert call(own(daemon, b), b, {"action": "status"})["status"] == "ok"
@@ -98,12 +93,7 @@ def test_the_shared_sockets_acl_follows_the_workloads_through_a_reload(make_user
     with pytest.raises(PermissionError):
         connect_as(daemon.intents, b).close()
     (daemon.config_dir / "workloads.toml").write_text(f'[workloads.b]\nuser = "{b.name}"\n')
-    reloaded = subprocess.run(
-        [str(rig.CLAWVISOR), "reload", "--socket", str(daemon.control)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    reloaded = rig.reload(daemon)
     assert reloaded.returncode == 0, reloaded.stderr
     assert call(daemon.intents, b, {"action": "status"})["status"] == "ok"
     with pytest.raises(PermissionError):
