@@ -211,6 +211,19 @@ def test_block_host_tools_blocks_exec_where_openclaw_runs_the_plugins_hooks(loos
     assert not marker.exists()
 
 
+def test_block_host_tools_blocks_tool_call_whatever_it_names(loosened):
+    # OpenClaw's tool_call reaches its whole catalog (by id, toolId or name): never let through.
+    marker = loosened.home / "tool-call-ran"
+    args = {"id": "clawvisor_notify", "name": "exec", "args": {"command": f"touch {marker}"}}
+    loosened.model.scenarios["via-tool-call"] = [
+        {"tool_calls": [{"name": "tool_call", "arguments": args}]},
+        echo_results(),
+    ]
+    [got] = results({"final": loosened.local_turn("via-tool-call")})
+    assert "tool_call is one of OpenClaw's own tools" in got, got
+    assert not marker.exists()
+
+
 def test_a_running_gateway_that_gives_up_on_a_turn_cancels_its_ask(loosened):
     """The plugin maps OpenClaw's abort to `cancel`: the gateway (and the plugin's connection)
     stays up when OpenClaw cuts a run off, so only the cancel can withdraw the ask."""
