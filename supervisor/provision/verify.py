@@ -109,6 +109,13 @@ def blocked(
     before = counter_packets(workload, reason)
     p = probe(user, kind, *_hostport(target), "1")
     after = counter_packets(workload, reason)
+    return _counted(workload, reason, target, p, before, after)
+
+
+def _counted(
+    workload: str, reason: str, target: str, p: Probe, before: int | None, after: int | None
+) -> tuple[Result, str]:
+    """A blocked probe's verdict: it got nowhere AND the workload's counter moved."""
     if p.outcome in ("connected", "answered"):
         return "FAIL", f"{target}: {p.outcome}"
     if before is None or after is None:
@@ -142,22 +149,12 @@ def inbound_blocked(user: str, workload: str) -> tuple[Result, str]:
             s.settimeout(2)
             try:
                 s.connect(("127.0.0.1", port))
-                got = "connected"
+                got = Probe("connected", "")
             except OSError as exc:
-                got = type(exc).__name__
+                got = Probe(type(exc).__name__, "")
         after = counter_packets(workload, "drop_in")
         listener.kill()
-    if got == "connected":
-        return "FAIL", f"127.0.0.1:{port}: connected to the workload's listener"
-    if before is None or after is None or after <= before:
-        return (
-            "FAIL",
-            f"127.0.0.1:{port}: {got}, but {counter_name(workload, 'drop_in')} did not move",
-        )
-    return "PASS", (
-        f"127.0.0.1:{port}: {got}, its reply dropped by the firewall "
-        f"({counter_name(workload, 'drop_in')} +{after - before})"
-    )
+    return _counted(workload, "drop_in", f"127.0.0.1:{port}", got, before, after)
 
 
 def _hostport(text: str) -> tuple[str, str]:
