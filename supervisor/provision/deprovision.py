@@ -21,9 +21,9 @@ from typing import TextIO
 from ..cgroups import pids_of
 from .box import Box, uid_of
 from .firewall import plan_firewall
-from .overlay import mounted_at, unmount
+from .overlay import lower_view, mounted_at, unmount
 from .plan import Plan, ProvisionError, report, run
-from .units import SYSTEMD_RUNNING, gateway_dropin, mount_unit
+from .units import OVERLAYS_UNIT, SYSTEMD_RUNNING, gateway_dropin, legacy_mount_unit
 
 
 def _remove(path: Path) -> None:
@@ -56,16 +56,22 @@ def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
     plan = Plan()
     rest = replace(box, workloads={n: s for n, s in box.workloads.items() if n != name})
     plan_firewall(rest, plan)
-    if spec.overlay is not None and mounted_at(box.merged(name)) is not None:
+    views = (box.merged(name), lower_view(box, name))
+    if spec.overlay is not None and any(mounted_at(v) is not None for v in views):
         plan.add("overlay", f"unmount {box.merged(name)}", partial(unmount, box, name))
     units = Path(box.settings.provision.unit_dir)
     files = []
     if spec.overlay is not None:
-        files.append(units / mount_unit(box, name)[0])
+        files.append(units / legacy_mount_unit(box, name))
+        if all(s.overlay is None for s in rest.workloads.values()):
+            files.append(units / OVERLAYS_UNIT)
     dropin = gateway_dropin(box, name)
     if dropin is not None:
         files.append(units / dropin[0])
     present = [f for f in files if f.exists()]
+    if units / OVERLAYS_UNIT in present and SYSTEMD_RUNNING.is_dir():
+        disable = ["systemctl", "disable", OVERLAYS_UNIT]
+        plan.add("units", f"disable {OVERLAYS_UNIT}", partial(run, disable))
     for f in present:
         plan.add("units", f"remove {f}", partial(_remove, f))
     if present and SYSTEMD_RUNNING.is_dir():

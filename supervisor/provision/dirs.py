@@ -68,6 +68,10 @@ def wanted(box: Box, name: str) -> list[Want]:
             Want(root / "upper", user, 0o700),
             Want(root / "work", ROOT, 0o700),
         ]
+        # Mount points are checked only while nothing is mounted on them (a mount shows
+        # its own root's owner and mode).
+        if not os.path.ismount(root / "lower"):
+            out.append(Want(root / "lower", ROOT, 0o700))
         if not os.path.ismount(box.merged(name)):
             out.append(Want(box.merged(name), ROOT, 0o755))
     dest = box.workloads[name].destination

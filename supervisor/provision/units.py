@@ -1,5 +1,5 @@
-"""systemd units made for this box: a mount unit per overlay, a drop-in per gateway, and a
-drop-in that lets the sandboxed daemon write the sync-out destinations.
+"""systemd units made for this box: a service that mounts the overlays at boot, a drop-in per
+gateway, and a drop-in that lets the sandboxed daemon write the sync-out destinations.
 
 The packaged units (units/) are installed by `make install` or the Debian package, not
 here. Installed and enabled only when systemd is running; otherwise listed as skipped
@@ -9,13 +9,13 @@ with the reason (the overlays are then mounted, but will not come back after a r
 from __future__ import annotations
 
 import string
+import sys
 from functools import partial
 from pathlib import Path
 
 from ..config import resolves
 from ..persist import write_atomic
 from .box import Box
-from .overlay import overlay_options
 from .plan import Plan, run
 
 SYSTEMD_RUNNING = Path("/run/systemd/system")
@@ -54,20 +54,29 @@ def quote_exec(argv: list[str]) -> str:
     return " ".join(q(a) for a in argv)
 
 
-def mount_unit(box: Box, name: str) -> tuple[str, str]:
-    merged = str(box.merged(name))
-    unit = f"{systemd_escape_path(merged)}.mount"
-    text = (
-        f"# Written by clawvisor provision for workload {name}.\n"
+OVERLAYS_UNIT = "clawvisor-overlays.service"
+
+
+def legacy_mount_unit(box: Box, name: str) -> str:
+    """The mount unit earlier releases wrote per overlay (removed: it mounted `lower` as is)."""
+    return f"{systemd_escape_path(str(box.merged(name)))}.mount"
+
+
+def overlays_unit(box: Box) -> str:
+    """Mounts every overlay (its idmapped lower view first) at boot, before the workloads."""
+    argv = [sys.executable, "-m", "supervisor", "provision", "--only", "overlay"]
+    argv += ["--config-dir", str(box.paths.config_dir)]
+    argv += ["--runtime-dir", str(box.paths.runtime_dir)]
+    argv += ["--state-dir", str(box.paths.state_dir)]
+    return (
+        "# Written by clawvisor provision: the overlays of the workloads.\n"
         "[Unit]\n"
-        f"Description=clawvisor overlay of workload {name}\n"
-        f"Before=clawvisor-workload@{name}.service\n\n"
-        "[Mount]\nWhat=overlay\n"
-        f"Where={merged}\nType=overlay\n"
-        f"Options=nosuid,nodev,{overlay_options(box, name)}\n\n"
-        "[Install]\nWantedBy=local-fs.target\n"
+        "Description=clawvisor workload overlays (idmapped lower layers)\n"
+        "After=local-fs.target\nBefore=clawvisor.service\n\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        f"ExecStart={quote_exec(argv)}\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
     )
-    return unit, text
 
 
 def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
@@ -86,6 +95,8 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
         "ExecStart=\n"
         f"ExecStart={quote_exec(list(spec.gateway))}\n"
     )
+    if spec.overlay is not None:
+        text = f"[Unit]\nWants={OVERLAYS_UNIT}\nAfter={OVERLAYS_UNIT}\n\n" + text
     if not resolves(spec):
         # No DNS for it: the firewall drops its queries, and the local resolvers' own
         # sockets are hidden too (systemd-resolved's varlink and D-Bus APIs, nscd), or
@@ -110,10 +121,9 @@ def wanted_units(box: Box) -> dict[str, str]:
     dropin = daemon_dropin(box)
     if dropin is not None:
         files[dropin[0]] = dropin[1]
+    if any(spec.overlay is not None for spec in box.workloads.values()):
+        files[OVERLAYS_UNIT] = overlays_unit(box)
     for name in sorted(box.workloads):
-        if box.workloads[name].overlay is not None:
-            unit, text = mount_unit(box, name)
-            files[unit] = text
         dropin = gateway_dropin(box, name)
         if dropin is not None:
             files[dropin[0]] = dropin[1]
@@ -141,10 +151,14 @@ def plan_units(box: Box, plan: Plan) -> None:
         if have != text:
             plan.add("units", f"write {path}", partial(write_atomic, path, text.encode(), 0o644))
             written = True
+    for name in sorted(box.workloads):
+        legacy = target / legacy_mount_unit(box, name)
+        if legacy.exists():
+            plan.add("units", f"remove {legacy} (superseded by {OVERLAYS_UNIT})", legacy.unlink)
+            written = True
     if written:
         plan.add("units", "systemctl daemon-reload", partial(run, ["systemctl", "daemon-reload"]))
-    mounts = [u for u in files if u.endswith(".mount")]
-    if mounts and written:
+    if OVERLAYS_UNIT in files and written:
         plan.add(
-            "units", f"enable {', '.join(mounts)}", partial(run, ["systemctl", "enable", *mounts])
+            "units", f"enable {OVERLAYS_UNIT}", partial(run, ["systemctl", "enable", OVERLAYS_UNIT])
         )

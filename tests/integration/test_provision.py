@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -127,6 +128,19 @@ host_services = ["{LAN_HOST}:{SERVICE_PORT}"]
         }
 
 
+def unmount_all_under(root: Path) -> None:
+    """Every mount under root (overlays, their idmapped lower views, the state tmpfs),
+    deepest first; lazily when busy, so none outlives the test."""
+    points = [
+        ln.split()[4]
+        for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+        if ln.split()[4].startswith(f"{root}/")
+    ]
+    for point in sorted(points, key=len, reverse=True):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def box():
     tag = secrets.token_hex(2)
@@ -143,7 +157,9 @@ def box():
         (root / "lower").mkdir()
         (root / "lower" / "readme.txt").write_text("from the host\n")
         (b.etc / "policy.d").mkdir(parents=True)
-        (b.etc / "policy.d" / "10.toml").write_text(rule("status"))
+        (b.etc / "policy.d" / "10.toml").write_text(
+            rule("status") + "\n" + rule("sync-out", "alpha", "allow", "@self")
+        )
         (b.etc / "clawvisor.toml").write_text(f"""
 [server]
 socket_group = "{b.gw}"
@@ -171,8 +187,9 @@ internet_probe = "{INTERNET}:443"
                 str(b.etc),
                 "--runtime-dir",
                 str(root / "run"),
+                # The state provisioning made (overlays, firewall record), as installed.
                 "--state-dir",
-                str(root / "daemon-state"),
+                str(b.state),
                 "--log-dir",
                 str(root / "log"),
             ),
@@ -195,14 +212,13 @@ internet_probe = "{INTERNET}:443"
                 b.daemon.kill()
                 b.daemon.wait()
                 stuck = True
-        for name in ("alpha", "beta", "gamma"):
-            subprocess.run(["umount", str(b.home / name / "shared")], capture_output=True)
+        unmount_all_under(root)
         for user in b.users.values():
             subprocess.run(["userdel", user], capture_output=True)
             subprocess.run(["groupdel", user], capture_output=True)
         for group in (b.gw, b.ops):
             subprocess.run(["groupdel", group], capture_output=True)
-        subprocess.run(["umount", str(b.state)], capture_output=True)
+        unmount_all_under(root)
         lab.close()
         for k, v in saved.items():
             Path("/proc/sys", *k.split(".")).write_text(v)
@@ -287,6 +303,68 @@ def test_overlay_shows_the_host_directory_and_keeps_writes_in_the_upper_layer(bo
     assert (shared / "readme.txt").read_text() == "from the host\n"
     assert (box.state / "overlay" / "alpha" / "upper" / "note.txt").read_text() == "hi"
     assert not (box.root / "lower" / "note.txt").exists()
+
+
+def run_as(box, workload: str, code: str) -> subprocess.CompletedProcess[str]:
+    uid = int(
+        subprocess.run(["id", "-u", box.users[workload]], capture_output=True, text=True).stdout
+    )
+    return subprocess.run(
+        ["/usr/bin/python3", "-c", code],
+        user=uid,
+        group=uid_gid(uid),
+        capture_output=True,
+        text=True,
+    )
+
+
+def uid_gid(uid: int) -> int:
+    return pwd.getpwuid(uid).pw_gid
+
+
+def test_the_workload_edits_a_root_owned_host_file_and_the_host_copy_is_untouched(box):
+    shared = box.home / "alpha" / "shared"
+    host = box.root / "lower" / "readme.txt"
+    assert host.stat().st_uid == 0 and oct(host.stat().st_mode & 0o777) == "0o644"
+    done = run_as(box, "alpha", f"open({str(shared / 'readme.txt')!r}, 'a').write('edited\\n')")
+    assert done.returncode == 0, done.stderr
+    assert (shared / "readme.txt").read_text() == "from the host\nedited\n"
+    assert host.read_text() == "from the host\n"
+    upper = box.state / "overlay" / "alpha" / "upper" / "readme.txt"
+    assert upper.read_text() == "from the host\nedited\n"
+
+
+def test_the_lower_view_is_idmapped_read_only_and_out_of_the_workloads_reach(box):
+    view = box.state / "overlay" / "alpha" / "lower"
+    line = next(
+        ln
+        for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+        if ln.split()[4] == str(view)
+    )
+    assert {"ro", "nosuid", "nodev", "idmapped"} <= set(line.split()[5].split(","))
+    # Even root cannot write the host's files through it; the workload cannot reach it.
+    with pytest.raises(OSError):
+        (view / "readme.txt").open("a")
+    denied = run_as(box, "alpha", f"open({str(view / 'readme.txt')!r}, 'a')")
+    assert "Permission denied" in denied.stderr
+
+
+def test_sync_out_carries_an_edit_of_a_host_file_back(box):
+    shared = box.home / "alpha" / "shared"
+    done = run_as(
+        box, "alpha", f"open({str(shared / 'readme.txt')!r}, 'w').write('synced edit\\n')"
+    )
+    assert done.returncode == 0, done.stderr
+    uid = int(
+        subprocess.run(["id", "-u", box.users["alpha"]], capture_output=True, text=True).stdout
+    )
+    alpha = rig.User(box.users["alpha"], uid, uid_gid(uid))
+    reply = rig.call(
+        box.root / "run" / "intents.sock", alpha, {"action": "sync-out", "paths": ["readme.txt"]}
+    )
+    assert reply["status"] == "ok", reply
+    assert (box.root / "out-alpha" / "readme.txt").read_text() == "synced edit\n"
+    assert (box.root / "lower" / "readme.txt").read_text() == "from the host\n"
 
 
 def test_the_ruleset_is_in_the_namespace_with_named_counters(box):
