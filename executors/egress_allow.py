@@ -6,10 +6,18 @@ network connection itself. Every address the resolver returns must be a public o
 private, loopback, link-local, CGNAT, multicast or metadata answer refuses the whole
 request (a DNS rebinding attempt gets nothing). The addresses go into the workload's
 nftables allow set with the requested timeout, in one transaction.
+
+A workload with `internet = "proxy"` is allowed the *name* instead: it is added, with its
+expiry, to that workload's list in the egress proxy (supervisor/proxy/control.py), which
+re-reads its lists without dropping connections. Nothing is resolved by the daemon then:
+the proxy resolves at connect time and refuses private answers itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -28,6 +36,8 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
 
     table: str = TABLE
     max_addresses: Annotated[int, msgspec.Meta(ge=1, le=256)] = 32
+    #: The egress proxy's directory: set from `[proxy] dir` by the daemon.
+    proxy_dir: str = "/var/lib/clawvisor-proxy"
 
 
 class Params(IntentBase, tag="egress-allow", frozen=True):
@@ -62,12 +72,42 @@ class Result(ResultBase, tag="egress-allow", frozen=True):
     port: int | None
     ttl: int
     sets: list[str]
+    #: `nftables` (addresses in its allow sets) or `proxy` (the name on its proxy list).
+    via: str = "nftables"
+
+
+def _proxied(proxy_dir: Path, workload: str) -> bool:
+    """Whether provisioning gave the workload a port of the egress proxy."""
+    try:
+        inputs = msgspec.json.decode((proxy_dir / "inputs.json").read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return False
+    return isinstance(inputs, dict) and workload in inputs.get("ports", {})
+
+
+async def _allow_in_proxy(proxy_dir: str, workload: str, params: Params) -> None:
+    """Add the name to the workload's proxy list: in a child process, like every
+    executor's work (supervisor/proxy/control.py writes the lists and reloads Squid)."""
+    argv = [sys.executable, "-m", "supervisor.proxy.control", "allow", proxy_dir, workload]
+    argv += [params.host, str(params.port or 0), str(params.ttl)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        why = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
+        raise ExecError(f"the proxy's list was not updated: {why[0]}")
 
 
 async def run(params: Params, ctx: ExecContext) -> Result:
     """Resolve as the target, check every answer, add them to its allow sets."""
     target = need_target(ctx, "egress-allow")
     options: Options = ctx.settings.options
+    if await asyncio.to_thread(_proxied, Path(options.proxy_dir), target.workload):
+        await _allow_in_proxy(options.proxy_dir, target.workload, params)
+        return Result(
+            host=params.host, addresses=[], port=params.port, ttl=params.ttl, sets=[], via="proxy"
+        )
     outcome = await run_template(ctx, {"host": params.host}, user=target, what="resolver")
     answers = parse_answers(outcome.stdout.decode("ascii", "replace"))
     if not answers:

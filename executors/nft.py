@@ -30,6 +30,7 @@ REASONS = (
     "resolver",
     "drop_dns",
     "host",
+    "proxy",
     "drop_meta",
     "drop_lan",
     "accept",

@@ -24,6 +24,8 @@ from executors import ACTIONS
 from executors.base import Account, ExecutorSettings, WorkloadFiles, WorkloadName, whole
 from executors.runner import TemplateError, template_fields
 
+from .proxy.settings import ProxySettings
+
 DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
 DEFAULT_RUNTIME_DIR = Path("/run/clawvisor")
 DEFAULT_STATE_DIR = Path("/var/lib/clawvisor")
@@ -174,6 +176,7 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     provision: ProvisionSettings = msgspec.field(default_factory=ProvisionSettings)
     verify: VerifySettings = msgspec.field(default_factory=VerifySettings)
     monitors: MonitorSettings = msgspec.field(default_factory=MonitorSettings)
+    proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
 
 
 AbsPath = Annotated[str, msgspec.Meta(pattern=whole(r"/[^\x00]*"), max_length=4096)]
@@ -214,8 +217,9 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: A fixed uid for the user (created with it; an existing user must already have it).
     uid: Annotated[int, msgspec.Meta(ge=100, le=2**31 - 2)] | None = None
     tags: list[Annotated[str, msgspec.Meta(pattern=whole(r"[a-zA-Z0-9_-]{1,64}"))]] = []
-    #: Egress: `open` (anything but LAN), `none`, or only what is allowed (`allowlist`).
-    internet: Literal["open", "none", "allowlist"] = "none"
+    #: Egress: `open` (anything but LAN), `none`, only the allowed addresses
+    #: (`allowlist`), or only the allowed domain names, through the proxy (`proxy`).
+    internet: Literal["open", "none", "allowlist", "proxy"] = "none"
     #: May it query the configured resolvers? Unset: yes for `open` and `allowlist`
     #: (`egress-allow` resolves names as the workload), no for `none`, where DNS would be
     #: the one way out left (a tunnel through the resolver).
@@ -234,8 +238,9 @@ class WorkloadSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def resolves(spec: WorkloadSpec) -> bool:
-    """Whether the workload may query the configured resolvers."""
-    return spec.dns if spec.dns is not None else spec.internet != "none"
+    """Whether the workload may query the configured resolvers (a proxy workload has no
+    need: the proxy resolves)."""
+    return spec.dns if spec.dns is not None else spec.internet in ("open", "allowlist")
 
 
 class WorkloadsFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -332,6 +337,8 @@ def build_executor_settings(settings: DaemonSettings, origin: str) -> dict[str, 
         options = _convert(
             {k: v for k, v in table.items() if k not in _COMMON_KEYS}, action.options, where
         )
+        if name == "egress-allow":  # where the proxy's lists are: said once, in [proxy]
+            options = msgspec.structs.replace(options, proxy_dir=settings.proxy.dir)
         argv = tuple(cfg.argv) if cfg.argv is not None else action.default_argv
         try:
             names = template_fields(argv)

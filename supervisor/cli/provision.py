@@ -45,7 +45,9 @@ def register(sub: Subcommands) -> None:
     box_args(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument(
-        "--only", metavar="KINDS", help="comma-separated: users,dirs,overlay,firewall,sysctl,units"
+        "--only",
+        metavar="KINDS",
+        help="comma-separated: users,dirs,overlay,proxy,firewall,sysctl,units",
     )
     p.set_defaults(func=_cmd_provision)
 

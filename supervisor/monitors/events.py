@@ -291,6 +291,24 @@ class Net(MonitorEvent, tag="net"):
     bytes: int
 
 
+class Proxied(MonitorEvent, tag="proxy"):
+    """A request a workload made through the egress proxy (from Squid's access log):
+    `allowed` false when the proxy refused it (not on its list, an IP literal, a name
+    resolving to a private address, an SNI that is not the CONNECT's host)."""
+
+    domain: str
+    method: str
+    allowed: bool
+    status: str
+    port: int | None = None
+    http: int | None = None
+    sent: int = 0
+    received: int = 0
+    sni: str | None = None
+    server: str | None = None
+    tls: str | None = None
+
+
 class MonitorState(MonitorEvent, tag="monitor"):
     """A monitor started, degraded or recovered."""
 
@@ -333,6 +351,7 @@ Event = (
     | FileChange
     | Overflow
     | Net
+    | Proxied
     | MonitorState
 )
 EVENT_TYPES: tuple[type[MonitorEvent], ...] = Event.__args__

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -13,6 +14,8 @@ from executors.base import MonitorInfo
 
 from ..cgroups import CgroupError, WorkloadCgroup, cgroup2_root
 from ..config import Config, ConfigError, MonitorSettings, load_settings_and_specs, overlay_dir
+from ..proxy.accesslog import ProxyLogMonitor
+from ..proxy.squid_conf import ProxyLayout
 from ..triggers import Alert, Trigger, TriggerEngine
 from . import events as ev
 from .bus import Bus
@@ -62,6 +65,7 @@ class Monitors:
         )
         self.overlay = OverlayWatcher(self.bus.publish)
         self.counters = CounterMonitor(self.bus.publish, interval=settings.counters_interval)
+        self.proxy = ProxyLogMonitor(self.bus.publish)
         self._respond = respond
         self.engine = TriggerEngine(triggers, {}, self._fired)
         self.viewers: dict[object, tuple[ViewerFilter, Callable[[bytes], None]]] = {}
@@ -89,11 +93,13 @@ class Monitors:
         if self.settings.counters:
             self.counters.start(loop)
         self.configure(config)
+        self.proxy.start(loop)
 
     def stop(self) -> None:
         self.syscalls.stop()
         self.overlay.stop()
         self.counters.stop()
+        self.proxy.stop()
         if self.log is not None:
             self.log.close()
 
@@ -126,6 +132,7 @@ class Monitors:
             if f.upper
         }
         self.counters.set_workloads(list(config.workloads))
+        self.proxy.configure(ProxyLayout(Path(config.settings.proxy.dir)))
         if self.overlay.notifier is not None:
             wanted = {
                 str(overlay_dir(config.paths, n) / "upper"): n
@@ -168,6 +175,12 @@ class Monitors:
                 state=c.state if self.settings.counters else "off",
                 detail=c.detail,
                 counts={"reads": c.reads, "events": c.events},
+            ),
+            MonitorInfo(
+                name="proxy",
+                state=self.proxy.state,
+                detail=self.proxy.detail,
+                counts={"requests": self.proxy.requests, "refused": self.proxy.refused},
             ),
             *self._log_status(),
         ]

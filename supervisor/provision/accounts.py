@@ -7,7 +7,7 @@ import pwd
 from functools import partial
 from pathlib import Path
 
-from .box import NOLOGIN, Box, gid_of
+from .box import NOLOGIN, Box, gid_of, uid_of
 from .plan import Plan, ProvisionError, run
 
 SHADOW = Path("/etc/shadow")
@@ -32,6 +32,11 @@ def plan_accounts(box: Box, plan: Plan) -> None:
             plan.add(
                 "users", f"create group {group}", partial(run, ["groupadd", "--system", group])
             )
+    proxy = box.settings.proxy.user
+    if any(s.internet == "proxy" for s in box.workloads.values()) and uid_of(proxy) is None:
+        argv = ["useradd", "--system", "--user-group", "--no-create-home"]
+        argv += ["--home-dir", "/nonexistent", "--shell", NOLOGIN, proxy]
+        plan.add("users", f"create user {proxy} for the egress proxy", partial(run, argv))
     seen: dict[str, str] = {}
     for name, spec in box.workloads.items():
         if spec.user in seen:

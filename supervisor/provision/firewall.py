@@ -12,11 +12,17 @@ or none). For each workload uid, in order:
     resolver     to a configured resolver, port 53: accept (drop_dns: drop, for a
                  workload without DNS: `internet = "none"` unless `dns = true`)
     host         to one of its host_services (address . port): accept
+    proxy        `proxy`: to its own port of the egress proxy on 127.0.0.1: accept
     metadata     to a cloud metadata address: drop
     lan          to RFC 1918, link-local, CGNAT, loopback, ULA, or this machine's own
                  subnets (found with pyroute2): drop
     internet     `open`: accept; `allowlist`: its static and dynamic allow sets: accept
     default      drop
+
+The proxy's own user has a chain too (counters `clawvisor-proxy_<reason>`, a name no
+workload's counter can have, as theirs never hold `-`): established, DNS to the
+resolvers, then metadata and LAN dropped whatever a name resolved to (a rebinding answer
+that got past Squid's own check goes nowhere), then out.
 
 Every verdict rule has a named counter `W_<reason>` (the monitor reads them). Elements
 that `egress-allow` added to the dynamic sets and that still have time left survive a
@@ -54,6 +60,7 @@ from .box import Box, uid_of
 from .live_table import current_table, fingerprint, live_elements
 from .networks import LAN4, LAN6, Net, Static, collapse, local_subnets, resolvers, static_entries
 from .plan import Plan, ProvisionError
+from .proxy import proxy_ports, proxy_workloads
 
 STATE_FILE = "firewall.json"
 
@@ -93,9 +100,19 @@ def _prefix(net: Net) -> Any:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
+PROXY_CHAIN = "proxy_out"
+PROXY_COUNTERS = "clawvisor-proxy"
+PROXY_REASONS = ("est", "resolver", "drop_meta", "drop_lan", "accept")
+
+
 def build(
-    box: Box, static: dict[str, Static], uids: dict[str, int], subnets: list[Net]
+    box: Box,
+    static: dict[str, Static],
+    uids: dict[str, int],
+    subnets: list[Net],
+    proxy: tuple[int, dict[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
+    """`proxy`: the proxy's uid and each proxy workload's port, when there are any."""
     """The commands that create the whole table (without dynamic elements)."""
     extra = [ipaddress.ip_network(n, strict=False) for n in box.settings.provision.lan]
     lan = [ipaddress.ip_network(n) for n in (*LAN4, *LAN6)] + extra + subnets
@@ -150,12 +167,42 @@ def build(
                 }
             }
         )
+    ports = proxy[1] if proxy is not None else {}
     for name in sorted(box.workloads):
-        cmds += _workload(name, box.workloads[name], static[name], uids[name])
+        cmds += _workload(name, box.workloads[name], static[name], uids[name], ports.get(name))
+    if proxy is not None:
+        cmds += _proxy_chain(proxy[0])
     return cmds
 
 
-def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[str, Any]]:
+def _proxy_chain(uid: int) -> list[dict[str, Any]]:
+    cmds: list[dict[str, Any]] = [{"add": {"chain": _tbl(name=PROXY_CHAIN)}}]
+    for reason in PROXY_REASONS:
+        cmds.append({"add": {"counter": _tbl(name=f"{PROXY_COUNTERS}_{reason}")}})
+
+    def rule(*expr: dict[str, Any], reason: str, verdict: str) -> dict[str, Any]:
+        counted = [*expr, {"counter": f"{PROXY_COUNTERS}_{reason}"}, {verdict: None}]
+        return {"add": {"rule": _tbl(chain=PROXY_CHAIN, expr=counted)}}
+
+    state = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
+    cmds.append(rule(state, reason="est", verdict="accept"))
+    for v in (4, 6):
+        dns = [_nfproto(v), _L4, _match(_DPORT, 53), _match(_daddr(v), f"@dns{v}")]
+        cmds.append(rule(*dns, reason="resolver", verdict="accept"))
+    for v in (4, 6):
+        meta = _match(_daddr(v), f"@meta{v}")
+        cmds.append(rule(_nfproto(v), meta, reason="drop_meta", verdict="drop"))
+        lan = _match(_daddr(v), f"@lan{v}")
+        cmds.append(rule(_nfproto(v), lan, reason="drop_lan", verdict="drop"))
+    cmds.append(rule(reason="accept", verdict="accept"))
+    jump = [_match({"meta": {"key": "skuid"}}, uid), {"jump": {"target": PROXY_CHAIN}}]
+    cmds.append({"add": {"rule": _tbl(chain="output", expr=jump)}})
+    return cmds
+
+
+def _workload(
+    name: str, spec: WorkloadSpec, st: Static, uid: int, proxy_port: int | None = None
+) -> list[dict[str, Any]]:
     chain = chain_name(name)
     cmds: list[dict[str, Any]] = [{"add": {"chain": _tbl(name=chain)}}]
     for reason in REASONS:
@@ -271,6 +318,19 @@ def _workload(name: str, spec: WorkloadSpec, st: Static, uid: int) -> list[dict[
                     verdict="accept",
                 )
             )
+    if proxy_port is not None:
+        # Its own port of the proxy, and no other: the port is how the proxy knows whose
+        # request it is.
+        cmds.append(
+            rule(
+                _nfproto(4),
+                _match({"meta": {"key": "l4proto"}}, "tcp"),
+                _match(_daddr(4), "127.0.0.1"),
+                _match(_DPORT, proxy_port),
+                reason="proxy",
+                verdict="accept",
+            )
+        )
     for v in (4, 6):
         cmds.append(
             rule(_nfproto(v), _match(_daddr(v), f"@meta{v}"), reason="drop_meta", verdict="drop")
@@ -393,10 +453,17 @@ def plan_firewall(box: Box, plan: Plan, *, defer: bool = True) -> None:
         uids = {n: u for n, u in uids.items() if n in kept}
         missing_users = []
     static = {
-        n: (static_entries(s) if uids[n] >= 0 else Static([], [], [], []))
+        n: (static_entries(s) if uids[n] >= 0 and s.internet != "proxy" else Static([], [], [], []))
         for n, s in box.workloads.items()
     }
-    commands = build(box, static, uids, local_subnets())
+    proxy = None
+    if proxy_workloads(box):
+        proxy_uid = uid_of(box.settings.proxy.user)
+        if proxy_uid is not None:
+            proxy = (proxy_uid, proxy_ports(box))
+        elif defer:
+            missing_users.append(box.settings.proxy.user)
+    commands = build(box, static, uids, local_subnets(), proxy)
     spec_hash = hashlib.sha256(json.dumps(commands, sort_keys=True).encode()).hexdigest()
     state_path = box.paths.state_dir / STATE_FILE
     raw = read_or_none(state_path)

@@ -13,6 +13,7 @@ from .dirs import plan_dirs
 from .firewall import plan_firewall
 from .overlay import plan_overlay
 from .plan import KINDS, Kind, Plan, ProvisionError, report
+from .proxy import plan_proxy
 from .sysctl import plan_sysctl
 from .units import plan_units
 
@@ -20,6 +21,7 @@ PLANNERS: dict[Kind, Callable[[Box, Plan], None]] = {
     "users": plan_accounts,
     "dirs": plan_dirs,
     "overlay": plan_overlay,
+    "proxy": plan_proxy,
     "firewall": plan_firewall,
     "sysctl": plan_sysctl,
     "units": plan_units,

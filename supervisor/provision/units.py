@@ -17,6 +17,7 @@ from ..config import resolves
 from ..persist import write_atomic
 from .box import Box
 from .plan import Plan, run
+from .proxy import layout, proxy_ports, proxy_workloads
 
 SYSTEMD_RUNNING = Path("/run/systemd/system")
 _PLAIN = set(string.ascii_letters + string.digits + ":_.")
@@ -79,6 +80,42 @@ def overlays_unit(box: Box) -> str:
     )
 
 
+PROXY_UNIT = "clawvisor-proxy.service"
+
+
+def proxy_unit(box: Box) -> str:
+    """Squid as the proxy's own user, sandboxed: it may write only its `var/`."""
+    lay = layout(box)
+    squid = box.settings.proxy.squid
+    user = box.settings.proxy.user
+    return (
+        "# Written by clawvisor provision: the workloads' egress proxy.\n"
+        "[Unit]\n"
+        "Description=clawvisor egress proxy (Squid: peek and splice, no TLS interception)\n"
+        "After=network.target\nBefore=clawvisor.service\n\n"
+        "[Service]\nType=simple\n"
+        f"User={user}\nGroup={user}\n"
+        f"ExecStartPre={quote_exec([squid, '-k', 'parse', '-f', str(lay.conf)])}\n"
+        f"ExecStart={quote_exec([squid, '-N', '-f', str(lay.conf)])}\n"
+        # Squid re-reads its configuration on SIGHUP and keeps open connections.
+        "ExecReload=/bin/kill -HUP $MAINPID\n"
+        "Restart=on-failure\nRestartSec=2s\nLimitNOFILE=65536\n"
+        "NoNewPrivileges=yes\nCapabilityBoundingSet=\nAmbientCapabilities=\n"
+        f"ProtectSystem=strict\nReadWritePaths={quote_exec([str(lay.var)])}\n"
+        "ProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
+        "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectKernelLogs=yes\n"
+        "ProtectClock=yes\nProtectHostname=yes\nProtectControlGroups=yes\n"
+        "ProtectProc=invisible\nProcSubset=pid\nRestrictNamespaces=yes\n"
+        "RestrictRealtime=yes\nRestrictSUIDSGID=yes\nLockPersonality=yes\n"
+        "MemoryDenyWriteExecute=yes\nKeyringMode=private\nUMask=0027\n"
+        "SystemCallArchitectures=native\nSystemCallFilter=@system-service\n"
+        "SystemCallFilter=~@privileged @resources @mount @obsolete @debug\n"
+        "SystemCallErrorNumber=EPERM\n"
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\nDevicePolicy=closed\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
 def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
     spec = box.workloads[name]
     if spec.gateway is None:
@@ -95,6 +132,13 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
         "ExecStart=\n"
         f"ExecStart={quote_exec(list(spec.gateway))}\n"
     )
+    if spec.internet == "proxy":
+        # Its only way out: tools that honour the proxy variables (Node with
+        # NODE_USE_ENV_PROXY) go through it; anything else is dropped by the firewall.
+        url = f"http://127.0.0.1:{proxy_ports(box)[name]}"
+        for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            text += f"Environment={var}={url}\n"
+        text += "Environment=NODE_USE_ENV_PROXY=1\n"
     if spec.overlay is not None:
         text = f"[Unit]\nWants={OVERLAYS_UNIT}\nAfter={OVERLAYS_UNIT}\n\n" + text
     if not resolves(spec):
@@ -123,6 +167,8 @@ def wanted_units(box: Box) -> dict[str, str]:
         files[dropin[0]] = dropin[1]
     if any(spec.overlay is not None for spec in box.workloads.values()):
         files[OVERLAYS_UNIT] = overlays_unit(box)
+    if proxy_workloads(box):
+        files[PROXY_UNIT] = proxy_unit(box)
     for name in sorted(box.workloads):
         dropin = gateway_dropin(box, name)
         if dropin is not None:
@@ -162,3 +208,6 @@ def plan_units(box: Box, plan: Plan) -> None:
         plan.add(
             "units", f"enable {OVERLAYS_UNIT}", partial(run, ["systemctl", "enable", OVERLAYS_UNIT])
         )
+    if PROXY_UNIT in files and written:
+        start = ["systemctl", "enable", "--now", PROXY_UNIT]
+        plan.add("units", f"enable and start {PROXY_UNIT}", partial(run, start))

@@ -1,0 +1,116 @@
+"""The egress proxy's part of provisioning: its user, directories, port certificate, and
+the inputs its configuration is rendered from (supervisor/proxy/). Only when a workload
+has `internet = "proxy"`; the unit is in units.py, its firewall chain in firewall.py."""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+from functools import partial
+from pathlib import Path
+
+import msgspec
+
+from ..persist import write_atomic
+from ..proxy import sni_check
+from ..proxy.allowlist import static_allows
+from ..proxy.control import ProxyInputs, inputs_path, load_inputs, refresh
+from ..proxy.ports import assign
+from ..proxy.squid_conf import ProxyLayout
+from .box import Box, uid_of
+from .networks import resolvers
+from .plan import Plan, ProvisionError, run
+
+HELPER = "sni_check.py"
+
+
+def proxy_workloads(box: Box) -> list[str]:
+    """The workloads that go out through the proxy."""
+    return sorted(n for n, s in box.workloads.items() if s.internet == "proxy")
+
+
+def layout(box: Box) -> ProxyLayout:
+    return ProxyLayout(Path(box.settings.proxy.dir))
+
+
+def proxy_ports(box: Box) -> dict[str, int]:
+    """Each proxy workload's port: the ones given before kept, new ones the lowest free."""
+    have = load_inputs(layout(box))
+    kept = have.ports if have is not None else {}
+    return assign(kept, proxy_workloads(box), box.settings.proxy.base_port)
+
+
+def wanted_inputs(box: Box) -> ProxyInputs:
+    names = proxy_workloads(box)
+    static = {}
+    for name in names:
+        try:
+            static[name] = static_allows(box.workloads[name], box.settings.proxy.default_ports)
+        except ValueError as exc:
+            raise ProvisionError(f"workload {name}: {exc}") from None
+    refused = [*box.settings.provision.lan, *box.settings.provision.metadata]
+    return ProxyInputs(
+        ports=proxy_ports(box),
+        static=static,
+        resolvers=resolvers(box),
+        refused=refused,
+        sni_helper=["/usr/bin/python3", "-I", str(layout(box).dir / HELPER)],
+        default_ports=list(box.settings.proxy.default_ports),
+    )
+
+
+def _own(path: Path, uid: int, gid: int, mode: int) -> None:
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def _apply(box: Box, inputs: ProxyInputs) -> None:
+    lay = layout(box)
+    user = box.settings.proxy.user
+    uid = uid_of(user)
+    if uid is None:
+        raise ProvisionError(f"the proxy's user {user} does not exist")
+    gid = grp.getgrnam(user).gr_gid
+    for path, owner, mode in ((lay.dir, 0, 0o755), (lay.lists, 0, 0o755), (lay.var, uid, 0o750)):
+        path.mkdir(parents=True, exist_ok=True)
+        _own(path, owner, gid if owner else 0, mode)
+    helper = lay.dir / HELPER
+    write_atomic(helper, Path(sni_check.__file__).read_bytes(), 0o755)
+    if not lay.cert.exists():
+        # Squid wants a certificate on an ssl-bump port even when it only peeks and
+        # splices; this one signs nothing.
+        tmp = lay.dir / ".port.pem.tmp"
+        run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                "-subj", "/CN=clawvisor-proxy (never used to intercept)",
+                "-keyout", str(tmp), "-out", str(tmp.with_suffix(".crt")),
+            ]
+        )  # fmt: skip
+        with tmp.open("ab") as f:
+            f.write(tmp.with_suffix(".crt").read_bytes())
+        tmp.with_suffix(".crt").unlink()
+        _own(tmp, 0, gid, 0o640)
+        tmp.rename(lay.cert)
+    write_atomic(inputs_path(lay), msgspec.json.encode(inputs), 0o644)
+    refresh(lay)
+
+
+def plan_proxy(box: Box, plan: Plan) -> None:
+    """Plan the proxy's files when a workload goes out through it."""
+    if not proxy_workloads(box):
+        return
+    if shutil.which(box.settings.proxy.squid) is None:
+        raise ProvisionError(
+            f"{box.settings.proxy.squid} is missing: install squid-openssl (Squid with "
+            'ssl_bump) for the workloads with internet = "proxy"'
+        )
+    inputs = wanted_inputs(box)
+    lay = layout(box)
+    have = load_inputs(lay)
+    if have == inputs and lay.cert.exists() and (lay.dir / HELPER).exists():
+        return
+    what = ", ".join(f"{n}:{p}" for n, p in sorted(inputs.ports.items()))
+    plan.add("proxy", f"write the proxy's configuration in {lay.dir} (ports {what})",
+             partial(_apply, box, inputs))  # fmt: skip

@@ -1,0 +1,148 @@
+"""Squid's access log, as events: each proxied request, attributed to its workload by the
+port it came in on, published on the monitor bus (so into the kept event log, the live
+monitor and the triggers). The log is read from where it was left, on a timer, a few
+kilobytes at a time; the same timer lets expired `egress-allow` names lapse."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..monitors import events as ev
+from .control import load_inputs, refresh
+from .squid_conf import ProxyLayout
+
+#: Read at most this much per tick (the rest waits for the next).
+CHUNK = 1 << 20
+#: How often expired live allows are looked for (seconds).
+EXPIRY_EVERY = 10.0
+
+
+def _opt(text: str) -> str | None:
+    return None if text in ("-", "") else text
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def parse(line: str, by_port: dict[int, str]) -> ev.Proxied | None:
+    """One line in squid_conf.LOGFORMAT; None when it is not one (or not a workload's)."""
+    f = line.split()
+    if len(f) != 12:
+        return None
+    ts, lport, method, domain, port, sent, received, status, http, sni, server, mode = f
+    workload = by_port.get(_int(lport) or -1)
+    if workload is None:
+        return None
+    code = _int(http)
+    refused = "DENIED" in status or mode == "terminate" or code == 403
+    try:
+        when = float(ts)
+    except ValueError:
+        return None
+    return ev.Proxied(
+        ts=when,
+        workload=workload,
+        domain=domain,
+        port=_int(port),
+        method=method,
+        allowed=not refused,
+        status=status,
+        http=code,
+        sent=_int(sent) or 0,
+        received=_int(received) or 0,
+        sni=_opt(sni),
+        server=_opt(server),
+        tls=_opt(mode),
+    )
+
+
+class ProxyLogMonitor:
+    """Follows the access log (across truncation and replacement); degraded when absent."""
+
+    def __init__(self, publish: Callable[[ev.Event], None], interval: float = 1.0) -> None:
+        self.publish = publish
+        self.interval = interval
+        self.layout: ProxyLayout | None = None
+        self.by_port: dict[int, str] = {}
+        self.state = "off"
+        self.detail = ""
+        self.requests = 0
+        self.refused = 0
+        self._where: tuple[int, int] | None = None  # (inode, offset)
+        self._partial = b""
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_expiry = 0.0
+
+    def configure(self, layout: ProxyLayout) -> None:
+        """Follow this proxy's log, with the ports its inputs give each workload."""
+        self.layout = layout
+        inputs = load_inputs(layout)
+        self.by_port = {p: n for n, p in inputs.ports.items()} if inputs else {}
+        if not self.by_port:
+            self.state, self.detail = "off", "no workload goes out through the proxy"
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        if self.layout is not None and self.layout.access_log.exists():
+            # Only what is written from now on: the past is in the kept log already.
+            st = self.layout.access_log.stat()
+            self._where = (st.st_ino, st.st_size)
+        self._timer = loop.call_later(self.interval, self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        try:
+            self.read()
+            if self.by_port and time.monotonic() >= self._next_expiry and self._loop:
+                self._next_expiry = time.monotonic() + EXPIRY_EVERY
+                layout = self.layout
+                assert layout is not None
+                self._loop.run_in_executor(None, refresh, layout)
+        finally:
+            if self._loop is not None:
+                self._timer = self._loop.call_later(self.interval, self._tick)
+
+    def read(self) -> int:
+        """Publish the lines written since the last read; how many."""
+        if self.layout is None or not self.by_port:
+            return 0
+        path: Path = self.layout.access_log
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            self.state, self.detail = "degraded", f"{path}: {exc.strerror}"
+            return 0
+        try:
+            st = os.fstat(fd)
+            ino, offset = self._where if self._where is not None else (st.st_ino, 0)
+            if ino != st.st_ino or st.st_size < offset:
+                offset, self._partial = 0, b""  # replaced or truncated: from its start
+            data = os.pread(fd, CHUNK, offset)
+        finally:
+            os.close(fd)
+        self._where = (st.st_ino, offset + len(data))
+        self.state, self.detail = "ok", f"following {path}"
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        published = 0
+        for raw in lines:
+            event = parse(raw.decode("utf-8", "replace"), self.by_port)
+            if event is None:
+                continue
+            self.requests += 1
+            self.refused += not event.allowed
+            self.publish(event)
+            published += 1
+        return published

@@ -1,0 +1,162 @@
+"""squid.conf for the workloads' egress (pure: data in, file contents out).
+
+One `http_port` on 127.0.0.1 per workload (`myportname` says whose request it is: the
+firewall lets only that workload's uid reach it). A request is allowed only for a
+(domain, port) on that workload's list; IP literals are refused, and so is a name any of
+whose addresses is private, loopback, link-local, CGNAT, ULA or metadata (the `dst` ACL;
+the proxy user's own nftables chain drops such packets too, so a rebinding answer that
+changes between the check and the connect still goes nowhere). HTTPS is never
+intercepted: Squid peeks at the ClientHello and splices only when its SNI is on the
+workload's list and names the very host of the CONNECT (`sni_check.py`); anything else,
+no SNI match or not TLS at all, is terminated. `tls-cert` is required by Squid on an
+`ssl-bump` port; it signs nothing, as nothing is ever bumped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Never reachable through the proxy, whatever a name resolves to.
+REFUSED_NETS = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+)
+LOGFORMAT = "%ts.%03tu %>lp %rm %>rd %>rP %>st %<st %Ss %>Hs %ssl::>sni %<a %ssl::bump_mode"
+
+
+@dataclass(frozen=True)
+class ProxyLayout:
+    """Where the proxy's files are: `dir` (root's: config, lists) and `var` (the proxy's)."""
+
+    dir: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "squid.conf"
+
+    @property
+    def lists(self) -> Path:
+        return self.dir / "allow"
+
+    @property
+    def cert(self) -> Path:
+        return self.dir / "port.pem"
+
+    @property
+    def var(self) -> Path:
+        return self.dir / "var"
+
+    @property
+    def access_log(self) -> Path:
+        return self.var / "access.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.var / "squid.pid"
+
+
+def minimal(domains: Iterable[str]) -> list[str]:
+    """Drop names a `.wildcard` on the list already covers (Squid warns on overlaps)."""
+    names = sorted(set(domains))
+    wild = {d[1:] for d in names if d.startswith(".")}
+
+    def covered(d: str) -> bool:
+        bare = d.lstrip(".")
+        parts = bare.split(".")
+        parents = {".".join(parts[i:]) for i in range(1, len(parts))}
+        return (not d.startswith(".") and bare in wild) or bool(parents & wild)
+
+    return [d for d in names if not covered(d)]
+
+
+def _slug(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def render(
+    layout: ProxyLayout,
+    ports: Mapping[str, int],
+    allows: Mapping[str, list[tuple[str, int]]],
+    resolvers: list[str],
+    refused: list[str],
+    sni_helper: list[str],
+) -> dict[Path, str]:
+    """Every file of the proxy's configuration: squid.conf and one list per workload and port
+    (and one of all its names, for the SNI)."""
+    nets = [str(ipaddress.ip_network(n, strict=False)) for n in (*REFUSED_NETS, *refused)]
+    files: dict[Path, str] = {}
+    out = [
+        "# Written by clawvisor (supervisor/proxy/squid_conf.py); provisioning rewrites it.",
+        f"pid_filename {layout.pid_file}",
+        f"cache_log stdio:{layout.var / 'cache.log'}",
+        f"logformat clawvisor {LOGFORMAT}",
+        f"access_log stdio:{layout.access_log} logformat=clawvisor",
+        "logfile_rotate 0",
+        f"coredump_dir {layout.var}",
+        "cache deny all",
+        "cache_mem 8 MB",
+        "netdb_filename none",
+        "visible_hostname clawvisor-proxy",
+        "via off",
+        "forwarded_for delete",
+        "httpd_suppress_version_string on",
+        "shutdown_lifetime 2 seconds",
+        "client_persistent_connections on",
+        f"dns_nameservers {' '.join(resolvers)}" if resolvers else "",
+        "acl step1 at_step SslBump1",
+        "acl step2 at_step SslBump2",
+        f"acl ip_literal dstdom_regex -n {IP_LITERAL}",
+        f"acl refused_dst dst {' '.join(nets)}",
+        "external_acl_type clawvisor_sni ttl=300 negative_ttl=300 children-max=4 "
+        f"children-startup=1 %DST %ssl::>sni {' '.join(sni_helper)}",
+        "acl sni_is_host external clawvisor_sni",
+        "http_access deny ip_literal",
+        "http_access deny refused_dst",
+    ]
+    splices = []
+    for name in sorted(ports):
+        s = _slug(name)
+        out += [
+            f"http_port 127.0.0.1:{ports[name]} name=wl_{s} ssl-bump tls-cert={layout.cert} "
+            "generate-host-certificates=off",
+            f"acl wl_{s} myportname wl_{s}",
+        ]
+        mine = allows.get(name, [])
+        by_port: dict[int, list[str]] = {}
+        for domain, port in mine:
+            by_port.setdefault(port, []).append(domain)
+        for port in sorted(by_port):
+            path = layout.lists / f"{name}.{port}"
+            files[path] = "".join(f"{d}\n" for d in minimal(by_port[port]))
+            out += [
+                f'acl wl_{s}_p{port} dstdomain -n "{path}"',
+                f"http_access allow wl_{s} port_{port} wl_{s}_p{port}",
+            ]
+        names = layout.lists / f"{name}.names"
+        files[names] = "".join(f"{d}\n" for d in minimal(d for d, _ in mine))
+        out.append(f'acl wl_{s}_names ssl::server_name --client-requested "{names}"')
+        splices.append(f"ssl_bump splice step2 wl_{s} wl_{s}_names sni_is_host")
+    used = sorted({port for mine in allows.values() for _, port in mine})
+    out[out.index("http_access deny ip_literal") : 0] = [f"acl port_{p} port {p}" for p in used]
+    out += ["http_access deny all", "ssl_bump peek step1", *splices, "ssl_bump terminate all"]
+    files[layout.conf] = "\n".join(line for line in out if line) + "\n"
+    return files
+
+
+#: A request host that is an address, not a name (v4 dotted, any v6 in brackets or not).
+IP_LITERAL = r"^(\[?[0-9a-fA-F:]*:[0-9a-fA-F:.]*\]?|[0-9.]+)$"
