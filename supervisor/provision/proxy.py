@@ -13,7 +13,6 @@ from pathlib import Path
 import msgspec
 
 from ..persist import write_atomic
-from ..proxy import sni_check
 from ..proxy.allowlist import static_allows
 from ..proxy.control import ProxyInputs, inputs_path, load_inputs, refresh
 from ..proxy.ports import assign
@@ -21,8 +20,6 @@ from ..proxy.squid_conf import ProxyLayout
 from .box import Box, uid_of
 from .networks import resolvers
 from .plan import Plan, ProvisionError, run
-
-HELPER = "sni_check.py"
 
 
 def proxy_workloads(box: Box) -> list[str]:
@@ -55,7 +52,6 @@ def wanted_inputs(box: Box) -> ProxyInputs:
         static=static,
         resolvers=resolvers(box),
         refused=refused,
-        sni_helper=["/usr/bin/python3", "-I", str(layout(box).dir / HELPER)],
         default_ports=list(box.settings.proxy.default_ports),
     )
 
@@ -75,8 +71,6 @@ def _apply(box: Box, inputs: ProxyInputs) -> None:
     for path, owner, mode in ((lay.dir, 0, 0o755), (lay.lists, 0, 0o755), (lay.var, uid, 0o750)):
         path.mkdir(parents=True, exist_ok=True)
         _own(path, owner, gid if owner else 0, mode)
-    helper = lay.dir / HELPER
-    write_atomic(helper, Path(sni_check.__file__).read_bytes(), 0o755)
     if not lay.cert.exists():
         # Squid wants a certificate on an ssl-bump port even when it only peeks and
         # splices; this one signs nothing.
@@ -109,7 +103,7 @@ def plan_proxy(box: Box, plan: Plan) -> None:
     inputs = wanted_inputs(box)
     lay = layout(box)
     have = load_inputs(lay)
-    if have == inputs and lay.cert.exists() and (lay.dir / HELPER).exists():
+    if have == inputs and lay.cert.exists():
         return
     what = ", ".join(f"{n}:{p}" for n, p in sorted(inputs.ports.items()))
     plan.add("proxy", f"write the proxy's configuration in {lay.dir} (ports {what})",

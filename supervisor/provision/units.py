@@ -96,7 +96,7 @@ def proxy_unit(box: Box) -> str:
         "[Service]\nType=simple\n"
         f"User={user}\nGroup={user}\n"
         f"ExecStartPre={quote_exec([squid, '-k', 'parse', '-f', str(lay.conf)])}\n"
-        f"ExecStart={quote_exec([squid, '-N', '-f', str(lay.conf)])}\n"
+        f"ExecStart={quote_exec(lay.argv(squid))}\n"
         # Squid re-reads its configuration on SIGHUP and keeps open connections.
         "ExecReload=/bin/kill -HUP $MAINPID\n"
         "Restart=on-failure\nRestartSec=2s\nLimitNOFILE=65536\n"

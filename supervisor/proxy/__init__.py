@@ -2,4 +2,4 @@
 `internet = "proxy"` workloads. `squid_conf.py` renders its configuration (pure),
 `allowlist.py` holds the domains each workload may reach, `ports.py` which port is whose,
 `control.py` writes the files and reloads it, `accesslog.py` turns its log into events,
-`sni_check.py` is its helper that holds a TLS client to the name it asked for."""
+`settings.py` is `[proxy]`."""

@@ -33,7 +33,6 @@ class ProxyInputs(msgspec.Struct):
     static: dict[str, list[Allowed]]
     resolvers: list[str]
     refused: list[str]
-    sni_helper: list[str]
     #: Ports a name allowed without one may be reached on.
     default_ports: list[int] = msgspec.field(default_factory=lambda: [443])
 
@@ -80,7 +79,7 @@ def wanted_files(
         name: current(inputs.static.get(name, []), live.workloads.get(name, []), now)
         for name in inputs.ports
     }
-    return render(layout, inputs.ports, allows, inputs.resolvers, inputs.refused, inputs.sni_helper)
+    return render(layout, inputs.ports, allows, inputs.resolvers, inputs.refused)
 
 
 def write_changed(files: dict[Path, str]) -> list[Path]:

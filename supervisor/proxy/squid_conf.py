@@ -6,14 +6,20 @@ firewall lets only that workload's uid reach it). A request is allowed only for 
 whose addresses is private, loopback, link-local, CGNAT, ULA or metadata (the `dst` ACL;
 the proxy user's own nftables chain drops such packets too, so a rebinding answer that
 changes between the check and the connect still goes nowhere). HTTPS is never
-intercepted: Squid peeks at the ClientHello and splices only when its SNI is on the
-workload's list and names the very host of the CONNECT (`sni_check.py`); anything else,
-no SNI match or not TLS at all, is terminated. `tls-cert` is required by Squid on an
-`ssl-bump` port; it signs nothing, as nothing is ever bumped.
+intercepted: Squid peeks at the ClientHello and splices only when the CONNECT's host and
+the SNI are the same entry of the workload's list (one `ssl_bump splice` line per
+entry, matching both: a client cannot CONNECT to one allowed name and ask the server
+behind it for another; under a `.wildcard` entry, any two names under it); anything else,
+no SNI match or not TLS at all, is terminated. No helper process is run: Squid talks to
+its helpers over loopback TCP, which the proxy user's firewall chain drops. `tls-cert`
+is required by Squid on an `ssl-bump` port; it signs nothing, as nothing is ever bumped
+(a refused CONNECT is terminated at the first step, before Squid would bump it to show
+its error page).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -69,6 +75,16 @@ class ProxyLayout:
     def pid_file(self) -> Path:
         return self.var / "squid.pid"
 
+    @property
+    def service(self) -> str:
+        """Squid's `-n` service name: it prefixes its shared memory segments, which
+        would collide with another Squid's (Debian's own, a test's) under the default."""
+        return "cvproxy" + hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
+
+    def argv(self, squid: str) -> list[str]:
+        """How Squid is run in the foreground on this configuration."""
+        return [squid, "-N", "-n", self.service, "-f", str(self.conf)]
+
 
 def minimal(domains: Iterable[str]) -> list[str]:
     """Drop names a `.wildcard` on the list already covers (Squid warns on overlaps)."""
@@ -94,11 +110,15 @@ def render(
     allows: Mapping[str, list[tuple[str, int]]],
     resolvers: list[str],
     refused: list[str],
-    sni_helper: list[str],
 ) -> dict[Path, str]:
-    """Every file of the proxy's configuration: squid.conf and one list per workload and port
-    (and one of all its names, for the SNI)."""
-    nets = [str(ipaddress.ip_network(n, strict=False)) for n in (*REFUSED_NETS, *refused)]
+    """Every file of the proxy's configuration: squid.conf and one list per workload and
+    port."""
+    parsed = [ipaddress.ip_network(n, strict=False) for n in (*REFUSED_NETS, *refused)]
+    # Squid ignores (with a warning) a network inside another: give it each once.
+    v4 = [n for n in parsed if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in parsed if isinstance(n, ipaddress.IPv6Network)]
+    nets = [str(n) for n in ipaddress.collapse_addresses(v4)]
+    nets += [str(n) for n in ipaddress.collapse_addresses(v6)]
     files: dict[Path, str] = {}
     out = [
         "# Written by clawvisor (supervisor/proxy/squid_conf.py); provisioning rewrites it.",
@@ -111,6 +131,7 @@ def render(
         "cache deny all",
         "cache_mem 8 MB",
         "netdb_filename none",
+        "pinger_enable off",  # its ICMP helper talks over loopback, which the proxy may not
         "visible_hostname clawvisor-proxy",
         "via off",
         "forwarded_for delete",
@@ -122,12 +143,12 @@ def render(
         "acl step2 at_step SslBump2",
         f"acl ip_literal dstdom_regex -n {IP_LITERAL}",
         f"acl refused_dst dst {' '.join(nets)}",
-        "external_acl_type clawvisor_sni ttl=300 negative_ttl=300 children-max=4 "
-        f"children-startup=1 %DST %ssl::>sni {' '.join(sni_helper)}",
-        "acl sni_is_host external clawvisor_sni",
         "http_access deny ip_literal",
         "http_access deny refused_dst",
     ]
+    # A CONNECT that http_access refuses is terminated at once: peeked (as every other is),
+    # Squid would bump it to show its error page over TLS with the port's certificate.
+    peeks = ["ssl_bump terminate step1 ip_literal", "ssl_bump terminate step1 refused_dst"]
     splices = []
     for name in sorted(ports):
         s = _slug(name)
@@ -147,13 +168,16 @@ def render(
                 f'acl wl_{s}_p{port} dstdomain -n "{path}"',
                 f"http_access allow wl_{s} port_{port} wl_{s}_p{port}",
             ]
-        names = layout.lists / f"{name}.names"
-        files[names] = "".join(f"{d}\n" for d in minimal(d for d, _ in mine))
-        out.append(f'acl wl_{s}_names ssl::server_name --client-requested "{names}"')
-        splices.append(f"ssl_bump splice step2 wl_{s} wl_{s}_names sni_is_host")
+            peeks.append(f"ssl_bump peek step1 wl_{s} port_{port} wl_{s}_p{port}")
+        for i, domain in enumerate(minimal(d for d, _ in mine)):
+            out += [
+                f"acl wl_{s}_h{i} dstdomain -n {domain}",
+                f"acl wl_{s}_s{i} ssl::server_name --client-requested {domain}",
+            ]
+            splices.append(f"ssl_bump splice step2 wl_{s} wl_{s}_h{i} wl_{s}_s{i}")
     used = sorted({port for mine in allows.values() for _, port in mine})
     out[out.index("http_access deny ip_literal") : 0] = [f"acl port_{p} port {p}" for p in used]
-    out += ["http_access deny all", "ssl_bump peek step1", *splices, "ssl_bump terminate all"]
+    out += ["http_access deny all", *peeks, *splices, "ssl_bump terminate all"]
     files[layout.conf] = "\n".join(line for line in out if line) + "\n"
     return files
 

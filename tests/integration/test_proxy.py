@@ -1,0 +1,434 @@
+"""Egress by domain through a real Squid, in the two-namespace lab.
+
+`clawvisor provision` makes the proxy's user, configuration and firewall chains in the
+workloads' namespace; the test starts Squid from that configuration as that user (what
+clawvisor-proxy.service does under systemd) and the daemon beside it. The hosts' side runs
+a DNS server (LAN_HOST:53) and a TLS server (ALLOWED:443) that answers with the SNI it got.
+Everything (users, namespaces, processes by pid, mounts) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from supervisor.proxy.squid_conf import ProxyLayout
+from tests.helpers import rig
+from tests.helpers.netlab import ALLOWED, LAN_HOST, make_lab
+from tests.helpers.rules import rule
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+NAMES = {
+    "allowed.test": [ALLOWED],
+    "other.test": [ALLOWED],  # the same (CDN) address as an allowed name
+    "a.cdn.test": [ALLOWED],
+    "later.test": [ALLOWED],
+    "rebind.test": [LAN_HOST],  # allowed by name, but it resolves to the LAN
+}
+#: As a workload's client: CONNECT HOST through PORT, TLS with SNI, one request.
+CLIENT = r"""
+import socket, ssl, sys
+port, host, sni = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+head = s.recv(4096).decode()
+if " 200 " not in head.split("\r\n")[0]:
+    print("refused", head.split("\r\n")[0]); sys.exit(0)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+try:
+    t = ctx.wrap_socket(s, server_hostname=sni)
+    t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    body = b""
+    while chunk := t.recv(4096):
+        body += chunk
+    text = body.decode("utf-8", "replace")
+    status = text.split("\r\n", 1)[0]
+    if " 200 " not in status:
+        print("refused", status or "empty"); sys.exit(0)
+    print(text.split("\r\n\r\n", 1)[-1].strip())
+except (OSError, ssl.SSLError) as e:
+    print("refused", type(e).__name__)
+"""
+
+
+class Lab:
+    def __init__(self, root: Path, tag: str) -> None:
+        self.root, self.tag = root, tag
+        self.etc, self.state, self.home = root / "etc", root / "state", root / "home"
+        self.proxy_dir = root / "proxy"
+        self.users = {"alpha": f"cvtpa{tag}", "beta": f"cvtpb{tag}"}
+        self.proxy_user = f"cvtpx{tag}"
+        self.gw, self.ops = f"cvtpg{tag}", f"cvtpo{tag}"
+        self.net = make_lab()
+        self.procs: list[subprocess.Popen[str]] = []
+        self.squid: subprocess.Popen[str] | None = None
+        self.daemon: subprocess.Popen[str] | None = None
+
+    def cli(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.net.exec(str(rig.CLAWVISOR), *argv, "--config-dir", str(self.etc),
+                          "--state-dir", str(self.state), "--runtime-dir", str(self.root / "run")),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    def uid(self, user: str) -> int:
+        return int(subprocess.run(["id", "-u", user], capture_output=True, text=True).stdout)
+
+    def as_user(self, user: str, *argv: str) -> list[str]:
+        uid = self.uid(user)
+        gid = int(subprocess.run(["id", "-g", user], capture_output=True, text=True).stdout)
+        return self.net.exec("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv)
+
+    def through(self, workload: str, host: str, sni: str, port: int | None = None) -> str:
+        port = port if port is not None else self.port(workload)
+        argv = self.as_user(self.users[workload], "/usr/bin/python3", "-c", CLIENT,
+                            str(port), host, sni)  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return (done.stdout.strip() or done.stderr.strip().splitlines()[-1]).strip()
+
+    def port(self, workload: str) -> int:
+        inputs = json.loads((self.proxy_dir / "inputs.json").read_text())
+        return int(inputs["ports"][workload])
+
+    def nft(self, *argv: str) -> str:
+        return subprocess.run(self.net.exec("nft", *argv), capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    def counter(self, name: str) -> int:
+        listing = json.loads(self.nft("-j", "list", "counter", "inet", "clawvisor", name))
+        return next(i["counter"]["packets"] for i in listing["nftables"] if "counter" in i)
+
+    def start_squid(self) -> None:
+        argv = ProxyLayout(self.proxy_dir).argv("/usr/sbin/squid")
+        self.squid = subprocess.Popen(
+            self.as_user(self.proxy_user, *argv),
+            stdout=subprocess.DEVNULL, stderr=(self.root / "squid.stderr").open("w"), text=True,
+            start_new_session=True,  # its own process group: ended whole, helpers and all
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not self.listening(self.port("alpha")):
+            assert self.squid.poll() is None, self.logs()
+            assert time.monotonic() < deadline, "squid did not start listening: " + self.logs()
+            time.sleep(0.1)
+
+    def logs(self) -> str:
+        out = []
+        for path in (self.root / "squid.stderr", self.proxy_dir / "var" / "cache.log"):
+            try:
+                out.append(f"--- {path}:\n" + path.read_text()[-3000:])
+            except OSError as exc:
+                out.append(str(exc))
+        return "\n".join(out)
+
+    def listening(self, port: int) -> bool:
+        out = subprocess.run(self.net.exec("ss", "-Hltn", f"sport = :{port}"),
+                             capture_output=True, text=True).stdout  # fmt: skip
+        return bool(out.strip())
+
+    def events(self, **match: object) -> list[dict[str, object]]:
+        out = subprocess.run(
+            [str(rig.CLAWVISOR), "monitor", "--since", "1h", "--format", "json",
+             "--log-dir", str(self.root / "log")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        lines = [json.loads(x) for x in out.stdout.splitlines() if x.strip()]
+        return [e for e in lines if all(e.get(k) == v for k, v in match.items())]
+
+    def wait_event(self, **match: object) -> dict[str, object]:
+        deadline = time.monotonic() + 15
+        while not (found := self.events(**match)):
+            assert time.monotonic() < deadline, f"no event {match}"
+            time.sleep(0.3)
+        return found[-1]
+
+
+def _stop(proc: subprocess.Popen[str] | None, group: bool = False) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc is not None and group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    tag = secrets.token_hex(2)
+    root = rig.shared_tmpdir("clawvisor-proxy-")
+    b = Lab(root, tag)
+    try:
+        (root / "dns.json").write_text(json.dumps(NAMES))
+        cert = root / "tls.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=lab", "-keyout", str(cert), "-out", str(root / "tls.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        cert.write_text(cert.read_text() + (root / "tls.crt").read_text())
+        for argv in (
+            [sys.executable, str(HELPERS / "dns_server.py"), LAN_HOST, str(root / "dns.json")],
+            [sys.executable, str(HELPERS / "tls_server.py"), str(cert), f"{ALLOWED}:443"],
+        ):
+            proc = subprocess.Popen(["ip", "netns", "exec", b.net.hs, *argv],
+                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
+            b.procs.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        (b.etc / "policy.d").mkdir(parents=True)
+        (b.etc / "policy.d" / "10.toml").write_text(
+            rule("status") + "\n" + rule("egress-allow", "alpha", "allow", "@self")
+        )
+        (b.etc / "clawvisor.toml").write_text(f"""
+[server]
+socket_group = "{b.gw}"
+control_group = "{b.ops}"
+[provision]
+home_root = "{b.home}"
+unit_dir = "{root / "units"}"
+sysctl_file = "{root / "sysctl.d" / "60-clawvisor.conf"}"
+dns = ["{LAN_HOST}"]
+[proxy]
+user = "{b.proxy_user}"
+dir = "{b.proxy_dir}"
+base_port = 3300
+[monitors]
+bpf = false
+overlay = false
+""")
+        (b.etc / "workloads.toml").write_text(f"""
+[workloads.alpha]
+user = "{b.users["alpha"]}"
+internet = "proxy"
+egress_allow = ["allowed.test", ".cdn.test", "rebind.test"]
+
+[workloads.beta]
+user = "{b.users["beta"]}"
+internet = "proxy"
+""")
+        b.first = b.cli("provision")
+        assert b.first.returncode == 0, b.first.stdout + b.first.stderr
+        b.start_squid()
+        b.daemon = subprocess.Popen(
+            b.net.exec(str(rig.CLAWVISOR), "serve", "--config-dir", str(b.etc),
+                       "--runtime-dir", str(root / "run"), "--state-dir", str(b.state),
+                       "--log-dir", str(root / "log")),
+            stdout=subprocess.DEVNULL, stderr=(root / "daemon.stderr").open("w"), text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not (root / "run" / "intents.sock").exists():
+            assert time.monotonic() < deadline and b.daemon.poll() is None
+            time.sleep(0.05)
+        yield b
+    finally:
+        _stop(b.daemon)
+        _stop(b.squid, group=True)
+        for shm in Path("/dev/shm").glob(ProxyLayout(b.proxy_dir).service + "-*"):
+            shm.unlink()
+        for proc in b.procs:
+            _stop(proc)
+        for user in (*b.users.values(), b.proxy_user):
+            subprocess.run(["userdel", user], capture_output=True)
+            subprocess.run(["groupdel", user], capture_output=True)
+        for group in (b.gw, b.ops):
+            subprocess.run(["groupdel", group], capture_output=True)
+        b.net.close()
+        rig.cleanup_root(root)
+
+
+def user_of(lab: Lab, workload: str) -> rig.User:
+    uid = lab.uid(lab.users[workload])
+    gid = int(subprocess.run(["id", "-g", lab.users[workload]], capture_output=True,
+                             text=True).stdout)  # fmt: skip
+    return rig.User(lab.users[workload], uid, gid)
+
+
+def test_provisioning_shows_the_proxy_step_and_gives_each_workload_its_own_port(lab):
+    assert "proxy:" in lab.first.stdout
+    assert lab.port("alpha") != lab.port("beta")
+    assert {lab.port("alpha"), lab.port("beta")} <= set(range(3300, 3310))
+
+
+def test_the_proxy_runs_as_its_own_unprivileged_user(lab):
+    assert lab.squid is not None
+    status = Path(f"/proc/{lab.squid.pid}/status").read_text()
+    # setpriv execs squid in place: the pid is Squid's own.
+    uid_line = next(ln for ln in status.splitlines() if ln.startswith("Uid:"))
+    assert set(uid_line.split()[1:]) == {str(lab.uid(lab.proxy_user))}
+
+
+def test_an_allowed_name_is_reached_through_the_proxy(lab):
+    assert lab.through("alpha", "allowed.test:443", "allowed.test") == (
+        f"tls {ALLOWED}:443 sni=allowed.test"
+    )
+
+
+def test_a_wildcard_entry_allows_names_under_it(lab):
+    assert lab.through("alpha", "a.cdn.test:443", "a.cdn.test") == (
+        f"tls {ALLOWED}:443 sni=a.cdn.test"
+    )
+
+
+def test_an_sni_that_is_not_the_connect_host_is_refused(lab):
+    # other.test is not alpha's; a.cdn.test is, but it is not the host it asked for.
+    assert lab.through("alpha", "allowed.test:443", "other.test").startswith("refused")
+    assert lab.through("alpha", "allowed.test:443", "a.cdn.test").startswith("refused")
+
+
+def test_a_name_not_on_the_list_is_refused_even_on_an_allowed_address(lab):
+    assert lab.through("alpha", "other.test:443", "other.test").startswith("refused")
+
+
+def test_an_ip_literal_is_refused(lab):
+    assert lab.through("alpha", f"{ALLOWED}:443", "allowed.test").startswith("refused")
+
+
+def test_a_name_resolving_to_the_lan_is_refused(lab):
+    assert lab.through("alpha", "rebind.test:443", "rebind.test").startswith("refused")
+
+
+def test_another_port_than_the_allowed_one_is_refused(lab):
+    assert lab.through("alpha", "allowed.test:8443", "allowed.test").startswith("refused")
+
+
+def test_a_workload_cannot_use_another_workloads_port(lab):
+    before = lab.counter("beta_drop_lan")
+    out = lab.through("beta", "allowed.test:443", "allowed.test", port=lab.port("alpha"))
+    assert "TimeoutError" in out or "timed out" in out or out.startswith("refused"), out
+    assert lab.counter("beta_drop_lan") > before
+
+
+def test_a_workload_with_nothing_allowed_gets_nothing(lab):
+    assert lab.through("beta", "allowed.test:443", "allowed.test").startswith("refused")
+
+
+def test_a_direct_connection_bypassing_the_proxy_is_dropped_and_counted(lab):
+    before = lab.counter("alpha_drop")
+    code = (
+        "import socket; s = socket.socket(); s.settimeout(2)\n"
+        f"try: s.connect(('{ALLOWED}', 443)); print('connected')\n"
+        "except OSError as e: print(type(e).__name__)"
+    )
+    argv = lab.as_user(lab.users["alpha"], "/usr/bin/python3", "-c", code)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    assert out in ("TimeoutError", "timeout"), out
+    assert lab.counter("alpha_drop") > before
+
+
+def test_a_proxy_workload_has_no_dns(lab):
+    before = lab.counter("alpha_drop_dns")
+    code = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)\n"
+        f"s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01' + bytes(6) + b'\\x07allowed\\x04test\\x00"
+        f"\\x00\\x01\\x00\\x01', ('{LAN_HOST}', 53))\n"
+        "try: s.recv(512); print('answered')\n"
+        "except OSError as e: print(type(e).__name__)"
+    )
+    argv = lab.as_user(lab.users["alpha"], "/usr/bin/python3", "-c", code)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() != "answered", out
+    assert lab.counter("alpha_drop_dns") > before
+
+
+def test_the_proxy_itself_cannot_reach_the_lan(lab):
+    before = lab.counter("clawvisor-proxy_drop_lan")
+    code = (
+        "import socket; s = socket.socket(); s.settimeout(2)\n"
+        f"try: s.connect(('{LAN_HOST}', 80)); print('connected')\n"
+        "except OSError as e: print(type(e).__name__)"
+    )
+    argv = lab.as_user(lab.proxy_user, "/usr/bin/python3", "-c", code)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    assert out == "TimeoutError", out
+    assert lab.counter("clawvisor-proxy_drop_lan") > before
+
+
+def test_each_proxied_request_is_a_kept_event_with_its_workload_and_verdict(lab):
+    lab.through("alpha", "allowed.test:443", "allowed.test")
+    lab.through("alpha", f"{ALLOWED}:443", "x")
+    ok = lab.wait_event(kind="proxy", workload="alpha", domain="allowed.test", allowed=True)
+    assert ok["port"] == 443 and ok["sni"] == "allowed.test" and ok["tls"] == "splice"
+    assert int(ok["received"]) > 0  # type: ignore[call-overload]
+    refused = lab.wait_event(kind="proxy", workload="alpha", domain=ALLOWED, allowed=False)
+    assert refused["status"] == "TCP_DENIED"
+
+
+def test_egress_allow_adds_a_name_for_the_workload_without_dropping_open_tunnels(lab):
+    assert lab.through("alpha", "later.test:443", "later.test").startswith("refused")
+    # A tunnel opened before the reload...
+    alpha = user_of(lab, "alpha")
+    opener = subprocess.Popen(
+        lab.as_user(lab.users["alpha"], "/usr/bin/python3", "-c", HOLD, str(lab.port("alpha"))),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert opener.stdout is not None and opener.stdin is not None
+    assert opener.stdout.readline().strip() == "open"
+    reply = rig.call(
+        lab.root / "run" / "intents.sock",
+        alpha,
+        {"action": "egress-allow", "host": "later.test", "port": 443, "ttl": 600},
+    )
+    assert reply["status"] == "ok", reply
+    assert reply["result"]["via"] == "proxy"
+    deadline = time.monotonic() + 15
+    while (out := lab.through("alpha", "later.test:443", "later.test")).startswith("refused"):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.3)
+    assert out == f"tls {ALLOWED}:443 sni=later.test"
+    # ...still carries traffic after it.
+    opener.stdin.write("go\n")
+    opener.stdin.flush()
+    assert opener.stdout.readline().strip() == f"tls {ALLOWED}:443 sni=allowed.test"
+    opener.wait(10)
+    # beta's list did not change.
+    assert lab.through("beta", "later.test:443", "later.test").startswith("refused")
+
+
+#: Opens a tunnel to allowed.test, says "open", waits for a line, then uses it.
+HOLD = r"""
+import socket, ssl, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+s.sendall(b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+assert b" 200 " in s.recv(4096)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname="allowed.test")
+print("open", flush=True)
+sys.stdin.readline()
+t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+body = b""
+while chunk := t.recv(4096):
+    body += chunk
+print(body.decode().split("\r\n\r\n", 1)[-1].strip(), flush=True)
+"""
+
+
+def test_an_egress_allow_for_another_workload_is_refused_by_policy(lab):
+    beta = user_of(lab, "beta")
+    reply = rig.call(
+        lab.root / "run" / "intents.sock",
+        beta,
+        {"action": "egress-allow", "host": "later.test", "port": 443, "ttl": 600},
+    )
+    assert reply["status"] != "ok"
+
+
+def test_status_shows_the_proxy_monitor(lab):
+    with rig.connect_as(lab.root / "run" / "control.sock", None) as c:
+        c.sendall(b'{"id":"s","op":"status"}\n')
+        reply = rig.read_lines(c, 1)[0]
+    monitors = {m["name"]: m for m in reply["result"]["monitors"]}
+    assert monitors["proxy"]["state"] == "ok", monitors["proxy"]
+    assert monitors["proxy"]["counts"]["requests"] > 0
