@@ -102,6 +102,12 @@ STEPS = (
     Step("footprint", "footprint: memory and start to READY", (), ("--requests", "5000")),
     Step("provision", "provisioning 20 workloads beside a script", ()),
     Step(
+        "proxy",
+        "egress proxy: first byte through Squid beside direct; allowlist reload",
+        (),
+        ("--requests", "60", "--reloads", "4"),
+    ),
+    Step(
         "policy_diff",
         "policy diff of two 1,000-rule policies",
         (),
@@ -818,6 +824,96 @@ def provision_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     ]
 
 
+def proxy_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """The egress proxy (bench/proxy.py): an HTTPS request's first byte through Squid beside
+    the same request sent directly, and an allowlist reload with a long list beside a short
+    one, all in one run."""
+    big, small = str(d["names"]), str(d["peer_names"])
+    rows = []
+    for n in (small, big):
+        t = d["ttfb"][n]
+        for key in ("p50", "p99"):
+            p, q = t["proxied"][f"{key}_ms"], t["direct"][f"{key}_ms"]
+            rows.append(
+                Row(
+                    "egress proxy",
+                    f"HTTPS time to first byte through the proxy (CONNECT, TLS, GET), "
+                    f"{int(n):,} names listed, {key} (ms)",
+                    f"{p:.2f}",
+                    "direct to the same server, same namespace",
+                    f"{q:.2f}",
+                    f"{_x(p / q)} the time",
+                    "",
+                    cmd,
+                )
+            )
+    r, s = d["reload"][big], d["reload"][small]
+    for key, figure in (
+        ("reload", "egress-allow of one more name to its first spliced answer"),
+        ("squid_reconfigure", "Squid's own reconfigure (its cache.log)"),
+    ):
+        a, b = r[key]["p50_ms"], s[key]["p50_ms"]
+        rows.append(
+            Row(
+                "egress proxy",
+                f"{figure}, {int(big):,} names listed, p50 (ms)",
+                f"{a:.0f}",
+                f"the same, {int(small):,} names listed",
+                f"{b:.0f}",
+                f"{_x(a / b)} the time",
+                "",
+                cmd,
+            )
+        )
+    kept, total = (int(x) for x in d["tunnels_kept"].split("/"))
+    rows.append(
+        Row(
+            "egress proxy",
+            "a tunnel opened before a reload still carries a request after it",
+            f"{'yes' if kept == total else 'no'} ({kept}/{total} reloads)",
+            "",
+            "",
+            "",
+            "",
+            cmd,
+        )
+    )
+    return rows
+
+
+def proxy_section() -> list[str]:
+    """The proxy's reload in parts (bench/proxy.py), below the table."""
+    d = _load("proxy")
+    if d is None:
+        return []
+    r = d["reload"][str(d["names"])]
+    load = d.get("load_before")
+
+    def p50(key: str) -> str:
+        return f"{r[key]['p50_ms']:.1f} ms"
+
+    return [
+        "## The egress proxy's reload",
+        "",
+        f"Measured {measured(d, 'proxy')} UTC (`{PY} -m bench.proxy`; {d['squid']}"
+        + (f"; load average {load[0]:.2f} before it started" if load else "")
+        + f"). With {d['names']:,} names listed, an `egress-allow` took {p50('reload')} "
+        "at the median. The medians of its parts: "
+        f"`control.allow` rendering, writing and signalling {p50('allow_call')}; Squid "
+        f"starting to reconfigure {p50('sighup_to_reconfiguring')} later; its reconfigure "
+        f"{p50('squid_reconfigure')} (its cache.log's `Reconfiguring Squid Cache` line to its "
+        "`Accepting` line for the workload's port, stamped as Squid wrote them; the port is "
+        "closed meanwhile, so a new connection in that window is refused); then "
+        f"{p50('accepting_to_spliced')} to the polling client's first "
+        f"spliced answer (a poll every {d['poll_ms']:g} ms). Squid's CPU per reload: "
+        f"{r['squid_cpu_ms_p50']:.0f} ms with {d['names']:,} names, "
+        f"{d['reload'][str(d['peer_names'])]['squid_cpu_ms_p50']:.0f} ms with "
+        f"{d['peer_names']:,}. Through the proxy, the request's name is the last of the "
+        "list's `ssl_bump splice` rules, which Squid tries in order.",
+        "",
+    ]
+
+
 def policy_diff_section() -> list[str]:
     """`policy diff` of two large policies (bench/policy_diff.py), below the table: no tool
     answers the same question, so it is a cost against its aim, not a comparison."""
@@ -885,6 +981,7 @@ EXTRACT = {
     "nft_counters": nft_rows,
     "footprint": footprint_rows,
     "provision": provision_rows,
+    "proxy": proxy_rows,
 }
 
 
@@ -913,6 +1010,7 @@ def results_md(rows: list[Row], ran: dict[str, float], quick: bool) -> str:
     out += eventlog_section()
     out += secret_scan_section()
     out += policy_diff_section()
+    out += proxy_section()
     out += [
         "",
         "Plots: `results/latency.png` (1-client latency distributions), "

@@ -146,7 +146,77 @@ def unix(path: str, line: str) -> tuple[str, str]:
     return ("reply", reply.decode("utf-8", "replace")[:300]) if reply else ("closed", "")
 
 
+def proxy(port: str, target: str, sni: str, timeout: str = "5") -> tuple[str, str]:
+    """CONNECT `target` through the egress proxy's port on 127.0.0.1, then a TLS
+    handshake with `sni` (the certificate is not checked: only whether a server answers).
+    `tls` (the handshake completed), `refused` (the CONNECT got no 200), `terminated`
+    (the proxy closed the tunnel), or why the proxy could not be reached."""
+    import ssl
+
+    try:
+        s = socket.create_connection(("127.0.0.1", int(port)), timeout=float(timeout))
+    except TimeoutError:
+        return "timeout", f"the proxy did not answer in {timeout} s"
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    try:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        try:
+            head = s.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+        except ConnectionResetError:
+            return "refused", "the proxy reset the connection"
+        if " 200 " not in f"{head} ":
+            return "refused", head[:100] or "the proxy closed the connection"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with ctx.wrap_socket(s, server_hostname=sni) as tls:
+                return "tls", f"{tls.version()} with {target} (SNI {sni})"
+        except (ssl.SSLError, OSError) as exc:
+            return "terminated", type(exc).__name__
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    finally:
+        s.close()
+
+
+def resolve(server: str, name: str, timeout: str = "3") -> tuple[str, str]:
+    """An A query for `name` to the resolver `server`: `answered` with the first address."""
+    qname = b"".join(bytes([len(p)]) + p.encode("ascii") for p in name.split(".")) + b"\0"
+    query = b"\x43\x57\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + qname + b"\0\1\0\1"
+    s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(float(timeout))
+    try:
+        s.sendto(query, (server, 53))
+        reply = s.recv(4096)
+    except TimeoutError:
+        return "timeout", f"no answer in {timeout} s"
+    except OSError as exc:
+        return _errno(exc), exc.strerror or ""
+    finally:
+        s.close()
+    i = len(query)  # the question is echoed; answers follow
+    for _ in range(int.from_bytes(reply[6:8], "big")):
+        if reply[i] & 0xC0 == 0xC0:
+            i += 2
+        else:
+            while reply[i]:
+                i += reply[i] + 1
+            i += 1
+        rtype, rdlen = (
+            int.from_bytes(reply[i : i + 2], "big"),
+            int.from_bytes(reply[i + 8 : i + 10], "big"),
+        )
+        if rtype == 1 and rdlen == 4:
+            return "answered", ".".join(str(b) for b in reply[i + 10 : i + 14])
+        i += 10 + rdlen
+    return "no-address", f"{name}: no A record"
+
+
 PROBES: dict[str, Callable[..., tuple[str, str]]] = {
+    "resolve": resolve,
+    "proxy": proxy,
     "connect": connect,
     "dns": dns,
     "listen": listen,

@@ -24,10 +24,12 @@ import msgspec
 from executors.nft import FAMILY, TABLE, Nft, NftError
 
 from ..config import WorkloadSpec, resolves
+from ..proxy.allowlist import static_allows
 from ..verify_result import Check, Result
 from .box import Box
 from .firewall import counter_name
 from .networks import parse_entry, resolvers
+from .proxy import proxy_ports
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,8 @@ def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
             "PASS" if reached else "FAIL",
             f"{svc}: {p.outcome} {p.detail}".strip(),
         )
+    if spec.internet == "proxy":
+        out += _proxy_checks(box, name, spec)
     add("agent/ script runs", *_agent_script(user, home / "agent"))
     r = probe(
         user,
@@ -279,6 +283,61 @@ def checks_for(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
         f"{box.paths.intents_socket}: {r.outcome} {r.detail[:80]}".strip(),
     )
     return out
+
+
+def _proxy_checks(box: Box, name: str, spec: WorkloadSpec) -> list[Check]:
+    """Through the proxy: an allowed name is reached, another SNI for it, an IP literal and
+    a direct connection to its address are not. The name is resolved as the proxy's user
+    (the workload itself has no DNS), never as root."""
+    checks: list[Check] = []
+
+    def add(check: str, result: Result, reason: str) -> None:
+        checks.append(Check(workload=name, check=check, result=result, reason=reason))
+
+    port = str(proxy_ports(box)[name])
+    allowed = [
+        a
+        for a in static_allows(spec, box.settings.proxy.default_ports)
+        if not a.domain.startswith(".")
+    ]
+    names = (
+        "allowed name reachable through the proxy",
+        "another SNI for it refused",
+        "its address as an IP literal refused",
+        "a direct connection to it dropped",
+    )
+    if not allowed:
+        for check in names:
+            add(check, "SKIP", "no egress_allow name (a wildcard cannot be probed)")
+        return checks
+    first = allowed[0]
+    target = f"{first.domain}:{first.port}"
+    p = probe(spec.user, "proxy", port, target, first.domain)
+    add(names[0], "PASS" if p.outcome == "tls" else "FAIL", f"{target}: {p.outcome} {p.detail}")
+    p = probe(spec.user, "proxy", port, target, "clawvisor-verify.invalid")
+    ok = p.outcome in ("terminated", "refused")
+    add(names[1], "PASS" if ok else "FAIL", f"{target}, SNI clawvisor-verify.invalid: "
+        f"{p.outcome} {p.detail}".strip())  # fmt: skip
+    address = _resolve_as(box, first.domain)
+    if address is None:
+        add(names[2], "SKIP", f"{first.domain} did not resolve (as the proxy's user)")
+        add(names[3], "SKIP", f"{first.domain} did not resolve (as the proxy's user)")
+        return checks
+    literal = f"[{address}]:{first.port}" if ":" in address else f"{address}:{first.port}"
+    p = probe(spec.user, "proxy", port, literal, first.domain)
+    ok = p.outcome in ("terminated", "refused")
+    add(names[2], "PASS" if ok else "FAIL", f"{literal}: {p.outcome} {p.detail}".strip())
+    add(names[3], *blocked(spec.user, name, literal, "drop"))
+    return checks
+
+
+def _resolve_as(box: Box, host: str) -> str | None:
+    """`host`'s first IPv4 address from the proxy's own resolver, asked as its user."""
+    servers = resolvers(box)
+    if not servers:
+        return None
+    p = probe(box.settings.proxy.user, "resolve", servers[0], host)
+    return p.detail if p.outcome == "answered" else None
 
 
 def default_gateway() -> str | None:

@@ -41,6 +41,8 @@ def parse(line: str, by_port: dict[int, str]) -> ev.Proxied | None:
     workload = by_port.get(_int(lport) or -1)
     if workload is None:
         return None
+    if status == "NONE_NONE" and mode == "splice":
+        return None  # the peek's own record; the tunnel's (TCP_TUNNEL, with bytes) follows
     code = _int(http)
     refused = "DENIED" in status or mode == "terminate" or code == 403
     try:

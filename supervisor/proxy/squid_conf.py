@@ -120,7 +120,7 @@ def render(
     nets = [str(n) for n in ipaddress.collapse_addresses(v4)]
     nets += [str(n) for n in ipaddress.collapse_addresses(v6)]
     files: dict[Path, str] = {}
-    out = [
+    head = [
         "# Written by clawvisor (supervisor/proxy/squid_conf.py); provisioning rewrites it.",
         f"pid_filename {layout.pid_file}",
         f"cache_log stdio:{layout.var / 'cache.log'}",
@@ -139,24 +139,32 @@ def render(
         "shutdown_lifetime 2 seconds",
         "client_persistent_connections on",
         f"dns_nameservers {' '.join(resolvers)}" if resolvers else "",
+    ]
+    acls = [
         "acl step1 at_step SslBump1",
         "acl step2 at_step SslBump2",
-        f"acl ip_literal dstdom_regex -n {IP_LITERAL}",
+        "acl CONNECT method CONNECT",
+        f"acl ip_literal url_regex -i {IP_LITERAL}",
         f"acl refused_dst dst {' '.join(nets)}",
-        "http_access deny ip_literal",
-        "http_access deny refused_dst",
     ]
-    # A CONNECT that http_access refuses is terminated at once: peeked (as every other is),
-    # Squid would bump it to show its error page over TLS with the port's certificate.
+    ports_lines: list[str] = []
+    # CONNECTs (but to an address) are judged by ssl_bump, not http_access: one that
+    # http_access refuses is answered 200 and bumped by Squid to show its error page
+    # over TLS, with the port's certificate; terminated at step 1, it never is.
+    connects: list[str] = []
+    plain: list[str] = []  # plain-HTTP requests (GET http://NAME/...), by http_access
     peeks = ["ssl_bump terminate step1 ip_literal", "ssl_bump terminate step1 refused_dst"]
-    splices = []
+    splices: list[str] = []
+    used = sorted({port for mine in allows.values() for _, port in mine})
+    acls += [f"acl port_{p} port {p}" for p in used]
     for name in sorted(ports):
         s = _slug(name)
-        out += [
+        ports_lines.append(
             f"http_port 127.0.0.1:{ports[name]} name=wl_{s} ssl-bump tls-cert={layout.cert} "
-            "generate-host-certificates=off",
-            f"acl wl_{s} myportname wl_{s}",
-        ]
+            "generate-host-certificates=off"
+        )
+        acls.append(f"acl wl_{s} myportname wl_{s}")
+        connects.append(f"http_access allow CONNECT wl_{s}")
         mine = allows.get(name, [])
         by_port: dict[int, list[str]] = {}
         for domain, port in mine:
@@ -164,23 +172,38 @@ def render(
         for port in sorted(by_port):
             path = layout.lists / f"{name}.{port}"
             files[path] = "".join(f"{d}\n" for d in minimal(by_port[port]))
-            out += [
-                f'acl wl_{s}_p{port} dstdomain -n "{path}"',
-                f"http_access allow wl_{s} port_{port} wl_{s}_p{port}",
-            ]
+            acls.append(f'acl wl_{s}_p{port} dstdomain -n "{path}"')
+            plain.append(f"http_access allow wl_{s} port_{port} wl_{s}_p{port}")
             peeks.append(f"ssl_bump peek step1 wl_{s} port_{port} wl_{s}_p{port}")
         for i, domain in enumerate(minimal(d for d, _ in mine)):
-            out += [
+            acls += [
                 f"acl wl_{s}_h{i} dstdomain -n {domain}",
                 f"acl wl_{s}_s{i} ssl::server_name --client-requested {domain}",
             ]
             splices.append(f"ssl_bump splice step2 wl_{s} wl_{s}_h{i} wl_{s}_s{i}")
-    used = sorted({port for mine in allows.values() for _, port in mine})
-    out[out.index("http_access deny ip_literal") : 0] = [f"acl port_{p} port {p}" for p in used]
-    out += ["http_access deny all", *peeks, *splices, "ssl_bump terminate all"]
+    out = [
+        *head,
+        *acls,
+        *ports_lines,
+        "http_access deny ip_literal",
+        *connects,
+        "http_access deny refused_dst",
+        *plain,
+        "http_access deny all",
+        *peeks,
+        *splices,
+        "ssl_bump terminate all",
+        # A refusal resets the connection rather than answering with an error page.
+        *(f"deny_info TCP_RESET {acl}" for acl in ("ip_literal", "refused_dst", "all")),
+    ]
     files[layout.conf] = "\n".join(line for line in out if line) + "\n"
     return files
 
 
-#: A request host that is an address, not a name (v4 dotted, any v6 in brackets or not).
-IP_LITERAL = r"^(\[?[0-9a-fA-F:]*:[0-9a-fA-F:.]*\]?|[0-9.]+)$"
+#: A request URL (`host:port` for a CONNECT) whose host is an address, not a name: IPv6
+#: in brackets, dotted or bare IPv4 in any base inet_aton takes (`3325256724`, `0xC6.0x33`).
+#: A `url_regex`: `dstdom_regex -n` never sees an address (Squid declares a mismatch).
+IP_LITERAL = (
+    r"^([a-z][a-z0-9+.-]*://)?([^/@]*@)?"
+    r"(\[[0-9a-f:.]*\]|(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?)(:[0-9]*)?(/.*)?$"
+)

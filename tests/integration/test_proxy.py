@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -40,7 +41,10 @@ import socket, ssl, sys
 port, host, sni = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
 s.sendall(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-head = s.recv(4096).decode()
+try:
+    head = s.recv(4096).decode()
+except OSError as e:
+    print("refused", type(e).__name__); sys.exit(0)
 if " 200 " not in head.split("\r\n")[0]:
     print("refused", head.split("\r\n")[0]); sys.exit(0)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False
@@ -432,3 +436,60 @@ def test_status_shows_the_proxy_monitor(lab):
     monitors = {m["name"]: m for m in reply["result"]["monitors"]}
     assert monitors["proxy"]["state"] == "ok", monitors["proxy"]
     assert monitors["proxy"]["counts"]["requests"] > 0
+
+
+def proxy_checks(lab: Lab) -> dict[str, dict[str, str]]:
+    out = lab.cli("verify", "--workload", "alpha", "--json")
+    checks = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    return {c["check"]: c for c in checks}
+
+
+def test_verify_probes_the_proxy_from_inside_the_workload(lab):
+    checks = proxy_checks(lab)
+    for name in (
+        "allowed name reachable through the proxy",
+        "another SNI for it refused",
+        "its address as an IP literal refused",
+        "a direct connection to it dropped",
+    ):
+        assert checks[name]["result"] == "PASS", checks[name]
+    assert "alpha_drop +" in checks["a direct connection to it dropped"]["reason"]
+    assert checks["DNS to the resolvers refused"]["result"] == "PASS"
+
+
+def weaken(lab: Lab) -> str:
+    """Splice whatever alpha's CONNECTs ask for (an edit by hand); the text it replaced."""
+    conf = lab.proxy_dir / "squid.conf"
+    saved = conf.read_text()
+    weak = re.sub(r"ssl_bump splice step2 wl_alpha .*", "ssl_bump splice step2 wl_alpha", saved)
+    assert weak != saved
+    conf.write_text(weak)
+    assert lab.squid is not None
+    os.kill(lab.squid.pid, signal.SIGHUP)
+    return saved
+
+
+def test_a_proxy_configuration_edited_by_hand_is_put_back_by_the_daemon(lab):
+    saved = weaken(lab)
+    deadline = time.monotonic() + 30
+    while (lab.proxy_dir / "squid.conf").read_text() != saved:
+        assert time.monotonic() < deadline, "the hand edit stayed"
+        time.sleep(0.5)
+    deadline = time.monotonic() + 15
+    while not lab.through("alpha", "allowed.test:443", "other.test").startswith("refused"):
+        assert time.monotonic() < deadline, "Squid was not reloaded"
+        time.sleep(0.5)
+
+
+def test_verify_fails_when_the_proxy_lets_another_sni_through(lab):
+    """Runs last: it stops the daemon, which would put the edit back (above)."""
+    _stop(lab.daemon)
+    saved = weaken(lab)
+    try:
+        time.sleep(1.5)
+        assert lab.through("alpha", "allowed.test:443", "other.test").startswith("tls")
+        assert proxy_checks(lab)["another SNI for it refused"]["result"] == "FAIL"
+    finally:
+        (lab.proxy_dir / "squid.conf").write_text(saved)
+        assert lab.squid is not None
+        os.kill(lab.squid.pid, signal.SIGHUP)

@@ -1,0 +1,170 @@
+"""The egress proxy's configuration, rendered from data: what each workload may reach."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.config import WorkloadSpec
+from supervisor.monitors import events as ev
+from supervisor.proxy.accesslog import parse
+from supervisor.proxy.allowlist import Allowed, current, parse_domain, static_allows
+from supervisor.proxy.ports import assign
+from supervisor.proxy.squid_conf import ProxyLayout, minimal, render
+
+LAYOUT = ProxyLayout(Path("/p"))
+
+
+def conf(allows: dict[str, list[tuple[str, int]]], ports: dict[str, int] | None = None) -> str:
+    ports = ports if ports is not None else {n: 3130 + i for i, n in enumerate(sorted(allows))}
+    return render(LAYOUT, ports, allows, ["192.0.2.53"], [])[LAYOUT.conf]
+
+
+def test_each_workload_has_its_own_named_port_on_loopback():
+    text = conf({"alpha": [], "beta-1": []})
+    assert "http_port 127.0.0.1:3130 name=wl_alpha ssl-bump" in text
+    assert "http_port 127.0.0.1:3131 name=wl_beta_1 ssl-bump" in text
+    assert "generate-host-certificates=off" in text
+
+
+def test_a_connect_is_allowed_only_for_its_workloads_name_and_port():
+    files = render(LAYOUT, {"alpha": 3130}, {"alpha": [("a.test", 443)]}, [], [])
+    text = files[LAYOUT.conf]
+    assert "http_access allow wl_alpha port_443 wl_alpha_p443" in text
+    assert files[Path("/p/allow/alpha.443")] == "a.test\n"
+    assert text.index("http_access deny ip_literal") < text.index("http_access allow")
+    # CONNECTs go on to ssl_bump (which terminates what is not on the list); a plain
+    # HTTP request to a name resolving to a private address is refused here.
+    assert text.index("http_access deny refused_dst") < text.index("http_access allow wl_")
+    assert "ssl_bump terminate step1 refused_dst" in text
+    lines = text.splitlines()
+    last_splice = max(i for i, ln in enumerate(lines) if ln.startswith("ssl_bump splice"))
+    assert lines.index("ssl_bump terminate all") > last_splice
+    assert "http_access deny all" in text
+
+
+def test_splice_needs_connect_host_and_sni_to_be_the_same_entry():
+    text = conf({"alpha": [("a.test", 443), ("b.test", 443)]})
+    assert "acl wl_alpha_h0 dstdomain -n a.test" in text
+    assert "acl wl_alpha_s0 ssl::server_name --client-requested a.test" in text
+    assert "ssl_bump splice step2 wl_alpha wl_alpha_h0 wl_alpha_s0" in text
+    assert "ssl_bump splice step2 wl_alpha wl_alpha_h1 wl_alpha_s1" in text
+    assert "wl_alpha_h0 wl_alpha_s1" not in text
+
+
+def test_refused_connects_are_terminated_before_squid_would_bump_them():
+    text = conf({"alpha": [("a.test", 443)]})
+    lines = text.splitlines()
+    first_peek = next(i for i, ln in enumerate(lines) if ln.startswith("ssl_bump peek"))
+    assert lines.index("ssl_bump terminate step1 ip_literal") < first_peek
+    assert lines.index("ssl_bump terminate step1 refused_dst") < first_peek
+    assert "ssl_bump peek step1 wl_alpha port_443 wl_alpha_p443" in lines
+    assert "ssl_bump peek step1\n" not in text  # never a peek for everyone
+    assert " bump" not in text.replace("ssl_bump", "")
+    # http_access lets CONNECTs through to ssl_bump (a refusal there would be bumped to
+    # show an error page), but never to an address; refusals reset the connection.
+    assert lines.index("http_access deny ip_literal") < lines.index(
+        "http_access allow CONNECT wl_alpha"
+    )
+    assert "deny_info TCP_RESET all" in lines
+
+
+def test_private_loopback_and_metadata_networks_are_refused_once_each():
+    text = render(LAYOUT, {"a": 3130}, {"a": []}, [], ["169.254.169.254", "203.0.113.0/24"])
+    line = next(ln for ln in text[LAYOUT.conf].splitlines() if ln.startswith("acl refused_dst"))
+    nets = line.split()[3:]
+    for net in ("10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16", "fc00::/7"):
+        assert net in nets
+    assert "203.0.113.0/24" in nets and "169.254.169.254/32" not in nets
+    assert len(nets) == len(set(nets))
+
+
+def test_no_helper_or_pinger_is_run_and_nothing_is_cached():
+    text = conf({"alpha": []})
+    assert "external_acl_type" not in text and "pinger_enable off" in text
+    assert "cache deny all" in text and "via off" in text
+
+
+@pytest.mark.parametrize("entry", ["198.51.100.7", "[2001:db8::1]", "::1", ".10.0.0.1"])
+def test_an_ip_address_is_never_an_allowed_domain(entry):
+    with pytest.raises(ValueError):
+        parse_domain(entry)
+
+
+def test_names_are_normalised_and_wildcards_kept():
+    assert parse_domain("Example.COM.") == "example.com"
+    assert parse_domain(".CDN.example") == ".cdn.example"
+
+
+def test_static_allows_take_the_default_ports_unless_an_entry_names_one():
+    spec = WorkloadSpec(user="a", internet="proxy", egress_allow=["a.test", "b.test:8443"])
+    assert static_allows(spec, [443, 80]) == [
+        Allowed("a.test", 443),
+        Allowed("a.test", 80),
+        Allowed("b.test", 8443),
+    ]
+
+
+def test_expired_live_allows_are_left_out():
+    live = [Allowed("old.test", 443, expires=100.0), Allowed("new.test", 443, expires=300.0)]
+    assert current([Allowed("s.test", 443)], live, now=200.0) == [
+        ("new.test", 443),
+        ("s.test", 443),
+    ]
+
+
+def test_a_wildcard_covers_its_names_on_the_list():
+    assert minimal([".a.test", "a.test", "x.a.test", "b.test", "xa.test"]) == [
+        ".a.test",
+        "b.test",
+        "xa.test",
+    ]
+
+
+def test_ports_stay_with_their_workloads_when_others_come_and_go():
+    first = assign({}, ["beta", "alpha"], 3130)
+    assert first == {"alpha": 3130, "beta": 3131}
+    later = assign(first, ["beta", "gamma"], 3130)
+    assert later == {"beta": 3131, "gamma": 3130}
+
+
+LINE = (
+    "1796220703.437 3130 CONNECT allowed.test 443 637 3409 TCP_TUNNEL 200 allowed.test "
+    "198.51.100.20 splice"
+)
+
+
+def test_an_access_log_line_is_an_event_of_the_workload_of_its_port():
+    event = parse(LINE, {3130: "alpha"})
+    assert isinstance(event, ev.Proxied)
+    assert (event.workload, event.domain, event.port, event.allowed) == (
+        "alpha",
+        "allowed.test",
+        443,
+        True,
+    )
+    assert (event.sni, event.server, event.tls, event.received) == (
+        "allowed.test",
+        "198.51.100.20",
+        "splice",
+        3409,
+    )
+
+
+def test_denied_and_terminated_requests_are_refusals():
+    denied = LINE.replace("TCP_TUNNEL 200", "TCP_DENIED 403")
+    terminated = LINE.replace("TCP_TUNNEL", "NONE_NONE").replace("splice", "terminate")
+    for line in (denied, terminated):
+        event = parse(line, {3130: "alpha"})
+        assert event is not None and not event.allowed
+
+
+def test_the_peeks_own_record_before_a_tunnel_is_not_a_second_event():
+    assert parse(LINE.replace("TCP_TUNNEL", "NONE_NONE"), {3130: "alpha"}) is None
+
+
+def test_a_line_from_an_unknown_port_or_of_the_wrong_shape_is_no_event():
+    assert parse(LINE, {3131: "beta"}) is None
+    assert parse(LINE + " extra", {3130: "alpha"}) is None
+    assert parse("garbage", {3130: "alpha"}) is None
