@@ -36,7 +36,7 @@ and the scratch directory (/tmp/bench-proxy/) are removed at the end. Writes
 bench/results/proxy.json.
 
     .venv/bin/python -m bench.proxy [--requests 300] [--reloads 10] [--names 1000]
-        [--peer-names 10] [--blocks 2]
+        [--peer-names 10] [--blocks 4]
 """
 
 from __future__ import annotations
@@ -501,8 +501,13 @@ egress_allow = {json.dumps(self.lists[names])}
         self.net.close()
 
 
-def accounts() -> set[str]:
-    return {p.pw_name for p in pwd.getpwall()} | {f"group:{g.gr_name}" for g in grp.getgrall()}
+def left_behind(b: Bench) -> list[str]:
+    """The bench's own users and groups that still exist."""
+    users = {p.pw_name for p in pwd.getpwall()}
+    groups = {g.gr_name for g in grp.getgrall()}
+    return [f"user {u}" for u in (b.user, b.proxy_user) if u in users] + [
+        f"group {g}" for g in (b.user, b.proxy_user, b.gw, b.ops) if g in groups
+    ]
 
 
 def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -533,7 +538,7 @@ def main() -> int:
     parser.add_argument("--reloads", type=int, default=10, help="per list size")
     parser.add_argument("--names", type=int, default=1000)
     parser.add_argument("--peer-names", type=int, default=10)
-    parser.add_argument("--blocks", type=int, default=2, help="alternations of the lists")
+    parser.add_argument("--blocks", type=int, default=4, help="alternations of the lists")
     parser.add_argument("--poll-ms", type=float, default=2.0)
     parser.add_argument("--ttl", type=int, default=2, help="each live allow's, seconds")
     args = parser.parse_args()
@@ -543,7 +548,6 @@ def main() -> int:
     SCRATCH.chmod(0o755)
     root = Path(tempfile.mkdtemp(prefix="run-", dir=SCRATCH))
     root.chmod(0o755)  # the proxy's user reads its configuration under it
-    before = accounts()
     load = os.getloadavg()
     b = Bench(root, secrets.token_hex(2), args.names, args.peer_names, args.reloads)
     ttfb: dict[int, tuple[list[float], list[float]]] = {n: ([], []) for n in sizes}
@@ -581,12 +585,12 @@ def main() -> int:
         ).stdout.splitlines()[0]
     finally:
         b.close()
-        left = accounts() - before
+        left = left_behind(b)
         rig.cleanup_root(root)
         with contextlib.suppress(OSError):
             SCRATCH.rmdir()
         if left:
-            print(f"left behind: {sorted(left)}", file=sys.stderr)
+            print(f"left behind: {', '.join(left)}", file=sys.stderr)
     data: dict[str, Any] = {
         "machine": machine(),
         "load_before": load,

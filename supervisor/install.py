@@ -24,8 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .provision.box import SYSTEMD_RUNNING
+
 SOURCE = Path(__file__).resolve().parents[1]
-SYSTEMD_RUNNING = Path("/run/systemd/system")
 SOCKETS = ("clawvisor-intents.socket", "clawvisor-control.socket")
 SERVICE = "clawvisor.service"
 USER_UNITS = ("clawvisor-approver-desktop.service",)

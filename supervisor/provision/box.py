@@ -10,6 +10,8 @@ from pathlib import Path
 from ..config import DaemonSettings, Paths, WorkloadSpec, overlay_dir
 
 NOLOGIN = "/usr/sbin/nologin"
+#: Present when systemd is the init system (sd_booted(3)): units can be installed then.
+SYSTEMD_RUNNING = Path("/run/systemd/system")
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TextIO
 
 from ..cgroups import pids_of
-from .box import Box, uid_of
+from .box import SYSTEMD_RUNNING, Box, uid_of
 from .firewall import plan_firewall
 from .overlay import lower_view, mounted_at, unmount
 from .plan import Plan, ProvisionError, report, run
-from .units import OVERLAYS_UNIT, SYSTEMD_RUNNING, gateway_dropin, legacy_mount_unit
+from .proxy import plan_proxy
+from .units import OVERLAYS_UNIT, gateway_dropin, legacy_mount_unit
 
 
 def _remove(path: Path) -> None:
@@ -56,6 +57,7 @@ def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:
     plan = Plan()
     rest = replace(box, workloads={n: s for n, s in box.workloads.items() if n != name})
     plan_firewall(rest, plan)
+    plan_proxy(rest, plan)
     views = (box.merged(name), lower_view(box, name))
     if spec.overlay is not None and any(mounted_at(v) is not None for v in views):
         plan.add("overlay", f"unmount {box.merged(name)}", partial(unmount, box, name))

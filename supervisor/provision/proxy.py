@@ -7,6 +7,9 @@ from __future__ import annotations
 import grp
 import os
 import shutil
+import signal
+import subprocess
+import time
 from functools import partial
 from pathlib import Path
 
@@ -14,12 +17,14 @@ import msgspec
 
 from ..persist import write_atomic
 from ..proxy.allowlist import static_allows
-from ..proxy.control import ProxyInputs, inputs_path, load_inputs, refresh
+from ..proxy.control import ProxyInputs, inputs_path, load_inputs, refresh, squid_pid
 from ..proxy.ports import assign
 from ..proxy.squid_conf import ProxyLayout
-from .box import Box, uid_of
+from .box import SYSTEMD_RUNNING, Box, uid_of
 from .networks import resolvers
 from .plan import Plan, ProvisionError, run
+
+PROXY_UNIT = "clawvisor-proxy.service"
 
 
 def proxy_workloads(box: Box) -> list[str]:
@@ -91,9 +96,35 @@ def _apply(box: Box, inputs: ProxyInputs) -> None:
     refresh(lay)
 
 
+def _teardown(box: Box) -> None:
+    lay = layout(box)
+    if SYSTEMD_RUNNING.is_dir():
+        stop = ["systemctl", "disable", "--now", PROXY_UNIT]
+        subprocess.run(stop, capture_output=True, check=False)  # not there: nothing to stop
+    pid = squid_pid(lay)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while squid_pid(lay) == pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+    unit = Path(box.settings.provision.unit_dir) / PROXY_UNIT
+    if unit.exists():
+        unit.unlink()
+        if SYSTEMD_RUNNING.is_dir():
+            run(["systemctl", "daemon-reload"])
+    shutil.rmtree(lay.dir, ignore_errors=True)
+    if uid_of(box.settings.proxy.user) is not None:
+        run(["userdel", box.settings.proxy.user])
+
+
 def plan_proxy(box: Box, plan: Plan) -> None:
-    """Plan the proxy's files when a workload goes out through it."""
+    """Plan the proxy's files when a workload goes out through it; with none left, plan
+    taking the proxy down (its unit, its files, its user)."""
     if not proxy_workloads(box):
+        lay = layout(box)
+        if load_inputs(lay) is not None:
+            plan.add("proxy", f"take the egress proxy down (no workload uses it): {lay.dir}",
+                     partial(_teardown, box))  # fmt: skip
         return
     if shutil.which(box.settings.proxy.squid) is None:
         raise ProvisionError(

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from ..config import resolves
 from ..persist import write_atomic
-from .box import Box
+from .box import SYSTEMD_RUNNING, Box
 from .plan import Plan, run
-from .proxy import layout, proxy_ports, proxy_workloads
+from .proxy import PROXY_UNIT, layout, proxy_ports, proxy_workloads
 
-SYSTEMD_RUNNING = Path("/run/systemd/system")
 _PLAIN = set(string.ascii_letters + string.digits + ":_.")
 
 
@@ -78,9 +77,6 @@ def overlays_unit(box: Box) -> str:
         f"ExecStart={quote_exec(argv)}\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
-
-
-PROXY_UNIT = "clawvisor-proxy.service"
 
 
 def proxy_unit(box: Box) -> str:

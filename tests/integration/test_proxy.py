@@ -493,3 +493,28 @@ def test_verify_fails_when_the_proxy_lets_another_sni_through(lab):
         (lab.proxy_dir / "squid.conf").write_text(saved)
         assert lab.squid is not None
         os.kill(lab.squid.pid, signal.SIGHUP)
+
+
+def test_deprovisioning_a_proxy_workload_closes_its_port_and_keeps_the_others(lab):
+    beta_port = lab.port("beta")
+    out = lab.cli("deprovision", "beta")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = (lab.etc / "workloads.toml").read_text()
+    (lab.etc / "workloads.toml").write_text(text.split("[workloads.beta]")[0])
+    assert f":{beta_port} " not in (lab.proxy_dir / "squid.conf").read_text()
+    deadline = time.monotonic() + 15
+    while lab.listening(beta_port):
+        assert time.monotonic() < deadline, "Squid still listens on the removed port"
+        time.sleep(0.3)
+    assert lab.through("alpha", "allowed.test:443", "allowed.test").startswith("tls")
+
+
+def test_deprovisioning_the_last_proxy_workload_takes_the_proxy_down(lab):
+    out = lab.cli("deprovision", "alpha")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "take the egress proxy down" in out.stdout
+    assert lab.squid is not None
+    lab.squid.wait(20)
+    assert not lab.proxy_dir.exists()
+    gone = subprocess.run(["id", lab.proxy_user], capture_output=True)
+    assert gone.returncode != 0
