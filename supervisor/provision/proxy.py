@@ -131,6 +131,15 @@ def plan_proxy(box: Box, plan: Plan) -> None:
             f"{box.settings.proxy.squid} is missing: install squid-openssl (Squid with "
             'ssl_bump) for the workloads with internet = "proxy"'
         )
+    if SYSTEMD_RUNNING.is_dir():
+        debian = ["systemctl", "is-enabled", "squid.service"]
+        state = subprocess.run(debian, capture_output=True, text=True, check=False).stdout
+        if state.strip() == "enabled":
+            # Installing squid-openssl enables Debian's own Squid, listening on :3128
+            # for the LAN with the stock configuration: not a way out anyone asked for.
+            stop = ["systemctl", "disable", "--now", "squid.service"]
+            plan.add("proxy", "stop and disable Debian's own squid.service (port 3128)",
+                     partial(run, stop))  # fmt: skip
     inputs = wanted_inputs(box)
     lay = layout(box)
     have = load_inputs(lay)

@@ -103,7 +103,7 @@ def proxy_unit(box: Box) -> str:
         "ProtectClock=yes\nProtectHostname=yes\nProtectControlGroups=yes\n"
         "ProtectProc=invisible\nProcSubset=pid\nRestrictNamespaces=yes\n"
         "RestrictRealtime=yes\nRestrictSUIDSGID=yes\nLockPersonality=yes\n"
-        "MemoryDenyWriteExecute=yes\nKeyringMode=private\nUMask=0027\n"
+        "MemoryDenyWriteExecute=yes\nKeyringMode=private\nUMask=0027\nRemoveIPC=yes\n"
         "SystemCallArchitectures=native\nSystemCallFilter=@system-service\n"
         "SystemCallFilter=~@privileged @resources @mount @obsolete @debug\n"
         "SystemCallErrorNumber=EPERM\n"
@@ -146,12 +146,15 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
 
 
 def daemon_dropin(box: Box) -> tuple[str, str] | None:
-    """ReadWritePaths= for the destinations sync-out writes (the system is read-only to it)."""
-    dests = sorted({spec.destination for spec in box.workloads.values() if spec.destination})
-    if not dests:
+    """ReadWritePaths= for what the sandboxed daemon writes outside its own directories:
+    the sync-out destinations, and the egress proxy's lists (`egress-allow`)."""
+    paths = sorted({spec.destination for spec in box.workloads.values() if spec.destination})
+    if proxy_workloads(box):
+        paths.append(box.settings.proxy.dir)
+    if not paths:
         return None
-    lines = "".join(f"ReadWritePaths=-{quote_exec([d])}\n" for d in dests)
-    text = f"# Written by clawvisor provision: sync-out destinations.\n[Service]\n{lines}"
+    lines = "".join(f"ReadWritePaths=-{quote_exec([d])}\n" for d in paths)
+    text = f"# Written by clawvisor provision: paths the daemon writes.\n[Service]\n{lines}"
     return "clawvisor.service.d/50-destinations.conf", text
 
 
@@ -182,8 +185,8 @@ def plan_units(box: Box, plan: Plan) -> None:
         )
         return
     target = Path(box.settings.provision.unit_dir)
-    written = False
     files = wanted_units(box)
+    changed: set[str] = set()
     for rel, text in files.items():
         path = target / rel
         try:
@@ -192,18 +195,24 @@ def plan_units(box: Box, plan: Plan) -> None:
             have = None
         if have != text:
             plan.add("units", f"write {path}", partial(write_atomic, path, text.encode(), 0o644))
-            written = True
+            changed.add(rel)
     for name in sorted(box.workloads):
         legacy = target / legacy_mount_unit(box, name)
         if legacy.exists():
             plan.add("units", f"remove {legacy} (superseded by {OVERLAYS_UNIT})", legacy.unlink)
-            written = True
-    if written:
+            changed.add(legacy.name)
+    if changed:
         plan.add("units", "systemctl daemon-reload", partial(run, ["systemctl", "daemon-reload"]))
-    if OVERLAYS_UNIT in files and written:
-        plan.add(
-            "units", f"enable {OVERLAYS_UNIT}", partial(run, ["systemctl", "enable", OVERLAYS_UNIT])
-        )
-    if PROXY_UNIT in files and written:
-        start = ["systemctl", "enable", "--now", PROXY_UNIT]
-        plan.add("units", f"enable and start {PROXY_UNIT}", partial(run, start))
+    if OVERLAYS_UNIT in changed:
+        enable = ["systemctl", "enable", OVERLAYS_UNIT]
+        plan.add("units", f"enable {OVERLAYS_UNIT}", partial(run, enable))
+    if PROXY_UNIT in changed:
+        plan.add("units", f"enable {PROXY_UNIT}", partial(run, ["systemctl", "enable", PROXY_UNIT]))
+        restart = ["systemctl", "restart", PROXY_UNIT]
+        plan.add("units", f"(re)start {PROXY_UNIT} on its new unit file", partial(run, restart))
+    dropin = daemon_dropin(box)
+    if dropin is not None and dropin[0] in changed:
+        # A path made writable in the daemon's sandbox takes effect only when it starts.
+        restart = ["systemctl", "try-restart", "clawvisor.service"]
+        plan.add("units", "restart clawvisor.service, if running, for its new writable paths",
+                 partial(run, restart))  # fmt: skip

@@ -112,10 +112,17 @@ class ProxyLogMonitor:
                 self._next_expiry = time.monotonic() + EXPIRY_EVERY
                 layout = self.layout
                 assert layout is not None
-                self._loop.run_in_executor(None, refresh, layout)
+                self._loop.run_in_executor(None, self._refresh, layout)
         finally:
             if self._loop is not None:
                 self._timer = self._loop.call_later(self.interval, self._tick)
+
+    def _refresh(self, layout: ProxyLayout) -> None:
+        """Lapse expired allows and put back a hand edit (in a thread: it writes files)."""
+        try:
+            refresh(layout)
+        except OSError as exc:
+            self.state, self.detail = "degraded", f"cannot refresh {layout.dir}: {exc}"
 
     def read(self) -> int:
         """Publish the lines written since the last read; how many."""

@@ -28,7 +28,8 @@ MIRROR = "http://deb.debian.org/debian"
 # `make install` (RUNTIME_APT in the Makefile), make to run it, and the usual tools.
 PACKAGES = (
     "systemd,systemd-sysv,dbus,python3,python3-venv,python3-systemd,python3-nftables,"
-    "nftables,python3-bpfcc,acl,iproute2,make,procps,socat,util-linux,passwd,ca-certificates"
+    "nftables,python3-bpfcc,acl,iproute2,make,procps,socat,util-linux,passwd,ca-certificates,"
+    "squid-openssl,openssl"
 )
 CLEAN_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -106,6 +107,16 @@ class Box:
             check=check,
             env=CLEAN_ENV,
             input=input,
+        )
+
+    def popen(self, *argv: str) -> subprocess.Popen[str]:
+        """argv inside the box, running on (pipes on stdin and stdout); the caller waits."""
+        return subprocess.Popen(
+            ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--", *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=CLEAN_ENV,
         )
 
     def ok(self, *argv: str, timeout: float = 300) -> str:

@@ -122,7 +122,8 @@ def box(builds):
         "/root/debs/now.deb": builds["deb"],
         "/root/debs/next.deb": builds["deb_next"],
     }
-    files["/root/model_server.py"] = nspawn.REPO / "tests" / "helpers" / "model_server.py"
+    for helper in ("model_server.py", "dns_server.py", "tls_server.py"):
+        files[f"/root/{helper}"] = nspawn.REPO / "tests" / "helpers" / helper
     with nspawn.booted(files, {OPENCLAW: nspawn.REPO / "build" / "openclaw"}) as b:
         b.write("/etc/clawvisor/workloads.toml", WORKLOADS)
         b.write("/etc/clawvisor/policy.d/10-test.toml", POLICY)
@@ -305,6 +306,110 @@ def test_the_standing_verify_raises_a_critical_alert_when_a_rule_is_weakened(box
     finally:
         box.run("ip", "link", "del", "cvdummy0")
         box.ok(CLAWVISOR, "provision")  # mends the rule
+
+
+# --- the egress proxy -------------------------------------------------------------------
+
+PROXY_WORKLOAD = """
+[workloads.px]
+user = "wl-px"
+internet = "proxy"
+egress_allow = ["allowed.test"]
+"""
+PROXY_SETTINGS = """
+[provision]
+dns = ["198.51.100.53"]
+"""
+#: As workload px: a tunnel to allowed.test through its proxy port, held open until a
+#: line on stdin, then one request through it.
+HOLD = r"""
+import json, socket, ssl, sys
+port = json.load(open("/var/lib/clawvisor-proxy/inputs.json"))["ports"]["px"]
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.sendall(b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+assert b" 200 " in s.recv(4096)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname=sys.argv[1])
+print("open", flush=True)
+sys.stdin.readline()
+t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+body = b""
+while chunk := t.recv(4096):
+    body += chunk
+print(body.decode().split("\r\n\r\n", 1)[-1].strip(), flush=True)
+"""
+
+
+def test_the_egress_proxy_runs_hardened_and_a_reload_keeps_open_tunnels(box):
+    """Workload px goes out by name through Squid, as clawvisor-proxy.service; the
+    upstream (a TLS server) and the resolver sit on a dummy interface of the box."""
+    box.ok("ip", "link", "add", "cvpx0", "type", "dummy")
+    box.ok("ip", "link", "set", "cvpx0", "up")
+    for addr in ("198.51.100.20/32", "198.51.100.53/32"):
+        box.ok("ip", "addr", "add", addr, "dev", "cvpx0")
+    box.write("/root/names.json", json.dumps({"allowed.test": ["198.51.100.20"]}))
+    box.ok("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+           "-subj", "/CN=upstream", "-keyout", "/root/up.pem", "-out", "/root/up.crt")  # fmt: skip
+    box.ok("sh", "-c", "cat /root/up.crt >> /root/up.pem")
+    py = "/usr/bin/python3"
+    for unit, argv in (
+        ("cvt-dns", [py, "/root/dns_server.py", "198.51.100.53", "/root/names.json"]),
+        ("cvt-tls", [py, "/root/tls_server.py", "/root/up.pem", "198.51.100.20:443"]),
+    ):
+        box.ok("systemd-run", f"--unit={unit}", *argv)
+    workloads = box.ok("cat", "/etc/clawvisor/workloads.toml")
+    settings = box.ok("cat", "/etc/clawvisor/clawvisor.toml")
+    try:
+        debian = box.run("systemctl", "is-enabled", "squid.service").stdout.strip()
+        box.write("/etc/clawvisor/workloads.toml", workloads + PROXY_WORKLOAD)
+        box.write("/etc/clawvisor/clawvisor.toml", settings + PROXY_SETTINGS)
+        out = box.ok(CLAWVISOR, "provision")
+        if debian == "enabled":  # squid-openssl's own, on :3128 for the LAN
+            assert "stop and disable Debian's own squid.service" in out
+        assert active(box, "squid.service") == "inactive"
+        box.wait_for(lambda: active(box, "clawvisor-proxy.service") == "active", what="the proxy")
+        assert box.prop("clawvisor-proxy.service", "User") == "clawvisor-proxy"
+        score = box.ok("systemd-analyze", "security", "--no-pager", "clawvisor-proxy.service")
+        exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score)[1])
+        print(f"systemd-analyze security clawvisor-proxy.service: {exposure}")
+        assert exposure <= 2.5, score  # "OK" or better; recorded in the README
+        hold = box.popen("runuser", "-u", "wl-px", "--", "/usr/bin/python3", "-c", HOLD,
+                         "allowed.test")  # fmt: skip
+        assert hold.stdout is not None and hold.stdin is not None
+        assert hold.stdout.readline().strip() == "open"
+        before = box.prop("clawvisor-proxy.service", "MainPID")
+        box.ok("systemctl", "reload", "clawvisor-proxy.service")
+        box.wait_for(
+            lambda: "Reconfiguring" in box.ok("cat", "/var/lib/clawvisor-proxy/var/cache.log"),
+            what="Squid to reconfigure",
+        )
+        assert box.prop("clawvisor-proxy.service", "MainPID") == before
+        hold.stdin.write("go\n")
+        hold.stdin.flush()
+        assert hold.stdout.readline().strip() == "tls 198.51.100.20:443 sni=allowed.test"
+        assert hold.wait(30) == 0
+        # The daemon sees the request, from Squid's log, as a proxy event of px.
+        box.ok("systemctl", "reload", "clawvisor.service")
+        other = box.popen("runuser", "-u", "wl-px", "--", "/usr/bin/python3", "-c", HOLD,
+                          "other.test")  # fmt: skip
+        assert other.stdout is not None and other.stdin is not None
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        other.wait(30)
+        box.wait_for(
+            lambda: '"kind":"proxy"' in box.ok(CLAWVISOR, "monitor", "--since", "1h",
+                                               "--format", "json", "--kind", "proxy"),
+            timeout=60, what="a proxy event in the kept log",
+        )  # fmt: skip
+    finally:
+        box.write("/etc/clawvisor/workloads.toml", workloads + PROXY_WORKLOAD)
+        box.run(CLAWVISOR, "deprovision", "px")
+        box.write("/etc/clawvisor/workloads.toml", workloads)
+        box.write("/etc/clawvisor/clawvisor.toml", settings)
+        box.run("systemctl", "stop", "cvt-dns", "cvt-tls")
+        box.run("ip", "link", "del", "cvpx0")
+    assert active(box, "clawvisor-proxy.service") in ("inactive", "unknown")
 
 
 def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
