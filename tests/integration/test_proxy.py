@@ -369,6 +369,19 @@ def test_each_proxied_request_is_a_kept_event_with_its_workload_and_verdict(lab)
     assert refused["status"] == "TCP_DENIED"
 
 
+def test_a_refused_request_raises_the_proxy_refused_alert(lab):
+    lab.through("alpha", "not-on-the-list.test:443", "not-on-the-list.test")
+    trail = lab.root / "log" / "audit.jsonl"
+    deadline = time.monotonic() + 15
+    while True:
+        records = [json.loads(x) for x in trail.read_text().splitlines() if x.strip()]
+        alerts = [r for r in records if "proxy-refused" in json.dumps(r)]
+        if any("not-on-the-list.test" in json.dumps(a) for a in alerts):
+            break
+        assert time.monotonic() < deadline, records[-5:]
+        time.sleep(0.3)
+
+
 def test_egress_allow_adds_a_name_for_the_workload_without_dropping_open_tunnels(lab):
     assert lab.through("alpha", "later.test:443", "later.test").startswith("refused")
     # A tunnel opened before the reload...
