@@ -24,9 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .provision.box import SYSTEMD_RUNNING
-
 SOURCE = Path(__file__).resolve().parents[1]
+# Its own (as provision/box.py has one): this file runs as a script, before the package
+# it installs is importable.
+SYSTEMD_RUNNING = Path("/run/systemd/system")
 SOCKETS = ("clawvisor-intents.socket", "clawvisor-control.socket")
 SERVICE = "clawvisor.service"
 USER_UNITS = ("clawvisor-approver-desktop.service",)
