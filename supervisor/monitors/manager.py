@@ -180,7 +180,11 @@ class Monitors:
                 name="proxy",
                 state=self.proxy.state,
                 detail=self.proxy.detail,
-                counts={"requests": self.proxy.requests, "refused": self.proxy.refused},
+                counts={
+                    "requests": self.proxy.requests,
+                    "refused": self.proxy.refused,
+                    "malformed": self.proxy.malformed,
+                },
             ),
             *self._log_status(),
         ]

@@ -169,7 +169,14 @@ def build(
         )
     ports = proxy[1] if proxy is not None else {}
     for name in sorted(box.workloads):
-        cmds += _workload(name, box.workloads[name], static[name], uids[name], ports.get(name))
+        cmds += _workload(
+            name,
+            box.workloads[name],
+            static[name],
+            uids[name],
+            ports.get(name),
+            box.settings.proxy.max_connections,
+        )
     if proxy is not None:
         cmds += _proxy_chain(proxy[0])
     return cmds
@@ -201,7 +208,12 @@ def _proxy_chain(uid: int) -> list[dict[str, Any]]:
 
 
 def _workload(
-    name: str, spec: WorkloadSpec, st: Static, uid: int, proxy_port: int | None = None
+    name: str,
+    spec: WorkloadSpec,
+    st: Static,
+    uid: int,
+    proxy_port: int | None = None,
+    proxy_max: int = 512,
 ) -> list[dict[str, Any]]:
     chain = chain_name(name)
     cmds: list[dict[str, Any]] = [{"add": {"chain": _tbl(name=chain)}}]
@@ -319,6 +331,19 @@ def _workload(
                 )
             )
     if proxy_port is not None:
+        # At most so many connections to the proxy at once: one workload holding them all
+        # would starve the others of Squid's file descriptors.
+        cmds.append(
+            rule(
+                _nfproto(4),
+                _match({"meta": {"key": "l4proto"}}, "tcp"),
+                _match(_daddr(4), "127.0.0.1"),
+                _match(_DPORT, proxy_port),
+                {"ct count": {"val": proxy_max, "inv": True}},
+                reason="drop",
+                verdict="drop",
+            )
+        )
         # Its own port of the proxy, and no other: the port is how the proxy knows whose
         # request it is.
         cmds.append(

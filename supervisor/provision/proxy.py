@@ -73,9 +73,10 @@ def _apply(box: Box, inputs: ProxyInputs) -> None:
     if uid is None:
         raise ProvisionError(f"the proxy's user {user} does not exist")
     gid = grp.getgrnam(user).gr_gid
-    for path, owner, mode in ((lay.dir, 0, 0o755), (lay.lists, 0, 0o755), (lay.var, uid, 0o750)):
+    # root:proxy 0750: the proxy reads its lists; no workload reads another's.
+    for path, owner, mode in ((lay.dir, 0, 0o750), (lay.lists, 0, 0o755), (lay.var, uid, 0o750)):
         path.mkdir(parents=True, exist_ok=True)
-        _own(path, owner, gid if owner else 0, mode)
+        _own(path, owner, gid, mode)
     if not lay.cert.exists():
         # Squid wants a certificate on an ssl-bump port even when it only peeks and
         # splices; this one signs nothing.

