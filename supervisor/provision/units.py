@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import resolves
 from ..persist import write_atomic
 from .box import SYSTEMD_RUNNING, Box
+from .networks import resolvers
 from .plan import Plan, run
 from .proxy import PROXY_UNIT, layout, proxy_ports, proxy_workloads
 
@@ -142,7 +143,28 @@ def gateway_dropin(box: Box, name: str) -> tuple[str, str] | None:
         # sockets are hidden too (systemd-resolved's varlink and D-Bus APIs, nscd), or
         # they would resolve names for it, a tunnel the firewall never sees.
         text += "InaccessiblePaths=-/run/systemd/resolve -/run/nscd -/run/dbus/system_bus_socket\n"
+    text += _address_filter(box, name)
     return f"clawvisor-workload@{name}.service.d/10-gateway.conf", text
+
+
+def _address_filter(box: Box, name: str) -> str:
+    """For a workload that may reach only known addresses (`none`, `proxy`): systemd's
+    per-unit address filter (cgroup BPF, both directions) as a second wall behind the
+    firewall. It is what keeps an unsolicited UDP datagram from the LAN out of the
+    gateway's sockets: the firewall drops the answers (nothing leaves on a flow someone
+    else opened), but cannot see whose socket an incoming datagram is for."""
+    spec = box.workloads[name]
+    if spec.internet not in ("none", "proxy"):
+        return ""  # its peers are not known in advance (the internet, egress-allow's)
+    allow = ["localhost"]
+    allow += [svc.rpartition(":")[0].strip("[]") for svc in spec.host_services]
+    if resolves(spec):
+        allow += resolvers(box)
+    for opening in spec.inbound:
+        if not opening.sources:
+            return ""  # open to anyone: no address filter can say that per port
+        allow += opening.sources
+    return "IPAddressDeny=any\n" + f"IPAddressAllow={' '.join(dict.fromkeys(allow))}\n"
 
 
 def daemon_dropin(box: Box) -> tuple[str, str] | None:

@@ -421,6 +421,9 @@ def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
         what="the gateway to finish",
     )
     assert box.prop("clawvisor-workload@alpha.service", "Result") == "success"
+    # internet = "none": systemd's address filter walls its sockets in too (both ways).
+    assert box.prop("clawvisor-workload@alpha.service", "IPAddressDeny") != ""
+    assert "127.0.0.0/8" in box.prop("clawvisor-workload@alpha.service", "IPAddressAllow")
     out = box.ok("journalctl", "-u", "clawvisor-workload@alpha.service", "-o", "cat")
     reply = json.loads(next(ln for ln in out.splitlines() if ln.startswith("{")))
     assert reply["status"] == "ok" and reply["result"]["workloads"] == ["alpha"]

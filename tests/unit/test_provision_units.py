@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import msgspec
+
 from supervisor.config import DaemonSettings, OverlaySpec, Paths, WorkloadSpec
 from supervisor.provision.box import Box
 from supervisor.provision.units import OVERLAYS_UNIT, gateway_dropin, wanted_units
@@ -51,3 +53,39 @@ def test_a_gateway_with_an_overlay_starts_after_the_overlays():
 def test_a_gateway_without_an_overlay_does_not_wait_for_it():
     dropin = gateway_dropin(box(alpha=WorkloadSpec(user="alpha", gateway=["/bin/gw"])), "alpha")
     assert dropin is not None and OVERLAYS_UNIT not in dropin[1]
+
+
+def dropin_of(spec: WorkloadSpec) -> str:
+    out = gateway_dropin(box(alpha=spec), "alpha")
+    assert out is not None
+    return out[1]
+
+
+def test_a_workload_with_known_peers_gets_systemds_address_filter_too():
+    spec = WorkloadSpec(
+        user="alpha", internet="none", gateway=["/bin/gw"], host_services=["192.0.2.5:11434"]
+    )
+    text = dropin_of(spec)
+    assert "IPAddressDeny=any\n" in text
+    assert "IPAddressAllow=localhost 192.0.2.5\n" in text
+
+
+def test_inbound_sources_are_allowed_through_the_address_filter():
+    spec = msgspec.convert(
+        {"user": "alpha", "internet": "proxy", "gateway": ["/bin/gw"],
+         "inbound": [{"port": 8080, "sources": ["198.51.100.0/24"]}]},
+        WorkloadSpec,
+    )  # fmt: skip
+    assert "IPAddressAllow=localhost 198.51.100.0/24\n" in dropin_of(spec)
+
+
+def test_no_address_filter_where_the_peers_are_not_known_in_advance():
+    for internet in ("open", "allowlist"):
+        spec = WorkloadSpec(user="alpha", internet=internet, gateway=["/bin/gw"])
+        assert "IPAddress" not in dropin_of(spec)
+    anyone = msgspec.convert(
+        {"user": "alpha", "internet": "none", "gateway": ["/bin/gw"],
+         "inbound": [{"port": 8080}]},
+        WorkloadSpec,
+    )  # fmt: skip
+    assert "IPAddress" not in dropin_of(anyone)
