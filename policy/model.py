@@ -11,7 +11,7 @@ import msgspec
 Decision = Literal["allow", "ask", "deny"]
 DECISIONS: tuple[Decision, ...] = ("allow", "ask", "deny")
 DEFAULT_RULE = "default"
-APPROVERS = ("desktop", "telegram", "cli")
+APPROVERS = ("desktop", "telegram", "cli", "web")
 
 #: Workload names to their tags, as the policy is compiled against them.
 Workloads = Mapping[str, frozenset[str]]

@@ -109,8 +109,8 @@ class AuditSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ApprovalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which approval agents this box runs (`policy check` warns on asks none can answer)."""
 
-    agents: list[Literal["desktop", "telegram", "cli"]] = msgspec.field(
-        default_factory=lambda: ["cli", "desktop", "telegram"]
+    agents: list[Literal["desktop", "telegram", "cli", "web"]] = msgspec.field(
+        default_factory=lambda: ["cli", "desktop", "telegram", "web"]
     )
     #: Asks of one workload that may wait at once; more are rate_limited.
     max_pending_per_workload: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10

@@ -7,6 +7,8 @@ only from the Telegram agent's own user, and only as that agent.
 
 from __future__ import annotations
 
+import functools
+import pwd
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,14 @@ from .state import DaemonState
 from .wire import control
 from .wire.common import ErrorCode, ProtocolError, Reply, encode_reply, error_reply
 from .wire.control import Agent, GrantList, GrantView, PendingList
+
+
+@functools.lru_cache(maxsize=64)
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +184,9 @@ class OperatorSession:
             if tg_uid is None or self.peer.uid != tg_uid or not detail:
                 return None
             return f"telegram:{detail}"
+        if agent == "web":
+            # The console's operator: the user its process runs as (it holds the link).
+            return f"web:{_user_name(self.peer.uid)}"
         return f"uid:{self.peer.uid}"
 
     def _verdict(self, op: control.VerdictOp) -> bytes:

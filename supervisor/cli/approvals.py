@@ -56,6 +56,23 @@ def _cmd_approver(args: argparse.Namespace) -> int:
         from ..agents import desktop
 
         return guard(lambda: asyncio.run(desktop.run(args.socket)))
+    if args.agent == "web":
+        from ..agents.web import server
+
+        if args.link:
+            _, port = server.parse_listen(args.listen)
+            return server.link(args.state_dir, f"http://127.0.0.1:{port}")
+        return guard(
+            lambda: asyncio.run(
+                server.serve(
+                    args.socket,
+                    listen=args.listen,
+                    state_dir=args.state_dir,
+                    hosts=args.allow_host,
+                    secure=args.secure_cookie,
+                )
+            )
+        )
     from ..agents import telegram
 
     if args.telegram_command == "pair":
@@ -147,6 +164,32 @@ def register(sub: Subcommands) -> None:
     daemon_socket(a)
     a = asub.add_parser("desktop", help="freedesktop notifications in this session")
     daemon_socket(a)
+    a = asub.add_parser("web", help="a console in a browser, on a loopback port")
+    daemon_socket(a)
+    a.add_argument("--listen", default="127.0.0.1:8765", help="loopback ADDRESS:PORT")
+    a.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path.home() / ".local" / "state" / "clawvisor-web",
+        help="its login links, mode 0700 (default %(default)s)",
+    )
+    a.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="another Host it answers for (a tunnel's or TLS proxy's); repeatable",
+    )
+    a.add_argument(
+        "--secure-cookie",
+        action="store_true",
+        help="mark the session cookie Secure (behind a TLS proxy)",
+    )
+    a.add_argument(
+        "--link",
+        action="store_true",
+        help="print a new one-time login link for the console running with this state dir",
+    )
     a = asub.add_parser("telegram", help="a Telegram bot (its own user, network allowed)")
     daemon_socket(a)
     a.add_argument(

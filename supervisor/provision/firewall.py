@@ -19,7 +19,7 @@ or none). For each workload uid, in order:
     internet     `open`: accept; `allowlist`: its static and dynamic allow sets: accept
     default      drop
 
-The proxy's own user has a chain too (counters `clawvisor-proxy_<reason>`, a name no
+The proxy's own user has a chain too (proxy_chain.py; counters `clawvisor-proxy_<reason>`, a name no
 workload's counter can have, as theirs never hold `-`): established, DNS to the
 resolvers, then metadata and LAN dropped whatever a name resolved to (a rebinding answer
 that got past Squid's own check goes nowhere), then out.
@@ -59,8 +59,10 @@ from ..persist import read_or_none, write_atomic
 from .box import Box, uid_of
 from .live_table import current_table, fingerprint, live_elements
 from .networks import LAN4, LAN6, Net, Static, collapse, local_subnets, resolvers, static_entries
+from .nftexpr import DPORT, L4, daddr, match, nfproto, prefix, tbl
 from .plan import Plan, ProvisionError
 from .proxy import proxy_ports, proxy_workloads
+from .proxy_chain import proxy_chain
 
 STATE_FILE = "firewall.json"
 
@@ -72,37 +74,6 @@ def counter_name(workload: str, reason: str) -> str:
 
 def chain_name(workload: str) -> str:
     return f"wl_{slug(workload)}"
-
-
-def _tbl(**kw: Any) -> dict[str, Any]:
-    return {"family": FAMILY, "table": TABLE, **kw}
-
-
-def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _daddr(v: int) -> dict[str, Any]:
-    return {"payload": {"protocol": "ip" if v == 4 else "ip6", "field": "daddr"}}
-
-
-_L4 = _match({"meta": {"key": "l4proto"}}, {"set": ["tcp", "udp"]})
-_DPORT = {"payload": {"protocol": "th", "field": "dport"}}
-
-
-def _nfproto(v: int) -> dict[str, Any]:
-    return _match({"meta": {"key": "nfproto"}}, "ipv4" if v == 4 else "ipv6")
-
-
-def _prefix(net: Net) -> Any:
-    if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
-
-
-PROXY_CHAIN = "proxy_out"
-PROXY_COUNTERS = "clawvisor-proxy"
-PROXY_REASONS = ("est", "resolver", "drop_meta", "drop_lan", "accept")
 
 
 def build(
@@ -121,28 +92,28 @@ def build(
     cmds: list[dict[str, Any]] = [
         {
             "add": {
-                "set": _tbl(
+                "set": tbl(
                     name="lan4",
                     type="ipv4_addr",
                     flags=["interval"],
-                    elem=[_prefix(n) for n in collapse(lan, 4)],
+                    elem=[prefix(n) for n in collapse(lan, 4)],
                 )
             }
         },
         {
             "add": {
-                "set": _tbl(
+                "set": tbl(
                     name="lan6",
                     type="ipv6_addr",
                     flags=["interval"],
-                    elem=[_prefix(n) for n in collapse(lan, 6)],
+                    elem=[prefix(n) for n in collapse(lan, 6)],
                 )
             }
         },
-        {"add": {"set": _tbl(name=CUT_SET, type="uid")}},
+        {"add": {"set": tbl(name=CUT_SET, type="uid")}},
         {
             "add": {
-                "chain": _tbl(name="output", type="filter", hook="output", prio=0, policy="accept")
+                "chain": tbl(name="output", type="filter", hook="output", prio=0, policy="accept")
             }
         },
     ]
@@ -151,7 +122,7 @@ def build(
         cmds.append(
             {
                 "add": {
-                    "set": _tbl(
+                    "set": tbl(
                         name=f"dns{v}", type=f"ipv{v}_addr", **({"elem": addrs} if addrs else {})
                     )
                 }
@@ -161,7 +132,7 @@ def build(
         cmds.append(
             {
                 "add": {
-                    "set": _tbl(
+                    "set": tbl(
                         name=f"meta{v}", type=f"ipv{v}_addr", **({"elem": maddrs} if maddrs else {})
                     )
                 }
@@ -178,32 +149,7 @@ def build(
             box.settings.proxy.max_connections,
         )
     if proxy is not None:
-        cmds += _proxy_chain(proxy[0])
-    return cmds
-
-
-def _proxy_chain(uid: int) -> list[dict[str, Any]]:
-    cmds: list[dict[str, Any]] = [{"add": {"chain": _tbl(name=PROXY_CHAIN)}}]
-    for reason in PROXY_REASONS:
-        cmds.append({"add": {"counter": _tbl(name=f"{PROXY_COUNTERS}_{reason}")}})
-
-    def rule(*expr: dict[str, Any], reason: str, verdict: str) -> dict[str, Any]:
-        counted = [*expr, {"counter": f"{PROXY_COUNTERS}_{reason}"}, {verdict: None}]
-        return {"add": {"rule": _tbl(chain=PROXY_CHAIN, expr=counted)}}
-
-    state = _match({"ct": {"key": "state"}}, ["established", "related"], op="in")
-    cmds.append(rule(state, reason="est", verdict="accept"))
-    for v in (4, 6):
-        dns = [_nfproto(v), _L4, _match(_DPORT, 53), _match(_daddr(v), f"@dns{v}")]
-        cmds.append(rule(*dns, reason="resolver", verdict="accept"))
-    for v in (4, 6):
-        meta = _match(_daddr(v), f"@meta{v}")
-        cmds.append(rule(_nfproto(v), meta, reason="drop_meta", verdict="drop"))
-        lan = _match(_daddr(v), f"@lan{v}")
-        cmds.append(rule(_nfproto(v), lan, reason="drop_lan", verdict="drop"))
-    cmds.append(rule(reason="accept", verdict="accept"))
-    jump = [_match({"meta": {"key": "skuid"}}, uid), {"jump": {"target": PROXY_CHAIN}}]
-    cmds.append({"add": {"rule": _tbl(chain="output", expr=jump)}})
+        cmds += proxy_chain(proxy[0])
     return cmds
 
 
@@ -216,34 +162,34 @@ def _workload(
     proxy_max: int = 512,
 ) -> list[dict[str, Any]]:
     chain = chain_name(name)
-    cmds: list[dict[str, Any]] = [{"add": {"chain": _tbl(name=chain)}}]
+    cmds: list[dict[str, Any]] = [{"add": {"chain": tbl(name=chain)}}]
     for reason in REASONS:
-        cmds.append({"add": {"counter": _tbl(name=counter_name(name, reason))}})
+        cmds.append({"add": {"counter": tbl(name=counter_name(name, reason))}})
     for kind, typ in (
         ("allow4", "ipv4_addr"),
         ("allow6", "ipv6_addr"),
         ("allowp4", ["ipv4_addr", "inet_service"]),
         ("allowp6", ["ipv6_addr", "inet_service"]),
     ):
-        cmds.append({"add": {"set": _tbl(name=set_name(kind, name), type=typ, flags=["timeout"])}})
+        cmds.append({"add": {"set": tbl(name=set_name(kind, name), type=typ, flags=["timeout"])}})
     for kind, typ, elems in (
-        ("static4", "ipv4_addr", [_prefix(n) for n in collapse(st.v4, 4)]),
-        ("static6", "ipv6_addr", [_prefix(n) for n in collapse(st.v6, 6)]),
+        ("static4", "ipv4_addr", [prefix(n) for n in collapse(st.v4, 4)]),
+        ("static6", "ipv6_addr", [prefix(n) for n in collapse(st.v6, 6)]),
         (
             "staticp4",
             ["ipv4_addr", "inet_service"],
-            [{"concat": [_prefix(n), p]} for n, p in st.p4],
+            [{"concat": [prefix(n), p]} for n, p in st.p4],
         ),
         (
             "staticp6",
             ["ipv6_addr", "inet_service"],
-            [{"concat": [_prefix(n), p]} for n, p in st.p6],
+            [{"concat": [prefix(n), p]} for n, p in st.p6],
         ),
     ):
         cmds.append(
             {
                 "add": {
-                    "set": _tbl(
+                    "set": tbl(
                         name=set_name(kind, name),
                         type=typ,
                         flags=["interval"],
@@ -256,7 +202,7 @@ def _workload(
     def rule(*expr: dict[str, Any], reason: str, verdict: str) -> dict[str, Any]:
         return {
             "add": {
-                "rule": _tbl(
+                "rule": tbl(
                     chain=chain,
                     expr=[*expr, {"counter": counter_name(name, reason)}, {verdict: None}],
                 )
@@ -264,29 +210,29 @@ def _workload(
         }
 
     cmds.append(
-        rule(_match({"meta": {"key": "skuid"}}, f"@{CUT_SET}"), reason="cut", verdict="drop")
+        rule(match({"meta": {"key": "skuid"}}, f"@{CUT_SET}"), reason="cut", verdict="drop")
     )
     # Nothing comes in: a packet the workload sends on a connection someone else opened
     # (the SYN-ACK of its listener, the answer of its UDP server) is in conntrack's reply
     # direction, and is dropped unless `inbound` opens that port to that source. Matching
     # in this output chain keeps it per uid (`meta skuid`), which the input hook cannot.
-    reply = _match({"ct": {"key": "direction"}}, "reply")
+    reply = match({"ct": {"key": "direction"}}, "reply")
     for opening in spec.inbound:
-        sport = _match({"payload": {"protocol": "th", "field": "sport"}}, opening.port)
+        sport = match({"payload": {"protocol": "th", "field": "sport"}}, opening.port)
         nets = [ipaddress.ip_network(s, strict=False) for s in opening.sources]
         if not nets:
-            cmds.append(rule(reply, _L4, sport, reason="inbound", verdict="accept"))
+            cmds.append(rule(reply, L4, sport, reason="inbound", verdict="accept"))
             continue
         for v in (4, 6):
-            mine = [_prefix(n) for n in collapse(nets, v)]
+            mine = [prefix(n) for n in collapse(nets, v)]
             if mine:
                 cmds.append(
                     rule(
-                        _nfproto(v),
+                        nfproto(v),
                         reply,
-                        _L4,
+                        L4,
                         sport,
-                        _match(_daddr(v), {"set": mine}),
+                        match(daddr(v), {"set": mine}),
                         reason="inbound",
                         verdict="accept",
                     )
@@ -299,17 +245,17 @@ def _workload(
     for v in (4, 6):
         cmds.append(
             rule(
-                _nfproto(v),
-                _L4,
-                _match(_DPORT, 53),
-                _match(_daddr(v), f"@dns{v}"),
+                nfproto(v),
+                L4,
+                match(DPORT, 53),
+                match(daddr(v), f"@dns{v}"),
                 reason="resolver" if dns_ok else "drop_dns",
                 verdict="accept" if dns_ok else "drop",
             )
         )
     cmds.append(
         rule(
-            _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
+            match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
             reason="est",
             verdict="accept",
         )
@@ -323,9 +269,9 @@ def _workload(
         if services[v]:
             cmds.append(
                 rule(
-                    _nfproto(v),
-                    _L4,
-                    _match({"concat": [_daddr(v), _DPORT]}, {"set": services[v]}),
+                    nfproto(v),
+                    L4,
+                    match({"concat": [daddr(v), DPORT]}, {"set": services[v]}),
                     reason="host",
                     verdict="accept",
                 )
@@ -335,10 +281,10 @@ def _workload(
         # would starve the others of Squid's file descriptors.
         cmds.append(
             rule(
-                _nfproto(4),
-                _match({"meta": {"key": "l4proto"}}, "tcp"),
-                _match(_daddr(4), "127.0.0.1"),
-                _match(_DPORT, proxy_port),
+                nfproto(4),
+                match({"meta": {"key": "l4proto"}}, "tcp"),
+                match(daddr(4), "127.0.0.1"),
+                match(DPORT, proxy_port),
                 {"ct count": {"val": proxy_max, "inv": True}},
                 reason="drop",
                 verdict="drop",
@@ -348,20 +294,20 @@ def _workload(
         # request it is.
         cmds.append(
             rule(
-                _nfproto(4),
-                _match({"meta": {"key": "l4proto"}}, "tcp"),
-                _match(_daddr(4), "127.0.0.1"),
-                _match(_DPORT, proxy_port),
+                nfproto(4),
+                match({"meta": {"key": "l4proto"}}, "tcp"),
+                match(daddr(4), "127.0.0.1"),
+                match(DPORT, proxy_port),
                 reason="proxy",
                 verdict="accept",
             )
         )
     for v in (4, 6):
         cmds.append(
-            rule(_nfproto(v), _match(_daddr(v), f"@meta{v}"), reason="drop_meta", verdict="drop")
+            rule(nfproto(v), match(daddr(v), f"@meta{v}"), reason="drop_meta", verdict="drop")
         )
         cmds.append(
-            rule(_nfproto(v), _match(_daddr(v), f"@lan{v}"), reason="drop_lan", verdict="drop")
+            rule(nfproto(v), match(daddr(v), f"@lan{v}"), reason="drop_lan", verdict="drop")
         )
     if spec.internet == "open":
         cmds.append(rule(reason="accept", verdict="accept"))
@@ -370,8 +316,8 @@ def _workload(
             for kind in (f"allow{v}", f"static{v}"):
                 cmds.append(
                     rule(
-                        _nfproto(v),
-                        _match(_daddr(v), "@" + set_name(kind, name)),
+                        nfproto(v),
+                        match(daddr(v), "@" + set_name(kind, name)),
                         reason="accept",
                         verdict="accept",
                     )
@@ -379,9 +325,9 @@ def _workload(
             for kind in (f"allowp{v}", f"staticp{v}"):
                 cmds.append(
                     rule(
-                        _nfproto(v),
-                        _L4,
-                        _match({"concat": [_daddr(v), _DPORT]}, "@" + set_name(kind, name)),
+                        nfproto(v),
+                        L4,
+                        match({"concat": [daddr(v), DPORT]}, "@" + set_name(kind, name)),
                         reason="accept",
                         verdict="accept",
                     )
@@ -390,9 +336,9 @@ def _workload(
     cmds.append(
         {
             "add": {
-                "rule": _tbl(
+                "rule": tbl(
                     chain="output",
-                    expr=[_match({"meta": {"key": "skuid"}}, uid), {"jump": {"target": chain}}],
+                    expr=[match({"meta": {"key": "skuid"}}, uid), {"jump": {"target": chain}}],
                 )
             }
         }

@@ -48,7 +48,7 @@ class PolicySource(msgspec.Struct, tag_field="op", tag="policy-source"):
     files: list[PolicyFile]
 
 
-Agent = Literal["desktop", "telegram", "cli"]
+Agent = Literal["desktop", "telegram", "cli", "web"]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 PendingId = Annotated[str, msgspec.Meta(pattern=whole(r"p-[0-9a-f]{10}"))]
 GrantId = Annotated[str, msgspec.Meta(pattern=whole(r"g-[0-9a-f]{10}"))]

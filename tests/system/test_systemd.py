@@ -399,11 +399,20 @@ def test_the_egress_proxy_runs_hardened_and_a_reload_keeps_open_tunnels(box):
         other.stdin.write("go\n")
         other.stdin.flush()
         other.wait(30)
-        box.wait_for(
-            lambda: '"kind":"proxy"' in box.ok(CLAWVISOR, "monitor", "--since", "1h",
-                                               "--format", "json", "--kind", "proxy"),
-            timeout=60, what="a proxy event in the kept log",
-        )  # fmt: skip
+        try:
+            box.wait_for(
+                lambda: '"kind":"proxy"' in box.run(CLAWVISOR, "monitor", "--since", "1h",
+                                                    "--format", "json", "--kind", "proxy").stdout,
+                timeout=60, what="a proxy event in the kept log",
+            )  # fmt: skip
+        except AssertionError as exc:
+            status = json.loads(box.ok(CLAWVISOR, "status", "--json"))
+            monitors = [m for m in status.get("monitors", []) if m["name"] == "proxy"]
+            log = box.run("tail", "-3", "/var/lib/clawvisor-proxy/var/access.log").stdout
+            kept = box.run(CLAWVISOR, "monitor", "--since", "1h", "--format", "json",
+                           "--kind", "proxy")  # fmt: skip
+            raise AssertionError(f"{exc}: {monitors} {log!r} {kept.stdout[-500:]!r} "
+                                 f"{kept.stderr[-500:]!r}") from None  # fmt: skip
     finally:
         box.write("/etc/clawvisor/workloads.toml", workloads + PROXY_WORKLOAD)
         box.run(CLAWVISOR, "deprovision", "px")

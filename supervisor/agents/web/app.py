@@ -1,0 +1,211 @@
+"""The console's pages and the checks every request passes, as a Starlette app.
+
+Starlette (with uvicorn) because it is asyncio-native like the rest of clawvisor, small,
+maintained, and already what the MCP bridge's stack brings; Jinja2 for its templates,
+which escape every value; no front-end build: one hand-written script and stylesheet,
+served from the package, which build every element with `textContent` (never HTML).
+
+Every request: its `Host` must be one the console was started for (a DNS-rebinding page
+names its own host); every answer carries a strict Content-Security-Policy (scripts and
+styles from this origin only, no inline code, no frames), `nosniff`, no referrer and no
+caching. Every page but the login needs the session cookie; every request that changes
+anything (POST) also needs the session's CSRF token in `X-CSRF-Token` and an `Origin` of
+this very console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from .auth import COOKIE, Sessions, csrf_ok, use_link
+from .feed import Feed
+
+HERE = Path(__file__).resolve().parent
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+class VerdictForm(msgspec.Struct, forbid_unknown_fields=True):
+    """What the page sends for a verdict (the daemon checks it again)."""
+
+    request: Annotated[str, msgspec.Meta(max_length=32)]
+    digest: Annotated[str, msgspec.Meta(max_length=64)]
+    allow: bool
+    grant: Literal["once", "30m", "always"] = "once"
+    release: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
+    reason: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+
+class Console:
+    """One console: its feed, its sessions, the hosts it answers for."""
+
+    def __init__(
+        self, feed: Feed, links: Path, hosts: set[str], origins: set[str], secure: bool
+    ) -> None:
+        self.feed, self.links, self.hosts, self.origins = feed, links, hosts, origins
+        self.secure = secure
+        self.sessions = Sessions()
+        self.user = getpass.getuser()
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+    # --- the checks ---------------------------------------------------------------------
+
+    def refused(self, request: Request) -> Response | None:
+        """Why this request is refused before any route sees it, if it is."""
+        if request.headers.get("host", "") not in self.hosts:
+            return PlainTextResponse("unknown host", status_code=421)
+        if request.method != "GET":
+            origin = request.headers.get("origin")
+            if origin not in self.origins:
+                return PlainTextResponse("cross-origin request refused", status_code=403)
+            if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+                return PlainTextResponse("cross-site request refused", status_code=403)
+        return None
+
+    def session(self, request: Request) -> Any:
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    # --- the routes ---------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        token = request.query_params.get("t", "")
+        ok = await asyncio.to_thread(use_link, self.links, token)
+        if not ok:
+            return PlainTextResponse(
+                "this link was used already, has expired or is not one: "
+                "run `clawvisor approver web --link` for a new one",
+                status_code=403,
+            )
+        sid, _ = self.sessions.open(self.user)
+        out = RedirectResponse("/", status_code=303)
+        out.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=self.secure, path="/")
+        return out
+
+    async def pending(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return PlainTextResponse("log in with a link from `clawvisor approver web --link`",
+                                     status_code=401)  # fmt: skip
+        return self.templates.TemplateResponse(
+            request, "pending.html", {"csrf": session.csrf, "user": session.user}
+        )
+
+    async def events(self, request: Request) -> Response:
+        if self.session(request) is None:
+            return PlainTextResponse("no session", status_code=401)
+        queue = self.feed.watch()
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b"data: " + self.feed.snapshot() + b"\n\n"
+                while True:
+                    try:
+                        data = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield b"data: " + data + b"\n\n"
+            finally:
+                self.feed.unwatch(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def verdict(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return JSONResponse({"error": "no session"}, status_code=401)
+        if not csrf_ok(session, request.headers.get("x-csrf-token")):
+            return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        try:
+            form = msgspec.json.decode(await request.body(), type=VerdictForm)
+        except msgspec.ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        link = self.feed.link
+        if link is None or not self.feed.connected:
+            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
+        fields: dict[str, Any] = {
+            "request": form.request,
+            "digest": form.digest,
+            "allow": form.allow,
+            "agent": "web",
+            "grant": form.grant if form.allow else "once",
+            "release": form.release,
+        }
+        if form.reason:
+            fields["reason"] = form.reason
+        reply = await link.call("verdict", **fields)
+        if reply.status != "ok":
+            message = reply.error.message if reply.error else "refused"
+            return JSONResponse({"error": message}, status_code=409)
+        return JSONResponse({"ok": True, "result": reply.result})
+
+    async def logout(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None or not csrf_ok(session, request.headers.get("x-csrf-token")):
+            return JSONResponse({"error": "no session or CSRF token"}, status_code=403)
+        self.sessions.close(request.cookies.get(COOKIE))
+        out = JSONResponse({"ok": True})
+        out.delete_cookie(COOKIE, path="/")
+        return out
+
+
+def build(console: Console) -> Starlette:
+    """The ASGI app: the routes behind the checks, every answer with the headers."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        console.feed.start()
+        try:
+            yield
+        finally:
+            await console.feed.stop()
+
+    async def checks(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        out = console.refused(request) or await call_next(request)
+        out.headers.update(HEADERS)
+        return out
+
+    return Starlette(
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=checks)],
+        routes=[
+            Route("/login", console.login),
+            Route("/", console.pending),
+            Route("/events", console.events),
+            Route("/verdict", console.verdict, methods=["POST"]),
+            Route("/logout", console.logout, methods=["POST"]),
+            Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,113 @@
+// The pending page: a live list from /events (server-sent), verdicts by POST /verdict.
+// Every value is put in with textContent: nothing a workload wrote is ever parsed as HTML.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const cards = new Map();
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (cls) node.className = cls;
+  return node;
+}
+
+function left(deadline) {
+  return Math.max(0, Math.round(deadline - Date.now() / 1000));
+}
+
+async function answer(p, allow, grant, release, card) {
+  const reason = card.querySelector("input.reason").value.trim();
+  const body = { request: p.id, digest: p.digest, allow, grant, release };
+  if (!allow && reason) body.reason = reason;
+  const errorLine = card.querySelector(".error");
+  errorLine.textContent = "";
+  const res = await fetch("/verdict", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => ({ error: "no answer" }));
+  if (!res.ok) errorLine.textContent = "not taken: " + (data.error || res.status);
+}
+
+function render(p) {
+  const card = el("li", undefined, "card");
+  card.dataset.id = p.id;
+  card.summary = `${p.title}: ${p.body.split("\n")[0]}`;
+  card.appendChild(el("h3", p.title));
+  card.appendChild(el("pre", p.body, "body"));
+  const meta = el("p", "", "meta deadline");
+  card.appendChild(meta);
+  const tick = () => { meta.textContent = `rule ${p.rule} · ${left(p.deadline)} s to answer` +
+    (p.waiting > 1 ? ` · ${p.waiting} waiting` : ""); };
+  tick();
+  card.tick = setInterval(tick, 1000);
+  const buttons = el("div", undefined, "buttons");
+  const button = (label, cls, fn) => {
+    const b = el("button", label, cls);
+    b.type = "button";
+    b.addEventListener("click", fn);
+    buttons.appendChild(b);
+  };
+  button("Allow once", "allow-once", () => answer(p, true, "once", 1, card));
+  if (p.choices.all) button(`Allow all ${p.waiting}`, "allow-all", () => answer(p, true, "once", p.waiting, card));
+  if (p.choices["30m"]) button("Allow 30 min", "allow-30m", () => answer(p, true, "30m", 1, card));
+  if (p.choices.always) button("Always", "allow-always", () => answer(p, true, "always", 1, card));
+  const reason = el("input", undefined, "reason");
+  reason.placeholder = "reason (for a deny)";
+  reason.maxLength = 256;
+  buttons.appendChild(reason);
+  button("Deny", "deny", () => answer(p, false, "once", 1, card));
+  card.appendChild(buttons);
+  card.appendChild(el("p", "", "error"));
+  return card;
+}
+
+function show(p) {
+  const list = document.getElementById("pending");
+  const card = render(p);
+  const old = cards.get(p.id);
+  if (old) { clearInterval(old.tick); list.replaceChild(card, old); } else list.appendChild(card);
+  cards.set(p.id, card);
+  document.getElementById("empty").hidden = cards.size > 0;
+}
+
+function gone(id, reason, by) {
+  const card = cards.get(id);
+  if (!card) return;
+  clearInterval(card.tick);
+  card.remove();
+  cards.delete(id);
+  const line = el("li", `${card.summary} · ${reason}` + (by ? ` by ${by}` : ""));
+  line.dataset.id = id;
+  document.getElementById("closed").prepend(line);
+  document.getElementById("empty").hidden = cards.size > 0;
+}
+
+function status(text, up) {
+  const node = document.getElementById("status");
+  node.textContent = text;
+  node.classList.toggle("down", !up);
+}
+
+const source = new EventSource("/events");
+source.onmessage = (message) => {
+  const m = JSON.parse(message.data);
+  if (m.type === "snapshot") {
+    for (const card of cards.values()) { clearInterval(card.tick); card.remove(); }
+    cards.clear();
+    m.pending.forEach(show);
+    document.getElementById("empty").hidden = cards.size > 0;
+    status(m.up ? "connected" : "clawvisor unreachable", m.up);
+  } else if (m.type === "pending") {
+    show(m.request);
+  } else if (m.type === "gone") {
+    gone(m.id, m.reason, m.by);
+  } else if (m.type === "down") {
+    for (const id of [...cards.keys()]) gone(id, "unavailable", null);
+    status("clawvisor unreachable: " + m.why, false);
+  }
+};
+source.onerror = () => status("reconnecting…", false);
