@@ -137,8 +137,14 @@ class OperatorSession:
             case control.RespondOp():
                 if s.responder is None:
                     return self._error(op.id, "unavailable", "the monitors are turned off")
+                # The web console (subscribed as `web`) acts for its operator, by name.
+                who = (
+                    f"web:{_user_name(self.peer.uid)}"
+                    if self.agent == "web"
+                    else f"uid:{self.peer.uid}"
+                )
                 try:
-                    result = s.responder.operator(op.response, op.workload, f"uid:{self.peer.uid}")
+                    result = s.responder.operator(op.response, op.workload, who)
                 except ResponseError as exc:
                     return self._error(op.id, "executor_failed", str(exc))
                 return self._ok(op.id, control.RespondResult(result=result))

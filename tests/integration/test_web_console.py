@@ -130,7 +130,7 @@ def web(make_group, make_user, make_daemon, journal):
     daemon = make_daemon(
         {"alpha": alpha},
         {"10.toml": POLICY + rule("search", "alpha", "ask", "@self", timeout=60)},
-        settings(group, record) + search,
+        settings(group, record) + search + "[monitors]\noverlay = false\ncounters = false\n",
     )
     w = Web(daemon, alpha, op, root, free_port())
     w.start()
@@ -322,3 +322,64 @@ def test_every_answer_has_a_strict_csp_and_the_cookie_is_strict(web):
     assert "frame-ancestors 'none'" in csp and headers["x-content-type-options"] == "nosniff"
     page = web.http("GET", "/", {"Cookie": headers["set-cookie"].split(";", 1)[0]})[1]
     assert "<script>" not in page and "onclick" not in page  # no inline script at all
+
+
+def test_the_workloads_page_freezes_and_thaws_a_workload(web, page):
+    from supervisor.cgroups import WorkloadCgroup
+
+    sleeper = subprocess.Popen(["/bin/sleep", "300"], **rig.as_user(web.alpha))
+    try:
+        page.goto(web.base + "/workloads")
+        row = page.locator("#workloads tr[data-workload='alpha']")
+        row.wait_for(timeout=10_000)
+        page.on("dialog", lambda d: d.accept())
+        row.locator("button.freeze").click()
+        page.locator("#result", has_text="alpha:").wait_for(timeout=10_000)
+        cg = WorkloadCgroup("alpha")
+        deadline = time.monotonic() + 10
+        while not cg.frozen():
+            assert time.monotonic() < deadline, page.locator("#result").inner_text()
+            time.sleep(0.05)
+        assert sleeper.pid in cg.members()
+        shot(page, "workloads")
+        row.locator("button.thaw").click()
+        deadline = time.monotonic() + 10
+        while cg.frozen():
+            assert time.monotonic() < deadline, "thaw did not take"
+            time.sleep(0.05)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_response_from_the_console_is_audited_with_the_operators_name(web, journal):
+    cookie, csrf = web.session()
+    body = json.dumps({"workload": "alpha", "response": "thaw"}).encode()
+    status, text, _ = web.http("POST", "/respond", {"Cookie": cookie, "X-CSRF-Token": csrf,
+                                                     "Origin": web.base}, body)  # fmt: skip
+    assert status == 200, text
+    user = subprocess.run(["id", "-un", str(web.op.uid)], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    assert journal.wait_entries(1, CLAWVISOR_APPROVER=f"web:{user}")
+
+
+def test_the_activity_timeline_renders_for_a_workload_that_did_1000_things(web, page):
+    page.goto(web.base + "/activity")
+    page.wait_for_selector("#status:text('connected')", timeout=10_000)
+    loop = "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"
+    subprocess.run(["/bin/sh", "-c", loop], check=True, timeout=120, **rig.as_user(web.alpha))
+    caption = page.locator(".timeline[data-workload='alpha'] figcaption")
+    deadline = time.monotonic() + 30
+    while True:
+        text = caption.inner_text() if caption.count() else ""
+        found = re.match(r"alpha: (\d+) in the last hour", text)
+        if found and int(found[1]) >= 1000:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.3)
+    assert page.locator(".timeline[data-workload='alpha'] rect.bar").count() > 0
+    assert page.locator("#events li[data-workload='alpha'][data-kind='exec']").count() > 0
+    page.locator("#kind").fill("exec")
+    kinds = set(page.locator("#events li").evaluate_all("els => els.map(e => e.dataset.kind)"))
+    assert kinds == {"exec"}
+    shot(page, "activity")

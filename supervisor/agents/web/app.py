@@ -38,6 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .activity import Activity
 from .auth import COOKIE, Sessions, csrf_ok, use_link
 from .feed import Feed
 
@@ -68,13 +69,27 @@ class VerdictForm(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
+class RespondForm(msgspec.Struct, forbid_unknown_fields=True):
+    """A response the operator asked for on the workloads page (the daemon checks it)."""
+
+    workload: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9-]{1,64}$")]
+    response: Literal["freeze", "thaw", "cut-network", "restore-network"]
+
+
 class Console:
-    """One console: its feed, its sessions, the hosts it answers for."""
+    """One console: its feeds, its sessions, the hosts it answers for."""
 
     def __init__(
-        self, feed: Feed, links: Path, hosts: set[str], origins: set[str], secure: bool
+        self,
+        feed: Feed,
+        activity: Activity,
+        links: Path,
+        hosts: set[str],
+        origins: set[str],
+        secure: bool,
     ) -> None:
-        self.feed, self.links, self.hosts, self.origins = feed, links, hosts, origins
+        self.feed, self.activity = feed, activity
+        self.links, self.hosts, self.origins = links, hosts, origins
         self.secure = secure
         self.sessions = Sessions()
         self.user = getpass.getuser()
@@ -113,23 +128,31 @@ class Console:
         out.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=self.secure, path="/")
         return out
 
-    async def pending(self, request: Request) -> Response:
+    def _page(self, request: Request, page: str, script: str) -> Response:
         session = self.session(request)
         if session is None:
             return PlainTextResponse("log in with a link from `clawvisor approver web --link`",
                                      status_code=401)  # fmt: skip
-        return self.templates.TemplateResponse(
-            request, "pending.html", {"csrf": session.csrf, "user": session.user}
-        )
+        context = {"csrf": session.csrf, "user": session.user, "page": page, "script": script}
+        return self.templates.TemplateResponse(request, f"{page}.html", context)
 
-    async def events(self, request: Request) -> Response:
+    async def pending(self, request: Request) -> Response:
+        return self._page(request, "pending", "pending.js")
+
+    async def activity_page(self, request: Request) -> Response:
+        return self._page(request, "activity", "activity.js")
+
+    async def workloads_page(self, request: Request) -> Response:
+        return self._page(request, "workloads", "workloads.js")
+
+    def _stream(self, request: Request, source: Feed | Activity) -> Response:
         if self.session(request) is None:
             return PlainTextResponse("no session", status_code=401)
-        queue = self.feed.watch()
+        queue = source.watch()
 
         async def stream() -> AsyncIterator[bytes]:
             try:
-                yield b"data: " + self.feed.snapshot() + b"\n\n"
+                yield b"data: " + source.snapshot() + b"\n\n"
                 while True:
                     try:
                         data = await asyncio.wait_for(queue.get(), timeout=15)
@@ -138,9 +161,47 @@ class Console:
                         continue
                     yield b"data: " + data + b"\n\n"
             finally:
-                self.feed.unwatch(queue)
+                source.unwatch(queue)
 
         return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def events(self, request: Request) -> Response:
+        return self._stream(request, self.feed)
+
+    async def activity_events(self, request: Request) -> Response:
+        return self._stream(request, self.activity)
+
+    async def workloads(self, request: Request) -> Response:
+        if self.session(request) is None:
+            return JSONResponse({"error": "no session"}, status_code=401)
+        link = self.feed.link
+        if link is None or not self.feed.connected:
+            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
+        reply = await link.call("status")
+        if reply.status != "ok" or not isinstance(reply.result, dict):
+            return JSONResponse({"error": "status refused"}, status_code=502)
+        r = reply.result
+        return JSONResponse({"workloads": r.get("workloads", []), "verify": r.get("verify"),
+                             "monitors": r.get("monitors", [])})  # fmt: skip
+
+    async def respond(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return JSONResponse({"error": "no session"}, status_code=401)
+        if not csrf_ok(session, request.headers.get("x-csrf-token")):
+            return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        try:
+            form = msgspec.json.decode(await request.body(), type=RespondForm)
+        except msgspec.ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        link = self.feed.link
+        if link is None or not self.feed.connected:
+            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
+        reply = await link.call("respond", response=form.response, workload=form.workload)
+        if reply.status != "ok" or not isinstance(reply.result, dict):
+            message = reply.error.message if reply.error else "refused"
+            return JSONResponse({"error": message}, status_code=409)
+        return JSONResponse({"ok": True, "result": reply.result.get("result", "")})
 
     async def verdict(self, request: Request) -> Response:
         session = self.session(request)
@@ -187,9 +248,11 @@ def build(console: Console) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         console.feed.start()
+        console.activity.start()
         try:
             yield
         finally:
+            await console.activity.stop()
             await console.feed.stop()
 
     async def checks(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -203,6 +266,11 @@ def build(console: Console) -> Starlette:
             Route("/login", console.login),
             Route("/", console.pending),
             Route("/events", console.events),
+            Route("/activity", console.activity_page),
+            Route("/activity/events", console.activity_events),
+            Route("/workloads", console.workloads_page),
+            Route("/api/workloads", console.workloads),
+            Route("/respond", console.respond, methods=["POST"]),
             Route("/verdict", console.verdict, methods=["POST"]),
             Route("/logout", console.logout, methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -10,6 +10,7 @@ from typing import TextIO
 
 import uvicorn
 
+from .activity import Activity
 from .app import Console, build
 from .auth import mint_link
 from .feed import Feed
@@ -53,7 +54,9 @@ async def serve(
     base = f"http://127.0.0.1:{port}"
     scheme = "https" if secure else "http"
     origins = {f"{scheme}://{h}" for h in allowed}
-    console = Console(Feed(socket), links_dir(state_dir), allowed, origins, secure)
+    console = Console(
+        Feed(socket), Activity(socket), links_dir(state_dir), allowed, origins, secure
+    )
     config = uvicorn.Config(
         build(console),
         host=host,

@@ -1,16 +1,7 @@
 // The pending page: a live list from /events (server-sent), verdicts by POST /verdict.
-// Every value is put in with textContent: nothing a workload wrote is ever parsed as HTML.
 "use strict";
 
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const cards = new Map();
-
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (cls) node.className = cls;
-  return node;
-}
 
 function left(deadline) {
   return Math.max(0, Math.round(deadline - Date.now() / 1000));
@@ -22,14 +13,8 @@ async function answer(p, allow, grant, release, card) {
   if (!allow && reason) body.reason = reason;
   const errorLine = card.querySelector(".error");
   errorLine.textContent = "";
-  const res = await fetch("/verdict", {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-    body: JSON.stringify(body),
-  });
-  const data = await res.json().catch(() => ({ error: "no answer" }));
-  if (!res.ok) errorLine.textContent = "not taken: " + (data.error || res.status);
+  const res = await post("/verdict", body);
+  if (!res.ok) errorLine.textContent = "not taken: " + (res.data.error || res.status);
 }
 
 function render(p) {
@@ -84,12 +69,6 @@ function gone(id, reason, by) {
   line.dataset.id = id;
   document.getElementById("closed").prepend(line);
   document.getElementById("empty").hidden = cards.size > 0;
-}
-
-function status(text, up) {
-  const node = document.getElementById("status");
-  node.textContent = text;
-  node.classList.toggle("down", !up);
 }
 
 const source = new EventSource("/events");

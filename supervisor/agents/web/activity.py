@@ -1,0 +1,128 @@
+"""The console's view of the monitors: a `monitor` subscription on the control socket,
+the last events of each workload (in the words `clawvisor monitor` prints) and a count
+per 10-second bucket for its timeline, pushed to the browsers in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ...wire.common import MAX_LINE
+from ..monitor_view import render
+
+KEEP = 500  # events kept per workload
+BUCKET = 10.0  # seconds per timeline bar
+SPAN = 3600.0  # the timeline's length
+FLUSH = 0.25  # how often browsers get what came in
+
+
+class Activity:
+    """What each workload did lately; follows the daemon, reconnecting when it drops."""
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+        self.recent: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.buckets: dict[str, dict[int, list[int]]] = {}
+        self._batch: list[dict[str, Any]] = []
+        self._watchers: set[asyncio.Queue[bytes]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._flush())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def watch(self) -> asyncio.Queue[bytes]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=200)
+        self._watchers.add(queue)
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[bytes]) -> None:
+        self._watchers.discard(queue)
+
+    def snapshot(self) -> bytes:
+        return msgspec.json.encode(
+            {
+                "type": "snapshot",
+                "recent": {w: list(d) for w, d in self.recent.items()},
+                "timeline": self.timeline(),
+            }
+        )
+
+    def timeline(self) -> dict[str, list[list[float]]]:
+        """Per workload: [bucket start, events, alerts] for the last SPAN seconds."""
+        first = int((time.time() - SPAN) // BUCKET)
+        return {
+            w: [[b * BUCKET, c[0], c[1]] for b, c in sorted(bs.items()) if b >= first]
+            for w, bs in self.buckets.items()
+        }
+
+    def add(self, obj: dict[str, Any]) -> None:
+        """One `monitor` line from the daemon (an event, or an alert when it names a trigger)."""
+        workload = str(obj.get("workload") or "-")
+        alert = "trigger" in obj
+        ts = float(obj.get("ts") or time.time())
+        item = {
+            "ts": ts,
+            "workload": workload,
+            "kind": str(obj.get("kind", "")),
+            "severity": str(obj.get("severity", "info")),
+            "alert": alert,
+            "text": render(obj, "text", False),
+        }
+        self.recent.setdefault(workload, collections.deque(maxlen=KEEP)).append(item)
+        counts = self.buckets.setdefault(workload, {}).setdefault(int(ts // BUCKET), [0, 0])
+        counts[1 if alert else 0] += 1
+        self._batch.append(item)
+
+    async def _flush(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH)
+            if not self._batch:
+                continue
+            batch, self._batch = self._batch, []
+            data = msgspec.json.encode(
+                {"type": "events", "events": batch, "timeline": self.timeline()}
+            )
+            for queue in list(self._watchers):
+                try:
+                    queue.put_nowait(data)
+                except asyncio.QueueFull:
+                    self._watchers.discard(queue)
+            self._prune()
+
+    def _prune(self) -> None:
+        first = int((time.time() - SPAN) // BUCKET)
+        for bs in self.buckets.values():
+            for b in [b for b in bs if b < first]:
+                del bs[b]
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ConnectionError, ValueError):
+                await self._follow()
+            await asyncio.sleep(1.0)
+
+    async def _follow(self) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(self.socket), limit=4 * MAX_LINE)
+        try:
+            writer.write(b'{"id":"activity","op":"monitor"}\n')
+            await writer.drain()
+            while line := await reader.readline():
+                obj = json.loads(line)
+                if obj.get("event") == "monitor":
+                    self.add(obj)
+        finally:
+            writer.close()
