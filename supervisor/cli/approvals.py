@@ -58,6 +58,7 @@ def _cmd_approver(args: argparse.Namespace) -> int:
         return guard(lambda: asyncio.run(desktop.run(args.socket)))
     if args.agent == "web":
         from ..agents.web import server
+        from ..agents.web.tools import Tools
 
         if args.link:
             _, port = server.parse_listen(args.listen)
@@ -70,6 +71,7 @@ def _cmd_approver(args: argparse.Namespace) -> int:
                     state_dir=args.state_dir,
                     hosts=args.allow_host,
                     secure=args.secure_cookie,
+                    tools=Tools(str(args.config_dir), tuple(args.audit_arg)),
                 )
             )
         )
@@ -184,6 +186,19 @@ def register(sub: Subcommands) -> None:
         "--secure-cookie",
         action="store_true",
         help="mark the session cookie Secure (behind a TLS proxy)",
+    )
+    a.add_argument(
+        "--config-dir",
+        type=Path,
+        default=Path("/etc/clawvisor"),
+        help="for policy explain and diff (default %(default)s)",
+    )
+    a.add_argument(
+        "--audit-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="passed on to `audit log` and `audit verify` (e.g. --audit-arg=--journal-dir=D)",
     )
     a.add_argument(
         "--link",

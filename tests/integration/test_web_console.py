@@ -56,7 +56,9 @@ class Web:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [str(rig.CLAWVISOR), "approver", "web", "--socket", str(self.daemon.control),
-             "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.root / "web")],
+             "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.root / "web"),
+             "--config-dir", str(self.daemon.config_dir),
+             f"--audit-arg=--log-dir={self.daemon.root / 'log'}"],
             stdout=subprocess.PIPE, text=True, env={"PATH": os.environ["PATH"],
                                                     "HOME": str(self.root)},
             **rig.as_user(self.op),
@@ -118,7 +120,8 @@ class Web:
 @pytest.fixture(scope="module")
 def web(make_group, make_user, make_daemon, journal):
     group = make_group()
-    alpha, op = make_user(), make_user(groups=(group,))
+    # The operator reads the trail as operators do: in the systemd-journal group.
+    alpha, op = make_user(), make_user(groups=(group, "systemd-journal"))
     root = rig.shared_tmpdir("clawvisor-web-")
     os.chown(root, op.uid, op.gid)
     (root / "rec").mkdir(mode=0o1777)
@@ -383,3 +386,79 @@ def test_the_activity_timeline_renders_for_a_workload_that_did_1000_things(web, 
     kinds = set(page.locator("#events li").evaluate_all("els => els.map(e => e.dataset.kind)"))
     assert kinds == {"exec"}
     shot(page, "activity")
+
+
+def test_the_policy_page_lists_the_rules_in_force_with_file_and_line(web, page):
+    page.goto(web.base + "/policy")
+    rows = page.locator("#rules tbody tr")
+    rows.first.wait_for(timeout=10_000)
+    wheres = rows.evaluate_all("rs => rs.map(r => r.dataset.where)")
+    assert wheres == sorted(wheres, key=lambda w: int(w.rsplit(":", 1)[1]))  # evaluation order
+    assert all(re.fullmatch(r"policy\.d/10\.toml:\d+", w) for w in wheres), wheres
+    assert rows.filter(has_text="search").count() == 1
+    shot(page, "policy")
+
+
+def test_explain_shows_the_deciding_rule_for_a_typed_request(web, page):
+    page.goto(web.base + "/policy")
+    form = page.locator("#explain")
+    form.locator("[name=source]").fill("alpha")
+    form.locator("[name=action]").fill("open-url")
+    form.locator("[name=target]").fill("alpha")
+    form.locator("[name=params]").fill("url=https://quorum.example/x")
+    form.locator("button").click()
+    out = page.locator("#explained")
+    out.filter(has_text="decision").wait_for(timeout=20_000)
+    assert re.search(r"decision: ask \(rule policy\.d/10\.toml:\d+\)", out.inner_text())
+
+
+def test_diff_of_a_candidate_policy_shows_what_it_newly_allows(web, page):
+    candidate = web.root / "candidate"
+    candidate.mkdir(exist_ok=True)
+    (candidate / "10.toml").write_text(rule("open-url", "alpha", "allow", "@self") + rule("status"))
+    page.goto(web.base + "/policy")
+    page.locator("#diff [name=dir]").fill(str(candidate))
+    page.locator("#diff button").click()
+    page.locator("#diffed").filter(has_text="open-url").wait_for(timeout=30_000)
+    text = page.locator("#diffed").inner_text()
+    assert "open-url" in text and "allow" in text, text
+
+
+def test_the_audit_page_finds_records_and_shows_the_chain_intact(web, page):
+    url = f"https://web.example/trail-{uuid.uuid4().hex[:6]}"
+    with web.ask(url) as sock:
+        card(page, url).locator("button.allow-once").click()
+        read_lines(sock, 1)
+    page.goto(web.base + "/audit")
+    chain = page.locator("#chains .chain").first
+    chain.wait_for(timeout=20_000)
+    assert "intact" in chain.inner_text() and "chain intact" in chain.get_attribute("class")
+    form = page.locator("#search")
+    form.locator("[name=action]").fill("open-url")
+    form.locator("[name=outcome]").fill("ok")
+    form.locator("button").click()
+    page.locator("#records[data-query*='outcome=ok']").wait_for(timeout=20_000)
+    record = page.locator("#records li", has_text="open-url").last
+    record.wait_for(timeout=20_000)
+    assert set(
+        page.locator("#records li").evaluate_all("ls => ls.map(l => l.dataset.outcome)")
+    ) == {"ok"}
+    record.click()
+    full = record.locator("pre.full")
+    assert full.is_visible() and '"seq"' in full.inner_text()
+    shot(page, "audit")
+
+
+def test_a_tool_request_without_the_csrf_token_is_refused(web):
+    cookie, _ = web.session()
+    for path in ("/api/explain", "/api/diff"):
+        status, _, _ = web.http("POST", path, {"Cookie": cookie, "Origin": web.base}, b"{}")
+        assert status == 403, path
+
+
+def test_a_diff_path_cannot_smuggle_an_option(web):
+    cookie, csrf = web.session()
+    body = json.dumps({"dir": "--config-dir=/"}).encode()
+    status, text, _ = web.http("POST", "/api/diff", {"Cookie": cookie, "X-CSRF-Token": csrf,
+                                                     "Origin": web.base}, body)  # fmt: skip
+    assert status == 400 and "absolute" in text

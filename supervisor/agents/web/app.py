@@ -41,6 +41,7 @@ from starlette.templating import Jinja2Templates
 from .activity import Activity
 from .auth import COOKIE, Sessions, csrf_ok, use_link
 from .feed import Feed
+from .tools import Tools, rules_in_force
 
 HERE = Path(__file__).resolve().parent
 CSP = (
@@ -76,19 +77,39 @@ class RespondForm(msgspec.Struct, forbid_unknown_fields=True):
     response: Literal["freeze", "thaw", "cut-network", "restore-network"]
 
 
+class ExplainForm(msgspec.Struct, forbid_unknown_fields=True):
+    """A request typed on the policy page, to explain."""
+
+    source: Annotated[str, msgspec.Meta(max_length=64)]
+    action: Annotated[str, msgspec.Meta(max_length=64)]
+    target: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    params: dict[str, Annotated[str, msgspec.Meta(max_length=4096)]] = {}
+
+
+class DiffForm(msgspec.Struct, forbid_unknown_fields=True):
+    """A candidate policy directory to compare with the policy in force."""
+
+    dir: Annotated[str, msgspec.Meta(max_length=4096)]
+
+
+#: Records the audit page shows at most (the latest).
+AUDIT_SHOWN = 300
+
+
 class Console:
-    """One console: its feeds, its sessions, the hosts it answers for."""
+    """One console: its feeds, its tools, its sessions, the hosts it answers for."""
 
     def __init__(
         self,
         feed: Feed,
         activity: Activity,
+        tools: Tools,
         links: Path,
         hosts: set[str],
         origins: set[str],
         secure: bool,
     ) -> None:
-        self.feed, self.activity = feed, activity
+        self.feed, self.activity, self.tools = feed, activity, tools
         self.links, self.hosts, self.origins = links, hosts, origins
         self.secure = secure
         self.sessions = Sessions()
@@ -144,6 +165,83 @@ class Console:
 
     async def workloads_page(self, request: Request) -> Response:
         return self._page(request, "workloads", "workloads.js")
+
+    async def policy_page(self, request: Request) -> Response:
+        return self._page(request, "policy", "policy.js")
+
+    async def audit_page(self, request: Request) -> Response:
+        return self._page(request, "audit", "audit.js")
+
+    def _guard(self, request: Request, changes: bool) -> Response | None:
+        """The session (and for a request that changes or runs anything, its CSRF token)."""
+        session = self.session(request)
+        if session is None:
+            return JSONResponse({"error": "no session"}, status_code=401)
+        if changes and not csrf_ok(session, request.headers.get("x-csrf-token")):
+            return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        return None
+
+    async def policy(self, request: Request) -> Response:
+        if (refused := self._guard(request, changes=False)) is not None:
+            return refused
+        link = self.feed.link
+        if link is None or not self.feed.connected:
+            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
+        source, status = await link.call("policy-source"), await link.call("status")
+        if source.status != "ok" or not isinstance(source.result, dict):
+            return JSONResponse({"error": "policy-source refused"}, status_code=502)
+        workloads = status.result.get("workloads", []) if isinstance(status.result, dict) else []
+        rules = rules_in_force(source.result.get("files", []))
+        return JSONResponse({"rules": rules, "workloads": workloads})
+
+    async def explain(self, request: Request) -> Response:
+        if (refused := self._guard(request, changes=True)) is not None:
+            return refused
+        try:
+            form = msgspec.json.decode(await request.body(), type=ExplainForm)
+            code, output = await self.tools.explain(
+                form.source, form.action, form.target, form.params
+            )
+        except (msgspec.ValidationError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"exit": code, "output": output})
+
+    async def diff(self, request: Request) -> Response:
+        if (refused := self._guard(request, changes=True)) is not None:
+            return refused
+        try:
+            form = msgspec.json.decode(await request.body(), type=DiffForm)
+            code, output = await self.tools.diff(form.dir)
+        except (msgspec.ValidationError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"exit": code, "output": output})
+
+    async def audit(self, request: Request) -> Response:
+        if (refused := self._guard(request, changes=False)) is not None:
+            return refused
+        q = request.query_params
+        try:
+            code, output = await self.tools.audit_log(q.get("workload"), q.get("since"))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        records = []
+        for line in output.splitlines():
+            try:
+                rec = msgspec.json.decode(line)
+            except msgspec.DecodeError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            if q.get("action") and rec.get("action") != q.get("action"):
+                continue
+            outcome = rec.get("outcome") or rec.get("decision")
+            if q.get("outcome") and outcome != q.get("outcome"):
+                continue
+            records.append(rec)
+        if code != 0 and not records:
+            return JSONResponse({"error": output.strip()[-500:] or f"exit {code}"}, status_code=502)
+        shown = records[-AUDIT_SHOWN:]
+        return JSONResponse({"total": len(records), "records": [_row(r) for r in shown]})
 
     def _stream(self, request: Request, source: Feed | Activity) -> Response:
         if self.session(request) is None:
@@ -241,6 +339,36 @@ class Console:
         out.delete_cookie(COOKIE, path="/")
         return out
 
+    async def audit_verify(self, request: Request) -> Response:
+        if (refused := self._guard(request, changes=False)) is not None:
+            return refused
+        try:
+            chains = await self.tools.audit_chains()
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=502)
+        return JSONResponse({"chains": chains})
+
+
+def _row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One audit record as the page lists it (and in full, on a click)."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromtimestamp(float(rec.get("ts") or 0), dt.UTC).isoformat(
+            timespec="seconds"
+        )
+    except (TypeError, ValueError):
+        when = "?"
+    return {
+        "when": when,
+        "kind": rec.get("kind"),
+        "workload": rec.get("workload"),
+        "action": rec.get("action"),
+        "outcome": rec.get("outcome") or rec.get("decision"),
+        "message": rec.get("message"),
+        "fields": rec,
+    }
+
 
 def build(console: Console) -> Starlette:
     """The ASGI app: the routes behind the checks, every answer with the headers."""
@@ -271,6 +399,13 @@ def build(console: Console) -> Starlette:
             Route("/workloads", console.workloads_page),
             Route("/api/workloads", console.workloads),
             Route("/respond", console.respond, methods=["POST"]),
+            Route("/policy", console.policy_page),
+            Route("/api/policy", console.policy),
+            Route("/api/explain", console.explain, methods=["POST"]),
+            Route("/api/diff", console.diff, methods=["POST"]),
+            Route("/audit", console.audit_page),
+            Route("/api/audit", console.audit),
+            Route("/api/audit/verify", console.audit_verify),
             Route("/verdict", console.verdict, methods=["POST"]),
             Route("/logout", console.logout, methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -14,6 +14,7 @@ from .activity import Activity
 from .app import Console, build
 from .auth import mint_link
 from .feed import Feed
+from .tools import Tools
 
 
 def private_dir(path: Path) -> None:
@@ -44,6 +45,7 @@ async def serve(
     state_dir: Path,
     hosts: list[str],
     secure: bool,
+    tools: Tools,
     out: TextIO = sys.stdout,
 ) -> int:
     """Serve until stopped; print where, and a first login link."""
@@ -55,7 +57,7 @@ async def serve(
     scheme = "https" if secure else "http"
     origins = {f"{scheme}://{h}" for h in allowed}
     console = Console(
-        Feed(socket), Activity(socket), links_dir(state_dir), allowed, origins, secure
+        Feed(socket), Activity(socket), tools, links_dir(state_dir), allowed, origins, secure
     )
     config = uvicorn.Config(
         build(console),
