@@ -277,6 +277,7 @@ def remove(layout: Layout, purge: bool) -> int:
             "systemctl",
             "stop",
             "clawvisor-approver-telegram.service",
+            "clawvisor-approver-web@*.service",
             "clawvisor-workload@*.service",
             check=False,
         )

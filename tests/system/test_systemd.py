@@ -426,6 +426,37 @@ def test_the_egress_proxy_runs_hardened_and_a_reload_keeps_open_tunnels(box):
     assert active(box, "clawvisor-proxy.service") in ("inactive", "unknown")
 
 
+def test_the_web_console_runs_hardened_as_its_operator_and_logs_in(box):
+    box.ok("useradd", "--system", "--no-create-home", "--groups", "clawvisor-ops", "opweb")
+    unit = "clawvisor-approver-web@opweb.service"
+    try:
+        box.ok("systemctl", "start", unit)
+        box.wait_for(lambda: "web console at" in box.ok("journalctl", "-u", unit, "-o", "cat"),
+                     timeout=60, what="the console to start")  # fmt: skip
+        assert box.prop(unit, "User") == "opweb"
+        score = box.ok("systemd-analyze", "security", "--no-pager", unit)
+        exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score)[1])
+        print(f"systemd-analyze security {unit}: {exposure}")
+        assert exposure <= 2.5, score
+        link = box.ok("runuser", "-u", "opweb", "--", CLAWVISOR, "approver", "web", "--link",
+                      "--state-dir", "/var/lib/clawvisor-web/opweb").strip()  # fmt: skip
+        login = (
+            "import sys, urllib.request as u\n"
+            "class NoRedirect(u.HTTPRedirectHandler):\n"
+            "    def redirect_request(self, *a, **k): return None\n"
+            "o = u.build_opener(NoRedirect)\n"
+            "try: o.open(sys.argv[1])\n"
+            "except u.HTTPError as e: print(e.code, e.headers.get('set-cookie', ''))\n"
+        )
+        out = box.ok("/usr/bin/python3", "-c", login, link)
+        assert out.startswith("303 cv_session=") and "httponly" in out.lower(), out
+        again = box.ok("/usr/bin/python3", "-c", login, link)
+        assert again.startswith("403"), again
+    finally:
+        box.run("systemctl", "stop", unit)
+        box.run("userdel", "opweb")
+
+
 def test_a_workloads_gateway_unit_reaches_clawvisor_from_its_sandbox(box):
     box.ok("systemctl", "start", "clawvisor-workload@alpha.service")
     box.wait_for(
