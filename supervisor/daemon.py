@@ -130,6 +130,7 @@ class Daemon:
                 config.settings.provision.home_root,
             )
             self.state.monitor_status = self.monitors.status
+            auditor.taps.append(self.monitors.show_record)
         self.services = ControlServices(
             state=self.state,
             broker=self.broker,

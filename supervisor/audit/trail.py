@@ -20,6 +20,7 @@ import secrets
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -98,6 +99,8 @@ class Auditor:
         # socket queue loses them, so on the switch to the fallback they are written there
         # too (identical copies: the chain check counts them once).
         self._recent: deque[AuditRecord] = deque(maxlen=RECENT)
+        #: Called with each record once written (the live monitor's viewers); never raises.
+        self.taps: list[Callable[[AuditRecord], None]] = []
         self.backlog_cap = backlog_cap
         #: Deferred records dropped because the backlog was full (reported when back).
         self.lost = 0
@@ -144,6 +147,7 @@ class Auditor:
             if self._backlog or self.lost:
                 self.flush()
             self._write_now(rec)
+            self._tap(rec)
         except AuditUnavailable:
             if not defer:
                 raise
@@ -153,6 +157,13 @@ class Auditor:
             if not self._backlog:
                 self._say(f"audit trail unavailable; holding records (at most {self.backlog_cap})")
             self._backlog.append(rec)
+
+    def _tap(self, rec: AuditRecord) -> None:
+        for tap in self.taps:
+            try:
+                tap(rec)
+            except Exception as exc:  # a viewer's failure must never touch the trail
+                print(f"clawvisor: audit tap failed: {exc!r}", file=sys.stderr)
 
     def flush(self) -> None:
         """Write the deferred records, oldest first; AuditUnavailable if a sink still fails."""

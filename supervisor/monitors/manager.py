@@ -12,6 +12,7 @@ import msgspec
 
 from executors.base import MonitorInfo
 
+from ..audit.record import AuditRecord
 from ..cgroups import CgroupError, WorkloadCgroup, cgroup2_root
 from ..config import Config, ConfigError, MonitorSettings, load_settings_and_specs, overlay_dir
 from ..proxy.accesslog import ProxyLogMonitor
@@ -219,6 +220,31 @@ class Monitors:
         for f, push in list(self.viewers.values()):
             if f.wants(alert.event.workload, str(kind), alert.severity):
                 push(line)
+
+    def show_record(self, rec: AuditRecord) -> None:
+        """An intent's decision or outcome, to the live viewers that follow `intent`
+        events (the web console's timeline); the trail itself already keeps it."""
+        if not self.viewers or rec.kind not in ("decision", "result", "approval"):
+            return
+        line: bytes | None = None
+        for f, push in list(self.viewers.values()):
+            if f.alerts_only or not f.wants(rec.workload, "intent", "info"):
+                continue
+            if line is None:
+                body = {
+                    "kind": "intent",
+                    "record": rec.kind,
+                    "ts": rec.ts,
+                    "workload": rec.workload,
+                    "action": rec.action,
+                    "decision": rec.decision,
+                    "outcome": rec.outcome,
+                    "rule": rec.rule,
+                    "message": rec.message,
+                }
+                line = b'{"event":"monitor","severity":"info",' + self._encoder.encode(body)[1:]
+                line += b"\n"
+            push(line)
 
     def _to_viewers(self, event: ev.Event) -> None:
         if not self.viewers:

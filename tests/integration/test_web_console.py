@@ -375,12 +375,25 @@ def test_the_activity_timeline_renders_for_a_workload_that_did_1000_things(web, 
     deadline = time.monotonic() + 30
     while True:
         text = caption.inner_text() if caption.count() else ""
-        found = re.match(r"alpha: (\d+) in the last hour", text)
+        found = re.match(r"alpha: (\d+) in the last hour, (\d+) intents", text)
         if found and int(found[1]) >= 1000:
             break
         assert time.monotonic() < deadline, text
         time.sleep(0.3)
     assert page.locator(".timeline[data-workload='alpha'] rect.bar").count() > 0
+    # Its intents are on it too (the asks of the tests before, decided, from the trail).
+    url = f"https://web.example/timeline-{uuid.uuid4().hex[:6]}"
+    with web.ask(url) as sock:
+        decided = subprocess.run(
+            [str(rig.CLAWVISOR), "pending", "--socket", str(web.daemon.control)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert url in decided.stdout
+        sock.close()
+    page.locator(".timeline[data-workload='alpha'] rect.bar.intent").first.wait_for(
+        state="attached", timeout=10_000
+    )
+    page.locator("#events li[data-kind='intent']").first.wait_for(timeout=10_000)
     assert page.locator("#events li[data-workload='alpha'][data-kind='exec']").count() > 0
     page.locator("#kind").fill("exec")
     kinds = set(page.locator("#events li").evaluate_all("els => els.map(e => e.dataset.kind)"))

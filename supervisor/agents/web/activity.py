@@ -1,6 +1,7 @@
 """The console's view of the monitors: a `monitor` subscription on the control socket,
-the last events of each workload (in the words `clawvisor monitor` prints) and a count
-per 10-second bucket for its timeline, pushed to the browsers in batches."""
+the last events of each workload (in the words `clawvisor monitor` prints) and its
+intents' decisions and outcomes (from the trail), and a count of each per 10-second
+bucket for its timeline, pushed to the browsers in batches."""
 
 from __future__ import annotations
 
@@ -62,10 +63,10 @@ class Activity:
         )
 
     def timeline(self) -> dict[str, list[list[float]]]:
-        """Per workload: [bucket start, events, alerts] for the last SPAN seconds."""
+        """Per workload: [bucket start, events, alerts, intents] for the last SPAN seconds."""
         first = int((time.time() - SPAN) // BUCKET)
         return {
-            w: [[b * BUCKET, c[0], c[1]] for b, c in sorted(bs.items()) if b >= first]
+            w: [[b * BUCKET, *c] for b, c in sorted(bs.items()) if b >= first]
             for w, bs in self.buckets.items()
         }
 
@@ -73,18 +74,20 @@ class Activity:
         """One `monitor` line from the daemon (an event, or an alert when it names a trigger)."""
         workload = str(obj.get("workload") or "-")
         alert = "trigger" in obj
+        intent = obj.get("kind") == "intent"  # a decision or outcome from the trail
         ts = float(obj.get("ts") or time.time())
+        text = str(obj.get("message") or "") if intent else render(obj, "text", False)
         item = {
             "ts": ts,
             "workload": workload,
             "kind": str(obj.get("kind", "")),
             "severity": str(obj.get("severity", "info")),
             "alert": alert,
-            "text": render(obj, "text", False),
+            "text": text,
         }
         self.recent.setdefault(workload, collections.deque(maxlen=KEEP)).append(item)
-        counts = self.buckets.setdefault(workload, {}).setdefault(int(ts // BUCKET), [0, 0])
-        counts[1 if alert else 0] += 1
+        counts = self.buckets.setdefault(workload, {}).setdefault(int(ts // BUCKET), [0, 0, 0])
+        counts[2 if intent else 1 if alert else 0] += 1
         self._batch.append(item)
 
     async def _flush(self) -> None:

@@ -1,6 +1,6 @@
 // The activity page: the monitors' events per workload, live from /activity/events,
-// filterable, with a timeline per workload (events and alerts per 10 s, last hour) drawn
-// as SVG built element by element.
+// filterable, with a timeline per workload (events, alerts and intents per 10 s, last
+// hour) drawn as SVG built element by element.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -37,15 +37,18 @@ function drawTimelines() {
     const figure = el("figure", undefined, "timeline");
     figure.dataset.workload = workload;
     const total = bars.reduce((n, b) => n + b[1] + b[2], 0);
-    figure.appendChild(el("figcaption", `${workload}: ${total} in the last hour`));
+    const intents = bars.reduce((n, b) => n + (b[3] || 0), 0);
+    figure.appendChild(el("figcaption", `${workload}: ${total} in the last hour, ${intents} intents`));
     const width = 720, height = 80;
     const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
     const top = Math.max(1, ...bars.map((b) => b[1] + b[2]));
-    for (const [start, events, alerts] of bars) {
+    const topIntents = Math.max(1, ...bars.map((b) => b[3] || 0));
+    for (const [start, events, alerts, intents] of bars) {
       const x = Math.floor(((start - (now - 3600)) / 3600) * width);
       const hEvents = (events / top) * (height - 4), hAlerts = (alerts / top) * (height - 4);
       chart.appendChild(svg("rect", { x, y: height - hEvents - hAlerts, width: 2, height: hEvents, class: "bar" }));
       if (alerts) chart.appendChild(svg("rect", { x, y: height - hAlerts, width: 2, height: hAlerts, class: "bar alert" }));
+      if (intents) chart.appendChild(svg("rect", { x: x + 2, y: height - (intents / topIntents) * (height - 4), width: 2, height: (intents / topIntents) * (height - 4), class: "bar intent" }));
     }
     figure.appendChild(chart);
     box.appendChild(figure);
