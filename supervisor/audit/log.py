@@ -68,6 +68,8 @@ def from_journal(entry: Mapping[str, object]) -> Fields:
     fields["priority"] = _int(fields["priority"], 6)
     fields["message"] = str(fields["message"] or "")
     fields["seq"] = _int(fields.get("seq"), 0)
+    if entry.get("_HOSTNAME"):  # journald's, on the VM that wrote it (kept by journal-remote)
+        fields["host"] = str(entry["_HOSTNAME"])
     for key in ("uid", "pid"):
         if key in fields:
             fields[key] = _int(fields[key], -1)
@@ -96,10 +98,14 @@ class Query:
     chain: str | None = None
     intent: str | None = None
     kinds: tuple[str, ...] = ()
+    #: One VM's records (its `_HOSTNAME`, on a collector); None: every host's.
+    host: str | None = None
 
     def matches(self, rec: Fields) -> bool:
         """Whether `rec` is wanted."""
         if self.workload is not None and rec.get("workload") != self.workload:
+            return False
+        if self.host is not None and rec.get("host") != self.host:
             return False
         if self.chain is not None and rec.get("chain") != self.chain:
             return False
@@ -118,6 +124,7 @@ class Query:
                 ("CLAWVISOR_WORKLOAD", self.workload),
                 ("CLAWVISOR_CHAIN", self.chain),
                 ("CLAWVISOR_INTENT_ID", self.intent),
+                ("_HOSTNAME", self.host),
             ):
                 if value is not None:
                     reader.add_match(**{field: value})
@@ -344,6 +351,7 @@ def show(
     chain: str | None = None,
     intent: str | None = None,
     kinds: Sequence[str] = (),
+    host: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """`clawvisor audit log`."""
@@ -352,7 +360,9 @@ def show(
     except SinceError as exc:
         print(f"clawvisor audit log: {exc}", file=sys.stderr)
         return 2
-    q = Query(workload=workload, since=after, chain=chain, intent=intent, kinds=tuple(kinds))
+    q = Query(
+        workload=workload, since=after, chain=chain, intent=intent, kinds=tuple(kinds), host=host
+    )
     line = FORMATTERS[fmt]
     try:
         if not follow_new:

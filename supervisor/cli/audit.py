@@ -42,13 +42,26 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
         chain=_local_chain(args),
         intent=args.intent,
         kinds=args.kind or (),
+        host=args.host,
     )
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from ..audit.chain import report
+    from ..audit.chain import HEAD_FILE, load_head, report
 
     _trail(args)
+    fleet = args.fleet or (
+        args.journal_dir is not None
+        and args.chain is None
+        and load_head(args.state_dir / HEAD_FILE) is None
+    )
+    if fleet:
+        if args.journal_dir is None:
+            print("clawvisor audit verify: --fleet reads a collector's --journal-dir")
+            return 2
+        from ..audit import fleet as fleet_verify
+
+        return fleet_verify.report(args.journal_dir, as_json=args.json, stale=args.stale)
     return report(
         args.state_dir,
         args.log_dir / args.fallback_file,
@@ -95,6 +108,19 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--chain", metavar="ID", help="another chain than the state directory's")
     _where_the_trail_is(p)
     p.add_argument("--json", action="store_true", help="the verdict as JSON")
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="every chain of every VM in --journal-dir (a collector's files; the default "
+        "there when --state-dir holds no chain head)",
+    )
+    p.add_argument(
+        "--stale",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="with --fleet: a VM whose newest record is older is reported stale",
+    )
     p.set_defaults(func=_cmd_audit_verify)
 
     p = asub.add_parser(
@@ -105,6 +131,9 @@ def register(sub: Subcommands) -> None:
     )
     p.add_argument("--workload", metavar="W", help="only records about workload W")
     p.add_argument("--intent", metavar="ID", help="only the records of this intent id")
+    p.add_argument(
+        "--host", metavar="VM", help="only the records of this VM (its hostname, on a collector)"
+    )
     p.add_argument(
         "--kind",
         action="append",
