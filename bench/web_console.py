@@ -18,8 +18,9 @@ tests/integration/test_web_console.py does.
    a raw control-socket subscriber (`subscribe` as `cli`, as bench/ask_latency.py) holding
    the pending event. It then denies the ask (a verdict over the control socket) and the
    round waits for the card to leave the page, so the queue is empty for the next.
-   The page's CSP has no 'unsafe-eval': `page.evaluate` (a function, run through CDP)
-   works under it, `wait_for_function` is not used.
+   The page's CSP has no 'unsafe-eval'; what Playwright evaluates goes through CDP, which
+   the page's CSP does not govern (checked: `evaluate` and `wait_for_function`, with a
+   function or an expression, both work on the console's pages).
 2. Memory. With a second page on the Activity page the whole time, the workload user runs
    `/bin/true` in a loop until the console has received `--events` monitor events (as its
    timeline caption in that page counts them: the browser kept up to that count); the
@@ -46,7 +47,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from bench.common import machine, write_result
 from tests.helpers import rig
@@ -111,6 +112,17 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+class AsUser(TypedDict):
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def as_user(u: rig.User) -> AsUser:
+    """rig.as_user, typed for subprocess.Popen's overloads."""
+    return {"user": u.uid, "group": u.gid, "extra_groups": os.getgrouplist(u.name, u.gid)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,7 +162,7 @@ class Console:
              "--config-dir", str(daemon.config_dir),
              f"--audit-arg=--log-dir={daemon.root / 'log'}"],
             stdout=subprocess.PIPE, stderr=self.err, text=True,
-            env={"PATH": os.environ["PATH"], "HOME": str(home)}, **rig.as_user(op),
+            env={"PATH": os.environ["PATH"], "HOME": str(home)}, **as_user(op),
         )  # fmt: skip
         assert self.proc.stdout is not None
         if "web console at" not in self.proc.stdout.readline():
@@ -206,7 +218,7 @@ def ask_rounds(
     try:
         for i in range(warmup + rounds):
             url = f"https://web-bench.example/{i}"
-            intent = {"action": "open-url", "target": "alpha", "url": url}
+            intent: dict[str, object] = {"action": "open-url", "target": "alpha", "url": url}
             line = rig.request_line(f"a{i}", intent)
             t0 = time.monotonic()
             gateway.sendall(line)
@@ -247,6 +259,9 @@ def ask_rounds(
         "browser_painted": figures(painted),
         "browser_seen_by_bench": figures(returned),
         "raw_subscriber": figures(raw),
+        # Per ask, the card's time less the floor's (below 0 when the page stamped the card
+        # before the bench's own read of the floor's event woke up).
+        "browser_dom_minus_raw": figures([x - y for x, y in zip(dom, raw, strict=True)]),
         "clock_offset_drift_ms": after - before,
         "clock_offset_rtt_ms": [rtt_before, rtt_after],
         "samples_dom_ms": [round(x, 3) for x in dom],
@@ -295,9 +310,7 @@ def memory_run(
     start_rss, start_count = console.rss(), caption_count(page)
     bpf_before = bpf_counts(daemon)
     samples: list[list[float]] = []
-    loop = subprocess.Popen(
-        ["/bin/sh", "-c", "while :; do /bin/true; done"], **rig.as_user(alpha)
-    )  # type: ignore[call-overload]
+    loop = subprocess.Popen(["/bin/sh", "-c", "while :; do /bin/true; done"], **as_user(alpha))
     t0 = time.monotonic()
     reached = False
     try:
@@ -438,8 +451,9 @@ def main() -> int:
         f"{asks['clock_offset_drift_ms']:.3f} ms"
     )
     print(
-        f"events: {m['events_received']:,} at the console, {m['daemon_sent_to_a_raw_monitor_subscriber']:,}"
-        f" to a raw subscriber, bpf {m['bpf_events']:,} (lost {m['bpf_lost']}, throttled "
+        f"events: {m['events_received']:,} at the console, "
+        f"{m['daemon_sent_to_a_raw_monitor_subscriber']:,} to a raw subscriber, "
+        f"bpf {m['bpf_events']:,} (lost {m['bpf_lost']}, throttled "
         f"{m['bpf_throttled']}), {m['events_per_s']:.0f}/s"
     )
     return 0

@@ -41,74 +41,121 @@ def parse_answer(text: str, p: PendingView) -> tuple[bool, str, int] | None:
     return False, "once", 1
 
 
+async def _merge(name: str, link: ControlLink, into: asyncio.Queue[tuple[str, object]]) -> None:
+    """Forward one VM's events into the shared queue, tagged with its name (None: gone)."""
+    while True:
+        event = await link.events.get()
+        await into.put((name, event))
+        if event is None:
+            return
+
+
 async def run(
-    socket: Path, *, read_line: Callable[[], str] | None = None, out: TextIO = sys.stdout
+    socket: Path | dict[str, Path],
+    *,
+    read_line: Callable[[], str] | None = None,
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Subscribe and put each pending request to the person at the terminal."""
-    link = await ControlLink.open(socket)
-    reply = await link.call("subscribe", agent="cli")
-    if reply.status != "ok":
-        print(f"clawvisor: {reply.error.message if reply.error else 'refused'}", file=out)
-        return 1
-    # By id: an update to a shown request (more waiting, a new digest) replaces it.
-    queue: dict[str, PendingView] = {
-        p.id: p for p in msgspec.convert(reply.result["pending"], list[PendingView])
-    }
-    gone: dict[str, str] = {}
-    reader = read_line or sys.stdin.readline
-    print("clawvisor approver (cli): waiting for requests; Ctrl-C to stop", file=out, flush=True)
+    """Subscribe (to one daemon, or to each VM's: `{name: socket}`) and put each pending
+    request to the person at the terminal; a prompt names its VM, and the verdict goes
+    back to the daemon that asked."""
+    sockets = socket if isinstance(socket, dict) else {"": socket}
+    links: dict[str, ControlLink] = {}
+    # By (vm, id): an update to a shown request (more waiting, a new digest) replaces it.
+    queue: dict[tuple[str, str], PendingView] = {}
+    events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+    forwarders = []
     try:
-        while True:
-            while not queue:
-                event = await link.events.get()
-                if event is None:
-                    print("clawvisor: the daemon closed the connection", file=out)
-                    return 1
-                if isinstance(event, PendingEvent):
-                    queue[event.request.id] = event.request
-                elif isinstance(event, WithdrawnEvent):
-                    gone[event.id] = event.reason
-                elif isinstance(event, NoticeEvent):
-                    print(f"\nnotice from {event.workload}: {event.message}", file=out, flush=True)
-            p = queue.pop(next(iter(queue)))
-            if p.id in gone:
-                continue
-            print(f"\n{title(p)}\n{body(p)}", file=out)
-            while True:
-                print(question(p), end="", file=out, flush=True)
-                line = await asyncio.to_thread(reader)
-                if line == "":
-                    return 0  # end of input: nobody is there to answer
-                choice = parse_answer(line, p)
-                if choice is not None:
-                    break
-                print(body(p), file=out)
-            while not link.events.empty():
-                event = link.events.get_nowait()
-                if isinstance(event, WithdrawnEvent):
-                    gone[event.id] = event.reason
-                elif isinstance(event, PendingEvent):
-                    queue[event.request.id] = event.request
-            if p.id in gone:
-                print(f"  already {gone[p.id]} elsewhere; your answer was not needed", file=out)
-                continue
-            allow, grant, release = choice
-            result = await link.call(
-                "verdict",
-                request=p.id,
-                digest=p.digest,
-                allow=allow,
-                agent="cli",
-                grant=grant,
-                release=release,
-            )
-            if result.status == "ok":
-                print("  allowed" if allow else "  denied", file=out, flush=True)
-            else:
-                print(
-                    f"  not taken: {result.error.message if result.error else '?'}",
-                    file=out,
-                    flush=True,
-                )
+        for name, path in sockets.items():
+            link = await ControlLink.open(path)
+            links[name] = link
+            reply = await link.call("subscribe", agent="cli")
+            if reply.status != "ok":
+                why = reply.error.message if reply.error else "refused"
+                print(f"clawvisor: {name + ': ' if name else ''}{why}", file=out)
+                return 1
+            for p in msgspec.convert(reply.result["pending"], list[PendingView]):
+                queue[(name, p.id)] = p
+            forwarders.append(asyncio.get_running_loop().create_task(_merge(name, link, events)))
+        return await _prompt(links, queue, events, read_line or sys.stdin.readline, out)
     finally:
-        await link.close()
+        for task in forwarders:
+            task.cancel()
+        for link in links.values():
+            await link.close()
+
+
+def _take(
+    name: str,
+    event: object,
+    queue: dict[tuple[str, str], PendingView],
+    gone: dict[tuple[str, str], str],
+    out: TextIO,
+) -> None:
+    where = f"[{name}] " if name else ""
+    if isinstance(event, PendingEvent):
+        queue[(name, event.request.id)] = event.request
+    elif isinstance(event, WithdrawnEvent):
+        gone[(name, event.id)] = event.reason
+    elif isinstance(event, NoticeEvent):
+        print(f"\n{where}notice from {event.workload}: {event.message}", file=out, flush=True)
+
+
+async def _prompt(
+    links: dict[str, ControlLink],
+    queue: dict[tuple[str, str], PendingView],
+    events: asyncio.Queue[tuple[str, object]],
+    reader: Callable[[], str],
+    out: TextIO,
+) -> int:
+    gone: dict[tuple[str, str], str] = {}
+    names = [n for n in links if n]
+    following = f" on {', '.join(names)}" if names else ""
+    print(f"clawvisor approver (cli): waiting for requests{following}; Ctrl-C to stop",
+          file=out, flush=True)  # fmt: skip
+    while True:
+        while not queue:
+            name, event = await events.get()
+            if event is None:
+                print(f"clawvisor: {name + ': ' if name else ''}the daemon closed the connection",
+                      file=out)  # fmt: skip
+                return 1
+            _take(name, event, queue, gone, out)
+        key = next(iter(queue))
+        p = queue.pop(key)
+        if key in gone:
+            continue
+        name = key[0]
+        where = f"[{name}] " if name else ""
+        print(f"\n{where}{title(p)}\n{body(p)}", file=out)
+        while True:
+            print(question(p), end="", file=out, flush=True)
+            line = await asyncio.to_thread(reader)
+            if line == "":
+                return 0  # end of input: nobody is there to answer
+            choice = parse_answer(line, p)
+            if choice is not None:
+                break
+            print(body(p), file=out)
+        while not events.empty():
+            n, event = events.get_nowait()
+            if event is not None:
+                _take(n, event, queue, gone, out)
+        if key in gone:
+            print(f"  already {gone[key]} elsewhere; your answer was not needed", file=out)
+            continue
+        allow, grant, release = choice
+        result = await links[name].call(
+            "verdict",
+            request=p.id,
+            digest=p.digest,
+            allow=allow,
+            agent="cli",
+            grant=grant,
+            release=release,
+        )
+        if result.status == "ok":
+            print(f"  {where}allowed" if allow else f"  {where}denied", file=out, flush=True)
+        else:
+            why = result.error.message if result.error else "?"
+            print(f"  not taken: {why}", file=out, flush=True)

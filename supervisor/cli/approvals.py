@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import JSON_HELP, Subcommands, daemon_socket, guard
+from .common import JSON_HELP, Subcommands, daemon_socket, guard, runtime_dir_arg
 
 
 def _cmd_pending(args: argparse.Namespace) -> int:
@@ -51,7 +51,12 @@ def _cmd_approver(args: argparse.Namespace) -> int:
     if args.agent == "cli":
         from ..agents import cli
 
-        return guard(lambda: asyncio.run(cli.run(args.socket)))
+        try:
+            sockets = _named_sockets(args)
+        except ValueError as exc:
+            print(f"clawvisor approver cli: {exc}")
+            return 2
+        return guard(lambda: asyncio.run(cli.run(sockets)))
     if args.agent == "desktop":
         from ..agents import desktop
 
@@ -89,6 +94,25 @@ def _cmd_approver(args: argparse.Namespace) -> int:
             )
         )
     )
+
+
+def _named_sockets(args: argparse.Namespace) -> Path | dict[str, Path]:
+    """`--socket PATH`, or several `--socket NAME=PATH` (one per VM, e.g. forwarded with
+    `ssh -L`); none given: RUNTIME_DIR/control.sock."""
+    given: list[str] = args.socket or []
+    if not given:
+        return Path(args.runtime_dir) / "control.sock"
+    if len(given) == 1 and "=" not in given[0]:
+        return Path(given[0])
+    named: dict[str, Path] = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"{item!r}: with several sockets, each is NAME=PATH")
+        if name in named:
+            raise ValueError(f"{name!r} is named twice")
+        named[name] = Path(path)
+    return named
 
 
 def register(sub: Subcommands) -> None:
@@ -163,7 +187,14 @@ def register(sub: Subcommands) -> None:
     )
     asub = p.add_subparsers(dest="agent", required=True, metavar="AGENT")
     a = asub.add_parser("cli", help="interactive prompt in this terminal (default: deny)")
-    daemon_socket(a)
+    runtime_dir_arg(a)
+    a.add_argument(
+        "--socket",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="the control socket; repeat as NAME=PATH to answer for several VMs (each "
+        "prompt names its VM, each verdict goes back to it)",
+    )
     a = asub.add_parser("desktop", help="freedesktop notifications in this session")
     daemon_socket(a)
     a = asub.add_parser("web", help="a console in a browser, on a loopback port")
