@@ -15,10 +15,11 @@ RUNTIME_APT := nftables python3-nftables python3-bpfcc python3-systemd python3-v
 # What developing and testing it needs on top: headers for BPF, the systemd test's
 # container tools, the test peers (sudo: the attack corpus and the round-trip bench use it),
 # Node.js for the README's gateway snippet; squid-openssl for `internet = "proxy"` workloads;
-# chromium for the web console's browser tests; systemd-journal-remote for the fleet's trail.
+# chromium for the web console's browser tests; systemd-journal-remote and stunnel4 for the
+# fleet's trail (Debian's journal-remote cannot check client certificates: stunnel does).
 APT_PKGS  := $(RUNTIME_APT) bpfcc-tools linux-headers-amd64 socat dbus python3-pip \
              systemd-container debootstrap dpkg-dev nodejs sudo squid-openssl openssl chromium \
-             systemd-journal-remote
+             systemd-journal-remote stunnel4
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 WHEELS    ?= build/wheels
 SOURCES   := pyproject.toml README.md $(shell find supervisor policy executors bpf units \

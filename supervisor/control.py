@@ -190,9 +190,8 @@ class OperatorSession:
             if tg_uid is None or self.peer.uid != tg_uid or not detail:
                 return None
             return f"telegram:{detail}"
-        if agent == "web":
-            # The console's operator: the user its process runs as (it holds the link).
-            return f"web:{_user_name(self.peer.uid)}"
+        # One person is one voter, whichever agent they answer through (quorum counts
+        # people: the same uid through the console and the CLI is one approval).
         return f"uid:{self.peer.uid}"
 
     def _verdict(self, op: control.VerdictOp) -> bytes:
@@ -219,6 +218,8 @@ class OperatorSession:
             grant=grant,
             reason=op.reason,
             release=op.release,
+            # The console's operator by name (the user its process runs as).
+            label=f"web:{_user_name(self.peer.uid)}" if op.agent == "web" else None,
         )
         if not taken.accepted:
             return self._error(op.id, "invalid_params", taken.message)

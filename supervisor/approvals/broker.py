@@ -320,14 +320,16 @@ class Broker:
         grant: float,
         reason: str | None,
         release: int = 1,
+        label: str | None = None,
     ) -> VerdictTaken:
-        """Apply one verdict to a shown prompt."""
+        """Apply one verdict to a shown prompt. `principal` is who answers, for quorum (the
+        same person through two agents is one); `label`, how the trail names them."""
         p = self._pending.get(pending_id)
         if p is None or not p.offered:
             return VerdictTaken(
                 False, f"{pending_id} is not pending (answered, timed out or unknown)"
             )
-        who = f"{agent} {principal}"
+        who = f"{agent} {label or principal}"
         quorum = p.rule.quorum
         if not secrets.compare_digest(digest, p.digest):
             self._record(
@@ -379,7 +381,9 @@ class Broker:
                 votes=len(p.votes),
                 quorum=quorum,
             )
-        p.votes.append(Vote(principal=principal, agent=agent, grant=grant, release=release))
+        p.votes.append(
+            Vote(principal=principal, agent=agent, grant=grant, release=release, label=who)
+        )
         self._record(p, INFO, "vote", who, f"approved by {who} ({len(p.votes)} of {quorum})")
         if len(p.votes) < quorum:
             self._update_soon(p)
@@ -388,7 +392,7 @@ class Broker:
 
     def _release(self, p: Prompt, quorum: int) -> VerdictTaken:
         votes = p.votes
-        approvers = tuple(f"{v.agent} {v.principal}" for v in votes)
+        approvers = tuple(v.label or f"{v.agent} {v.principal}" for v in votes)
         seconds = min(v.grant for v in votes)
         grant_id: str | None = None
         if seconds > 0:

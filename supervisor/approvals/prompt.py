@@ -75,6 +75,8 @@ class Vote:
     agent: str
     grant: float
     release: int
+    #: How the trail names this voter (`web web:alice`); None: agent and principal.
+    label: str | None = None
 
 
 @dataclass(eq=False, slots=True)

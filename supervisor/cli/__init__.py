@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import approvals, audit, daemon, gateway, monitor, policy, provision
+from . import approvals, audit, daemon, fleet, gateway, monitor, policy, provision
 from .common import Parser, resolve_sockets
 
 #: The groups, in the order `clawvisor --help` lists their commands.
-GROUPS = (daemon, gateway, policy, audit, approvals, provision, monitor)
+GROUPS = (daemon, gateway, policy, audit, approvals, provision, monitor, fleet)
 
 
 def build_parser() -> argparse.ArgumentParser:
