@@ -106,15 +106,14 @@ class Web:
         return out
 
     def session(self) -> tuple[str, str]:
-        """(cookie, csrf) of a fresh session, logged in with a new link over plain HTTP."""
+        """(cookie, key) of a fresh session, logged in with a new link over plain HTTP: the
+        key comes in the redirect's #fragment (the page keeps it in localStorage)."""
         status, _, headers = self.http("GET", self.link().removeprefix(self.base))
         assert status == 303, status
         cookie = headers["set-cookie"].split(";", 1)[0]
-        status, page, _ = self.http("GET", "/", {"Cookie": cookie})
-        assert status == 200
-        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
-        assert csrf is not None
-        return cookie, csrf[1]
+        key = re.fullmatch(r"/#k=([A-Za-z0-9_-]+)", headers["location"])
+        assert key is not None, headers["location"]
+        return cookie, key[1]
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +324,60 @@ def test_every_answer_has_a_strict_csp_and_the_cookie_is_strict(web):
     assert "frame-ancestors 'none'" in csp and headers["x-content-type-options"] == "nosniff"
     page = web.http("GET", "/", {"Cookie": headers["set-cookie"].split(";", 1)[0]})[1]
     assert "<script>" not in page and "onclick" not in page  # no inline script at all
+    assert headers["location"] not in page  # the page holds no secret
+
+
+def test_the_cookie_alone_authorizes_nothing(web):
+    """Browsers send 127.0.0.1's cookies to every port of it: a server on another port
+    gets the cookie, never the key (localStorage is per origin)."""
+    cookie, _ = web.session()
+    for path in ("/api/workloads", "/api/policy", "/api/audit", "/events", "/activity/events"):
+        status, _, _ = web.http("GET", path, {"Cookie": cookie})
+        assert status == 403, path
+    body = json.dumps({"request": "p-0123456789", "digest": "0" * 64, "allow": True}).encode()
+    status, _, _ = web.http("POST", "/verdict", {"Cookie": cookie, "Origin": web.base}, body)
+    assert status == 403
+
+
+def test_logout_ends_an_open_stream(web):
+    cookie, key = web.session()
+    s = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+    s.sendall(f"GET /events?k={key} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+              f"Cookie: {cookie}\r\n\r\n".encode())  # fmt: skip
+    assert b"snapshot" in s.recv(65536) or b"snapshot" in s.recv(65536)
+    status, _, _ = web.http("POST", "/logout", {"Cookie": cookie, "X-CSRF-Token": key,
+                                                 "Origin": web.base})  # fmt: skip
+    assert status == 200
+    s.settimeout(10)
+    ended = b""
+    while chunk := s.recv(65536):
+        ended += chunk
+    assert ended.endswith(b"0\r\n\r\n")  # the stream's last chunk: it ended
+    s.close()
+
+
+def test_one_person_through_the_console_and_the_cli_is_one_vote(web):
+    url = f"https://quorum.example/{uuid.uuid4().hex[:6]}"
+    with web.ask(url):
+        deadline = time.monotonic() + 10
+        pending = None
+        while pending is None:
+            with connect_as(web.daemon.control, web.op) as c:
+                c.sendall(b'{"id":"p","op":"pending"}\n')
+                listed = read_lines(c, 1)[0]["result"]["pending"]
+            pending = next((p for p in listed if p["params"]["url"] == url), None)
+            assert time.monotonic() < deadline
+        with connect_as(web.daemon.control, web.op) as c:
+            c.sendall(json.dumps({"id": "v", "op": "verdict", "request": pending["id"],
+                                  "digest": pending["digest"], "allow": True,
+                                  "agent": "cli"}).encode() + b"\n")  # fmt: skip
+            assert read_lines(c, 1)[0]["status"] == "ok"  # 1 of 2
+        cookie, key = web.session()
+        body = json.dumps({"request": pending["id"], "digest": pending["digest"],
+                           "allow": True}).encode()  # fmt: skip
+        status, text, _ = web.http("POST", "/verdict", {"Cookie": cookie, "X-CSRF-Token": key,
+                                                         "Origin": web.base}, body)  # fmt: skip
+        assert status == 409 and "already approved" in text, text
 
 
 def test_the_workloads_page_freezes_and_thaws_a_workload(web, page):

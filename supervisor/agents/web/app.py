@@ -92,6 +92,8 @@ class DiffForm(msgspec.Struct, forbid_unknown_fields=True):
     dir: Annotated[str, msgspec.Meta(max_length=4096)]
 
 
+#: How often an open stream looks at its session again (seconds).
+STREAM_CHECK = 3.0
 #: Records the audit page shows at most (the latest).
 AUDIT_SHOWN = 300
 
@@ -144,8 +146,12 @@ class Console:
                 "run `clawvisor approver web --link` for a new one",
                 status_code=403,
             )
-        sid, _ = self.sessions.open(self.user)
-        out = RedirectResponse("/", status_code=303)
+        sid, session = self.sessions.open(self.user)
+        # The session's key goes in the fragment (never sent to a server): the page keeps
+        # it in localStorage, which is this origin's alone. The cookie is not: a browser
+        # sends 127.0.0.1's cookies to every port of 127.0.0.1, so a cookie alone never
+        # authorizes anything here.
+        out = RedirectResponse(f"/#k={session.csrf}", status_code=303)
         out.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=self.secure, path="/")
         return out
 
@@ -154,7 +160,7 @@ class Console:
         if session is None:
             return PlainTextResponse("log in with a link from `clawvisor approver web --link`",
                                      status_code=401)  # fmt: skip
-        context = {"csrf": session.csrf, "user": session.user, "page": page, "script": script}
+        context = {"user": session.user, "page": page, "script": script}
         return self.templates.TemplateResponse(request, f"{page}.html", context)
 
     async def pending(self, request: Request) -> Response:
@@ -172,12 +178,16 @@ class Console:
     async def audit_page(self, request: Request) -> Response:
         return self._page(request, "audit", "audit.js")
 
-    def _guard(self, request: Request, changes: bool) -> Response | None:
-        """The session (and for a request that changes or runs anything, its CSRF token)."""
+    def _guard(self, request: Request, changes: bool = False) -> Response | None:
+        """Every API and stream request: the session cookie AND the session's key (its
+        CSRF token), in `X-CSRF-Token` (a stream, which EventSource cannot give headers:
+        in `?k=`). `changes` is said for the reader: reads need the key too."""
+        del changes
         session = self.session(request)
         if session is None:
             return JSONResponse({"error": "no session"}, status_code=401)
-        if changes and not csrf_ok(session, request.headers.get("x-csrf-token")):
+        key = request.headers.get("x-csrf-token") or request.query_params.get("k")
+        if not csrf_ok(session, key):
             return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
         return None
 
@@ -244,19 +254,24 @@ class Console:
         return JSONResponse({"total": len(records), "records": [_row(r) for r in shown]})
 
     def _stream(self, request: Request, source: Feed | Activity) -> Response:
-        if self.session(request) is None:
-            return PlainTextResponse("no session", status_code=401)
+        if (refused := self._guard(request)) is not None:
+            return refused
+        sid = request.cookies.get(COOKIE)
         queue = source.watch()
 
         async def stream() -> AsyncIterator[bytes]:
             try:
                 yield b"data: " + source.snapshot() + b"\n\n"
-                while True:
+                # The session is looked at again before every message and every few
+                # seconds: a logout or an expiry ends an open stream too.
+                while self.sessions.get(sid) is not None:
                     try:
-                        data = await asyncio.wait_for(queue.get(), timeout=15)
+                        data = await asyncio.wait_for(queue.get(), timeout=STREAM_CHECK)
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
+                    if self.sessions.get(sid) is None:
+                        break
                     yield b"data: " + data + b"\n\n"
             finally:
                 source.unwatch(queue)
@@ -270,8 +285,8 @@ class Console:
         return self._stream(request, self.activity)
 
     async def workloads(self, request: Request) -> Response:
-        if self.session(request) is None:
-            return JSONResponse({"error": "no session"}, status_code=401)
+        if (refused := self._guard(request)) is not None:
+            return refused
         link = self.feed.link
         if link is None or not self.feed.connected:
             return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
@@ -283,11 +298,8 @@ class Console:
                              "monitors": r.get("monitors", [])})  # fmt: skip
 
     async def respond(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is None:
-            return JSONResponse({"error": "no session"}, status_code=401)
-        if not csrf_ok(session, request.headers.get("x-csrf-token")):
-            return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        if (refused := self._guard(request, changes=True)) is not None:
+            return refused
         try:
             form = msgspec.json.decode(await request.body(), type=RespondForm)
         except msgspec.ValidationError as exc:
@@ -302,11 +314,8 @@ class Console:
         return JSONResponse({"ok": True, "result": reply.result.get("result", "")})
 
     async def verdict(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is None:
-            return JSONResponse({"error": "no session"}, status_code=401)
-        if not csrf_ok(session, request.headers.get("x-csrf-token")):
-            return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        if (refused := self._guard(request, changes=True)) is not None:
+            return refused
         try:
             form = msgspec.json.decode(await request.body(), type=VerdictForm)
         except msgspec.ValidationError as exc:
@@ -331,8 +340,7 @@ class Console:
         return JSONResponse({"ok": True, "result": reply.result})
 
     async def logout(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is None or not csrf_ok(session, request.headers.get("x-csrf-token")):
+        if self._guard(request, changes=True) is not None:
             return JSONResponse({"error": "no session or CSRF token"}, status_code=403)
         self.sessions.close(request.cookies.get(COOKIE))
         out = JSONResponse({"ok": True})

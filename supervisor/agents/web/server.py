@@ -67,6 +67,9 @@ async def serve(
         server_header=False,
         proxy_headers=False,
         access_log=False,
+        # A local user holding connections open must not lock the operator out for long.
+        limit_concurrency=256,
+        timeout_keep_alive=5,
     )
     server = uvicorn.Server(config)
     token = mint_link(links_dir(state_dir))

@@ -86,7 +86,7 @@ for (const id of ["workload", "kind", "alerts"]) {
   document.getElementById(id).addEventListener("input", () => { drawTimelines(); drawEvents(); });
 }
 
-const source = new EventSource("/activity/events");
+const source = openStream("/activity/events");
 source.onopen = () => status("connected", true);
 source.onerror = () => status("reconnecting…", false);
 source.onmessage = (message) => {

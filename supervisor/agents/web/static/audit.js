@@ -3,7 +3,7 @@
 "use strict";
 
 async function chains() {
-  const res = await fetch("/api/audit/verify", { credentials: "same-origin" });
+  const res = await api("/api/audit/verify");
   const data = await res.json().catch(() => ({}));
   const line = document.getElementById("chains");
   if (!res.ok) { line.textContent = "chain status unavailable: " + (data.error || res.status); return; }
@@ -22,7 +22,7 @@ async function search(form) {
   const f = new FormData(form);
   const q = new URLSearchParams();
   for (const k of ["workload", "action", "outcome", "since"]) if (f.get(k)) q.set(k, f.get(k));
-  const res = await fetch("/api/audit?" + q.toString(), { credentials: "same-origin" });
+  const res = await api("/api/audit?" + q.toString());
   const data = await res.json().catch(() => ({ error: "no answer" }));
   const list = document.getElementById("records");
   list.replaceChildren();

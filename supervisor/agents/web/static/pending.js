@@ -71,7 +71,7 @@ function gone(id, reason, by) {
   document.getElementById("empty").hidden = cards.size > 0;
 }
 
-const source = new EventSource("/events");
+const source = openStream("/events");
 source.onmessage = (message) => {
   const m = JSON.parse(message.data);
   if (m.type === "snapshot") {

@@ -19,7 +19,7 @@ function drawRules() {
 }
 
 async function load() {
-  const res = await fetch("/api/policy", { credentials: "same-origin" });
+  const res = await api("/api/policy");
   if (!res.ok) { status("clawvisor unreachable", false); return; }
   status("connected", true);
   const data = await res.json();

@@ -15,7 +15,7 @@ async function respond(workload, response) {
 }
 
 async function load() {
-  const res = await fetch("/api/workloads", { credentials: "same-origin" });
+  const res = await api("/api/workloads");
   if (!res.ok) { status("clawvisor unreachable", false); return; }
   status("connected", true);
   const data = await res.json();
