@@ -322,8 +322,8 @@ class Broker:
         release: int = 1,
         label: str | None = None,
     ) -> VerdictTaken:
-        """Apply one verdict to a shown prompt. `principal` is who answers, for quorum (the
-        same person through two agents is one); `label`, how the trail names them."""
+        """Apply one verdict to a shown prompt: `principal` counts for quorum (one person
+        through two agents is one), `label` is how the trail names them."""
         p = self._pending.get(pending_id)
         if p is None or not p.offered:
             return VerdictTaken(
@@ -381,9 +381,7 @@ class Broker:
                 votes=len(p.votes),
                 quorum=quorum,
             )
-        p.votes.append(
-            Vote(principal=principal, agent=agent, grant=grant, release=release, label=who)
-        )
+        p.votes.append(Vote(principal, agent, grant, release, label=who))
         self._record(p, INFO, "vote", who, f"approved by {who} ({len(p.votes)} of {quorum})")
         if len(p.votes) < quorum:
             self._update_soon(p)
