@@ -14,14 +14,19 @@ from .common import Subcommands
 def _cmd_certs(args: argparse.Namespace) -> int:
     from ..fleet.certs import ensure_ca, issue
 
-    ensure_ca(args.dir)
     made = []
-    if args.collector:
-        issue(args.dir, args.collector, server_names=[args.collector, *args.address])
-        made.append(f"collector {args.collector}")
-    for vm in args.vm:
-        issue(args.dir, vm)
-        made.append(f"VM {vm}")
+    try:
+        ensure_ca(args.dir)
+        if args.collector:
+            issue(args.dir, args.collector, server_names=[args.collector, *args.address])
+            made.append(f"collector {args.collector}")
+        for vm in args.vm:
+            issue(args.dir, vm)
+            made.append(f"VM {vm}")
+    except (subprocess.CalledProcessError, ValueError) as exc:
+        why = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        print(f"clawvisor fleet certs: {why}")
+        return 1
     print(f"in {args.dir}: CA ca.pem" + "".join(f", {m}" for m in made))
     return 0
 
@@ -67,7 +72,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     argv = upload_argv(args.url, args.certs, args.vm, args.journal_dir, state)
     if not args.follow:  # journal-upload follows a --directory unless told not to
         argv[argv.index("--follow")] = "--follow=no"
-    return subprocess.run(argv, check=False).returncode
+    return 0 if subprocess.run(argv, check=False).returncode == 0 else 1
 
 
 def register(sub: Subcommands) -> None:

@@ -90,6 +90,9 @@ EXIT_STATUSES: Final[dict[str, dict[int, str]]] = {
     "verify": {0: "no probe failed", 1: "a probe failed", 2: "the config does not load"},
     "monitor": {0: "stopped", 1: "refused", 2: "the daemon cannot be reached"},
     "RESPONSE": {0: "done", 1: "refused", 2: "the daemon cannot be reached"},
+    "fleet certs": {0: "made (or already there)", 1: "openssl refused"},
+    "fleet collector": {0: "units written (or, with --run, stopped)", 1: "a part failed"},
+    "fleet upload": {0: "uploaded", 1: "journal-upload failed (refused by the collector...)"},
 }
 
 
