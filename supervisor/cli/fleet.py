@@ -72,7 +72,27 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     argv = upload_argv(args.url, args.certs, args.vm, args.journal_dir, state)
     if not args.follow:  # journal-upload follows a --directory unless told not to
         argv[argv.index("--follow")] = "--follow=no"
-    return 0 if subprocess.run(argv, check=False).returncode == 0 else 1
+    proc = subprocess.Popen(argv)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        # Once, without --follow: done when the directory is, or refused (it would
+        # otherwise retry a collector that refuses its certificate for ever).
+        code = proc.wait(None if args.follow else args.timeout)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt, SystemExit):
+        code = 1
+    finally:
+        if proc.poll() is None:  # never leave it behind (by its own pid)
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return 0 if code == 0 else 1
 
 
 def register(sub: Subcommands) -> None:
@@ -111,4 +131,10 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--journal-dir", type=Path, required=True, help="the trail's journal files")
     p.add_argument("--state", type=Path, help="where the last uploaded cursor is kept")
     p.add_argument("--follow", action="store_true", help="keep uploading new records")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="without --follow: give up after this many seconds",
+    )
     p.set_defaults(func=_cmd_upload)

@@ -97,7 +97,7 @@ def test_a_vm_whose_certificate_another_ca_signed_is_refused(shipping):
     before = sorted(p.stat().st_size for p in out.glob("*.journal")) if out.exists() else []
     up = clawvisor("fleet", "upload", "--url", url, "--certs", str(rogue), "--vm", "vm1",
                    "--journal-dir", str(vm), "--state", str(root / "rogue-state"),
-                   check=False)  # fmt: skip
+                   "--timeout", "15", check=False)  # fmt: skip
     assert up.returncode != 0
     after = sorted(p.stat().st_size for p in out.glob("*.journal")) if out.exists() else []
     assert after == before
