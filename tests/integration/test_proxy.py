@@ -495,14 +495,19 @@ def test_each_proxied_request_is_a_kept_event_with_its_workload_and_verdict(lab)
 
 def test_a_refused_request_raises_the_proxy_refused_alert(lab):
     lab.through("alpha", "not-on-the-list.test:443", "not-on-the-list.test")
-    trail = lab.root / "log" / "audit.jsonl"
     deadline = time.monotonic() + 15
     while True:
-        records = [json.loads(x) for x in trail.read_text().splitlines() if x.strip()]
-        alerts = [r for r in records if "proxy-refused" in json.dumps(r)]
-        if any("not-on-the-list.test" in json.dumps(a) for a in alerts):
+        # The trail wherever the daemon wrote it: journald, or its fallback file.
+        out = subprocess.run(
+            [str(rig.CLAWVISOR), "audit", "log", "--format", "json", "--kind", "alert",
+             "--chain", "all", "--log-dir", str(lab.root / "log"),
+             "--state-dir", str(lab.state)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        alerts = [x for x in out.stdout.splitlines() if "proxy-refused" in x]
+        if any("not-on-the-list.test" in a for a in alerts):
             break
-        assert time.monotonic() < deadline, records[-5:]
+        assert time.monotonic() < deadline, (out.stdout[-2000:], out.stderr[-500:])
         time.sleep(0.3)
 
 
