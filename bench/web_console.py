@@ -51,18 +51,9 @@ from typing import Any, TypedDict
 
 from bench.common import machine, write_result
 from tests.helpers import rig
+from tests.helpers.chromium import CHROMIUM, FLAGS
 from tests.helpers.rules import rule
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 POLICY = rule("open-url", "alpha", "ask", "@self", timeout=60) + rule("status")
 
 # Page side: stamp every card entering #pending (and the frame after), by request id.

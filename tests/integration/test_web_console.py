@@ -22,22 +22,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import rig
+from tests.helpers.chromium import CHROMIUM, FLAGS
 from tests.helpers.rig import connect_as, read_lines, request_line
 from tests.helpers.rules import rule
 from tests.integration.test_approvals import POLICY, RECORDER, settings
 
 playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "web-console"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:
