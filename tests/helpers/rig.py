@@ -389,13 +389,7 @@ class Daemon:
         self.proc, self.notify, self.said = again.proc, again.notify, again.said
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.notify is not None:
             self.notify.close()
             self.notify = None
@@ -531,6 +525,19 @@ def read_lines(sock: socket.socket, count: int, timeout: float = 10.0) -> list[d
             break
         buf += chunk
     return out
+
+
+def stop_process(
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 10.0
+) -> None:
+    """SIGTERM, and SIGKILL after `timeout` seconds: one of ours ends, by its own pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def call(path: Path, user: User | None, intent: dict[str, object], rid: str = "r1") -> dict:

@@ -157,13 +157,8 @@ class Lab:
 
 
 def _stop(proc: subprocess.Popen[str] | None, group: bool = False) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    if proc is not None:
+        rig.stop_process(proc, 20)
     if proc is not None and group:
         # All of its group gone before its user is deleted (userdel refuses a user in use).
         deadline = time.monotonic() + 20

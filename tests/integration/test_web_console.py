@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -129,12 +128,7 @@ def web(make_group, make_user, make_daemon, journal):
     w.start()
     yield w
     assert w.proc is not None
-    w.proc.send_signal(signal.SIGTERM)
-    try:
-        w.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        w.proc.kill()
-        w.proc.wait()
+    rig.stop_process(w.proc)
     rig.cleanup_root(root)
 
 
