@@ -24,6 +24,7 @@ from executors import ACTIONS
 from executors.base import Account, ExecutorSettings, WorkloadFiles, WorkloadName, whole
 from executors.runner import TemplateError, template_fields
 
+from .fleet.settings import FleetSettings
 from .proxy.settings import ProxySettings
 
 DEFAULT_CONFIG_DIR = Path("/etc/clawvisor")
@@ -177,6 +178,7 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     verify: VerifySettings = msgspec.field(default_factory=VerifySettings)
     monitors: MonitorSettings = msgspec.field(default_factory=MonitorSettings)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
+    fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
 
 
 AbsPath = Annotated[str, msgspec.Meta(pattern=whole(r"/[^\x00]*"), max_length=4096)]

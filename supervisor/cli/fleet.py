@@ -32,16 +32,22 @@ def _cmd_certs(args: argparse.Namespace) -> int:
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
-    from ..fleet.journal import STUNNEL, collector_units, remote_argv, tls_config
+    import shutil
+
+    from ..fleet.journal import STUNNEL, TLS_CREDENTIALS, collector_units, remote_argv, tls_config
 
     tls = args.certs / "stunnel.conf"
-    tls.write_text(tls_config(args.listen, args.inner, args.certs, args.name))
     if not args.run:
-        for name, text in collector_units(args.inner, args.output, tls).items():
+        tls.write_text(tls_config(args.listen, args.inner, TLS_CREDENTIALS, args.name))
+        # journal-remote's own user writes the VMs' files, and only there.
+        args.output.mkdir(parents=True, exist_ok=True)
+        shutil.chown(args.output, "systemd-journal-remote", "systemd-journal-remote")
+        for name, text in collector_units(args.inner, args.output, args.certs, args.name).items():
             (args.unit_dir / name).write_text(text)
             print(f"wrote {args.unit_dir / name}")
         print("then: systemctl daemon-reload && systemctl enable --now clawvisor-fleet-tls.service")
         return 0
+    tls.write_text(tls_config(args.listen, args.inner, args.certs, args.name))
     args.output.mkdir(parents=True, exist_ok=True)
     # Both here, in the foreground; either ending ends the other (by their own pids).
     remote = subprocess.Popen(remote_argv(args.inner, args.output))

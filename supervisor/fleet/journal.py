@@ -56,18 +56,31 @@ def quote(argv: list[str]) -> str:
     return " ".join(f'"{a}"' for a in argv)
 
 
-def collector_units(inner: str, output: Path, tls: Path) -> dict[str, str]:
-    """The collector's two units: journal-remote (loopback) and stunnel in front of it."""
+TLS_UNIT = "clawvisor-fleet-tls.service"
+#: Where systemd puts the TLS unit's credentials (LoadCredential=): its key stays root's.
+TLS_CREDENTIALS = Path("/run/credentials") / TLS_UNIT
+
+
+def collector_units(inner: str, output: Path, certs: Path, name: str) -> dict[str, str]:
+    """The collector's two units: journal-remote (loopback) and stunnel in front of it,
+    stunnel a dynamic user handed its configuration, certificate and key as credentials
+    (`certs/stunnel.conf` must name them under TLS_CREDENTIALS)."""
+    creds = "".join(
+        f"LoadCredential={n}:{certs / n}\n"
+        for n in ("stunnel.conf", "ca.pem", f"{name}.pem", f"{name}.key")
+    )
     return {
         "clawvisor-fleet-collector.service": _remote_unit(inner, output),
-        "clawvisor-fleet-tls.service": (
+        TLS_UNIT: (
             "# Written by clawvisor fleet collector.\n[Unit]\n"
             "Description=clawvisor fleet collector's TLS (stunnel: fleet client certs only)\n"
             "Requires=clawvisor-fleet-collector.service\n"
             "After=clawvisor-fleet-collector.service network-online.target\n\n"
-            f"[Service]\nDynamicUser=yes\nExecStart={quote([STUNNEL, str(tls)])}\n"
+            f"[Service]\nDynamicUser=yes\n{creds}"
+            f"ExecStart={quote([STUNNEL, '%d/stunnel.conf'])}\n"
             "ProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
             "NoNewPrivileges=yes\nCapabilityBoundingSet=\nRestrictNamespaces=yes\n"
+            "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectControlGroups=yes\n"
             "LockPersonality=yes\nMemoryDenyWriteExecute=yes\nSystemCallArchitectures=native\n"
             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\nRestart=on-failure\n\n"
             "[Install]\nWantedBy=multi-user.target\n"
@@ -92,17 +105,36 @@ def _remote_unit(inner: str, output: Path) -> str:
     )
 
 
-def upload_unit(url: str, certs: Path, vm: str, journal_dir: Path, state: Path) -> str:
+UPLOAD_UNIT = "clawvisor-fleet-upload.service"
+UPLOAD_STATE = Path("/var/lib/clawvisor-upload/state")
+
+
+def trail_directory(namespace: str, machine_id: str) -> Path:
+    """Where journald keeps the trail's namespace (Storage=persistent in its config)."""
+    return Path("/var/log/journal") / (f"{machine_id}.{namespace}" if namespace else machine_id)
+
+
+def upload_unit(url: str, certs: Path, vm: str, journal_dir: Path) -> str:
+    """journal-upload as a dynamic user that can read journals and nothing else of root's:
+    the key reaches it as a systemd credential (`%d`), so it stays 0600 root's on disk."""
+    creds = "".join(
+        f"LoadCredential={name}:{certs / name}\n" for name in ("ca.pem", f"{vm}.pem", f"{vm}.key")
+    )
+    argv = upload_argv(url, Path("%d"), vm, journal_dir, UPLOAD_STATE)
     return (
         "# Written by clawvisor provision ([fleet] collector).\n[Unit]\n"
         "Description=clawvisor trail upload to the fleet's collector (systemd-journal-upload)\n"
         "After=network-online.target\nWants=network-online.target\n\n"
         "[Service]\nDynamicUser=yes\nSupplementaryGroups=systemd-journal\n"
-        f"StateDirectory=clawvisor-upload\n"
-        f"ExecStart={quote(upload_argv(url, certs, vm, journal_dir, state))}\n"
+        f"StateDirectory=clawvisor-upload\n{creds}"
+        f"ExecStart={quote(argv)}\n"
         "ProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
         "NoNewPrivileges=yes\nCapabilityBoundingSet=\nRestrictNamespaces=yes\n"
+        "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectKernelLogs=yes\n"
+        "ProtectControlGroups=yes\nProtectClock=yes\nProtectHostname=yes\n"
+        "RestrictRealtime=yes\nRestrictSUIDSGID=yes\nUMask=0077\n"
         "LockPersonality=yes\nMemoryDenyWriteExecute=yes\nSystemCallArchitectures=native\n"
         "SystemCallFilter=@system-service\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"
+        # Never gives up: a collector down for a day is caught up from the saved cursor.
         "Restart=always\nRestartSec=10s\n\n[Install]\nWantedBy=multi-user.target\n"
     )

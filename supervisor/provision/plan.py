@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
-Kind = Literal["users", "dirs", "overlay", "proxy", "firewall", "sysctl", "units"]
-KINDS: tuple[Kind, ...] = ("users", "dirs", "overlay", "proxy", "firewall", "sysctl", "units")
+Kind = Literal["users", "dirs", "overlay", "proxy", "firewall", "sysctl", "units", "fleet"]
+KINDS: tuple[Kind, ...] = (
+    "users", "dirs", "overlay", "proxy", "firewall", "sysctl", "units", "fleet",
+)  # fmt: skip
 
 
 class ProvisionError(Exception):

@@ -11,6 +11,7 @@ from .accounts import plan_accounts
 from .box import Box
 from .dirs import plan_dirs
 from .firewall import plan_firewall
+from .fleet import plan_fleet
 from .overlay import plan_overlay
 from .plan import KINDS, Kind, Plan, ProvisionError, report
 from .proxy import plan_proxy
@@ -25,6 +26,7 @@ PLANNERS: dict[Kind, Callable[[Box, Plan], None]] = {
     "firewall": plan_firewall,
     "sysctl": plan_sysctl,
     "units": plan_units,
+    "fleet": plan_fleet,
 }
 
 
