@@ -8,10 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-import msgspec
-
 from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
-from .link import ControlLink
+from .fleet_link import Down, Fleet, Happening, Up, where
 from .prompt import body, offers_thirty_minutes, title
 
 QUESTION = "Allow? [y]es once / 30m / always / [N]o (default no): "
@@ -41,15 +39,6 @@ def parse_answer(text: str, p: PendingView) -> tuple[bool, str, int] | None:
     return False, "once", 1
 
 
-async def _merge(name: str, link: ControlLink, into: asyncio.Queue[tuple[str, object]]) -> None:
-    """Forward one VM's events into the shared queue, tagged with its name (None: gone)."""
-    while True:
-        event = await link.events.get()
-        await into.put((name, event))
-        if event is None:
-            return
-
-
 async def run(
     socket: Path | dict[str, Path],
     *,
@@ -58,76 +47,55 @@ async def run(
 ) -> int:
     """Subscribe (to one daemon, or to each VM's: `{name: socket}`) and put each pending
     request to the person at the terminal; a prompt names its VM, and the verdict goes
-    back to the daemon that asked."""
-    sockets = socket if isinstance(socket, dict) else {"": socket}
-    links: dict[str, ControlLink] = {}
-    # By (vm, id): an update to a shown request (more waiting, a new digest) replaces it.
-    queue: dict[tuple[str, str], PendingView] = {}
-    events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-    forwarders = []
-    try:
-        for name, path in sockets.items():
-            link = await ControlLink.open(path)
-            links[name] = link
-            reply = await link.call("subscribe", agent="cli")
-            if reply.status != "ok":
-                why = reply.error.message if reply.error else "refused"
-                print(f"clawvisor: {name + ': ' if name else ''}{why}", file=out)
-                return 1
-            for p in msgspec.convert(reply.result["pending"], list[PendingView]):
-                queue[(name, p.id)] = p
-            forwarders.append(asyncio.get_running_loop().create_task(_merge(name, link, events)))
-        return await _prompt(links, queue, events, read_line or sys.stdin.readline, out)
-    finally:
-        for task in forwarders:
-            task.cancel()
-        for link in links.values():
-            await link.close()
+    back to the daemon that asked. A VM whose daemon goes away is named and the others
+    are still served; 1 once none is left."""
+    async with Fleet(socket, "cli") as fleet:
+        return await _prompt(fleet, read_line or sys.stdin.readline, out)
 
 
 def _take(
-    name: str,
-    event: object,
+    fleet: Fleet,
+    vm: str,
+    event: Happening,
     queue: dict[tuple[str, str], PendingView],
     gone: dict[tuple[str, str], str],
     out: TextIO,
 ) -> None:
-    where = f"[{name}] " if name else ""
-    if isinstance(event, PendingEvent):
-        queue[(name, event.request.id)] = event.request
+    # By (vm, id): an update to a shown request (more waiting, a new digest) replaces it;
+    # an id from one VM is never taken for another's.
+    if isinstance(event, Up):
+        for p in event.pending:
+            queue[(vm, p.id)] = p
+    elif isinstance(event, Down):
+        for key in [k for k in queue if k[0] == vm]:
+            del queue[key]
+        print(f"\nclawvisor: {fleet.lost(vm, event.why)}", file=out, flush=True)
+    elif isinstance(event, PendingEvent):
+        queue[(vm, event.request.id)] = event.request
     elif isinstance(event, WithdrawnEvent):
-        gone[(name, event.id)] = event.reason
+        gone[(vm, event.id)] = event.reason
     elif isinstance(event, NoticeEvent):
-        print(f"\n{where}notice from {event.workload}: {event.message}", file=out, flush=True)
+        print(f"\n{where(vm)}notice from {event.workload}: {event.message}", file=out, flush=True)
 
 
-async def _prompt(
-    links: dict[str, ControlLink],
-    queue: dict[tuple[str, str], PendingView],
-    events: asyncio.Queue[tuple[str, object]],
-    reader: Callable[[], str],
-    out: TextIO,
-) -> int:
+async def _prompt(fleet: Fleet, reader: Callable[[], str], out: TextIO) -> int:
+    queue: dict[tuple[str, str], PendingView] = {}
     gone: dict[tuple[str, str], str] = {}
-    names = [n for n in links if n]
-    following = f" on {', '.join(names)}" if names else ""
-    print(f"clawvisor approver (cli): waiting for requests{following}; Ctrl-C to stop",
+    ended = False
+    print(f"clawvisor approver (cli): waiting for requests{fleet.following()}; Ctrl-C to stop",
           file=out, flush=True)  # fmt: skip
     while True:
         while not queue:
-            name, event = await events.get()
-            if event is None:
-                print(f"clawvisor: {name + ': ' if name else ''}the daemon closed the connection",
-                      file=out)  # fmt: skip
-                return 1
-            _take(name, event, queue, gone, out)
+            item = None if ended else await fleet.events.get()
+            if item is None:
+                return 1  # every daemon is gone (each was named as it went)
+            _take(fleet, *item, queue, gone, out)
         key = next(iter(queue))
         p = queue.pop(key)
         if key in gone:
             continue
-        name = key[0]
-        where = f"[{name}] " if name else ""
-        print(f"\n{where}{title(p)}\n{body(p)}", file=out)
+        vm = key[0]
+        print(f"\n{where(vm)}{title(p)}\n{body(p)}", file=out)
         while True:
             print(question(p), end="", file=out, flush=True)
             line = await asyncio.to_thread(reader)
@@ -137,25 +105,33 @@ async def _prompt(
             if choice is not None:
                 break
             print(body(p), file=out)
-        while not events.empty():
-            n, event = events.get_nowait()
-            if event is not None:
-                _take(n, event, queue, gone, out)
+        while not fleet.events.empty():
+            item = fleet.events.get_nowait()
+            if item is None:
+                ended = True
+            else:
+                _take(fleet, *item, queue, gone, out)
         if key in gone:
             print(f"  already {gone[key]} elsewhere; your answer was not needed", file=out)
             continue
         allow, grant, release = choice
-        result = await links[name].call(
-            "verdict",
-            request=p.id,
-            digest=p.digest,
-            allow=allow,
-            agent="cli",
-            grant=grant,
-            release=release,
-        )
-        if result.status == "ok":
-            print(f"  {where}allowed" if allow else f"  {where}denied", file=out, flush=True)
+        try:
+            result = await fleet.call(
+                "verdict",
+                vm=vm,
+                request=p.id,
+                digest=p.digest,
+                allow=allow,
+                agent="cli",
+                grant=grant,
+                release=release,
+            )
+        except ConnectionError as exc:
+            print(f"  {where(vm)}not taken: {exc}", file=out, flush=True)
         else:
-            why = result.error.message if result.error else "?"
-            print(f"  not taken: {why}", file=out, flush=True)
+            if result.status == "ok":
+                print(f"  {where(vm)}allowed" if allow else f"  {where(vm)}denied", file=out,
+                      flush=True)  # fmt: skip
+            else:
+                why = result.error.message if result.error else "?"
+                print(f"  {where(vm)}not taken: {why}", file=out, flush=True)

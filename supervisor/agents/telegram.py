@@ -9,10 +9,16 @@ parse mode, so nothing in a request is ever rendered as markup.
 Only paired Telegram user ids may answer. Pairing: `clawvisor approver telegram pair`
 writes a one-time code to the state directory and prints it; the operator sends
 `/pair CODE` to the bot in a private chat; the running agent records their user id.
-Button data is `REQUEST|CHOICE|MAC`, the MAC an HMAC (key in the state directory) over
-the request, the choice and the chat the message went to, so a forged or replayed
-callback is recognised. Presses from anyone else, and forged ones, are ignored and
-reported to the daemon, which audits them.
+Button data is `VM|REQUEST|CHOICE|MAC` (VM: the VM's place in the list the agent was
+given, which keeps it within Telegram's 64 bytes), the MAC an HMAC (key in the state
+directory) over the VM's name, the request, the choice and the chat the message went
+to, so a forged or replayed callback is recognised, and a button of one VM's request
+can never decide another VM's (even one holding the same request id). Presses from
+anyone else, and forged ones, are ignored and reported to every daemon the agent
+follows, which audit them.
+
+One bot serves every VM (only one process may poll a bot token): `--socket vm1=PATH`
+(repeatable) or `--fleet FILE`; every message names its VM.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,7 +43,7 @@ import msgspec
 
 from ..persist import read_or_none, write_atomic
 from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
-from .link import ControlLink
+from .fleet_link import Down, Fleet, Up, where
 from .prompt import body, offers_thirty_minutes, title
 
 DEFAULT_API = "https://api.telegram.org"
@@ -43,6 +51,7 @@ DEFAULT_STATE = Path("/var/lib/clawvisor-telegram")
 DEFAULT_TOKEN = Path("/etc/clawvisor/telegram.token")
 POLL_SECONDS = 25
 _CHOICES = {"a": (True, "once"), "t": (True, "30m"), "d": (False, "once")}
+_BUTTON = re.compile(r"(0|[1-9][0-9]{0,2})\|(p-[0-9a-f]{10})\|([atd])\|([0-9a-f]{20})")
 _OUTCOME = {
     "approved": "Allowed",
     "denied": "Denied",
@@ -97,22 +106,25 @@ class AgentState:
         with contextlib.suppress(FileNotFoundError):
             (self.directory / "pairing.json").unlink()
 
-    def mac(self, request: str, choice: str, chat: int) -> str:
-        msg = f"{request}|{choice}|{chat}".encode()
+    def mac(self, vm: str, request: str, choice: str, chat: int) -> str:
+        msg = f"{vm}|{request}|{choice}|{chat}".encode()
         return hmac.new(self.key, msg, hashlib.sha256).hexdigest()[:20]
 
-    def button(self, request: str, choice: str, chat: int) -> str:
-        return f"{request}|{choice}|{self.mac(request, choice, chat)}"
+    def button(self, vms: Sequence[str], vm: str, request: str, choice: str, chat: int) -> str:
+        """The callback data of one button (at most 39 bytes of Telegram's 64)."""
+        return f"{vms.index(vm)}|{request}|{choice}|{self.mac(vm, request, choice, chat)}"
 
-    def check(self, data: str, chat: int) -> tuple[str, str] | None:
-        """(request, choice) of genuine button data for this chat, else None."""
-        parts = data.split("|")
-        if len(parts) != 3 or parts[1] not in _CHOICES:
+    def check(
+        self, data: str, chat: int, vms: Sequence[str] = ("",)
+    ) -> tuple[str, str, str] | None:
+        """(vm, request, choice) of genuine button data for this chat, else None."""
+        m = _BUTTON.fullmatch(data)
+        if m is None or int(m[1]) >= len(vms):
             return None
-        request, choice, mac = parts
-        if not hmac.compare_digest(mac, self.mac(request, choice, chat)):
+        vm, request, choice = vms[int(m[1])], m[2], m[3]
+        if not hmac.compare_digest(m[4], self.mac(vm, request, choice, chat)):
             return None
-        return request, choice
+        return vm, request, choice
 
 
 def read_token(path: Path) -> str:
@@ -159,41 +171,49 @@ class BotApi:
 class TelegramAgent:
     """Mirrors pending requests into paired chats and turns presses into verdicts."""
 
-    def __init__(self, link: ControlLink, api: BotApi, state: AgentState, out: TextIO) -> None:
+    def __init__(
+        self,
+        link: Fleet,
+        api: BotApi,
+        state: AgentState,
+        out: TextIO,
+        vms: Sequence[str] = ("",),
+    ) -> None:
         self.link = link
         self.api = api
         self.state = state
         self.out = out
-        self.views: dict[str, PendingView] = {}
-        self.messages: dict[str, list[tuple[int, int]]] = {}
+        self.vms = list(vms)
+        #: By (vm, request id): an id from one VM never names another VM's request.
+        self.views: dict[tuple[str, str], PendingView] = {}
+        self.messages: dict[tuple[str, str], list[tuple[int, int]]] = {}
 
     def say(self, text: str) -> None:
         print(f"clawvisor approver (telegram): {text}", file=self.out, flush=True)
 
-    async def show(self, p: PendingView) -> None:
-        self.views[p.id] = p
-        text = f"{title(p)}\n{body(p)}"
+    async def show(self, p: PendingView, vm: str = "") -> None:
+        self.views[(vm, p.id)] = p
+        text = f"{where(vm)}{title(p)}\n{body(p)}"
         for chat in sorted(self.state.paired):
-            row = [{"text": "Allow", "callback_data": self.state.button(p.id, "a", chat)}]
+
+            def button(label: str, choice: str, chat: int = chat) -> dict[str, str]:
+                data = self.state.button(self.vms, vm, p.id, choice, chat)
+                return {"text": label, "callback_data": data}
+
+            row = [button("Allow", "a")]
             if offers_thirty_minutes(p):
-                row.append(
-                    {"text": "Allow 30 min", "callback_data": self.state.button(p.id, "t", chat)}
-                )
-            row.append({"text": "Deny", "callback_data": self.state.button(p.id, "d", chat)})
+                row.append(button("Allow 30 min", "t"))
+            row.append(button("Deny", "d"))
             try:
                 sent = await self.api.call(
                     "sendMessage", chat_id=chat, text=text, reply_markup={"inline_keyboard": [row]}
                 )
             except TelegramError as exc:
-                self.say(f"could not send {p.id} to chat {chat}: {exc}")
+                self.say(f"could not send {where(vm)}{p.id} to chat {chat}: {exc}")
                 continue
-            self.messages.setdefault(p.id, []).append((chat, int(sent["message_id"])))
+            self.messages.setdefault((vm, p.id), []).append((chat, int(sent["message_id"])))
 
-    async def withdraw(self, event: WithdrawnEvent) -> None:
-        p = self.views.pop(event.id, None)
-        sent = self.messages.pop(event.id, [])
-        if p is None:
-            return
+    async def withdraw(self, event: WithdrawnEvent, vm: str = "") -> None:
         outcome = _OUTCOME[event.reason]
         if event.by and event.reason in ("approved", "denied"):
             here = event.by.startswith("telegram ")
@@ -202,7 +222,15 @@ class TelegramAgent:
                 if here
                 else f"Answered elsewhere: {outcome.lower()} by {event.by}"
             )
-        text = f"{title(p)}\n{body(p)}\n\n-> {outcome}"
+        await self.close_message(vm, event.id, outcome)
+
+    async def close_message(self, vm: str, request: str, outcome: str) -> None:
+        """Edit the messages of one VM's request to its outcome: no buttons any more."""
+        p = self.views.pop((vm, request), None)
+        sent = self.messages.pop((vm, request), [])
+        if p is None:
+            return
+        text = f"{where(vm)}{title(p)}\n{body(p)}\n\n-> {outcome}"
         for chat, message_id in sent:
             with contextlib.suppress(TelegramError):
                 await self.api.call(
@@ -221,28 +249,33 @@ class TelegramAgent:
                     "ignored_press", f"telegram user {user} (not paired) pressed {data[:40]!r}"
                 )
                 return
-            checked = self.state.check(data, chat)
+            checked = self.state.check(data, chat, self.vms)
             if checked is None:
                 answer_text = "This button is not valid."
                 await self.report(
                     "forged_callback", f"telegram user {user} sent callback data {data[:64]!r}"
                 )
                 return
-            request, choice = checked
-            p = self.views.get(request)
+            vm, request, choice = checked
+            p = self.views.get((vm, request))
             if p is None:
                 answer_text = "This request is no longer pending."
                 return
             allow, grant = _CHOICES[choice]
-            reply = await self.link.call(
-                "verdict",
-                request=request,
-                digest=p.digest,
-                allow=allow,
-                agent="telegram",
-                grant=grant,
-                detail=str(user),
-            )
+            try:
+                reply = await self.link.call(
+                    "verdict",
+                    vm=vm,
+                    request=request,
+                    digest=p.digest,
+                    allow=allow,
+                    agent="telegram",
+                    grant=grant,
+                    detail=str(user),
+                )
+            except ConnectionError as exc:
+                answer_text = f"Not taken: {exc}"[:190]
+                return
             if reply.status == "ok":
                 answer_text = "Allowed." if allow else "Denied."
             else:
@@ -277,9 +310,13 @@ class TelegramAgent:
             )
 
     async def report(self, what: str, detail: str) -> None:
+        """Tell every daemon followed (each audits it): the bot is every VM's."""
         self.say(f"{what}: {detail}")
-        with contextlib.suppress(ConnectionError):
-            await self.link.call("report", agent="telegram", what=what, detail=detail[:256])
+        for vm in self.vms:
+            with contextlib.suppress(ConnectionError):
+                await self.link.call(
+                    "report", vm=vm, agent="telegram", what=what, detail=detail[:256]
+                )
 
     async def poll(self) -> None:
         offset = 0
@@ -317,28 +354,39 @@ class TelegramAgent:
             self.say(f"update {uid!r:.40} not handled: {exc!s:.200}")
 
     async def follow_daemon(self) -> None:
-        while True:
-            event = await self.link.events.get()
-            if event is None:
-                return
-            if isinstance(event, PendingEvent):
-                await self.show(event.request)
+        while (item := await self.link.events.get()) is not None:
+            vm, event = item
+            if isinstance(event, Up):
+                for p in event.pending:
+                    await self.show(p, vm)
+            elif isinstance(event, Down):
+                self.say(self.link.lost(vm, event.why))
+                for key in [k for k in self.views if k[0] == vm]:
+                    await self.close_message(vm, key[1], "Its daemon went away: not answered")
+            elif isinstance(event, PendingEvent):
+                await self.show(event.request, vm)
             elif isinstance(event, WithdrawnEvent):
-                await self.withdraw(event)
+                await self.withdraw(event, vm)
             elif isinstance(event, NoticeEvent):
                 for chat in sorted(self.state.paired):
                     with contextlib.suppress(TelegramError):
                         await self.api.call(
                             "sendMessage",
                             chat_id=chat,
-                            text=f"{event.workload} says:\n{event.message}",
+                            text=f"{where(vm)}{event.workload} says:\n{event.message}",
                         )
 
 
 async def run(
-    socket: Path, *, token_file: Path, api_base: str, state_dir: Path, out: TextIO = sys.stdout
+    socket: Path | dict[str, Path],
+    *,
+    token_file: Path,
+    api_base: str,
+    state_dir: Path,
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Run the Telegram agent until the daemon goes away."""
+    """Run the Telegram agent (one bot for one daemon, or for each VM's: `{name: socket}`)
+    until every daemon is gone (1; each is named as it goes, the others still served)."""
     try:
         token = read_token(token_file)
     except (OSError, ValueError) as exc:
@@ -346,31 +394,25 @@ async def run(
         return 2
     state = AgentState(state_dir)
     state.load()
-    link = await ControlLink.open(socket)
     api = BotApi(api_base, token)
     try:
-        reply = await link.call("subscribe", agent="telegram")
-        if reply.status != "ok":
-            print(f"clawvisor: {reply.error.message if reply.error else 'refused'}", file=out)
-            return 1
-        agent = TelegramAgent(link, api, state, out)
-        if not state.paired:
-            agent.say("no Telegram user is paired yet: run `clawvisor approver telegram pair`")
-        for p in msgspec.convert(reply.result["pending"], list[PendingView]):
-            await agent.show(p)
-        agent.say(f"polling {api_base} for {len(state.paired)} paired user(s)")
-        poller = asyncio.ensure_future(agent.poll())
-        try:
-            await agent.follow_daemon()
-        finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
-        print("clawvisor: the daemon closed the connection", file=out)
+        async with Fleet(socket, "telegram") as fleet:
+            agent = TelegramAgent(fleet, api, state, out, fleet.names)
+            if not state.paired:
+                agent.say("no Telegram user is paired yet: run `clawvisor approver telegram pair`")
+            agent.say(
+                f"polling {api_base} for {len(state.paired)} paired user(s){fleet.following()}"
+            )
+            poller = asyncio.ensure_future(agent.poll())
+            try:
+                await agent.follow_daemon()
+            finally:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
         return 1
     finally:
         await api.close()
-        await link.close()
 
 
 def pair(state_dir: Path, *, timeout: float, out: TextIO = sys.stdout) -> int:

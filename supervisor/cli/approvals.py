@@ -48,30 +48,34 @@ def _cmd_grants(args: argparse.Namespace) -> int:
 def _cmd_approver(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.agent == "web" and args.link:
+        from ..agents.web import server
+
+        _, port = server.parse_listen(args.listen)
+        return server.link(args.state_dir, f"http://127.0.0.1:{port}")
+    if args.agent == "telegram" and args.telegram_command == "pair":
+        from ..agents import telegram
+
+        return telegram.pair(args.state_dir, timeout=args.timeout)
+    sockets = _agent_sockets(args)
+    if sockets is None:
+        return 2
     if args.agent == "cli":
         from ..agents import cli
 
-        try:
-            sockets = _named_sockets(args)
-        except ValueError as exc:
-            print(f"clawvisor approver cli: {exc}")
-            return 2
         return guard(lambda: asyncio.run(cli.run(sockets)))
     if args.agent == "desktop":
         from ..agents import desktop
 
-        return guard(lambda: asyncio.run(desktop.run(args.socket)))
+        return guard(lambda: asyncio.run(desktop.run(sockets)))
     if args.agent == "web":
         from ..agents.web import server
         from ..agents.web.tools import Tools
 
-        if args.link:
-            _, port = server.parse_listen(args.listen)
-            return server.link(args.state_dir, f"http://127.0.0.1:{port}")
         return guard(
             lambda: asyncio.run(
                 server.serve(
-                    args.socket,
+                    sockets,
                     listen=args.listen,
                     state_dir=args.state_dir,
                     hosts=args.allow_host,
@@ -82,12 +86,10 @@ def _cmd_approver(args: argparse.Namespace) -> int:
         )
     from ..agents import telegram
 
-    if args.telegram_command == "pair":
-        return telegram.pair(args.state_dir, timeout=args.timeout)
     return guard(
         lambda: asyncio.run(
             telegram.run(
-                args.socket,
+                sockets,
                 token_file=args.token_file,
                 api_base=args.api_base,
                 state_dir=args.state_dir,
@@ -96,23 +98,34 @@ def _cmd_approver(args: argparse.Namespace) -> int:
     )
 
 
-def _named_sockets(args: argparse.Namespace) -> Path | dict[str, Path]:
-    """`--socket PATH`, or several `--socket NAME=PATH` (one per VM, e.g. forwarded with
-    `ssh -L`); none given: RUNTIME_DIR/control.sock."""
-    given: list[str] = args.socket or []
-    if not given:
-        return Path(args.runtime_dir) / "control.sock"
-    if len(given) == 1 and "=" not in given[0]:
-        return Path(given[0])
-    named: dict[str, Path] = {}
-    for item in given:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"{item!r}: with several sockets, each is NAME=PATH")
-        if name in named:
-            raise ValueError(f"{name!r} is named twice")
-        named[name] = Path(path)
-    return named
+def _agent_sockets(args: argparse.Namespace) -> Path | dict[str, Path] | None:
+    """`--socket PATH`, or the VMs of `--socket NAME=PATH` (each) and `--fleet FILE`;
+    none given: RUNTIME_DIR/control.sock. None (said why) when they cannot be used."""
+    from ..agents.fleet_sockets import FleetError, choose
+
+    try:
+        return choose(args.socket, args.fleet, Path(args.runtime_dir) / "control.sock")
+    except FleetError as exc:
+        print(f"clawvisor approver {args.agent}: {exc}")
+        return None
+
+
+def _agent_socket_args(a: argparse.ArgumentParser) -> None:
+    """The sockets an approval agent follows: one, or one per VM."""
+    runtime_dir_arg(a)
+    a.add_argument(
+        "--socket",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="the control socket (default RUNTIME_DIR/control.sock); repeat as NAME=PATH "
+        "to answer for several VMs (each prompt names its VM, each verdict goes back to it)",
+    )
+    a.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="FILE",
+        help="a fleet file naming each VM's socket ([vms.NAME] socket = PATH)",
+    )
 
 
 def register(sub: Subcommands) -> None:
@@ -187,18 +200,11 @@ def register(sub: Subcommands) -> None:
     )
     asub = p.add_subparsers(dest="agent", required=True, metavar="AGENT")
     a = asub.add_parser("cli", help="interactive prompt in this terminal (default: deny)")
-    runtime_dir_arg(a)
-    a.add_argument(
-        "--socket",
-        action="append",
-        metavar="[NAME=]PATH",
-        help="the control socket; repeat as NAME=PATH to answer for several VMs (each "
-        "prompt names its VM, each verdict goes back to it)",
-    )
+    _agent_socket_args(a)
     a = asub.add_parser("desktop", help="freedesktop notifications in this session")
-    daemon_socket(a)
+    _agent_socket_args(a)
     a = asub.add_parser("web", help="a console in a browser, on a loopback port")
-    daemon_socket(a)
+    _agent_socket_args(a)
     a.add_argument("--listen", default="127.0.0.1:8765", help="loopback ADDRESS:PORT")
     a.add_argument(
         "--state-dir",
@@ -236,8 +242,10 @@ def register(sub: Subcommands) -> None:
         action="store_true",
         help="print a new one-time login link for the console running with this state dir",
     )
-    a = asub.add_parser("telegram", help="a Telegram bot (its own user, network allowed)")
-    daemon_socket(a)
+    a = asub.add_parser(
+        "telegram", help="a Telegram bot (its own user, network allowed; one for every VM)"
+    )
+    _agent_socket_args(a)
     a.add_argument(
         "--token-file",
         type=Path,

@@ -52,6 +52,23 @@ def upload_argv(url: str, certs: Path, vm: str, journal_dir: Path, state: Path) 
     ]
 
 
+#: The sandbox all three units share: no privileges, no devices, no kernel knobs, no home,
+#: a read-only system, only the network families they use. Not ProcSubset=pid: journal
+#: files are stamped with /proc/sys/kernel/random/boot_id (journal-remote fails ENOENT).
+HARDENING = (
+    "ProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
+    "NoNewPrivileges=yes\nCapabilityBoundingSet=\nAmbientCapabilities=\n"
+    "RestrictNamespaces=yes\nProtectKernelTunables=yes\nProtectKernelModules=yes\n"
+    "ProtectKernelLogs=yes\nProtectControlGroups=yes\nProtectClock=yes\n"
+    "ProtectHostname=yes\nProtectProc=invisible\nRestrictRealtime=yes\n"
+    "RestrictSUIDSGID=yes\nLockPersonality=yes\nMemoryDenyWriteExecute=yes\n"
+    "KeyringMode=private\nRemoveIPC=yes\nUMask=0077\nDevicePolicy=closed\n"
+    "SystemCallArchitectures=native\nSystemCallFilter=@system-service\n"
+    "SystemCallFilter=~@privileged @resources @mount @obsolete @debug\n"
+    "SystemCallErrorNumber=EPERM\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"
+)
+
+
 def quote(argv: list[str]) -> str:
     return " ".join(f'"{a}"' for a in argv)
 
@@ -77,12 +94,8 @@ def collector_units(inner: str, output: Path, certs: Path, name: str) -> dict[st
             "Requires=clawvisor-fleet-collector.service\n"
             "After=clawvisor-fleet-collector.service network-online.target\n\n"
             f"[Service]\nDynamicUser=yes\n{creds}"
-            f"ExecStart={quote([STUNNEL, '%d/stunnel.conf'])}\n"
-            "ProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
-            "NoNewPrivileges=yes\nCapabilityBoundingSet=\nRestrictNamespaces=yes\n"
-            "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectControlGroups=yes\n"
-            "LockPersonality=yes\nMemoryDenyWriteExecute=yes\nSystemCallArchitectures=native\n"
-            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\nRestart=on-failure\n\n"
+            f"ExecStart={quote([STUNNEL, '%d/stunnel.conf'])}\n{HARDENING}"
+            "Restart=on-failure\n\n"
             "[Install]\nWantedBy=multi-user.target\n"
         ),
     }
@@ -95,12 +108,7 @@ def _remote_unit(inner: str, output: Path) -> str:
         "After=network-online.target\nWants=network-online.target\n\n"
         "[Service]\nUser=systemd-journal-remote\nGroup=systemd-journal-remote\n"
         f"ExecStart={quote(remote_argv(inner, output))}\n"
-        f"ReadWritePaths={output}\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\n"
-        "PrivateDevices=yes\nNoNewPrivileges=yes\nCapabilityBoundingSet=\n"
-        "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectControlGroups=yes\n"
-        "RestrictNamespaces=yes\nLockPersonality=yes\nMemoryDenyWriteExecute=yes\n"
-        "SystemCallArchitectures=native\nSystemCallFilter=@system-service\n"
-        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\nRestart=on-failure\n\n"
+        f"ReadWritePaths={output}\n{HARDENING}Restart=on-failure\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
 
@@ -114,9 +122,12 @@ def trail_directory(namespace: str, machine_id: str) -> Path:
     return Path("/var/log/journal") / (f"{machine_id}.{namespace}" if namespace else machine_id)
 
 
-def upload_unit(url: str, certs: Path, vm: str, journal_dir: Path) -> str:
+def upload_unit(url: str, certs: Path, vm: str, journal_dir: Path, namespace: str) -> str:
     """journal-upload as a dynamic user that can read journals and nothing else of root's:
-    the key reaches it as a systemd credential (`%d`), so it stays 0600 root's on disk."""
+    the key reaches it as a systemd credential (`%d`), so it stays 0600 root's on disk.
+    It pulls in the namespace's journald, which makes the directory before the daemon's
+    first record (socket activation may not have started the daemon yet)."""
+    journald = f"systemd-journald@{namespace}.service" if namespace else "systemd-journald.service"
     creds = "".join(
         f"LoadCredential={name}:{certs / name}\n" for name in ("ca.pem", f"{vm}.pem", f"{vm}.key")
     )
@@ -124,17 +135,10 @@ def upload_unit(url: str, certs: Path, vm: str, journal_dir: Path) -> str:
     return (
         "# Written by clawvisor provision ([fleet] collector).\n[Unit]\n"
         "Description=clawvisor trail upload to the fleet's collector (systemd-journal-upload)\n"
-        "After=network-online.target\nWants=network-online.target\n\n"
+        f"After=network-online.target {journald}\nWants=network-online.target {journald}\n\n"
         "[Service]\nDynamicUser=yes\nSupplementaryGroups=systemd-journal\n"
         f"StateDirectory=clawvisor-upload\n{creds}"
-        f"ExecStart={quote(argv)}\n"
-        "ProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
-        "NoNewPrivileges=yes\nCapabilityBoundingSet=\nRestrictNamespaces=yes\n"
-        "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectKernelLogs=yes\n"
-        "ProtectControlGroups=yes\nProtectClock=yes\nProtectHostname=yes\n"
-        "RestrictRealtime=yes\nRestrictSUIDSGID=yes\nUMask=0077\n"
-        "LockPersonality=yes\nMemoryDenyWriteExecute=yes\nSystemCallArchitectures=native\n"
-        "SystemCallFilter=@system-service\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n"
+        f"ExecStart={quote(argv)}\n{HARDENING}"
         # Never gives up: a collector down for a day is caught up from the saved cursor.
         "Restart=always\nRestartSec=10s\n\n[Install]\nWantedBy=multi-user.target\n"
     )

@@ -30,8 +30,9 @@ def wanted_unit(box: Box) -> str | None:
             f"`clawvisor fleet certs --dir DIR --vm {vm}` and copy them here"
         )
     machine_id = Path("/etc/machine-id").read_text().strip()
-    directory = trail_directory(box.settings.audit.journal_namespace, machine_id)
-    return upload_unit(fleet.collector.rstrip("/"), certs, vm, directory)
+    namespace = box.settings.audit.journal_namespace
+    directory = trail_directory(namespace, machine_id)
+    return upload_unit(fleet.collector.rstrip("/"), certs, vm, directory, namespace)
 
 
 def _install(path: Path, text: str) -> None:
@@ -55,7 +56,13 @@ def _remove(path: Path) -> None:
 def plan_fleet(box: Box, plan: Plan) -> None:
     """Plan the upload unit for `[fleet] collector`, or its removal once unset."""
     path = Path(box.settings.provision.unit_dir) / UPLOAD_UNIT
-    text = wanted_unit(box)
+    try:
+        text = wanted_unit(box)
+    except ProvisionError as exc:
+        # Said loudly, but the rest of the box is still provisioned: the trail is kept
+        # here meanwhile, and a missing certificate must not leave the workloads unfenced.
+        plan.skip("fleet", f"the trail is not shipped: {exc}")
+        return
     if text is None:
         if path.exists():
             plan.add(

@@ -29,7 +29,7 @@ MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
     "systemd,systemd-sysv,dbus,python3,python3-venv,python3-systemd,python3-nftables,"
     "nftables,python3-bpfcc,acl,iproute2,make,procps,socat,util-linux,passwd,ca-certificates,"
-    "squid-openssl,openssl"
+    "squid-openssl,openssl,systemd-journal-remote,stunnel4,openssh-server,openssh-client"
 )
 CLEAN_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -83,6 +83,15 @@ def copy_tree(files: list[str], src: Path, dst: Path) -> None:
         d = dst / rel
         d.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(s, d)
+
+
+def build(tree: Path) -> tuple[Path, Path]:
+    """`make wheels deb` in a source tree: its wheels directory and its .deb."""
+    subprocess.run(
+        ["make", "-s", "-C", str(tree), "wheels", "deb"], check=True, capture_output=True
+    )
+    [deb] = sorted((tree / "build").glob("clawvisor_*_amd64.deb"))
+    return tree / "build" / "wheels", deb
 
 
 class Box:
@@ -163,13 +172,20 @@ def _leader(nspawn: subprocess.Popen[bytes], timeout: float = 60) -> int:
 
 @contextlib.contextmanager
 def booted(
-    files: dict[str, Path] | None = None, binds: dict[str, Path] | None = None
+    files: dict[str, Path] | None = None,
+    binds: dict[str, Path] | None = None,
+    *,
+    name: str = "",
+    netns: str | None = None,
+    texts: dict[str, str] | None = None,
 ) -> Iterator[Box]:
     """Boot a box on an overlay of the cached rootfs; `files` are copied in first (dest:
-    src), `binds` are bound in read-only (dest: src; too big to copy, e.g. OpenClaw)."""
+    src), `texts` written (dest: text), `binds` are bound in read-only (dest: src; too big
+    to copy, e.g. OpenClaw). `name` is its host name (several boxes at once); `netns` a
+    network namespace under /run/netns to run in instead of a private one of its own."""
     lower = rootfs()
     work = Path(tempfile.mkdtemp(prefix="clawvisor-box-", dir="/var/tmp"))
-    name = f"cvbox{os.getpid()}"
+    name = name or f"cvbox{os.getpid()}"
     for d in ("upper", "work", "root"):
         (work / d).mkdir()
     subprocess.run(
@@ -193,6 +209,10 @@ def booted(
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, target)
+        for dest, text in (texts or {}).items():
+            target = work / "root" / dest.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
         log = (work / "console.log").open("wb")
         nspawn = subprocess.Popen(
             [
@@ -200,7 +220,7 @@ def booted(
                 "--boot",
                 "--register=no",
                 "--keep-unit",
-                "--private-network",
+                f"--network-namespace-path=/run/netns/{netns}" if netns else "--private-network",
                 "--console=passive",
                 f"--machine={name}",
                 *(f"--bind-ro={src}:{dest}" for dest, src in (binds or {}).items()),

@@ -14,7 +14,6 @@ import re
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -80,15 +79,6 @@ def bumped(version: str) -> str:
     return version + ".post1"
 
 
-def build(tree: Path) -> tuple[Path, Path]:
-    """`make wheels deb` in a source tree: its wheels directory and its .deb."""
-    subprocess.run(
-        ["make", "-s", "-C", str(tree), "wheels", "deb"], check=True, capture_output=True
-    )
-    [deb] = sorted((tree / "build").glob("clawvisor_*_amd64.deb"))
-    return tree / "build" / "wheels", deb
-
-
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     """This tree's build and a newer one (same code, version bumped), made on the host."""
@@ -102,8 +92,8 @@ def builds(tmp_path_factory):
     pyproject.write_text(
         pyproject.read_text().replace(f'version = "{version}"', f'version = "{bumped(version)}"', 1)
     )
-    _, deb_now = build(here)
-    _, deb_next = build(nxt)
+    _, deb_now = nspawn.build(here)
+    _, deb_next = nspawn.build(nxt)
     return {
         "version": version,
         "next": bumped(version),

@@ -10,8 +10,8 @@ import pytest
 from supervisor.config import DaemonSettings, Paths
 from supervisor.fleet.journal import trail_directory
 from supervisor.provision.box import Box
-from supervisor.provision.fleet import wanted_unit
-from supervisor.provision.plan import ProvisionError
+from supervisor.provision.fleet import plan_fleet, wanted_unit
+from supervisor.provision.plan import Plan, ProvisionError
 
 PATHS = Paths(Path("/etc/cv"), Path("/run/cv"), Path("/var/lib/cv"), Path("/var/log/cv"))
 
@@ -48,7 +48,7 @@ def test_the_unit_ships_the_trails_namespace_with_the_key_as_a_credential(tmp_pa
 def test_a_collector_without_this_vms_certificate_is_refused_by_name(tmp_path):
     certs = certs_for(tmp_path, "vm1")
     (certs / "vm1.key").unlink()
-    with pytest.raises(ProvisionError, match="vm1.key"):
+    with pytest.raises(ProvisionError, match=r"vm1\.key"):
         wanted_unit(box_with({"collector": "https://c:1", "certs": str(certs), "name": "vm1"}))
 
 
@@ -58,3 +58,11 @@ def test_a_collector_without_this_vms_certificate_is_refused_by_name(tmp_path):
 def test_a_collector_that_is_not_a_plain_https_url_is_refused(url):
     with pytest.raises(msgspec.ValidationError):
         box_with({"collector": url})
+
+
+def test_missing_certificates_skip_shipping_loudly_and_provisioning_goes_on(tmp_path):
+    plan = Plan()
+    plan_fleet(box_with({"collector": "https://c:1", "certs": str(tmp_path), "name": "vm9"}), plan)
+    assert not plan.changes
+    [(kind, why)] = plan.skipped
+    assert kind == "fleet" and "not shipped" in why and "vm9.key" in why

@@ -1,7 +1,9 @@
 """The console's view of the monitors: a `monitor` subscription on the control socket,
 the last events of each workload (in the words `clawvisor monitor` prints) and its
 intents' decisions and outcomes (from the trail), and a count of each per 10-second
-bucket for its timeline, pushed to the browsers in batches."""
+bucket for its timeline, pushed to the browsers in batches. With several VMs each is
+followed on its own and a workload is named with its VM (`vm1/alpha`), its lines too
+(`[vm1] ...`): two VMs' workloads of the same name stay apart."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import msgspec
 
 from ...wire.common import MAX_LINE
+from ..fleet_link import where
 from ..monitor_view import render
 
 KEEP = 500  # events kept per workload
@@ -27,8 +30,8 @@ FLUSH = 0.25  # how often browsers get what came in
 class Activity:
     """What each workload did lately; follows the daemon, reconnecting when it drops."""
 
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
+    def __init__(self, socket: Path | dict[str, Path]) -> None:
+        self.sockets = {"": socket} if isinstance(socket, Path) else dict(socket)
         self.recent: dict[str, collections.deque[dict[str, Any]]] = {}
         self.buckets: dict[str, dict[int, list[int]]] = {}
         self._batch: list[dict[str, Any]] = []
@@ -37,7 +40,8 @@ class Activity:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._flush())]
+        self._tasks = [loop.create_task(self._run(vm, path)) for vm, path in self.sockets.items()]
+        self._tasks.append(loop.create_task(self._flush()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -70,15 +74,20 @@ class Activity:
             for w, bs in self.buckets.items()
         }
 
-    def add(self, obj: dict[str, Any]) -> None:
-        """One `monitor` line from the daemon (an event, or an alert when it names a trigger)."""
+    def add(self, obj: dict[str, Any], vm: str = "") -> None:
+        """One `monitor` line from `vm`'s daemon (an event, or an alert when it names a
+        trigger)."""
         workload = str(obj.get("workload") or "-")
+        if vm:
+            workload = f"{vm}/{workload}"
         alert = "trigger" in obj
         intent = obj.get("kind") == "intent"  # a decision or outcome from the trail
         ts = float(obj.get("ts") or time.time())
         text = str(obj.get("message") or "") if intent else render(obj, "text", False)
+        text = where(vm) + text
         item = {
             "ts": ts,
+            "vm": vm,
             "workload": workload,
             "kind": str(obj.get("kind", "")),
             "severity": str(obj.get("severity", "info")),
@@ -112,20 +121,20 @@ class Activity:
             for b in [b for b in bs if b < first]:
                 del bs[b]
 
-    async def _run(self) -> None:
+    async def _run(self, vm: str, socket: Path) -> None:
         while True:
             with contextlib.suppress(OSError, ConnectionError, ValueError):
-                await self._follow()
+                await self._follow(vm, socket)
             await asyncio.sleep(1.0)
 
-    async def _follow(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(str(self.socket), limit=4 * MAX_LINE)
+    async def _follow(self, vm: str, socket: Path) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(socket), limit=4 * MAX_LINE)
         try:
             writer.write(b'{"id":"activity","op":"monitor"}\n')
             await writer.drain()
             while line := await reader.readline():
                 obj = json.loads(line)
-                if obj.get("event") == "monitor":
-                    self.add(obj)
+                if isinstance(obj, dict) and obj.get("event") == "monitor":
+                    self.add(obj, vm)
         finally:
             writer.close()

@@ -11,6 +11,10 @@ styles from this origin only, no inline code, no frames), `nosniff`, no referrer
 caching. Every page but the login needs the session cookie; every request that changes
 anything (POST) also needs the session's CSRF token in `X-CSRF-Token` and an `Origin` of
 this very console.
+
+With several VMs, Pending and Activity are every VM's (each card names its VM and its
+verdict goes to that VM alone); Workloads and Policy show the first VM given, and say
+so; Audit reads the trail `--audit-arg` names (on a collector: every VM's).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ HEADERS = {
 
 
 class VerdictForm(msgspec.Struct, forbid_unknown_fields=True):
-    """What the page sends for a verdict (the daemon checks it again)."""
+    """What the page sends for a verdict (the daemon checks it again): `vm` is the VM
+    whose card it was ("" for a single, unnamed socket)."""
 
     request: Annotated[str, msgspec.Meta(max_length=32)]
     digest: Annotated[str, msgspec.Meta(max_length=64)]
@@ -68,6 +73,7 @@ class VerdictForm(msgspec.Struct, forbid_unknown_fields=True):
     grant: Literal["once", "30m", "always"] = "once"
     release: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
     reason: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    vm: Annotated[str, msgspec.Meta(max_length=63)] = ""
 
 
 class RespondForm(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,7 +166,9 @@ class Console:
         if session is None:
             return PlainTextResponse("log in with a link from `clawvisor approver web --link`",
                                      status_code=401)  # fmt: skip
-        context = {"user": session.user, "page": page, "script": script}
+        named = [vm for vm in self.feed.fleet.names if vm]
+        context = {"user": session.user, "page": page, "script": script,
+                   "vms": named, "first": self.feed.first}  # fmt: skip
         return self.templates.TemplateResponse(request, f"{page}.html", context)
 
     async def pending(self, request: Request) -> Response:
@@ -194,10 +202,11 @@ class Console:
     async def policy(self, request: Request) -> Response:
         if (refused := self._guard(request, changes=False)) is not None:
             return refused
-        link = self.feed.link
-        if link is None or not self.feed.connected:
-            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
-        source, status = await link.call("policy-source"), await link.call("status")
+        try:
+            source = await self.feed.call("policy-source", vm=self.feed.first)
+            status = await self.feed.call("status", vm=self.feed.first)
+        except ConnectionError:
+            return _unreachable()
         if source.status != "ok" or not isinstance(source.result, dict):
             return JSONResponse({"error": "policy-source refused"}, status_code=502)
         workloads = status.result.get("workloads", []) if isinstance(status.result, dict) else []
@@ -287,10 +296,10 @@ class Console:
     async def workloads(self, request: Request) -> Response:
         if (refused := self._guard(request)) is not None:
             return refused
-        link = self.feed.link
-        if link is None or not self.feed.connected:
-            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
-        reply = await link.call("status")
+        try:
+            reply = await self.feed.call("status", vm=self.feed.first)
+        except ConnectionError:
+            return _unreachable()
         if reply.status != "ok" or not isinstance(reply.result, dict):
             return JSONResponse({"error": "status refused"}, status_code=502)
         r = reply.result
@@ -304,10 +313,12 @@ class Console:
             form = msgspec.json.decode(await request.body(), type=RespondForm)
         except msgspec.ValidationError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        link = self.feed.link
-        if link is None or not self.feed.connected:
-            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
-        reply = await link.call("respond", response=form.response, workload=form.workload)
+        try:
+            reply = await self.feed.call(
+                "respond", vm=self.feed.first, response=form.response, workload=form.workload
+            )
+        except ConnectionError:
+            return _unreachable()
         if reply.status != "ok" or not isinstance(reply.result, dict):
             message = reply.error.message if reply.error else "refused"
             return JSONResponse({"error": message}, status_code=409)
@@ -320,9 +331,8 @@ class Console:
             form = msgspec.json.decode(await request.body(), type=VerdictForm)
         except msgspec.ValidationError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        link = self.feed.link
-        if link is None or not self.feed.connected:
-            return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
+        if form.vm not in self.feed.fleet.sockets:
+            return JSONResponse({"error": "no such VM"}, status_code=404)
         fields: dict[str, Any] = {
             "request": form.request,
             "digest": form.digest,
@@ -333,7 +343,10 @@ class Console:
         }
         if form.reason:
             fields["reason"] = form.reason
-        reply = await link.call("verdict", **fields)
+        try:
+            reply = await self.feed.call("verdict", vm=form.vm, **fields)
+        except ConnectionError:
+            return _unreachable()
         if reply.status != "ok":
             message = reply.error.message if reply.error else "refused"
             return JSONResponse({"error": message}, status_code=409)
@@ -355,6 +368,10 @@ class Console:
         except LookupError as exc:
             return JSONResponse({"error": str(exc)}, status_code=502)
         return JSONResponse({"chains": chains})
+
+
+def _unreachable() -> Response:
+    return JSONResponse({"error": "not connected to clawvisor"}, status_code=503)
 
 
 def _row(rec: dict[str, Any]) -> dict[str, Any]:

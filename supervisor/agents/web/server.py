@@ -39,7 +39,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 async def serve(
-    socket: Path,
+    socket: Path | dict[str, Path],
     *,
     listen: str,
     state_dir: Path,
@@ -48,7 +48,8 @@ async def serve(
     tools: Tools,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Serve until stopped; print where, and a first login link."""
+    """Serve until stopped (for one daemon, or for each VM's: `{name: socket}`); print
+    where, and a first login link."""
     private_dir(state_dir)
     host, port = parse_listen(listen)
     # The names it answers for: its own, and those given (a TLS proxy's, a tunnel's).

@@ -1,7 +1,9 @@
 // The pending page: a live list from /events (server-sent), verdicts by POST /verdict.
+// Cards are kept by (VM, request id): a verdict names the card's VM and goes there alone.
 "use strict";
 
 const cards = new Map();
+const cardKey = (vm, id) => `${vm}\n${id}`;
 
 function left(deadline) {
   return Math.max(0, Math.round(deadline - Date.now() / 1000));
@@ -9,7 +11,7 @@ function left(deadline) {
 
 async function answer(p, allow, grant, release, card) {
   const reason = card.querySelector("input.reason").value.trim();
-  const body = { request: p.id, digest: p.digest, allow, grant, release };
+  const body = { vm: p.vm, request: p.id, digest: p.digest, allow, grant, release };
   if (!allow && reason) body.reason = reason;
   const errorLine = card.querySelector(".error");
   errorLine.textContent = "";
@@ -20,6 +22,7 @@ async function answer(p, allow, grant, release, card) {
 function render(p) {
   const card = el("li", undefined, "card");
   card.dataset.id = p.id;
+  card.dataset.vm = p.vm;
   card.summary = `${p.title}: ${p.body.split("\n")[0]}`;
   card.appendChild(el("h3", p.title));
   card.appendChild(el("pre", p.body, "body"));
@@ -53,20 +56,21 @@ function render(p) {
 function show(p) {
   const list = document.getElementById("pending");
   const card = render(p);
-  const old = cards.get(p.id);
+  const old = cards.get(cardKey(p.vm, p.id));
   if (old) { clearInterval(old.tick); list.replaceChild(card, old); } else list.appendChild(card);
-  cards.set(p.id, card);
+  cards.set(cardKey(p.vm, p.id), card);
   document.getElementById("empty").hidden = cards.size > 0;
 }
 
-function gone(id, reason, by) {
-  const card = cards.get(id);
+function gone(vm, id, reason, by) {
+  const card = cards.get(cardKey(vm, id));
   if (!card) return;
   clearInterval(card.tick);
   card.remove();
-  cards.delete(id);
+  cards.delete(cardKey(vm, id));
   const line = el("li", `${card.summary} · ${reason}` + (by ? ` by ${by}` : ""));
   line.dataset.id = id;
+  line.dataset.vm = vm;
   document.getElementById("closed").prepend(line);
   document.getElementById("empty").hidden = cards.size > 0;
 }
@@ -79,14 +83,30 @@ source.onmessage = (message) => {
     cards.clear();
     m.pending.forEach(show);
     document.getElementById("empty").hidden = cards.size > 0;
-    status(m.up ? "connected" : "clawvisor unreachable", m.up);
+    vmStatus(m.vms);
   } else if (m.type === "pending") {
     show(m.request);
   } else if (m.type === "gone") {
-    gone(m.id, m.reason, m.by);
+    gone(m.vm, m.id, m.reason, m.by);
   } else if (m.type === "down") {
-    for (const id of [...cards.keys()]) gone(id, "unavailable", null);
-    status("clawvisor unreachable: " + m.why, false);
+    for (const card of [...cards.values()]) {
+      if (card.dataset.vm === m.vm) gone(m.vm, card.dataset.id, "unavailable", null);
+    }
+    vmStatus(m.vms);
   }
 };
+
+// One VM: "connected" or "clawvisor unreachable: why"; several: each VM named.
+function vmStatus(vms) {
+  const up = vms.filter((v) => v.why === null).map((v) => v.name);
+  const down = vms.filter((v) => v.why !== null);
+  if (vms.length === 1 && !vms[0].name) {
+    status(up.length ? "connected" : "clawvisor unreachable: " + down[0].why, up.length > 0);
+    return;
+  }
+  const parts = [];
+  if (up.length) parts.push("connected to " + up.join(", "));
+  for (const v of down) parts.push(`${v.name} unreachable: ${v.why}`);
+  status(parts.join("; "), down.length === 0);
+}
 source.onerror = () => status("reconnecting…", false);
