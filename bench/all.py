@@ -108,6 +108,12 @@ STEPS = (
         ("--requests", "60", "--reloads", "4"),
     ),
     Step(
+        "fleet",
+        "the fleet's trail: records/s into one collector from two VMs; VM to collector delay",
+        (),
+        ("--records", "5000", "--samples", "40"),
+    ),
+    Step(
         "policy_diff",
         "policy diff of two 1,000-rule policies",
         (),
@@ -874,6 +880,40 @@ def proxy_rows(d: dict[str, Any], cmd: str) -> list[Row]:
     return rows
 
 
+def fleet_rows(d: dict[str, Any], cmd: str) -> list[Row]:
+    """The fleet's trail (bench/fleet.py): two VMs' journal-uploads into one collector
+    through stunnel with client certificates, beside journal-remote alone on plain HTTP."""
+    ours, plain = d["throughput"]["ours"], d["throughput"]["plain"]
+    rows = [
+        Row(
+            "fleet trail",
+            f"records/s one collector takes from two VMs ({d['expected']:,} trail records, "
+            "client certificates, stunnel, journal-remote)",
+            f"{ours['per_s']:,.0f}",
+            "journal-remote alone, plain HTTP, same uploads",
+            f"{plain['per_s']:,.0f}",
+            f"{_x(ours['per_s'] / plain['per_s'])} the rate",
+            "",
+            cmd,
+        )
+    ]
+    for key in ("p50", "p99"):
+        a, b = d["delay"]["ours"][f"{key}_ms"], d["delay"]["plain"][f"{key}_ms"]
+        rows.append(
+            Row(
+                "fleet trail",
+                f"a record written on a VM to readable on the collector, {key} (ms)",
+                f"{a:.0f}",
+                "journal-remote alone, plain HTTP",
+                f"{b:.0f}",
+                f"{_x(a / b)} the time",
+                "",
+                cmd,
+            )
+        )
+    return rows
+
+
 def proxy_section() -> list[str]:
     """The proxy's reload in parts (bench/proxy.py), below the table."""
     d = _load("proxy")
@@ -1056,6 +1096,7 @@ EXTRACT = {
     "footprint": footprint_rows,
     "provision": provision_rows,
     "proxy": proxy_rows,
+    "fleet": fleet_rows,
     "web_console": web_console_rows,
 }
 
