@@ -15,7 +15,6 @@ whose request it showed, and an id one VM sends never touches another VM's reque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -27,7 +26,7 @@ from jeepney.io.asyncio import DBusRouter, Proxy, open_dbus_router
 from jeepney.low_level import HeaderFields
 
 from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
-from .fleet_link import Down, Fleet, Up, where
+from .fleet_link import Down, Fleet, Up, alongside, where
 from .prompt import body, offers_thirty_minutes, title
 
 NOTIFICATIONS = DBusAddress(
@@ -220,11 +219,5 @@ async def run(
                 file=out,
                 flush=True,
             )
-            bus_task = asyncio.ensure_future(agent.follow_bus(signals))
-            try:
-                await agent.follow_daemon()
-            finally:
-                bus_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await bus_task
+            await alongside(agent.follow_daemon(), agent.follow_bus(signals))
     return 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,17 @@ class Down:
 
 
 Happening = Event | Up | Down
+
+
+async def alongside(main: Awaitable[None], side: Coroutine[Any, Any, None]) -> None:
+    """Await `main` with `side` running beside it; `side` is cancelled when `main` ends."""
+    task = asyncio.ensure_future(side)
+    try:
+        await main
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def where(vm: str) -> str:

@@ -43,7 +43,7 @@ import msgspec
 
 from ..persist import read_or_none, write_atomic
 from ..wire.control import NoticeEvent, PendingEvent, PendingView, WithdrawnEvent
-from .fleet_link import Down, Fleet, Up, where
+from .fleet_link import Down, Fleet, Up, alongside, where
 from .prompt import body, offers_thirty_minutes, title
 
 DEFAULT_API = "https://api.telegram.org"
@@ -403,13 +403,7 @@ async def run(
             agent.say(
                 f"polling {api_base} for {len(state.paired)} paired user(s){fleet.following()}"
             )
-            poller = asyncio.ensure_future(agent.poll())
-            try:
-                await agent.follow_daemon()
-            finally:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
+            await alongside(agent.follow_daemon(), agent.poll())
         return 1
     finally:
         await api.close()
