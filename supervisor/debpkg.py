@@ -89,6 +89,8 @@ def control(version: str) -> str:
         "Maintainer: clawvisor developers <clawvisor@localhost>\n"
         f"Depends: {DEPENDS}\n"
         "Recommends: linux-headers-amd64, bpfcc-tools\n"
+        # The fleet: journal-upload on each VM ([fleet] collector), stunnel on the collector.
+        "Suggests: systemd-journal-remote, stunnel4, squid-openssl\n"
         "Description: supervisor between autonomous AI agents and the machine\n"
         " A privileged daemon that takes typed intents from agent gateways over a Unix\n"
         " socket, checks them against an allow/ask/deny policy, asks a human when told\n"
