@@ -78,10 +78,7 @@ for line in sys.stdin:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = rig.free_port
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:

@@ -113,10 +113,7 @@ def as_user(u: rig.User) -> AsUser:
     return {"user": u.uid, "group": u.gid, "extra_groups": os.getgrouplist(u.name, u.gid)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = rig.free_port
 
 
 def offset_ms(page: Any, tries: int = 30) -> tuple[float, float]:

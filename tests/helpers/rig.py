@@ -288,6 +288,13 @@ def wait_final(daemon: Daemon, ids: list[str], timeout: float = 20.0) -> dict[st
 # --- the daemon ---------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def shared_tmpdir(prefix: str) -> Path:
     """A temporary directory other users can traverse (pytest's tmp_path is 0700)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

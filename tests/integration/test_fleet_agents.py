@@ -496,10 +496,7 @@ def test_telegram_a_hostile_vm_reusing_a_request_id_cannot_decide_or_withdraw_an
 # --- the web console --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = rig.free_port
 
 
 class Web:

@@ -27,10 +27,7 @@ def clawvisor(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str
                           timeout=120, check=check)  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = rig.free_port
 
 
 @pytest.fixture(scope="module")
