@@ -121,6 +121,7 @@ def connect_as(path: Path | str, user: User | None, timeout: float = 10.0) -> so
 #: The trail's journal namespace (the daemon's default `[audit] journal_namespace`).
 NAMESPACE = "clawvisor"
 NAMESPACE_SOCKET = f"/run/systemd/journal.{NAMESPACE}/socket"
+NAMESPACE_STDOUT = f"/run/systemd/journal.{NAMESPACE}/stdout"
 
 
 def journald_listening(path: str = JOURNAL_SOCKET) -> bool:
@@ -143,6 +144,10 @@ def journalctl(*args: str) -> list[str]:
 @dataclass
 class Journald:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: A stdout stream held open to the namespace's journald: a namespace instance exits
+    #: after 30 s without a message or a stream (systemd would start it again through its
+    #: socket; nothing here would), and a slow stretch of the suite is longer than that.
+    keepalive: socket.socket | None = None
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -156,9 +161,17 @@ class Journald:
 
     def entries(self, **match: str) -> list[dict[str, str]]:
         """The trail's entries matching FIELD=value pairs, oldest first."""
+        self.check_alive()
         argv = journalctl("-o", "json", "--all", *(f"{k}={v}" for k, v in match.items()))
         out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def check_alive(self) -> None:
+        """Raise if a journald started here has exited: every lookup after it would be
+        empty, and the failures would say nothing of why."""
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(map(str, proc.args))} exited ({proc.returncode})")
 
     def wait_entries(self, count: int, timeout: float = 10.0, **match: str) -> list[dict[str, str]]:
         """Poll until at least `count` matching entries are readable."""
@@ -193,8 +206,15 @@ def journald() -> Iterator[Journald]:
             j.procs.append(_start_journald([JOURNALD], JOURNAL_SOCKET))
         if not journald_listening(NAMESPACE_SOCKET):
             j.procs.append(_start_journald([JOURNALD, NAMESPACE], NAMESPACE_SOCKET))
+        j.keepalive = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        j.keepalive.connect(NAMESPACE_STDOUT)
+        # The stream's header: identifier, unit, priority, level prefix, then the
+        # forward-to-syslog/kmsg/console switches, each off.
+        j.keepalive.sendall(b"clawvisor-tests\n\n6\n0\n0\n0\n0\n")
         yield j
     finally:
+        if j.keepalive is not None:
+            j.keepalive.close()
         for proc in j.procs:
             proc.send_signal(signal.SIGTERM)
             try:
