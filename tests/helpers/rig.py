@@ -171,7 +171,7 @@ class Journald:
         empty, and the failures would say nothing of why."""
         for proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"{' '.join(map(str, proc.args))} exited ({proc.returncode})")
+                raise RuntimeError(f"{proc.args!r} exited ({proc.returncode})")
 
     def wait_entries(self, count: int, timeout: float = 10.0, **match: str) -> list[dict[str, str]]:
         """Poll until at least `count` matching entries are readable."""
