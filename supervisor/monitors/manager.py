@@ -1,4 +1,9 @@
-"""The monitors together: the bus, the three monitors, the trigger engine, live viewers."""
+"""The monitors together: the bus, the monitors, the trigger engine, live viewers.
+
+The BPF syscall monitor, the triggers on its events and the kept event log run in the
+monitor worker (worker.py, a process of their own: their rate must not slow decisions);
+the overlay, counter and proxy monitors run here, on the daemon's loop, and their events
+go to the worker's log too."""
 
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ from ..proxy.squid_conf import ProxyLayout
 from ..triggers import Alert, Trigger, TriggerEngine
 from . import events as ev
 from .bus import Bus
+from .channel import WorkerStart
 from .counters import CounterMonitor
-from .eventlog import EventLog
 from .overlay import OverlayWatcher
-from .syscalls import SyscallMonitor, WorkloadView
+from .remote import LiveLines, MonitorWorker
+from .syscalls import SyscallStatus, WorkloadView
 
 SEVERITY_RANK = {s: i for i, s in enumerate(ev.SEVERITIES)}
 
@@ -56,14 +62,9 @@ class Monitors:
         home_root: str,
     ) -> None:
         self.settings = settings
+        self.home_root = home_root
         self.bus = Bus()
-        self.syscalls = SyscallMonitor(
-            self.bus.publish,
-            rate=settings.rate,
-            burst=settings.burst,
-            ringbuf_pages=settings.ringbuf_pages,
-            home_root=home_root,
-        )
+        self.worker: MonitorWorker | None = None
         self.overlay = OverlayWatcher(self.bus.publish)
         self.counters = CounterMonitor(self.bus.publish, interval=settings.counters_interval)
         self.proxy = ProxyLogMonitor(self.bus.publish)
@@ -73,22 +74,27 @@ class Monitors:
         self.bus.subscribe(self.engine.on_event)
         self.bus.subscribe(self._to_viewers)
         self._encoder = msgspec.json.Encoder()
-        self.log: EventLog | None = None
 
     async def start(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
         """Start what the settings enable; a monitor that cannot start is degraded. The
         BPF compile runs in a thread: intents are served while it takes its seconds."""
         s = self.settings
-        if s.event_log:
-            self.log = EventLog(
-                config.paths.log_dir / "events",
-                max_bytes=s.event_log_max_bytes,
-                max_age=s.event_log_max_age,
+        if s.bpf or s.event_log:
+            start = WorkerStart(
+                bpf=s.bpf,
+                rate=s.rate,
+                burst=s.burst,
+                ringbuf_pages=s.ringbuf_pages,
+                home_root=self.home_root,
+                log_dir=str(config.paths.log_dir / "events") if s.event_log else None,
+                log_max_bytes=s.event_log_max_bytes,
+                log_max_age=s.event_log_max_age,
             )
-            self.log.start()
-            self.bus.subscribe(self.log.append)
-        if self.settings.bpf:
-            await self.syscalls.start_async(loop)
+            self.worker = MonitorWorker(start, self._fired, self._live_lines, self.bus.publish)
+            if s.event_log:
+                self.bus.subscribe(self._keep_event)
+            self.configure(config)  # the worker starts knowing its workloads and triggers
+            await self.worker.start(loop)
         if self.settings.overlay:
             self.overlay.start(loop)
         if self.settings.counters:
@@ -97,12 +103,11 @@ class Monitors:
         self.proxy.start(loop)
 
     def stop(self) -> None:
-        self.syscalls.stop()
         self.overlay.stop()
         self.counters.stop()
         self.proxy.stop()
-        if self.log is not None:
-            self.log.close()
+        if self.worker is not None:
+            self.worker.stop()
 
     def configure(self, config: Config, triggers: list[Trigger] | None = None) -> None:
         """Follow the workloads (and triggers) of a (re)loaded config."""
@@ -126,7 +131,8 @@ class Monitors:
                 services=services.get(name, frozenset()),
                 cgroups=workload_cgroups(name),
             )
-        self.syscalls.set_workloads(views)
+        if self.worker is not None:
+            self.worker.set_workloads(views)
         self.overlay.merged = {
             str(overlay_dir(config.paths, n) / "upper"): f"{home_root}/{n}/shared"
             for n, f in config.files.items()
@@ -145,13 +151,14 @@ class Monitors:
                     self.overlay.unwatch(upper)
             for upper, name in wanted.items():
                 self.overlay.watch(name, upper)
-        self.engine.set_rules(
-            triggers if triggers is not None else self.engine.triggers, config.tags
-        )
+        rules = triggers if triggers is not None else self.engine.triggers
+        self.engine.set_rules(rules, config.tags)
+        if self.worker is not None:
+            self.worker.set_rules(rules, config.tags)
 
     def status(self) -> list[MonitorInfo]:
         """Each monitor's state, why, and running totals, for `status` and `doctor`."""
-        s = self.syscalls.status
+        s = self.worker.status.syscalls if self.worker is not None else SyscallStatus()
         bpf_detail = s.detail
         w, c = self.overlay, self.counters
         if w.notifier is not None:
@@ -191,15 +198,16 @@ class Monitors:
         ]
 
     def _log_status(self) -> list[MonitorInfo]:
-        log = self.log
-        if log is None:
+        if self.worker is None or self.worker.start_args.log_dir is None:
             return []
+        w = self.worker.status
+        error = w.log_error or (self.worker.exited if not w.loaded else "")
         return [
             MonitorInfo(
                 name="event-log",
-                state="degraded" if log.error or log.dropped else "ok",
-                detail=log.error or f"{log.directory}, every event kept",
-                counts={"written": log.written, "dropped": log.dropped},
+                state="degraded" if error or w.log_dropped else "ok",
+                detail=error or f"{self.worker.start_args.log_dir}, every event kept",
+                counts={"written": w.log_written, "dropped": w.log_dropped},
             )
         ]
 
@@ -210,8 +218,20 @@ class Monitors:
 
     def keep_alert(self, line: bytes) -> None:
         """An alert line (as viewers get it) into the kept log."""
-        if self.log is not None:
-            self.log.append(line)
+        if self.worker is not None and self.settings.event_log:
+            self.worker.keep(line)
+
+    def _keep_event(self, event: ev.Event) -> None:
+        # This loop's monitors only (overlay, counters, proxy): the worker keeps its own.
+        if self.worker is not None:
+            self.worker.keep(self._encoder.encode(event) + b"\n")
+
+    def _live_lines(self, lines: LiveLines) -> None:
+        """The worker's events, to the live viewers that want them."""
+        for workload, kind, line in lines:
+            for f, push in list(self.viewers.values()):
+                if not f.alerts_only and f.wants(workload, kind, "info"):
+                    push(line)
 
     def show_alert(self, alert: Alert, line: bytes) -> None:
         """Push an alert line to the viewers that want it (and keep it)."""
@@ -261,9 +281,16 @@ class Monitors:
 
     def add_viewer(self, key: object, f: ViewerFilter, push: Callable[[bytes], None]) -> None:
         self.viewers[key] = (f, push)
+        self._tell_worker_of_viewers()
 
     def remove_viewer(self, key: object) -> None:
         self.viewers.pop(key, None)
+        self._tell_worker_of_viewers()
+
+    def _tell_worker_of_viewers(self) -> None:
+        # The worker sends its events only while someone watches them live.
+        if self.worker is not None:
+            self.worker.set_viewers(any(not f.alerts_only for f, _ in self.viewers.values()))
 
 
 def host_services(config: Config) -> dict[str, frozenset[tuple[str, int]]]:
