@@ -399,27 +399,29 @@ class TriggerEngine:
             for k in t.kinds:
                 self.by_kind.setdefault(k, []).append(t)
         self._gated = {k: _gate(ts) for k, ts in self.by_kind.items()}
+        self._plans: dict[tuple[str, int], list[Trigger]] = {}
 
     def on_event(self, event: ev.Event) -> None:
         """The bus listener."""
         kind: str = event.__struct_config__.tag  # type: ignore[assignment]
-        tags = self.tags.get(event.workload, frozenset()) if event.workload else frozenset()
         gated = self._gated.get(kind)
         if gated is None:
             return
         gates, entries = gated
         # One regex per field rules out, at once, every trigger whose pattern on that
-        # field cannot match (most events match none): the rest are checked in full.
-        shut = set()
+        # field cannot match (most events match none): only the rest are checked.
+        open_gates = 0
         for i, (fname, union) in enumerate(gates):
             value = getattr(event, fname, None)
             # A pattern never matches a missing value; a list is matched element-wise
             # by the trigger itself, so it passes the gate.
-            if value is None or (isinstance(value, str) and union.fullmatch(value) is None):
-                shut.add(i)
-        for t, gate in entries:
-            if gate is not None and gate in shut:
-                continue
+            if value is not None and (not isinstance(value, str) or union.fullmatch(value)):
+                open_gates |= 1 << i
+        candidates = self._candidates(kind, entries, open_gates)
+        if not candidates:
+            return
+        tags = self.tags.get(event.workload, frozenset()) if event.workload else frozenset()
+        for t in candidates:
             if t.except_tags & tags:
                 continue
             if not t.matches(event):
@@ -432,3 +434,15 @@ class TriggerEngine:
             self.fire(
                 Alert(trigger=t.name, severity=t.severity, responses=list(t.responses), event=event)
             )
+
+    def _candidates(
+        self, kind: str, entries: list[tuple[Trigger, int | None]], open_gates: int
+    ) -> list[Trigger]:
+        """The triggers, in order, behind no gate or an open one (memoized per kind and
+        set of open gates: a handful of sets cover every event)."""
+        key = (kind, open_gates)
+        found = self._plans.get(key)
+        if found is None:
+            found = [t for t, g in entries if g is None or open_gates >> g & 1]
+            self._plans[key] = found
+        return found

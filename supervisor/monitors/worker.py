@@ -65,7 +65,6 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         reader, self._writer = await asyncio.open_unix_connection(sock=self.sock)
         self.bus.subscribe(self.engine.on_event)
-        self.bus.subscribe(self._to_viewers)
         status = self._loop.call_later(STATUS_INTERVAL, self._status_tick)
         try:
             while (message := await channel.receive(reader)) is not None:
@@ -89,8 +88,13 @@ class Worker:
         elif kind == "rules":
             triggers, tags = payload
             self.engine.set_rules(triggers, tags)
-        elif kind == "viewers":
+        elif kind == "viewers" and bool(payload) != self.viewers:
+            # Subscribed only while someone watches: otherwise not even a call per event.
             self.viewers = bool(payload)
+            if self.viewers:
+                self.bus.subscribe(self._to_viewers)
+            else:
+                self.bus.unsubscribe(self._to_viewers)
         elif kind == "keep" and self.log is not None:
             for line in payload:
                 self.log.append(line)
@@ -129,8 +133,6 @@ class Worker:
         self._schedule_flush()
 
     def _to_viewers(self, event: ev.Event) -> None:
-        if not self.viewers:
-            return
         body = self._encoder.encode(event)
         line = b'{"event":"monitor","severity":"info",' + body[1:] + b"\n"
         self._lines.append((event.workload, str(event.__struct_config__.tag), line))
