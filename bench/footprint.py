@@ -44,6 +44,15 @@ def anon_mib(pid: int) -> float:
     return rss_mib(pid, "RssAnon")
 
 
+def tree_mib(pid: int, field: str = "VmRSS") -> float:
+    """`rss_mib` of a process and its children (the daemon and its monitor worker)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return rss_mib(pid, field) + sum(tree_mib(int(k), field) for k in kids)
+
+
 def start_floor(path: str) -> tuple[subprocess.Popen[str], float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -122,13 +131,13 @@ def main() -> int:
             daemons.append(full)
             out["monitors"] = monitor_states(full)
             time.sleep(2)
-            out["clawvisor_rss_idle_mib"] = rss_mib(full.proc.pid)
-            out["clawvisor_anon_idle_mib"] = anon_mib(full.proc.pid)
+            out["clawvisor_rss_idle_mib"] = tree_mib(full.proc.pid)
+            out["clawvisor_anon_idle_mib"] = tree_mib(full.proc.pid, "RssAnon")
             out["floor_rss_idle_mib"] = rss_mib(floor.pid)
             out["floor_anon_idle_mib"] = anon_mib(floor.pid)
             load(str(full.intents), args.requests)
-            out["clawvisor_rss_load_mib"] = rss_mib(full.proc.pid)
-            out["clawvisor_anon_load_mib"] = anon_mib(full.proc.pid)
+            out["clawvisor_rss_load_mib"] = tree_mib(full.proc.pid)
+            out["clawvisor_anon_load_mib"] = tree_mib(full.proc.pid, "RssAnon")
             load(str(roots[0] / "echo.sock"), args.requests)
             out["floor_rss_load_mib"] = rss_mib(floor.pid)
             out["floor_anon_load_mib"] = anon_mib(floor.pid)
