@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,21 +108,35 @@ def deb(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def boxes(deb) -> Iterator[dict[str, nspawn.Box]]:
-    with contextlib.ExitStack() as stack, network() as nets:
-        out: dict[str, nspawn.Box] = {}
-        for i, name in enumerate(("collector", *VMS)):
-            out[name] = stack.enter_context(
-                nspawn.booted(
-                    {"/root/clawvisor.deb": deb},
-                    name=name,
-                    netns=nets[name],
-                    texts=texts_for(name, max(i, 1)),
-                )
+    nspawn.rootfs()  # made once, before the boxes boot side by side on it
+    with network() as nets:
+        booting = {
+            name: nspawn.booted(
+                {"/root/clawvisor.deb": deb},
+                name=name,
+                netns=nets[name],
+                texts=texts_for(name, max(i, 1)),
             )
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda b: b.ok("dpkg", "-i", "/root/clawvisor.deb", timeout=600),
-                          out.values()))  # fmt: skip
-        yield out
+            for i, name in enumerate(("collector", *VMS))
+        }
+        up: dict[str, Any] = {}
+        out: dict[str, nspawn.Box] = {}
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                started = {name: pool.submit(cm.__enter__) for name, cm in booting.items()}
+                for name, future in started.items():
+                    with contextlib.suppress(Exception):  # raised below, once all are up
+                        out[name] = future.result()
+                        up[name] = booting[name]
+                for future in started.values():
+                    future.result()
+                list(pool.map(lambda b: b.ok("dpkg", "-i", "/root/clawvisor.deb", timeout=600),
+                              out.values()))  # fmt: skip
+            yield out
+        finally:
+            # Stopped side by side too: each may take its grace period.
+            with ThreadPoolExecutor(3) as pool:
+                list(pool.map(lambda cm: cm.__exit__(None, None, None), up.values()))
 
 
 def send(box: nspawn.Box, action: str, *params: str) -> dict:
@@ -164,11 +179,15 @@ def fleet(boxes) -> dict[str, nspawn.Box]:
     c.ok("systemctl", "daemon-reload")
     c.ok("systemctl", "enable", "--now", "clawvisor-fleet-tls.service")
     ca = c.root / CA_DIR.lstrip("/")
-    for vm in VMS:
+
+    def provision(vm: str) -> str:
         for name in ("ca.pem", f"{vm}.pem", f"{vm}.key"):
             boxes[vm].write(f"/etc/clawvisor/fleet/{name}", (ca / name).read_text(), 0o600)
-        out = boxes[vm].ok(CLAWVISOR, "provision", timeout=300)
-        assert "clawvisor-fleet-upload.service" in out, out
+        return boxes[vm].ok(CLAWVISOR, "provision", timeout=300)
+
+    with ThreadPoolExecutor(len(VMS)) as pool:  # each VM provisions itself: side by side
+        for out in pool.map(provision, VMS):
+            assert "clawvisor-fleet-upload.service" in out, out
     return boxes
 
 
