@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,10 +82,25 @@ def run(user, home: Path, script: str, other: str) -> int:
     return proc.pid
 
 
+def settle(stream: Stream, quiet: float = 0.25, most: float = 2.0) -> None:
+    """Until nothing new has arrived for `quiet` seconds (at most `most`): the alerts
+    for a behaviour's last events come with or just after them."""
+    deadline = time.monotonic() + most
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        with stream.lock:
+            n = len(stream.items)
+        if n != seen:
+            seen, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.02)
+
+
 def alerts_of(stream: Stream, root_pid: int) -> list[dict]:
     """Alerts raised by a process and its descendants (by lineage in the events)."""
     stream.find(lambda i: i["kind"] == "exit" and i.get("pid") == root_pid, timeout=20)
-    stream.find(lambda i: False, timeout=1.0)  # alerts after the last events
+    settle(stream)  # alerts after the last events
     with stream.lock:
         items = list(stream.items)
     tree = {root_pid}
