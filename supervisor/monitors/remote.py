@@ -5,10 +5,12 @@ events), and start it again if it dies, saying so as a degraded monitor."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -74,22 +76,21 @@ class MonitorWorker:
         self._reader_task = self._loop.create_task(self._read(reader, self._proc))
 
     def stop(self) -> None:
-        """Ask the worker to stop (it detaches BPF and closes the log), then make sure."""
+        """Ask the worker to stop; returns once it has closed the kept log (or 5 s)."""
         self._stopping = True
         self._flush_keep()
         self._send("stop")
         if self._reader_task is not None:
             self._reader_task.cancel()
         proc, self._proc = self._proc, None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            _await_close(writer, 5.0)
+            writer.close()
         if proc is not None:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            # It closed its end once the log was flushed; the kernel's detaching of the
+            # BPF program as it exits takes seconds that nobody needs to wait for.
+            threading.Thread(target=proc.wait, name="monitor-worker-reap", daemon=True).start()
 
     @property
     def pid(self) -> int | None:
@@ -151,9 +152,14 @@ class MonitorWorker:
                 self.show(payload)
 
     async def _exited(self, proc: subprocess.Popen[bytes]) -> None:
-        """The worker went away without being asked: say so, then start another."""
-        rc = await asyncio.to_thread(proc.wait)
-        self.exited = f"the monitor worker exited ({rc})"
+        """The worker's channel closed without it being asked to stop: say so at once,
+        then start another. (A killed worker's exit takes the kernel seconds, detaching
+        its BPF program; the channel closes first and is what tells.)"""
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        rc = proc.poll()
+        self.exited = "the monitor worker exited" + (f" ({rc})" if rc is not None else "")
+        threading.Thread(target=proc.wait, name="monitor-worker-reap", daemon=True).start()
         self.restarts += 1
         self.status = WorkerStatus(
             syscalls=SyscallStatus(state="degraded", detail=f"{self.exited}; restarting")
@@ -181,3 +187,17 @@ def _popen_worker() -> tuple[socket.socket, subprocess.Popen[bytes]]:
             stdin=subprocess.DEVNULL,
         )
     return ours, proc
+
+
+def _await_close(writer: asyncio.StreamWriter, timeout: float) -> None:
+    """Block until the worker closes its end of the channel (or `timeout`): a shutdown
+    path, off the loop's normal work, on a duplicate of the channel's fd."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+        dup.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(OSError):
+            while time.monotonic() < deadline and dup.recv(1 << 16):
+                pass

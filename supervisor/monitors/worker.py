@@ -74,10 +74,14 @@ class Worker:
                 self._handle(kind, payload)
         finally:
             status.cancel()
-            if self.syscalls is not None:
-                self.syscalls.stop()
+            # The kept log is flushed and closed; the BPF program is not detached here:
+            # detaching 120 tracepoints takes the kernel seconds (an RCU grace period
+            # each), and the exit closing our fds does it without anyone waiting on it.
             if self.log is not None:
                 self.log.close()
+            self._writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.wait_closed()
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "start":
@@ -191,7 +195,10 @@ def main(argv: list[str]) -> int:
         return 1  # the daemon died before the line above took effect
     sock = socket.socket(fileno=int(argv[1]))
     asyncio.run(Worker(sock).run())
-    return 0
+    # Straight out: no atexit (BCC's would detach every tracepoint, one by one, first).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
