@@ -170,7 +170,12 @@ class Monitors:
                 name="bpf",
                 state=s.state if self.settings.bpf else "off",
                 detail=bpf_detail,
-                counts={"events": s.events, "lost": s.lost, "throttled": s.throttled},
+                counts={
+                    "events": s.events,
+                    "lost": s.lost,
+                    "throttled": s.throttled,
+                    "worker_restarts": self.worker.restarts if self.worker is not None else 0,
+                },
             ),
             MonitorInfo(
                 name="overlay",

@@ -132,6 +132,7 @@ def test_a_killed_worker_is_started_again_and_catches_events(watched):
     again = wait_for(lambda: (p := worker_pid(daemon)) not in (None, before) and p)
     assert again, "no new worker"
     assert wait_for(lambda: bpf_status(daemon)["state"] == "ok"), bpf_status(daemon)
+    assert bpf_status(daemon)["counts"]["worker_restarts"] >= 1
     stream = Stream(daemon.control)
     try:
         subprocess.run(["/bin/true", "after-restart"], check=True, **rig.as_user(user))
