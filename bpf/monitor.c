@@ -10,7 +10,9 @@
 // cgroup, and from then on by lineage: its tgid goes into `watched_tgids`, and so does
 // every process it forks, so gaining uid 0 (a setuid binary, an exploit) does not take a
 // process out of sight. Tracepoints only (stable ABI; this kernel refuses kprobes, fentry
-// and LSM programs), so nothing here reads kernel structures.
+// and LSM programs). One walk reads kernel structs (a first-seen process's cwd), at
+// offsets from the running kernel's BTF (supervisor/monitors/btf.py), never from the
+// headers BCC compiles against (here another kernel's).
 //
 // Outcomes: an event with an outcome is built at entry (paths are read there: reading
 // them at exit would let another thread swap the buffer after the kernel copied it),
@@ -69,6 +71,100 @@ BPF_PERCPU_ARRAY(scratch, struct pending, 1);
 // memfds, sockets, pipes): their close and dup are sent, no others.
 BPF_TABLE("lru_hash", u64, u8, tracked_fds, 65536);
 
+#ifdef CWD_WALK
+// The one walk through kernel structs: offsets from the running kernel's BTF (btf.py),
+// never from the headers BCC compiles against.
+BPF_PERCPU_ARRAY(cwd_scratch, struct event, 1);
+BPF_TABLE("lru_hash", u32, u32, cwd_wanted, 16384);  // first-seen tgid -> workload index
+
+static __always_inline u64 kread(u64 base, u32 off) {
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (const void *)(base + off));
+    return v;
+}
+
+// A process seen for the first time (not born watched: those inherit their parent's
+// cwd in user space) has its cwd sent as K_CWD from the exit of that first syscall
+// (the walk is in the exit programs only: one copy, where BCC allows no calls), before
+// the syscall's own event; walked up dentry by dentry and across mounts as d_path
+// would, leaf first, one name per CWD_SLOT-byte slot over path and data; num[0] the
+// names, num[1] 1 when the walk reached the root. Reading it from /proc later was a
+// race: a process that exits at once takes its cwd with it. Not at a chdir's exit (the
+// cwd is the new one there): at the next exit.
+static __always_inline void cwd_at_exit(long nr) {
+    if (nr == __NR_chdir || nr == __NR_fchdir)
+        return;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u32 *wanted = cwd_wanted.lookup(&tgid);
+    if (!wanted)
+        return;
+    u32 idx = *wanted;
+    cwd_wanted.delete(&tgid);
+    int zero = 0;
+    struct event *e = cwd_scratch.lookup(&zero);
+    if (!e)
+        return;
+    u64 id = bpf_get_current_pid_tgid();
+    u64 ug = bpf_get_current_uid_gid();
+    e->kind = K_CWD;
+    e->pid = id >> 32;
+    e->tid = (u32)id;
+    e->uid = (u32)ug;
+    e->gid = ug >> 32;
+    e->workload = idx;
+    e->ts = bpf_ktime_get_ns();
+    e->result = 0;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    u64 fs = kread(bpf_get_current_task(), OFF_TASK_STRUCT_FS);
+    u64 dentry = kread(fs, OFF_FS_STRUCT_PWD + OFF_PATH_DENTRY);
+    u64 mnt = kread(fs, OFF_FS_STRUCT_PWD + OFF_PATH_MNT);
+    u64 root = kread(fs, OFF_FS_STRUCT_ROOT + OFF_PATH_DENTRY);
+    u64 root_mnt = kread(fs, OFF_FS_STRUCT_ROOT + OFF_PATH_MNT);
+    char *out = e->path;  // path and data follow each other: CWD_SLOTS slots in all
+    s64 names = 0, whole = 0;
+#pragma unroll
+    for (int i = 0; i < CWD_STEPS; i++) {
+        if (dentry == root && mnt == root_mnt) {
+            whole = 1;
+            break;
+        }
+        if (dentry == kread(mnt, OFF_VFSMOUNT_MNT_ROOT)) {  // the top of a mount
+            u64 mount = mnt - OFF_MOUNT_MNT;
+            u64 parent = kread(mount, OFF_MOUNT_MNT_PARENT);
+            if (parent == mount) {  // the namespace's root mount
+                whole = 1;
+                break;
+            }
+            dentry = kread(mount, OFF_MOUNT_MNT_MOUNTPOINT);
+            mnt = parent + OFF_MOUNT_MNT;
+            continue;
+        }
+        if (names >= CWD_SLOTS)
+            break;
+        u32 len = 0;
+        bpf_probe_read_kernel(&len, sizeof(len),
+                              (const void *)(dentry + OFF_DENTRY_D_NAME + OFF_QSTR_LEN));
+        if (len >= CWD_SLOT)
+            break;
+        u64 name = kread(dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
+        bpf_probe_read_kernel_str(out + (names & (CWD_SLOTS - 1)) * CWD_SLOT, CWD_SLOT,
+                                  (const void *)name);
+        names++;
+        u64 parent = kread(dentry, OFF_DENTRY_D_PARENT);
+        if (parent == dentry)
+            break;  // a detached tree: not whole
+        dentry = parent;
+    }
+    e->num[0] = names;
+    e->num[1] = whole;
+    if (events.ringbuf_output(e, sizeof(*e), 0) < 0) {
+        u64 *n = lost.lookup(&zero);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+    }
+}
+#endif
+
 static __always_inline u32 watched(void) {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     u32 *w = watched_tgids.lookup(&tgid);
@@ -85,6 +181,9 @@ static __always_inline u32 watched(void) {
     u32 idx = *w;
     // From now on by lineage: a later change of uid keeps this process watched.
     watched_tgids.update(&tgid, &idx);
+#ifdef CWD_WALK
+    cwd_wanted.update(&tgid, &idx);  // its cwd goes out at this syscall's exit
+#endif
     return idx;
 }
 

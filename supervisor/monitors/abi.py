@@ -32,6 +32,8 @@ ENVSCAN = 64  # environment entries looked at, from the first
 DATALEN = ARGC * ARGLEN + ENVC * ENVLEN  # exec arguments and environment; a second path
 GIDS = 16  # setgroups: the first GIDS groups asked for
 NPREFIX, PREFIXLEN = 8, 64  # in-kernel read filter: up to NPREFIX path prefixes
+CWD_SLOTS, CWD_SLOT = 16, 64  # a first-seen process's cwd: up to 16 names of < 64 bytes
+CWD_STEPS = CWD_SLOTS + 8  # the walk's steps: its names and the mounts it crosses
 
 
 class Kind(IntEnum):
@@ -69,6 +71,7 @@ class Kind(IntEnum):
     CHDIR = 30
     COMM = 31
     PIPE = 32
+    CWD = 33
 
 
 class SetidCall(IntEnum):
@@ -183,7 +186,7 @@ DATA_OFF: int = RawEvent.data.offset
 #: new name). The others are sent without it: a third of the size, so the ring buffer
 #: holds three times as many of them and user space copies a third.
 DATA_KINDS = frozenset(
-    {Kind.EXEC, Kind.SETID, Kind.MOUNT, Kind.COMM, Kind.RENAME, Kind.LINK, Kind.SYMLINK}
+    {Kind.EXEC, Kind.SETID, Kind.MOUNT, Kind.COMM, Kind.RENAME, Kind.LINK, Kind.SYMLINK, Kind.CWD}
 )
 EVENT_SIZE = ctypes.sizeof(RawEvent)
 
@@ -219,6 +222,9 @@ def defines() -> dict[str, int]:
         "GIDS": GIDS,
         "NPREFIX": NPREFIX,
         "PREFIXLEN": PREFIXLEN,
+        "CWD_SLOTS": CWD_SLOTS,
+        "CWD_SLOT": CWD_SLOT,
+        "CWD_STEPS": CWD_STEPS,
     }
     out |= {f"K_{k.name}": k.value for k in Kind}
     out |= {f"SC_{c.name}": c.value for c in SetidCall}
@@ -269,6 +275,9 @@ int on_enter(void *ctx) {{
     return 0;
 }}
 int on_exit(void *ctx) {{
+#ifdef CWD_WALK
+    cwd_at_exit(*(int *)((char *)ctx + 8));
+#endif
     return finish(*(long *)((char *)ctx + 16));
 }}
 int on_raw_enter(void *ctx) {{
@@ -285,6 +294,9 @@ int on_raw_exit(void *ctx) {{
     long nr = *(long *)((char *)ctx + 8);
     if (!({exits}))
         return 0;
+#ifdef CWD_WALK
+    cwd_at_exit(nr);
+#endif
     return finish(*(long *)((char *)ctx + 16));
 }}
 """
@@ -317,3 +329,5 @@ def _header_format() -> str:
 HEADER = struct.Struct(_header_format())
 PATH_OFF: int = RawEvent.path.offset
 assert HEADER.size == PATH_OFF, "the header format must cover every field before path"
+assert RawEvent.data.offset == PATH_OFF + PATHLEN, "path and data follow each other"
+assert CWD_SLOTS * CWD_SLOT <= PATHLEN + DATALEN and CWD_SLOTS & (CWD_SLOTS - 1) == 0

@@ -37,7 +37,7 @@ UID_CALLS = frozenset({SetidCall.SETUID, SetidCall.SETREUID, SetidCall.SETRESUID
 UID_CALLS |= {SetidCall.SETFSUID}
 TEMP_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/user/")
 #: Records without an outcome of their own.
-NO_OUTCOME = frozenset({Kind.THROTTLED, Kind.EXIT, Kind.COMM})
+NO_OUTCOME = frozenset({Kind.THROTTLED, Kind.EXIT, Kind.COMM, Kind.CWD})
 
 
 @dataclass
@@ -140,6 +140,7 @@ class Decode(FileDecoders):
             Kind.CHDIR: self._chdir,
             Kind.COMM: self._comm,
             Kind.PIPE: self._pipe,
+            Kind.CWD: self._cwd,
         }
 
     def set_views(self, views: Mapping[int, WorkloadView]) -> None:

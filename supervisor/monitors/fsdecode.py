@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import events as ev
-from .abi import DATA_OFF, PATH_OFF, PATHLEN
+from .abi import CWD_SLOT, DATA_OFF, PATH_OFF, PATHLEN
 from .lineage import AT_FDCWD, Fd, Lineage, Proc, read_fd, resolve
 from .provenance import Provenance
 
@@ -75,6 +75,13 @@ class FileDecoders:
             not path.startswith(NOT_FILES) or path.startswith("/dev/shm/")
         ):
             self.provenance.made(path, base["pid"], base["comm"], how)
+
+    def _cwd(self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int) -> Any:
+        """A first-seen process's cwd as the kernel walked it (leaf first): bookkeeping."""
+        if int(n[1]):
+            names = [cstr(raw, PATH_OFF + i * CWD_SLOT, CWD_SLOT) for i in range(int(n[0]))]
+            p.cwd = "/" + "/".join(reversed(names))
+        return None
 
     # --- files ---------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import abi
+from . import abi, btf
 from . import events as ev
 from .decode import Decode, WorkloadView, decode_sockaddr
 
@@ -184,6 +184,11 @@ class SyscallMonitor:
         source += abi.glue(raw)
         cflags = [f"-DRINGBUF_PAGES={self.pages}"]
         cflags += [f"-DHAVE_{tp.split('/')[1]}" for tp in tasks]
+        cwd_note = ""
+        try:
+            cflags += ["-DCWD_WALK", *(f"-D{k}={v}" for k, v in btf.offsets().items())]
+        except (OSError, btf.BtfError) as exc:
+            cwd_note = f"; a first-seen process's cwd is read from /proc (no BTF: {exc})"
         attached: list[str] = []
         bpf: Any = None
         try:
@@ -224,6 +229,7 @@ class SyscallMonitor:
         self._bpf = bpf
         self.status.tracepoints = attached
         self.status.detail = f"{len(attached)} tracepoints attached"
+        self.status.detail += cwd_note
         if raw:
             self.status.detail += (
                 f"; syscalls without their own tracepoint, caught through raw_syscalls: "

@@ -231,6 +231,41 @@ def test_a_relative_write_after_chdir_is_resolved_against_the_new_cwd(mon):
     mon.event("open", pid=pid, path=f"{mon.home}/.ssh/config")
 
 
+FIRST_SEEN = """
+import os, sys
+base, uid, gid, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for i in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os.chdir(f"{base}/d{i}")  # as root: unwatched, so never a chdir event
+        os.setgid(gid)
+        os.setuid(uid)
+        os.close(os.open("first-seen", os.O_WRONLY | os.O_CREAT, 0o600))
+        os._exit(0)  # gone, its cwd with it, before its events are decoded
+    print(pid, flush=True)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_a_first_seen_process_that_exits_at_once_has_its_relative_write_resolved(mon):
+    # Its first watched syscall is the write; /proc has nothing left to say by the time
+    # it is decoded. The kernel's walk of its cwd says where it was.
+    base = mon.home / "first-seen"
+    n = 20
+    for i in range(n):
+        (base / f"d{i}").mkdir(parents=True)
+        os.chown(base / f"d{i}", mon.w.uid, mon.w.gid)
+    out = subprocess.run(
+        ["/usr/bin/python3", "-S", "-c", FIRST_SEEN, str(base), str(mon.w.uid),
+         str(mon.w.gid), str(n)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    pids = [int(x) for x in out.stdout.split()]
+    for i, pid in enumerate(pids):
+        event = mon.event("open", pid=pid)
+        assert (event["path"], event.get("resolved", True)) == (f"{base}/d{i}/first-seen", True)
+
+
 def test_a_relative_read_of_another_workloads_secret_is_seen_refused_and_alerted(mon):
     other = mon.root / "home" / f"b{mon.name[1:]}"
     pid = mon.run("open('../" + other.name + "/.aws/credentials').read()\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 
+import pytest
+
 from supervisor.monitors import abi
 
 
@@ -31,3 +33,23 @@ def test_a_syscall_without_its_tracepoint_is_dispatched_through_raw_syscalls_onl
     assert "nr == __NR_init_module" in raw and "enter_init_module" in raw
     main = glue[glue.index("int on_enter") : glue.index("int on_raw_enter")]
     assert "enter_init_module" not in main and "case __NR_openat:" in main
+
+
+def test_the_running_kernels_btf_gives_every_offset_the_cwd_walk_reads():
+    from supervisor.monitors import btf
+
+    offs = btf.offsets()
+    assert set(offs) == {f"OFF_{s.upper()}_{m.upper()}" for s, ms in btf.WANTED.items() for m in ms}
+    # Layouts every kernel since the walk's structs took their shape agrees on.
+    assert offs["OFF_PATH_MNT"] == 0 and offs["OFF_PATH_DENTRY"] == 8
+    assert offs["OFF_QSTR_NAME"] == 8
+    assert offs["OFF_FS_STRUCT_PWD"] == offs["OFF_FS_STRUCT_ROOT"] + 16
+
+
+def test_a_file_that_is_not_btf_is_refused(tmp_path):
+    from supervisor.monitors import btf
+
+    bad = tmp_path / "vmlinux"
+    bad.write_bytes(b"\0" * 64)
+    with pytest.raises(btf.BtfError):
+        btf.offsets(bad)
