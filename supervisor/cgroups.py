@@ -52,6 +52,28 @@ def pids_of(uid: int) -> list[int]:
     return out
 
 
+def holders_of(uid: int) -> list[tuple[int, bool]]:
+    """(pid, alive) of every process with `uid` as its real, effective, saved or fs uid,
+    zombies included: what userdel counts as the user in use."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as f:
+                state = b""
+                for line in f:
+                    if line.startswith(b"State:"):
+                        state = line.split()[1]
+                    elif line.startswith(b"Uid:"):
+                        if uid in {int(x) for x in line.split()[1:5]}:
+                            out.append((int(entry), state not in (b"Z", b"X")))
+                        break
+        except OSError:
+            continue
+    return out
+
+
 class WorkloadCgroup:
     """`<cgroup2>/clawvisor/<workload>`."""
 

@@ -11,6 +11,7 @@ import grp
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -18,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from ..cgroups import pids_of
+from ..cgroups import holders_of
 from .box import SYSTEMD_RUNNING, Box, uid_of
 from .firewall import plan_firewall
 from .overlay import lower_view, mounted_at, unmount
@@ -39,14 +40,24 @@ def _delete_user(user: str, uid: int) -> None:
     it left behind), found by uid and killed by pid: userdel refuses a user in use, and a
     workload being removed keeps nothing running."""
     deadline = time.monotonic() + 10
-    while pids := pids_of(uid):
-        if time.monotonic() > deadline:
-            raise ProvisionError(f"processes of {user} would not die: {pids[:10]}")
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-    run(["userdel", user])
+    while True:
+        # Every process with the uid as its real, effective or saved uid (what userdel
+        # counts), alive: a zombie is only unreaped, and userdel lets it be.
+        while alive := [pid for pid, up in holders_of(uid) if up]:
+            if time.monotonic() > deadline:
+                raise ProvisionError(f"processes of {user} would not die: {alive[:10]}")
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        try:
+            run(["userdel", user])
+            return
+        except subprocess.CalledProcessError as exc:
+            # 8: in use again (one started as the user since the check, e.g. a unit's
+            # restart): end it too, and again.
+            if exc.returncode != 8 or time.monotonic() > deadline:
+                raise
 
 
 def plan_deprovision(box: Box, name: str, purge: bool) -> Plan:

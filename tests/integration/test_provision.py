@@ -611,6 +611,24 @@ def test_deprovision_ends_what_still_runs_as_the_workload(box):
     box.provision()  # gamma back, as the tests after this one expect it
 
 
+def test_deprovision_ends_a_process_that_is_the_workload_only_by_its_effective_uid(box):
+    # userdel counts the effective and saved uids too: one the real uid hid made it fail.
+    (box.etc / "workloads.toml").write_text(box.workloads(with_gamma=True))
+    box.provision()
+    uid = int(subprocess.run(["id", "-u", box.users["gamma"]], capture_output=True,
+                             text=True).stdout)  # fmt: skip
+    hidden = subprocess.Popen(["setpriv", f"--euid={uid}", "sleep", "300"])
+    try:
+        out = box.cli("deprovision", "gamma", check_rc=None)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"delete user {box.users['gamma']} ... ok" in out.stdout, out.stdout
+        assert hidden.wait(10) == -9
+    finally:
+        hidden.kill()
+        hidden.wait()
+    box.provision()  # gamma back, as the tests after this one expect it
+
+
 def test_deprovision_removes_a_workload_and_keeps_data_unless_purged(box):
     (box.etc / "workloads.toml").write_text(box.workloads(with_gamma=True))
     out = box.cli("deprovision", "gamma")

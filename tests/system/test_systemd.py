@@ -215,7 +215,9 @@ def test_the_first_intent_starts_the_daemon_through_socket_activation(box):
     assert active(box, "clawvisor.service") == "inactive"
     reply = send(box, "status")
     assert reply["status"] == "ok" and reply["result"]["workloads"] == ["alpha"]
-    assert active(box, "clawvisor.service") == "active"
+    # Intents are served from the first moment; READY=1 (active) follows once the
+    # monitors have started (the monitor worker loading its BPF program).
+    box.wait_for(lambda: active(box, "clawvisor.service") == "active", 60, "READY=1")
     status = box.prop("clawvisor.service", "StatusText")
     # journald must never rate-limit the audit trail.
     assert box.prop("clawvisor.service", "LogRateLimitIntervalUSec") == "0"
