@@ -39,6 +39,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and its living children (the daemon and its monitor
+    worker, where the BPF events are decoded)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    total = cpu_seconds(pid)
+    for kid in kids:
+        try:
+            total += tree_cpu_seconds(int(kid))
+        except OSError:  # gone since the listing
+            continue
+    return total
+
+
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     """Per-key median over repeated rounds."""
     return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}

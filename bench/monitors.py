@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, machine, settled, write_result
+from bench.common import cpu_seconds, machine, settled, tree_cpu_seconds, write_result
 from tests.helpers import rig
 
 HERE = Path(__file__).resolve().parent
@@ -137,10 +137,10 @@ def drained(d: rig.Daemon, before: int, expected: int, quiet: float = 2.0) -> di
 def ours_loss(d: rig.Daemon, user: rig.User, rate: int, seconds: float) -> dict[str, float]:
     load = Load(user, "--rate", str(rate), "--seconds", str(seconds))
     before = monitor_counts(d, "bpf")
-    cpu0 = cpu_seconds(d.proc.pid)
+    cpu0 = tree_cpu_seconds(d.proc.pid)
     done = load.run()
     after = drained(d, before["events"], int(done["opens"]))
-    cpu = cpu_seconds(d.proc.pid) - cpu0
+    cpu = tree_cpu_seconds(d.proc.pid) - cpu0
     load.close()
     captured = after["events"] - before["events"]
     return {
@@ -253,9 +253,9 @@ def settle_cpu(pid: int, idle: float = 0.05, step: float = 0.5, limit: float = 1
     drained what it was given); the seconds waited."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
-        c0 = cpu_seconds(pid)
+        c0 = tree_cpu_seconds(pid)
         time.sleep(step)
-        if cpu_seconds(pid) - c0 < idle * step:
+        if tree_cpu_seconds(pid) - c0 < idle * step:
             break
     return round(time.monotonic() - t0, 2)
 
