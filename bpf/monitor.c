@@ -71,6 +71,26 @@ BPF_PERCPU_ARRAY(scratch, struct pending, 1);
 // memfds, sockets, pipes): their close and dup are sent, no others.
 BPF_TABLE("lru_hash", u64, u8, tracked_fds, 65536);
 
+// A record's header: who, which workload, when; the rest zeroed for the handler.
+static __always_inline void fill_header(struct event *e, u32 kind, u32 idx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u64 ug = bpf_get_current_uid_gid();
+    e->kind = kind;
+    e->pid = id >> 32;
+    e->tid = (u32)id;
+    e->uid = (u32)ug;
+    e->gid = ug >> 32;
+    e->workload = idx;
+    e->ts = bpf_ktime_get_ns();
+    e->result = 0;
+#pragma unroll
+    for (int i = 0; i < NUMS; i++)
+        e->num[i] = 0;
+    e->path[0] = 0;
+    e->data[0] = 0;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
 #ifdef CWD_WALK
 // The one walk through kernel structs: offsets from the running kernel's BTF (btf.py),
 // never from the headers BCC compiles against.
@@ -104,17 +124,7 @@ static __always_inline void cwd_at_exit(long nr) {
     struct event *e = cwd_scratch.lookup(&zero);
     if (!e)
         return;
-    u64 id = bpf_get_current_pid_tgid();
-    u64 ug = bpf_get_current_uid_gid();
-    e->kind = K_CWD;
-    e->pid = id >> 32;
-    e->tid = (u32)id;
-    e->uid = (u32)ug;
-    e->gid = ug >> 32;
-    e->workload = idx;
-    e->ts = bpf_ktime_get_ns();
-    e->result = 0;
-    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    fill_header(e, K_CWD, idx);
     u64 fs = kread(bpf_get_current_task(), OFF_TASK_STRUCT_FS);
     u64 dentry = kread(fs, OFF_FS_STRUCT_PWD + OFF_PATH_DENTRY);
     u64 mnt = kread(fs, OFF_FS_STRUCT_PWD + OFF_PATH_MNT);
@@ -264,23 +274,7 @@ static __always_inline struct pending *begin(u32 kind) {
     struct pending *p = scratch.lookup(&zero);
     if (!p)
         return 0;
-    u64 id = bpf_get_current_pid_tgid();
-    u64 ug = bpf_get_current_uid_gid();
-    struct event *e = &p->e;
-    e->kind = kind;
-    e->pid = id >> 32;
-    e->tid = (u32)id;
-    e->uid = (u32)ug;
-    e->gid = ug >> 32;
-    e->workload = idx;
-    e->ts = bpf_ktime_get_ns();
-    e->result = 0;
-#pragma unroll
-    for (int i = 0; i < NUMS; i++)
-        e->num[i] = 0;
-    e->path[0] = 0;
-    e->data[0] = 0;
-    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    fill_header(&p->e, kind, idx);
     p->upath = 0;
     p->upath2 = 0;
     p->uptr = 0;

@@ -33,28 +33,17 @@ def cgroup2_root() -> Path:
 
 def pids_of(uid: int) -> list[int]:
     """Living processes whose real uid is `uid` (zombies are dead: only unreaped)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status", "rb") as f:
-                state = b""
-                for line in f:
-                    if line.startswith(b"State:"):
-                        state = line.split()[1]
-                    elif line.startswith(b"Uid:"):
-                        if int(line.split()[1]) == uid and state not in (b"Z", b"X"):
-                            out.append(int(entry))
-                        break
-        except OSError:
-            continue
-    return out
+    return [pid for pid, alive in _with_uid(uid, every=False) if alive]
 
 
 def holders_of(uid: int) -> list[tuple[int, bool]]:
     """(pid, alive) of every process with `uid` as its real, effective, saved or fs uid,
     zombies included: what userdel counts as the user in use."""
+    return _with_uid(uid, every=True)
+
+
+def _with_uid(uid: int, every: bool) -> list[tuple[int, bool]]:
+    """(pid, alive) from /proc: by the real uid, or (`every`) by any of the four."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -66,7 +55,8 @@ def holders_of(uid: int) -> list[tuple[int, bool]]:
                     if line.startswith(b"State:"):
                         state = line.split()[1]
                     elif line.startswith(b"Uid:"):
-                        if uid in {int(x) for x in line.split()[1:5]}:
+                        ids = [int(x) for x in line.split()[1:5]]
+                        if uid in (ids if every else ids[:1]):
                             out.append((int(entry), state not in (b"Z", b"X")))
                         break
         except OSError:
