@@ -360,3 +360,8 @@ EVENT_TYPES: tuple[type[MonitorEvent], ...] = Event.__args__
 def kind_of(event: MonitorEvent) -> str:
     """The event's `kind` tag."""
     return str(event.__struct_config__.tag)
+
+
+def live_line(encoded: bytes) -> bytes:
+    """An encoded JSON object as a live viewer's line: marked a monitor event at info."""
+    return b'{"event":"monitor","severity":"info",' + encoded[1:] + b"\n"

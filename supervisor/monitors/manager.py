@@ -267,8 +267,7 @@ class Monitors:
                     "rule": rec.rule,
                     "message": rec.message,
                 }
-                line = b'{"event":"monitor","severity":"info",' + self._encoder.encode(body)[1:]
-                line += b"\n"
+                line = ev.live_line(self._encoder.encode(body))
             push(line)
 
     def _to_viewers(self, event: ev.Event) -> None:
@@ -280,8 +279,7 @@ class Monitors:
             if f.alerts_only or not f.wants(event.workload, kind, "info"):
                 continue
             if line is None:
-                body = self._encoder.encode(event)
-                line = b'{"event":"monitor","severity":"info",' + body[1:] + b"\n"
+                line = ev.live_line(self._encoder.encode(event))
             push(line)
 
     def add_viewer(self, key: object, f: ViewerFilter, push: Callable[[bytes], None]) -> None:

@@ -88,13 +88,7 @@ class MonitorWorker:
             _await_close(writer, 5.0)
             writer.close()
         if proc is not None:
-            # It closed its end once the log was flushed; the kernel's detaching of the
-            # BPF program as it exits takes seconds that nobody needs to wait for.
-            threading.Thread(target=proc.wait, name="monitor-worker-reap", daemon=True).start()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+            _reap(proc)  # it closed its end once the log was flushed
 
     # --- settings --------------------------------------------------------------------
 
@@ -144,7 +138,8 @@ class MonitorWorker:
                 self.status = payload
                 if payload.loaded and self._loaded is not None and not self._loaded.done():
                     self._loaded.set_result(None)
-                self._backoff = RESTART_FIRST if payload.loaded else self._backoff
+                if payload.loaded:
+                    self._backoff = RESTART_FIRST
             elif kind == "alerts":
                 for alert in payload:
                     self.fire(alert)
@@ -159,7 +154,7 @@ class MonitorWorker:
             proc.kill()
         rc = proc.poll()
         self.exited = "the monitor worker exited" + (f" ({rc})" if rc is not None else "")
-        threading.Thread(target=proc.wait, name="monitor-worker-reap", daemon=True).start()
+        _reap(proc)
         self.restarts += 1
         self.status = WorkerStatus(
             syscalls=SyscallStatus(state="degraded", detail=f"{self.exited}; restarting")
@@ -173,6 +168,12 @@ class MonitorWorker:
         self._backoff = min(self._backoff * 2, RESTART_CAP)
         if not self._stopping:
             await self._spawn()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the worker's exit off the loop: the kernel detaching its BPF program as it
+    exits takes seconds that nobody needs to wait for."""
+    threading.Thread(target=proc.wait, name="monitor-worker-reap", daemon=True).start()
 
 
 def _popen_worker() -> tuple[socket.socket, subprocess.Popen[bytes]]:

@@ -137,9 +137,8 @@ class Worker:
         self._schedule_flush()
 
     def _to_viewers(self, event: ev.Event) -> None:
-        body = self._encoder.encode(event)
-        line = b'{"event":"monitor","severity":"info",' + body[1:] + b"\n"
-        self._lines.append((event.workload, str(event.__struct_config__.tag), line))
+        line = ev.live_line(self._encoder.encode(event))
+        self._lines.append((event.workload, ev.kind_of(event), line))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
