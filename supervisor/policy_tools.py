@@ -469,17 +469,20 @@ def reload_diff(
     config_dir: Path,
     in_force: Sequence[tuple[str, str]],
     *,
+    workloads: Mapping[str, frozenset[str]] | None = None,
     out: TextIO = sys.stdout,
     confirm: Callable[[str], str] | None = None,
 ) -> bool:
     """`clawvisor reload --diff`: show what the policy on disk decides differently from
-    the one in force (its files' names and texts, from the daemon), then, when `confirm`
-    is given (a terminal's `input`), ask. True when the reload should go ahead."""
+    the one in force (its files' names and texts, and the `workloads` it was compiled for,
+    from the daemon), then, when `confirm` is given (a terminal's `input`), ask. True when
+    the reload should go ahead."""
     config = _load_config(config_dir, out)
     if config is None:
         return False
+    running = config.tags if workloads is None else workloads
     try:
-        old = load_policy_texts(in_force, POLICY_CATALOG, config.tags, check_tests=False)
+        old = load_policy_texts(in_force, POLICY_CATALOG, running, check_tests=False)
         new = _load(config)
     except PolicyError as exc:
         print(f"error: {exc}", file=out)

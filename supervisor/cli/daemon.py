@@ -72,8 +72,13 @@ def _diff_first(client: Any, args: argparse.Namespace) -> bool:
         print(f"clawvisor reload: {reply.error.message if reply.error else '?'}", file=sys.stderr)
         return False
     in_force = [(f["name"], f["text"]) for f in reply.result["files"]]
+    # An older daemon sends no workloads: the ones on disk stand in for them.
+    sent = reply.result.get("workloads")
+    workloads = None if sent is None else {n: frozenset(t) for n, t in sent.items()}
     confirm = input if sys.stdin.isatty() else None
-    go: bool = reload_diff(args.config_dir, in_force, out=sys.stdout, confirm=confirm)
+    go: bool = reload_diff(
+        args.config_dir, in_force, workloads=workloads, out=sys.stdout, confirm=confirm
+    )
     return go
 
 

@@ -32,7 +32,18 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
 def _cmd_policy_diff(args: argparse.Namespace) -> int:
     from ..policy_tools import diff
 
-    return diff(args.config_dir, args.new_policy_dir, json=args.json, out=sys.stdout)
+    if not args.socket and args.fleet is None:
+        return diff(args.config_dir, args.new_policy_dir, json=args.json, out=sys.stdout)
+    from ..agents.fleet_sockets import FleetError, choose
+    from ..fleet.policy_diff import diff_fleet
+
+    try:
+        chosen = choose(args.socket, args.fleet, Path())
+    except FleetError as exc:
+        print(f"clawvisor policy diff: {exc}", file=sys.stderr)
+        return 2
+    vms = {"daemon": chosen} if isinstance(chosen, Path) else chosen
+    return diff_fleet(vms, args.new_policy_dir, json=args.json, out=sys.stdout)
 
 
 def _cmd_policy_replay(args: argparse.Namespace) -> int:
@@ -95,10 +106,24 @@ def register(sub: Subcommands) -> None:
         description="Compare NEW_POLICY_DIR with the policy in CONFIG_DIR/policy.d, for every "
         "(source, action, target) cell: the decisions before and after, a witness request for "
         "each change (or the proof that none exists), and changes of approvers, quorum, "
-        "timeout, rate and grant. Exit 0 when nothing is newly allowed, 1 when something is, "
-        "2 on error.",
+        "timeout, rate and grant. With --socket or --fleet, compare it with the policy each "
+        "daemon is running instead (its workloads too), VM by VM. Exit 0 when nothing is "
+        "newly allowed, 1 when something is, 2 on error (any VM).",
     )
     p.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help=CONFIG_HELP)
+    p.add_argument(
+        "--socket",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="a daemon's control socket: diff against the policy it runs; repeat as "
+        "NAME=PATH for several VMs (e.g. forwarded with ssh -L)",
+    )
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="FILE",
+        help="a fleet file naming each VM's control socket ([vms.NAME] socket = PATH)",
+    )
     p.add_argument("--json", action="store_true", help="print the diff as JSON")
     p.add_argument("new_policy_dir", type=Path, metavar="NEW_POLICY_DIR")
     p.set_defaults(func=_cmd_policy_diff)

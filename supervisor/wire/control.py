@@ -43,9 +43,11 @@ class PolicyFile(msgspec.Struct, frozen=True):
 
 
 class PolicySource(msgspec.Struct, tag_field="op", tag="policy-source"):
-    """The policy in force, file by file, in load order."""
+    """The policy in force, file by file, in load order, and the workloads (with their
+    tags) it was compiled for: what another machine needs to compile it the same way."""
 
     files: list[PolicyFile]
+    workloads: dict[str, list[str]] = {}
 
 
 Agent = Literal["desktop", "telegram", "cli", "web"]
