@@ -96,7 +96,7 @@ async def _allow_in_proxy(proxy_dir: str, workload: str, params: Params) -> None
     _, err = await proc.communicate()
     if proc.returncode != 0:
         why = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
-        raise ExecError(f"the proxy's list was not updated: {why[0]}")
+        raise ExecError(why[0])
 
 
 async def run(params: Params, ctx: ExecContext) -> Result:

@@ -6,6 +6,10 @@ whole configuration is rendered again from both, written where it changed, and S
 told to re-read it (SIGHUP to the pid in its pid file, checked to be Squid's: Squid
 keeps its open connections across a reconfigure). Runs in provisioning and in executor
 child processes, never on the daemon's loop.
+
+A reconfigure closes Squid's listening ports while it re-reads (about 70 ms here; a
+connection then is refused), so `egress-allow` replies only once Squid's log says it
+accepts on every port again: the name works when the agent is told it does.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import msgspec
@@ -106,13 +111,55 @@ def squid_pid(layout: ProxyLayout) -> int | None:
     return pid if comm.startswith("squid") else None
 
 
-def reload(layout: ProxyLayout) -> bool:
-    """Ask Squid to re-read its configuration; False if it is not running."""
+#: How long `egress-allow` waits for Squid to accept again after its reconfigure.
+RELOAD_WAIT = 10.0
+_RECONFIGURING = b"Reconfiguring Squid Cache"
+_ACCEPTING = re.compile(rb"Accepting .* connections at \S+ local=\S+:(\d+) ")
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def accepting_again(layout: ProxyLayout, offset: int, ports: Collection[int], wait: float) -> bool:
+    """Whether Squid's log, past `offset`, shows a reconfigure begun and then every one of
+    `ports` accepting again, within `wait` seconds. A reconfigure logged past `offset`
+    began after the caller wrote its files, so it read them."""
+    deadline = time.monotonic() + wait
+    missing, begun, buf = set(ports), False, b""
+    while True:
+        try:
+            with layout.cache_log.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        offset += len(chunk)
+        *lines, buf = (buf + chunk).split(b"\n")
+        for line in lines:
+            if _RECONFIGURING in line:
+                begun, missing = True, set(ports)
+            elif begun and (m := _ACCEPTING.search(line)):
+                missing.discard(int(m.group(1)))
+        if begun and not missing:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def reload(layout: ProxyLayout, ports: Collection[int] = (), wait: float = 0.0) -> bool:
+    """Ask Squid to re-read its configuration; False if it is not running, or (with
+    `ports` and `wait`) if it does not accept on every one of them again in time."""
     pid = squid_pid(layout)
     if pid is None:
         return False
+    offset = _log_size(layout.cache_log)
     os.kill(pid, signal.SIGHUP)
-    return True
+    return not ports or wait <= 0 or accepting_again(layout, offset, ports, wait)
 
 
 def refresh(layout: ProxyLayout, now: float | None = None) -> tuple[list[Path], bool]:
@@ -137,8 +184,8 @@ def refresh(layout: ProxyLayout, now: float | None = None) -> tuple[list[Path], 
 
 
 def allow(layout: ProxyLayout, workload: str, domain: str, port: int, ttl: int) -> float:
-    """Add (or extend) a live allow and apply it; its expiry. Raises LookupError when the
-    workload does not go out through the proxy."""
+    """Add (or extend) a live allow, written but not yet applied (`reload` applies it);
+    its expiry. Raises LookupError when the workload does not go out through the proxy."""
     now = time.time()
     with locked(layout):
         inputs = load_inputs(layout)
@@ -151,7 +198,6 @@ def allow(layout: ProxyLayout, workload: str, domain: str, port: int, ttl: int) 
         live.workloads[workload] = sorted(mine)
         write_atomic(live_path(layout), msgspec.json.encode(live), 0o600)
         write_changed(wanted_files(layout, inputs, live, now))
-    reload(layout)
     return expires
 
 
@@ -169,7 +215,18 @@ def main(argv: list[str]) -> int:
         for p in ports:
             allow(layout, workload, domain, p, int(ttl))
     except LookupError as exc:
-        print(str(exc), file=sys.stderr)
+        print(f"the proxy's list was not updated: {exc}", file=sys.stderr)
+        return 1
+    # One reconfigure for all of them: each closes every workload's port for a moment.
+    listening = inputs.ports.values() if inputs else ()
+    if squid_pid(layout) is None:
+        print("the allow is written; the proxy is not running", file=sys.stderr)
+    elif not reload(layout, listening, RELOAD_WAIT):
+        print(
+            f"the allow is written, but the proxy did not accept connections again "
+            f"within {RELOAD_WAIT:.0f} s of re-reading it",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

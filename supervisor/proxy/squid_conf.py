@@ -79,6 +79,10 @@ class ProxyLayout:
         return self.var / "squid.pid"
 
     @property
+    def cache_log(self) -> Path:
+        return self.var / "cache.log"
+
+    @property
     def service(self) -> str:
         """Squid's `-n` service name: it prefixes its shared memory segments, which
         would collide with another Squid's (Debian's own, a test's) under the default."""
@@ -134,7 +138,7 @@ def render(
     head = [
         "# Written by clawvisor (supervisor/proxy/squid_conf.py); provisioning rewrites it.",
         f"pid_filename {layout.pid_file}",
-        f"cache_log stdio:{layout.var / 'cache.log'}",
+        f"cache_log stdio:{layout.cache_log}",
         f"logformat clawvisor {LOGFORMAT}",
         f"access_log stdio:{layout.access_log} logformat=clawvisor",
         "logfile_rotate 0",

@@ -139,6 +139,17 @@ class Lab:
                              capture_output=True, text=True).stdout  # fmt: skip
         return bool(out.strip())
 
+    def proxy_state(self) -> str:
+        """The daemon's proxy monitor state, or why there is none yet."""
+        try:
+            with rig.connect_as(self.root / "run" / "control.sock", None) as c:
+                c.sendall(b'{"id":"s","op":"status"}\n')
+                reply = rig.read_lines(c, 1)[0]
+        except OSError as exc:
+            return str(exc)
+        monitors = {m["name"]: m for m in reply.get("result", {}).get("monitors", [])}
+        return str(monitors.get("proxy", {}).get("state", "no proxy monitor"))
+
     def events(self, **match: object) -> list[dict[str, object]]:
         out = subprocess.run(
             [str(rig.CLAWVISOR), "monitor", "--since", "1h", "--format", "json",
@@ -238,9 +249,11 @@ internet = "proxy"
             stdout=subprocess.DEVNULL, stderr=(root / "daemon.stderr").open("w"), text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 20
-        while not (root / "run" / "intents.sock").exists():
-            assert time.monotonic() < deadline and b.daemon.poll() is None
-            time.sleep(0.05)
+        # Up once its proxy monitor follows the access log: a request made before that
+        # is not one it was watching for (the first test alone would race it).
+        while b.proxy_state() != "ok":
+            assert time.monotonic() < deadline and b.daemon.poll() is None, b.proxy_state()
+            time.sleep(0.1)
         yield b
     finally:
         _stop(b.daemon)
@@ -523,11 +536,10 @@ def test_egress_allow_adds_a_name_for_the_workload_without_dropping_open_tunnels
     )
     assert reply["status"] == "ok", reply
     assert reply["result"]["via"] == "proxy"
-    deadline = time.monotonic() + 15
-    while (out := lab.through("alpha", "later.test:443", "later.test")).startswith("refused"):
-        assert time.monotonic() < deadline, out
-        time.sleep(0.3)
-    assert out == f"tls {ALLOWED}:443 sni=later.test"
+    # The reply comes once Squid has re-read its lists and listens again: the first try works.
+    assert (
+        lab.through("alpha", "later.test:443", "later.test") == f"tls {ALLOWED}:443 sni=later.test"
+    )
     # ...still carries traffic after it.
     opener.stdin.write("go\n")
     opener.stdin.flush()
@@ -535,6 +547,27 @@ def test_egress_allow_adds_a_name_for_the_workload_without_dropping_open_tunnels
     opener.wait(10)
     # beta's list did not change.
     assert lab.through("beta", "later.test:443", "later.test").startswith("refused")
+
+
+def test_egress_allow_replies_once_squid_accepts_on_every_port_again(lab):
+    # A reconfigure closes every workload's port for a moment: replying before Squid
+    # listens again told the agent a name works while its next connection was refused.
+    log = lab.proxy_dir / "var" / "cache.log"
+    offset = log.stat().st_size
+    reply = rig.call(
+        lab.root / "run" / "intents.sock",
+        user_of(lab, "alpha"),
+        {"action": "egress-allow", "host": "soon.test", "ttl": 60},
+    )
+    assert reply["status"] == "ok", reply
+    with log.open("rb") as f:
+        f.seek(offset)
+        since = f.read().decode(errors="replace")
+    assert since.count("Reconfiguring Squid Cache") == 1, since
+    after = since.split("Reconfiguring Squid Cache", 1)[1]
+    for workload in ("alpha", "beta"):
+        assert f"local=127.0.0.1:{lab.port(workload)} " in after, (workload, after)
+    assert lab.listening(lab.port("beta"))
 
 
 #: Opens a tunnel to allowed.test, says "open", waits for a line, then uses it.

@@ -10,6 +10,7 @@ from supervisor.config import WorkloadSpec
 from supervisor.monitors import events as ev
 from supervisor.proxy.accesslog import BadLine, parse
 from supervisor.proxy.allowlist import Allowed, current, parse_domain, static_allows
+from supervisor.proxy.control import accepting_again
 from supervisor.proxy.ports import assign
 from supervisor.proxy.squid_conf import LOGFORMAT, ProxyLayout, minimal, render
 
@@ -203,3 +204,47 @@ def test_private_networks_are_refused_inside_the_nat64_prefix_too():
     text = conf({"alpha": []})
     line = next(ln for ln in text.splitlines() if ln.startswith("acl refused_dst"))
     assert "64:ff9b::c0a8:0/112" in line.split() and "64:ff9b::a00:0/104" in line.split()
+
+
+def _cache_log(tmp_path, text: str) -> ProxyLayout:
+    layout = ProxyLayout(tmp_path)
+    layout.var.mkdir(parents=True, exist_ok=True)
+    layout.cache_log.write_text(text)
+    return layout
+
+
+ACCEPT = (
+    "Accepting SSL bumped HTTP Socket connections at conn9 local=127.0.0.1:{} remote=[::] FD 13\n"
+)
+
+
+def test_a_reload_is_done_once_every_port_accepts_again_after_a_reconfigure(tmp_path):
+    layout = _cache_log(
+        tmp_path,
+        "old\nReconfiguring Squid Cache (version 5.7)...\n"
+        + ACCEPT.format(3300)
+        + ACCEPT.format(3301),
+    )
+    assert accepting_again(layout, 0, [3300, 3301], 0.0)
+    assert not accepting_again(layout, 0, [3300, 3301, 3302], 0.0)
+
+
+def test_ports_accepting_before_the_reconfigure_do_not_count(tmp_path):
+    text = ACCEPT.format(3300) + "Reconfiguring Squid Cache (version 5.7)...\n"
+    assert not accepting_again(_cache_log(tmp_path, text), 0, [3300], 0.0)
+
+
+def test_a_second_reconfigure_begun_since_must_finish_too(tmp_path):
+    # Two allows' signals can make two reconfigures; the later one read the later files.
+    again = "Reconfiguring Squid Cache (version 5.7)...\n"
+    layout = _cache_log(tmp_path, again + ACCEPT.format(3300) + again)
+    assert not accepting_again(layout, 0, [3300], 0.0)
+    with layout.cache_log.open("a") as f:
+        f.write(ACCEPT.format(3300))
+    assert accepting_again(layout, 0, [3300], 0.0)
+
+
+def test_only_the_log_past_the_offset_is_read(tmp_path):
+    before = "Reconfiguring Squid Cache (version 5.7)...\n" + ACCEPT.format(3300)
+    layout = _cache_log(tmp_path, before)
+    assert not accepting_again(layout, len(before.encode()), [3300], 0.0)
