@@ -32,13 +32,13 @@ def _cmd_policy_explain(args: argparse.Namespace) -> int:
 def _cmd_policy_diff(args: argparse.Namespace) -> int:
     from ..policy_tools import diff
 
-    if not args.socket and args.fleet is None:
+    if not args.socket and args.fleet is None and args.runtime_dir is None:
         return diff(args.config_dir, args.new_policy_dir, json=args.json, out=sys.stdout)
     from ..agents.fleet_sockets import FleetError, choose
     from ..fleet.policy_diff import diff_fleet
 
     try:
-        chosen = choose(args.socket, args.fleet, Path())
+        chosen = choose(args.socket, args.fleet, (args.runtime_dir or Path()) / "control.sock")
     except FleetError as exc:
         print(f"clawvisor policy diff: {exc}", file=sys.stderr)
         return 2
@@ -106,11 +106,17 @@ def register(sub: Subcommands) -> None:
         description="Compare NEW_POLICY_DIR with the policy in CONFIG_DIR/policy.d, for every "
         "(source, action, target) cell: the decisions before and after, a witness request for "
         "each change (or the proof that none exists), and changes of approvers, quorum, "
-        "timeout, rate and grant. With --socket or --fleet, compare it with the policy each "
-        "daemon is running instead (its workloads too), VM by VM. Exit 0 when nothing is "
-        "newly allowed, 1 when something is, 2 on error (any VM).",
+        "timeout, rate and grant. With --runtime-dir, --socket or --fleet, compare it with "
+        "the policy each daemon is running instead (its workloads too), VM by VM. Exit 0 "
+        "when nothing is newly allowed, 1 when something is, 2 on error (any VM).",
     )
     p.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help=CONFIG_HELP)
+    p.add_argument(
+        "--runtime-dir",
+        type=Path,
+        default=None,
+        help="diff against the policy the daemon whose sockets are here runs (its control.sock)",
+    )
     p.add_argument(
         "--socket",
         action="append",

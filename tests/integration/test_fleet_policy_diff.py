@@ -145,3 +145,16 @@ def test_reload_diff_compiles_the_policy_in_force_for_the_workloads_in_force(
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "beta search" in out.stdout and "narrower" in out.stdout
+
+
+def test_runtime_dir_diffs_against_the_policy_this_boxs_daemon_runs(make_daemon, new_policy):
+    daemon = make_daemon({"alpha": None}, {"10.toml": BASE})
+    out = run(
+        "policy",
+        "diff",
+        "--runtime-dir",
+        str(daemon.control.parent),
+        str(new_policy(BASE + SEARCH)),
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "daemon (in force)" in out.stdout and "alpha search" in out.stdout
