@@ -100,7 +100,7 @@ class Monitors:
         if self.settings.counters:
             self.counters.start(loop)
         self.configure(config)
-        self.proxy.start(loop)
+        self.proxy.start(loop, config.paths.state_dir / "proxy-access.position")
 
     def stop(self) -> None:
         self.overlay.stop()

@@ -1,7 +1,11 @@
 """Squid's access log, as events: each proxied request, attributed to its workload by the
 port it came in on, published on the monitor bus (so into the kept event log, the live
 monitor and the triggers). The log is read from where it was left, on a timer, a few
-kilobytes at a time; the same timer lets expired `egress-allow` names lapse."""
+kilobytes at a time; the same timer lets expired `egress-allow` names lapse.
+
+Where it was left is kept in the state directory, so a request Squid refused while the
+daemon was down (restarted, upgraded) is still an event, and an alert, once it is back.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,18 @@ from .squid_conf import ProxyLayout
 CHUNK = 1 << 20
 #: How often expired live allows are looked for (seconds).
 EXPIRY_EVERY = 10.0
+#: The kept position's record: "INODE OFFSET", padded to a fixed size so each save is
+#: one pwrite over the last (no truncation, no fsync on the loop: a crash at worst
+#: re-reads or skips one tick's lines).
+_POSITION_SIZE = 48
+
+
+def _saved_position(path: Path) -> tuple[int, int] | None:
+    try:
+        ino, offset = path.read_text().split()
+        return int(ino), int(offset)
+    except (OSError, ValueError):
+        return None
 
 
 def _opt(text: str) -> str | None:
@@ -111,6 +127,10 @@ class ProxyLogMonitor:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_expiry = 0.0
+        self._position_fd: int | None = None
+        self._saved: tuple[int, int] | None = None
+        #: Why its position is not being kept (it still follows the log), or None.
+        self._position_problem: str | None = None
 
     def configure(self, layout: ProxyLayout) -> None:
         """Follow this proxy's log, with the ports its inputs give each workload."""
@@ -120,18 +140,46 @@ class ProxyLogMonitor:
         if not self.by_port:
             self.state, self.detail = "off", "no workload goes out through the proxy"
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, position: Path | None = None) -> None:
+        """Follow the log from where the last run left it (kept in `position`), or, the
+        first time, from its end."""
         self._loop = loop
+        saved = _saved_position(position) if position is not None else None
         if self.layout is not None and self.layout.access_log.exists():
-            # Only what is written from now on: the past is in the kept log already.
             st = self.layout.access_log.stat()
-            self._where = (st.st_ino, st.st_size)
+            # Resumed where it was left (read() starts a replaced or shorter log over);
+            # with no position kept, only what is written from now on.
+            self._where = saved if saved is not None else (st.st_ino, st.st_size)
+        if position is not None:
+            try:
+                self._position_fd = os.open(
+                    position, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+                )
+            except OSError as exc:
+                self._position_problem = f"cannot keep its position in {position}: {exc.strerror}"
         self._timer = loop.call_later(self.interval, self._tick)
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._position_fd is not None:
+            os.close(self._position_fd)
+            self._position_fd = None
+
+    def _keep_position(self) -> None:
+        """Save where the next read starts (before a partial line, so it is read whole)."""
+        if self._position_fd is None or self._where is None:
+            return
+        where = (self._where[0], self._where[1] - len(self._partial))
+        if where == self._saved:
+            return
+        record = f"{where[0]} {where[1]}".encode().ljust(_POSITION_SIZE - 1) + b"\n"
+        try:
+            os.pwrite(self._position_fd, record, 0)
+            self._saved, self._position_problem = where, None
+        except OSError as exc:
+            self._position_problem = f"cannot keep its position: {exc.strerror}"
 
     def _tick(self) -> None:
         try:
@@ -171,7 +219,9 @@ class ProxyLogMonitor:
         finally:
             os.close(fd)
         self._where = (st.st_ino, offset + len(data))
-        if not self.malformed:
+        if self._position_problem is not None:
+            self.state, self.detail = "degraded", self._position_problem
+        elif not self.malformed:
             self.state, self.detail = "ok", f"following {path}"
         *lines, self._partial = (self._partial + data).split(b"\n")
         published = 0
@@ -188,4 +238,5 @@ class ProxyLogMonitor:
             self.refused += not event.allowed
             self.publish(event)
             published += 1
+        self._keep_position()
         return published

@@ -139,6 +139,20 @@ class Lab:
                              capture_output=True, text=True).stdout  # fmt: skip
         return bool(out.strip())
 
+    def start_daemon(self) -> None:
+        self.daemon = subprocess.Popen(
+            self.net.exec(str(rig.CLAWVISOR), "serve", "--config-dir", str(self.etc),
+                          "--runtime-dir", str(self.root / "run"), "--state-dir", str(self.state),
+                          "--log-dir", str(self.root / "log")),
+            stdout=subprocess.DEVNULL, stderr=(self.root / "daemon.stderr").open("a"), text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        # Up once its proxy monitor follows the access log: a request made before that
+        # is not one it was watching for (the first test alone would race it).
+        while self.proxy_state() != "ok":
+            assert time.monotonic() < deadline and self.daemon.poll() is None, self.proxy_state()
+            time.sleep(0.1)
+
     def proxy_state(self) -> str:
         """The daemon's proxy monitor state, or why there is none yet."""
         try:
@@ -242,18 +256,7 @@ internet = "proxy"
         b.first = b.cli("provision")
         assert b.first.returncode == 0, b.first.stdout + b.first.stderr
         b.start_squid()
-        b.daemon = subprocess.Popen(
-            b.net.exec(str(rig.CLAWVISOR), "serve", "--config-dir", str(b.etc),
-                       "--runtime-dir", str(root / "run"), "--state-dir", str(b.state),
-                       "--log-dir", str(root / "log")),
-            stdout=subprocess.DEVNULL, stderr=(root / "daemon.stderr").open("w"), text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        # Up once its proxy monitor follows the access log: a request made before that
-        # is not one it was watching for (the first test alone would race it).
-        while b.proxy_state() != "ok":
-            assert time.monotonic() < deadline and b.daemon.poll() is None, b.proxy_state()
-            time.sleep(0.1)
+        b.start_daemon()
         yield b
     finally:
         _stop(b.daemon)
@@ -501,8 +504,7 @@ def test_each_proxied_request_is_a_kept_event_with_its_workload_and_verdict(lab)
     assert refused["status"] == "TCP_DENIED"
 
 
-def test_a_refused_request_raises_the_proxy_refused_alert(lab):
-    lab.through("alpha", "not-on-the-list.test:443", "not-on-the-list.test")
+def wait_refused_alert(lab: Lab, domain: str) -> None:
     deadline = time.monotonic() + 15
     while True:
         # The trail wherever the daemon wrote it: journald, or its fallback file.
@@ -513,10 +515,25 @@ def test_a_refused_request_raises_the_proxy_refused_alert(lab):
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         alerts = [x for x in out.stdout.splitlines() if "proxy-refused" in x]
-        if any("not-on-the-list.test" in a for a in alerts):
-            break
+        if any(domain in a for a in alerts):
+            return
         assert time.monotonic() < deadline, (out.stdout[-2000:], out.stderr[-500:])
         time.sleep(0.3)
+
+
+def test_a_refused_request_raises_the_proxy_refused_alert(lab):
+    lab.through("alpha", "not-on-the-list.test:443", "not-on-the-list.test")
+    wait_refused_alert(lab, "not-on-the-list.test")
+
+
+def test_a_request_refused_while_the_daemon_was_down_is_alerted_once_it_is_back(lab):
+    _stop(lab.daemon)
+    try:
+        out = lab.through("alpha", "while-down.test:443", "while-down.test")
+        assert out.startswith("refused"), out
+    finally:
+        lab.start_daemon()
+    wait_refused_alert(lab, "while-down.test")
 
 
 def test_egress_allow_adds_a_name_for_the_workload_without_dropping_open_tunnels(lab):

@@ -1,0 +1,118 @@
+"""The proxy's access log is followed from where the last run left it: a request Squid
+refused while the daemon was down is still an event once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from supervisor.monitors import events as ev
+from supervisor.proxy.accesslog import ProxyLogMonitor
+from supervisor.proxy.control import ProxyInputs, inputs_path
+from supervisor.proxy.squid_conf import ProxyLayout
+
+
+def line(domain: str) -> str:
+    return f"1796296881.334 3300 CONNECT {domain} 443 77 0 NONE_NONE 0 - - terminate\n"
+
+
+class Run:
+    """One daemon run's proxy monitor over the same files."""
+
+    def __init__(self, layout: ProxyLayout, position: Path) -> None:
+        self.seen: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.monitor = ProxyLogMonitor(self._publish)
+        self.monitor.configure(layout)
+        self.monitor.start(self.loop, position)
+
+    def _publish(self, event: ev.Event) -> None:
+        assert isinstance(event, ev.Proxied)
+        self.seen.append(event.domain)
+
+    def read(self) -> list[str]:
+        self.monitor.read()
+        return self.seen
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        self.loop.close()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[tuple[ProxyLayout, Path]]:
+    layout = ProxyLayout(tmp_path / "proxy")
+    layout.var.mkdir(parents=True)
+    inputs = ProxyInputs(ports={"alpha": 3300}, static={}, resolvers=[], refused=[])
+    inputs_path(layout).write_bytes(msgspec.json.encode(inputs))
+    layout.access_log.write_text(line("before-the-first-run.test"))
+    yield layout, tmp_path / "state" / "proxy-access.position"
+
+
+def append(layout: ProxyLayout, text: str) -> None:
+    with layout.access_log.open("a") as f:
+        f.write(text)
+
+
+def test_the_first_run_follows_the_log_from_its_end(box):
+    layout, position = box
+    position.parent.mkdir()
+    run = Run(layout, position)
+    append(layout, line("during.test"))
+    assert run.read() == ["during.test"]
+    run.stop()
+
+
+def test_lines_written_while_the_daemon_was_down_are_read_when_it_is_back(box):
+    layout, position = box
+    position.parent.mkdir()
+    first = Run(layout, position)
+    append(layout, line("one.test"))
+    assert first.read() == ["one.test"]
+    first.stop()
+    append(layout, line("while-down.test"))
+    second = Run(layout, position)
+    assert second.read() == ["while-down.test"]
+    second.stop()
+
+
+def test_a_line_half_written_at_the_stop_is_read_whole_after(box):
+    layout, position = box
+    position.parent.mkdir()
+    first = Run(layout, position)
+    whole = line("split.test")
+    append(layout, whole[:20])
+    assert first.read() == []
+    first.stop()
+    append(layout, whole[20:])
+    second = Run(layout, position)
+    assert second.read() == ["split.test"]
+    second.stop()
+
+
+def test_a_log_replaced_while_down_is_read_from_its_start(box):
+    layout, position = box
+    position.parent.mkdir()
+    first = Run(layout, position)
+    append(layout, line("old.test"))
+    assert first.read() == ["old.test"]
+    first.stop()
+    os.unlink(layout.access_log)
+    layout.access_log.write_text(line("new-file.test"))
+    second = Run(layout, position)
+    assert second.read() == ["new-file.test"]
+    second.stop()
+
+
+def test_a_position_that_cannot_be_kept_degrades_the_monitor_but_it_still_follows(box):
+    layout, position = box  # its directory does not exist
+    run = Run(layout, position)
+    append(layout, line("still-seen.test"))
+    assert run.read() == ["still-seen.test"]
+    assert run.monitor.state == "degraded" and "position" in run.monitor.detail
+    run.stop()
