@@ -85,6 +85,10 @@ def _proxied(proxy_dir: Path, workload: str) -> bool:
     return isinstance(inputs, dict) and workload in inputs.get("ports", {})
 
 
+#: The allow child's limit: its own wait for Squid (10 s), and the lock and files.
+_CHILD_TIMEOUT = 30.0
+
+
 async def _allow_in_proxy(proxy_dir: str, workload: str, params: Params) -> None:
     """Add the name to the workload's proxy list: in a child process, like every
     executor's work (supervisor/proxy/control.py writes the lists and reloads Squid)."""
@@ -93,7 +97,14 @@ async def _allow_in_proxy(proxy_dir: str, workload: str, params: Params) -> None
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    _, err = await proc.communicate()
+    try:
+        # Bounded: the child waits at most RELOAD_WAIT for Squid, and must never hold
+        # the intent without an outcome.
+        _, err = await asyncio.wait_for(proc.communicate(), _CHILD_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ExecError("the proxy's list update did not finish in time") from None
     if proc.returncode != 0:
         why = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
         raise ExecError(why[0])

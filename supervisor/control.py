@@ -102,7 +102,7 @@ class OperatorSession:
                 return self._reload(op)
             case control.PolicySourceOp():
                 files = [control.PolicyFile(name=n, text=t) for n, t in s.state.policy.sources]
-                tags = {n: sorted(t) for n, t in s.state.config.tags.items()}
+                tags = {n: sorted(t) for n, t in s.state.policy.workloads.items()}
                 return self._ok(op.id, control.PolicySource(files=files, workloads=tags))
             case control.SubscribeOp():
                 self.agent = op.agent

@@ -28,22 +28,31 @@ class Unreachable(Exception):
 
 def running_policy(socket: Path) -> tuple[Policy, dict[str, frozenset[str]]]:
     """The policy `socket`'s daemon has in force, compiled as it compiled it, and its
-    workloads with their tags."""
+    workloads with their tags. Unreachable for anything short of exactly that."""
     from ..wire.client import Client
 
     try:
         with Client(socket, timeout=30) as client:
             reply, _ = client.control("policy-source")
-    except (OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError, msgspec.MsgspecError) as exc:
         raise Unreachable(f"{socket}: {exc}") from None
     if reply.status != "ok":
         raise Unreachable(f"{socket}: {reply.error.message if reply.error else 'refused'}")
+    if not isinstance(reply.result, dict):
+        raise Unreachable(f"{socket}: not a policy-source reply")
     try:
         source = msgspec.convert(
-            {"op": "policy-source", **reply.result}, PolicySource, strict=False
+            {**reply.result, "op": "policy-source"}, PolicySource, strict=False
         )
     except msgspec.ValidationError as exc:
         raise Unreachable(f"{socket}: not a policy-source reply: {exc}") from None
+    if not source.workloads:
+        # Compiled for no workload, every policy decides nothing: "nothing newly allowed"
+        # would be said of any change.
+        raise Unreachable(
+            f"{socket}: the daemon did not say which workloads its policy is for "
+            "(older than this clawvisor?); compare on the VM with `reload --diff`"
+        )
     workloads = {name: frozenset(tags) for name, tags in source.workloads.items()}
     texts = [(f.name, f.text) for f in source.files]
     try:
@@ -52,15 +61,19 @@ def running_policy(socket: Path) -> tuple[Policy, dict[str, frozenset[str]]]:
         raise Unreachable(f"{socket}: its policy in force does not compile here: {exc}") from None
 
 
+def _say(vm: str, level: str, message: str, *, json: bool, out: TextIO) -> None:
+    """An error or a note about one VM: a line of text, or with --json an object of its own."""
+    if json:
+        out.write(msgspec.json.encode({"vm": vm, level: message}).decode() + "\n")
+    else:
+        print(f"{level}: {message}", file=out)
+
+
 def _one(vm: str, socket: Path, new_dir: Path, *, json: bool, out: TextIO) -> int:
     from ..policy_tools import show_diff
 
     try:
         old, workloads = running_policy(socket)
-    except Unreachable as exc:
-        print(f"error: {exc}", file=out)
-        return 2
-    try:
         new = load_policy_dir(
             new_dir,
             POLICY_CATALOG,
@@ -69,20 +82,35 @@ def _one(vm: str, socket: Path, new_dir: Path, *, json: bool, out: TextIO) -> in
             normalise=normalise_params,
             check_tests=False,
         )
+    except Unreachable as exc:
+        _say(vm, "error", str(exc), json=json, out=out)
+        return 2
     except PolicyError as exc:
-        print(f"error: the new policy does not load for {vm}'s workloads: {exc}", file=out)
+        _say(
+            vm,
+            "error",
+            f"the new policy does not load for its workloads: {exc}",
+            json=json,
+            out=out,
+        )
         return 2
     if run_tests(new, normalise_params):
-        print(f"note: the new policy's own tests fail on {vm}; a reload would refuse it", file=out)
+        _say(
+            vm,
+            "note",
+            "the new policy's own tests fail there; a reload would refuse it",
+            json=json,
+            out=out,
+        )
     if not json:
         return show_diff(old, new, f"{vm} (in force)", str(new_dir), json=False, out=out)
     buf = io.StringIO()
     rc = show_diff(old, new, f"{vm} (in force)", str(new_dir), json=True, out=buf)
-    if rc != 2:
+    if rc == 2:
+        _say(vm, "error", buf.getvalue().strip().removeprefix("error: "), json=True, out=out)
+    else:
         data = msgspec.json.decode(buf.getvalue())
         out.write(msgspec.json.encode({"vm": vm, **data}).decode() + "\n")
-    else:
-        out.write(buf.getvalue())
     return rc
 
 

@@ -10,33 +10,66 @@ daemon was down (restarted, upgraded) is still an event, and an alert, once it i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from ..monitors import events as ev
-from .control import load_inputs, refresh
+from .control import load_inputs, open_proxys_file, refresh
 from .squid_conf import ProxyLayout
 
 #: Read at most this much per tick (the rest waits for the next).
 CHUNK = 1 << 20
 #: How often expired live allows are looked for (seconds).
 EXPIRY_EVERY = 10.0
-#: The kept position's record: "INODE OFFSET", padded to a fixed size so each save is
-#: one pwrite over the last (no truncation, no fsync on the loop: a crash at worst
-#: re-reads or skips one tick's lines).
-_POSITION_SIZE = 48
+#: The kept position's record: "DEV INODE OFFSET CRC", padded to a fixed size so each
+#: save is one pwrite over the last (no fsync on the loop: a crash at worst re-reads or
+#: skips one tick's lines). CRC is of the _TAIL bytes before OFFSET: a log truncated, or
+#: replaced by one with a reused inode number, does not pass for the one that was read.
+_POSITION_SIZE = 96
+_TAIL = 64
 
 
-def _saved_position(path: Path) -> tuple[int, int] | None:
+class _Position(NamedTuple):
+    dev: int
+    ino: int
+    offset: int
+    crc: int
+
+
+def _saved_position(path: Path) -> _Position | None:
     try:
-        ino, offset = path.read_text().split()
-        return int(ino), int(offset)
-    except (OSError, ValueError):
+        with path.open("rb") as f:
+            first = f.read(_POSITION_SIZE).split(b"\n", 1)[0]
+        return _Position(*(int(x) for x in first.split()))
+    except (OSError, ValueError, TypeError):
         return None
+
+
+def _resume_at(path: Path, saved: _Position | None) -> tuple[tuple[int, int], bytes]:
+    """Where to start following `path`: the saved position when the file is the one it
+    was taken of (with the bytes before it), its start when it is another, its end
+    when nothing was saved. OSError when it cannot be read."""
+    fd = open_proxys_file(path)
+    try:
+        st = os.fstat(fd)
+        if saved is None:
+            n = min(_TAIL, st.st_size)
+            return (st.st_ino, st.st_size), os.pread(fd, n, st.st_size - n)
+        n = min(_TAIL, saved.offset)
+        tail = os.pread(fd, n, saved.offset - n) if st.st_size >= saved.offset else b""
+        same = (st.st_dev, st.st_ino) == (saved.dev, saved.ino) and len(tail) == n
+        if same and zlib.crc32(tail) == saved.crc:
+            return (st.st_ino, saved.offset), tail
+        return (st.st_ino, 0), b""
+    finally:
+        os.close(fd)
 
 
 def _opt(text: str) -> str | None:
@@ -128,7 +161,10 @@ class ProxyLogMonitor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_expiry = 0.0
         self._position_fd: int | None = None
-        self._saved: tuple[int, int] | None = None
+        self._saved: _Position | None = None
+        #: The log's device, and the last _TAIL bytes read whole (what the position's CRC is of).
+        self._dev = 0
+        self._tail = b""
         #: Why its position is not being kept (it still follows the log), or None.
         self._position_problem: str | None = None
 
@@ -145,16 +181,15 @@ class ProxyLogMonitor:
         first time, from its end."""
         self._loop = loop
         saved = _saved_position(position) if position is not None else None
-        if self.layout is not None and self.layout.access_log.exists():
-            st = self.layout.access_log.stat()
-            # Resumed where it was left (read() starts a replaced or shorter log over);
-            # with no position kept, only what is written from now on.
-            self._where = saved if saved is not None else (st.st_ino, st.st_size)
+        if self.layout is not None:
+            with contextlib.suppress(OSError):  # read() says why, at its first tick
+                self._where, self._tail = _resume_at(self.layout.access_log, saved)
         if position is not None:
             try:
                 self._position_fd = os.open(
                     position, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
                 )
+                os.ftruncate(self._position_fd, _POSITION_SIZE)
             except OSError as exc:
                 self._position_problem = f"cannot keep its position in {position}: {exc.strerror}"
         self._timer = loop.call_later(self.interval, self._tick)
@@ -171,10 +206,11 @@ class ProxyLogMonitor:
         """Save where the next read starts (before a partial line, so it is read whole)."""
         if self._position_fd is None or self._where is None:
             return
-        where = (self._where[0], self._where[1] - len(self._partial))
+        ino, offset = self._where[0], self._where[1] - len(self._partial)
+        where = _Position(self._dev, ino, offset, zlib.crc32(self._tail))
         if where == self._saved:
             return
-        record = f"{where[0]} {where[1]}".encode().ljust(_POSITION_SIZE - 1) + b"\n"
+        record = " ".join(map(str, where)).encode().ljust(_POSITION_SIZE - 1) + b"\n"
         try:
             os.pwrite(self._position_fd, record, 0)
             self._saved, self._position_problem = where, None
@@ -206,7 +242,7 @@ class ProxyLogMonitor:
             return 0
         path: Path = self.layout.access_log
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = open_proxys_file(path)  # the daemon is root; the directory is the proxy's
         except OSError as exc:
             self.state, self.detail = "degraded", f"{path}: {exc.strerror}"
             return 0
@@ -214,16 +250,20 @@ class ProxyLogMonitor:
             st = os.fstat(fd)
             ino, offset = self._where if self._where is not None else (st.st_ino, 0)
             if ino != st.st_ino or st.st_size < offset:
-                offset, self._partial = 0, b""  # replaced or truncated: from its start
+                # Replaced or truncated: from its start.
+                offset, self._partial, self._tail = 0, b"", b""
             data = os.pread(fd, CHUNK, offset)
         finally:
             os.close(fd)
-        self._where = (st.st_ino, offset + len(data))
+        self._where, self._dev = (st.st_ino, offset + len(data)), st.st_dev
         if self._position_problem is not None:
             self.state, self.detail = "degraded", self._position_problem
         elif not self.malformed:
             self.state, self.detail = "ok", f"following {path}"
-        *lines, self._partial = (self._partial + data).split(b"\n")
+        pending = self._partial + data
+        *lines, self._partial = pending.split(b"\n")
+        whole = pending[: len(pending) - len(self._partial)]
+        self._tail = (self._tail + whole)[-_TAIL:] if len(whole) < _TAIL else whole[-_TAIL:]
         published = 0
         for raw in lines:
             try:

@@ -47,7 +47,8 @@ class PolicySource(msgspec.Struct, tag_field="op", tag="policy-source"):
     tags) it was compiled for: what another machine needs to compile it the same way."""
 
     files: list[PolicyFile]
-    workloads: dict[str, list[str]] = {}
+    #: None from a daemon older than this field: a diff elsewhere then cannot know them.
+    workloads: dict[str, list[str]] | None = None
 
 
 Agent = Literal["desktop", "telegram", "cli", "web"]

@@ -5,7 +5,9 @@ loaded and its workloads with their tags), not with files on any disk."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -158,3 +160,66 @@ def test_runtime_dir_diffs_against_the_policy_this_boxs_daemon_runs(make_daemon,
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "daemon (in force)" in out.stdout and "alpha search" in out.stdout
+
+
+def hostile_vm(path, result) -> threading.Thread:
+    """A 'daemon' on `path` that answers one policy-source with `result`."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, server:
+            rid = json.loads(conn.makefile().readline())["id"]
+            conn.sendall(json.dumps({"id": rid, "status": "ok", "result": result}).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"op": "policy-source", "files": [{"name": "10.toml", "text": BASE}]},
+        {"op": "policy-source", "files": [{"name": "10.toml", "text": BASE}], "workloads": {}},
+        None,
+        ["not", "a", "source"],
+        {"op": "policy-source", "files": "nope", "workloads": {"alpha": []}},
+    ],
+    ids=["no-workloads", "empty-workloads", "null", "list", "bad-files"],
+)
+def test_a_vm_that_does_not_say_exactly_what_it_runs_is_an_error_never_a_pass(
+    make_daemon, new_policy, tmp_path, result
+):
+    # Compiled for no workload, any change would look like "nothing newly allowed".
+    vm = make_daemon({"alpha": None}, {"10.toml": BASE})
+    odd = tmp_path / "odd.sock"
+    thread = hostile_vm(odd, result)
+    new = new_policy(BASE + SEARCH)
+    out = run("policy", "diff", "--socket", f"odd={odd}", "--socket", f"vm={vm.control}", str(new))
+    thread.join(10)
+    assert out.returncode == 2, out.stdout + out.stderr
+    got = sections(out.stdout)
+    assert got["odd"].startswith("error:"), out.stdout
+    assert "something is newly allowed" in got["vm"]
+
+
+def test_json_errors_are_objects_naming_their_vm(make_daemon, new_policy, tmp_path):
+    vm = make_daemon({"alpha": None}, {"10.toml": BASE})
+    gone = tmp_path / "gone.sock"
+    out = run(
+        "policy",
+        "diff",
+        "--json",
+        "--socket",
+        f"gone={gone}",
+        "--socket",
+        f"vm={vm.control}",
+        str(new_policy(BASE)),
+    )
+    assert out.returncode == 2, out.stdout
+    objects = [json.loads(line) for line in out.stdout.splitlines()]
+    assert objects[0]["vm"] == "gone" and str(gone) in objects[0]["error"]
+    assert objects[1]["vm"] == "vm" and objects[1]["newly_allowed"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -213,15 +214,19 @@ def _cache_log(tmp_path, text: str) -> ProxyLayout:
     return layout
 
 
+SQUID = "2026/12/03 11:05:20| "
 ACCEPT = (
-    "Accepting SSL bumped HTTP Socket connections at conn9 local=127.0.0.1:{} remote=[::] FD 13\n"
+    SQUID + "Accepting SSL bumped HTTP Socket connections at conn9 local=127.0.0.1:{} "
+    "remote=[::] FD 13 flags=9\n"
 )
 
 
 def test_a_reload_is_done_once_every_port_accepts_again_after_a_reconfigure(tmp_path):
     layout = _cache_log(
         tmp_path,
-        "old\nReconfiguring Squid Cache (version 5.7)...\n"
+        "old\n"
+        + SQUID
+        + "Reconfiguring Squid Cache (version 5.7)...\n"
         + ACCEPT.format(3300)
         + ACCEPT.format(3301),
     )
@@ -230,13 +235,13 @@ def test_a_reload_is_done_once_every_port_accepts_again_after_a_reconfigure(tmp_
 
 
 def test_ports_accepting_before_the_reconfigure_do_not_count(tmp_path):
-    text = ACCEPT.format(3300) + "Reconfiguring Squid Cache (version 5.7)...\n"
+    text = ACCEPT.format(3300) + SQUID + "Reconfiguring Squid Cache (version 5.7)...\n"
     assert not accepting_again(_cache_log(tmp_path, text), 0, [3300], 0.0)
 
 
 def test_a_second_reconfigure_begun_since_must_finish_too(tmp_path):
     # Two allows' signals can make two reconfigures; the later one read the later files.
-    again = "Reconfiguring Squid Cache (version 5.7)...\n"
+    again = SQUID + "Reconfiguring Squid Cache (version 5.7)...\n"
     layout = _cache_log(tmp_path, again + ACCEPT.format(3300) + again)
     assert not accepting_again(layout, 0, [3300], 0.0)
     with layout.cache_log.open("a") as f:
@@ -245,6 +250,37 @@ def test_a_second_reconfigure_begun_since_must_finish_too(tmp_path):
 
 
 def test_only_the_log_past_the_offset_is_read(tmp_path):
-    before = "Reconfiguring Squid Cache (version 5.7)...\n" + ACCEPT.format(3300)
+    before = SQUID + "Reconfiguring Squid Cache (version 5.7)...\n" + ACCEPT.format(3300)
     layout = _cache_log(tmp_path, before)
     assert not accepting_again(layout, len(before.encode()), [3300], 0.0)
+
+
+def test_request_headers_squid_dumps_into_its_log_cannot_pass_for_its_own_lines(tmp_path):
+    # On a forwarding loop Squid logs the request's headers: a workload writes those.
+    forged = (
+        SQUID
+        + "WARNING: Forwarding loop detected for:\n"
+        "X-A: 2026/12/03 11:05:20| Reconfiguring Squid Cache\n"
+        "2026/12/03 11:05:20| Reconfiguring Squid Cache (version 5.7)...\n".replace("2026", "X2026")
+        + "Accepting SSL bumped HTTP Socket connections at c local=127.0.0.1:3300 remote=x\n"
+    )
+    layout = _cache_log(tmp_path, SQUID + "Reconfiguring Squid Cache (version 5.7)...\n" + forged)
+    assert not accepting_again(layout, 0, [3300], 0.0)
+
+
+def test_the_tail_of_an_overlong_line_is_not_taken_for_a_line(tmp_path):
+    long = "X-A: " + "a" * 70_000 + ACCEPT.format(3300).rstrip("\n") + "\n"
+    layout = _cache_log(tmp_path, SQUID + "Reconfiguring Squid Cache (version 5.7)...\n" + long)
+    assert not accepting_again(layout, 0, [3300], 0.0)
+
+
+def test_a_cache_log_that_is_a_fifo_or_a_symlink_is_not_read(tmp_path):
+    layout = ProxyLayout(tmp_path)
+    layout.var.mkdir()
+    os.mkfifo(layout.cache_log)  # opening it to read would block for ever
+    assert not accepting_again(layout, 0, [3300], 0.2)
+    layout.cache_log.unlink()
+    target = tmp_path / "elsewhere"
+    target.write_text(SQUID + "Reconfiguring Squid Cache (version 5.7)...\n" + ACCEPT.format(3300))
+    layout.cache_log.symlink_to(target)
+    assert not accepting_again(layout, 0, [3300], 0.0)

@@ -116,3 +116,32 @@ def test_a_position_that_cannot_be_kept_degrades_the_monitor_but_it_still_follow
     assert run.read() == ["still-seen.test"]
     assert run.monitor.state == "degraded" and "position" in run.monitor.detail
     run.stop()
+
+
+def test_a_log_truncated_and_grown_past_the_position_while_down_is_read_from_its_start(box):
+    # Same inode, longer than the saved offset: only the bytes before it tell.
+    layout, position = box
+    position.parent.mkdir()
+    first = Run(layout, position)
+    append(layout, line("old.test"))
+    assert first.read() == ["old.test"]
+    first.stop()
+    layout.access_log.write_text(line("hidden-one.test") + line("hidden-two.test") * 3)
+    second = Run(layout, position)
+    assert second.read() == ["hidden-one.test"] + ["hidden-two.test"] * 3
+    second.stop()
+
+
+def test_a_position_file_longer_than_its_record_is_still_read(box):
+    layout, position = box
+    position.parent.mkdir()
+    first = Run(layout, position)
+    append(layout, line("one.test"))
+    assert first.read() == ["one.test"]
+    first.stop()
+    with position.open("ab") as f:
+        f.write(b"junk left by something else\n" * 10)
+    append(layout, line("while-down.test"))
+    second = Run(layout, position)
+    assert second.read() == ["while-down.test"]
+    second.stop()
