@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -59,6 +59,24 @@ def append(layout: ProxyLayout, text: str) -> None:
         f.write(text)
 
 
+def restart(
+    box: tuple[ProxyLayout, Path], first: str, while_down: Callable[[ProxyLayout], None]
+) -> tuple[list[str], list[str]]:
+    """What a run that sees `first` appended reads, then what the next run reads after
+    `while_down` changed the files between them."""
+    layout, position = box
+    position.parent.mkdir(exist_ok=True)
+    runs = [Run(layout, position)]
+    append(layout, first)
+    seen = [runs[0].read()]
+    runs[0].stop()
+    while_down(layout)
+    runs.append(Run(layout, position))
+    seen.append(runs[1].read())
+    runs[1].stop()
+    return seen[0], seen[1]
+
+
 def test_the_first_run_follows_the_log_from_its_end(box):
     layout, position = box
     position.parent.mkdir()
@@ -69,44 +87,40 @@ def test_the_first_run_follows_the_log_from_its_end(box):
 
 
 def test_lines_written_while_the_daemon_was_down_are_read_when_it_is_back(box):
-    layout, position = box
-    position.parent.mkdir()
-    first = Run(layout, position)
-    append(layout, line("one.test"))
-    assert first.read() == ["one.test"]
-    first.stop()
-    append(layout, line("while-down.test"))
-    second = Run(layout, position)
-    assert second.read() == ["while-down.test"]
-    second.stop()
+    seen = restart(box, line("one.test"), lambda log: append(log, line("while-down.test")))
+    assert seen == (["one.test"], ["while-down.test"])
 
 
 def test_a_line_half_written_at_the_stop_is_read_whole_after(box):
-    layout, position = box
-    position.parent.mkdir()
-    first = Run(layout, position)
     whole = line("split.test")
-    append(layout, whole[:20])
-    assert first.read() == []
-    first.stop()
-    append(layout, whole[20:])
-    second = Run(layout, position)
-    assert second.read() == ["split.test"]
-    second.stop()
+    seen = restart(box, whole[:20], lambda log: append(log, whole[20:]))
+    assert seen == ([], ["split.test"])
 
 
 def test_a_log_replaced_while_down_is_read_from_its_start(box):
-    layout, position = box
-    position.parent.mkdir()
-    first = Run(layout, position)
-    append(layout, line("old.test"))
-    assert first.read() == ["old.test"]
-    first.stop()
-    os.unlink(layout.access_log)
-    layout.access_log.write_text(line("new-file.test"))
-    second = Run(layout, position)
-    assert second.read() == ["new-file.test"]
-    second.stop()
+    def replace(layout: ProxyLayout) -> None:
+        os.unlink(layout.access_log)
+        layout.access_log.write_text(line("new-file.test"))
+
+    assert restart(box, line("old.test"), replace) == (["old.test"], ["new-file.test"])
+
+
+def test_a_log_truncated_and_grown_past_the_position_while_down_is_read_from_its_start(box):
+    # Same inode, longer than the saved offset: only the bytes before it tell.
+    text = line("hidden-one.test") + line("hidden-two.test") * 3
+    seen = restart(box, line("old.test"), lambda log: log.access_log.write_text(text))
+    assert seen == (["old.test"], ["hidden-one.test"] + ["hidden-two.test"] * 3)
+
+
+def test_a_position_file_longer_than_its_record_is_still_read(box):
+    position = box[1]
+
+    def scribble(layout: ProxyLayout) -> None:
+        with position.open("ab") as f:
+            f.write(b"junk left by something else\n" * 10)
+        append(layout, line("while-down.test"))
+
+    assert restart(box, line("one.test"), scribble) == (["one.test"], ["while-down.test"])
 
 
 def test_a_position_that_cannot_be_kept_degrades_the_monitor_but_it_still_follows(box):
@@ -116,32 +130,3 @@ def test_a_position_that_cannot_be_kept_degrades_the_monitor_but_it_still_follow
     assert run.read() == ["still-seen.test"]
     assert run.monitor.state == "degraded" and "position" in run.monitor.detail
     run.stop()
-
-
-def test_a_log_truncated_and_grown_past_the_position_while_down_is_read_from_its_start(box):
-    # Same inode, longer than the saved offset: only the bytes before it tell.
-    layout, position = box
-    position.parent.mkdir()
-    first = Run(layout, position)
-    append(layout, line("old.test"))
-    assert first.read() == ["old.test"]
-    first.stop()
-    layout.access_log.write_text(line("hidden-one.test") + line("hidden-two.test") * 3)
-    second = Run(layout, position)
-    assert second.read() == ["hidden-one.test"] + ["hidden-two.test"] * 3
-    second.stop()
-
-
-def test_a_position_file_longer_than_its_record_is_still_read(box):
-    layout, position = box
-    position.parent.mkdir()
-    first = Run(layout, position)
-    append(layout, line("one.test"))
-    assert first.read() == ["one.test"]
-    first.stop()
-    with position.open("ab") as f:
-        f.write(b"junk left by something else\n" * 10)
-    append(layout, line("while-down.test"))
-    second = Run(layout, position)
-    assert second.read() == ["while-down.test"]
-    second.stop()
