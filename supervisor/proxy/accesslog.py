@@ -262,8 +262,8 @@ class ProxyLogMonitor:
             self.state, self.detail = "ok", f"following {path}"
         pending = self._partial + data
         *lines, self._partial = pending.split(b"\n")
-        whole = pending[: len(pending) - len(self._partial)]
-        self._tail = (self._tail + whole)[-_TAIL:] if len(whole) < _TAIL else whole[-_TAIL:]
+        end = len(pending) - len(self._partial)  # the whole lines' end
+        self._tail = (self._tail + pending[max(0, end - _TAIL) : end])[-_TAIL:]
         published = 0
         for raw in lines:
             try:
