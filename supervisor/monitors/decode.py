@@ -108,6 +108,7 @@ class Decode(FileDecoders):
         self._stdout_of: dict[str, Proc] = {}
         self._piped: set[str] = set()
         self._current: WorkloadView | None = None  # the workload of the record decoded
+        self._comms: dict[bytes, str] = {}  # the kernel's 16 comm bytes -> text
         self.table: dict[int, Decoder] = {
             Kind.EXEC: self._exec,
             Kind.CONNECT: self._connect,
@@ -156,15 +157,18 @@ class Decode(FileDecoders):
         nums = h[8:-1]
         view = self._current = self.views.get(idx)
         ts = self.boot_offset + ts_ns / 1e9
+        comm = self._comms.get(h[-1])
+        if comm is None:
+            comm = self._comm_text(h[-1])
         base: dict[str, Any] = {
             "ts": ts,
             "workload": view.name if view else None,
             "uid": uid,
             "pid": pid,
-            "comm": h[-1].split(b"\0", 1)[0].decode("utf-8", "replace"),
+            "comm": comm,
         }
         if kind == Kind.FORK:
-            child = self.lineage.fork(int(nums[0]), int(nums[1]), uid, ts, base["comm"])
+            child = self.lineage.fork(int(nums[0]), int(nums[1]), uid, ts, comm)
             base["ppid"] = child.ppid
             return ev.Fork(child=int(nums[1]), **base)
         p = self.lineage.proc(pid, uid, ts)
@@ -177,6 +181,13 @@ class Decode(FileDecoders):
             if result < 0:
                 base["error"] = errno.errorcode.get(-result, str(-result))
         return decoder(raw, base, p, nums, result)
+
+    def _comm_text(self, raw: bytes) -> str:
+        """The comm as text, kept: a handful of names cover nearly every record."""
+        if len(self._comms) >= 4096:  # bounded: a workload may rename itself at will
+            self._comms.clear()
+        text = self._comms[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return text
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -102,7 +102,10 @@ def resolve(p: Proc, dirfd: int, path: str) -> tuple[str, bool]:
     """`path` made absolute the way the kernel saw it: against the cwd or `dirfd`.
     (path, False) when that directory is not known (shown as `<fd N>/path`)."""
     if path.startswith("/"):
-        return os.path.normpath(path), True
+        # normpath only where it changes something: `.`/`..` parts, `//`, a trailing `/`.
+        if "/." in path or "//" in path or path.endswith("/"):
+            return os.path.normpath(path), True
+        return path, True
     if dirfd == AT_FDCWD:
         base = p.cwd
         if base is None:

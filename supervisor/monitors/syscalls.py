@@ -1,8 +1,11 @@
 """Load bpf/monitor.c with BCC, feed its ring buffer into the event loop.
 
-The ring buffer's map fd is pollable, so it sits on the asyncio loop with add_reader;
-each wake-up drains it with a non-blocking consume (the callbacks only copy bytes) and
-then decodes (decode.py), enriches and publishes the batch. Lost events (counted in the
+The ring buffer's map fd is pollable, so it sits on the asyncio loop with add_reader. A
+wake-up drains it (ring.py reads the mapping itself; BCC's consume where it cannot) and
+decodes (decode.py), enriches and publishes the batch; then, while records keep coming,
+the ring is read every POLL seconds instead: the kernel wakes a reader that has caught
+up on every record, and at tens of thousands a second those wake-ups cost more than the
+records. Lost events (counted in the
 kernel) are read periodically and published as Lost events. A program that cannot load
 (no BPF, no headers) leaves the monitor degraded, never the daemon down.
 
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import abi, btf
+from . import abi, btf, ring
 from . import events as ev
 from .decode import Decode, WorkloadView, decode_sockaddr
 
@@ -47,6 +50,8 @@ TRACEPOINTS = (
     *abi.TASK_TRACEPOINTS,
 )
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+#: How often a busy ring is read (an alert waits at most this long for its record).
+POLL = 0.005
 #: Besides the homes root, read-only opens of these are events (system secrets).
 SECRET_PREFIXES = (
     "/etc/shadow",
@@ -132,6 +137,8 @@ class SyscallMonitor:
         self.decoder = Decode(self.home_root, self.prefixes)
         self._bpf: Any = None
         self._raw: list[bytes] = []
+        self._ring: ring.RingReader | None = None
+        self._poll: asyncio.TimerHandle | None = None
         self._workloads: dict[int, WorkloadView] = {}  # uid -> view
         self._index: dict[str, int] = {}  # workload -> its index in the kernel maps
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -219,7 +226,11 @@ class SyscallMonitor:
                 offset = type(leaf).s.offset  # leaf.s reads back as bytes: write in place
                 ctypes.memmove(ctypes.addressof(leaf) + offset, text, len(text))
                 table[ctypes.c_int(i)] = leaf
-            bpf["events"].open_ring_buffer(self._on_raw)
+            events = bpf["events"]
+            if ring.supported():
+                self._ring = ring.RingReader(events.map_fd, events.max_entries)
+            else:
+                events.open_ring_buffer(self._on_raw)
         except Exception as exc:  # BCC raises plain Exception for every failure
             if bpf is not None:
                 with contextlib.suppress(Exception):
@@ -242,7 +253,7 @@ class SyscallMonitor:
         self._loop = loop
         if failed is not None or self._bpf is None:
             return self._degraded(failed or "BPF program did not load")
-        loop.add_reader(self._bpf["events"].map_fd, self._drain)
+        loop.add_reader(self._bpf["events"].map_fd, self._woken)
         self.status.state = "ok"
         self._sync_watched()
         self._lost_timer = loop.call_later(self.lost_interval, self._poll_lost)
@@ -260,8 +271,14 @@ class SyscallMonitor:
     def stop(self) -> None:
         if self._lost_timer is not None:
             self._lost_timer.cancel()
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
         if self._bpf is not None and self._loop is not None:
             self._loop.remove_reader(self._bpf["events"].map_fd)
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
             self._bpf.cleanup()
             self._bpf = None
         self.status.state = "stopped"
@@ -311,11 +328,38 @@ class SyscallMonitor:
         self._raw.append(ctypes.string_at(data, size))
         return 0
 
-    def _drain(self) -> None:
-        if self._bpf is None:
+    def _woken(self) -> None:
+        """The first record into an idle ring: read it, then poll while more come."""
+        assert self._loop is not None and self._bpf is not None
+        self._loop.remove_reader(self._bpf["events"].map_fd)
+        self._poll = self._loop.call_later(POLL, self._tick)
+        self._drain()
+
+    def _tick(self) -> None:
+        self._poll = None
+        if self._bpf is None or self._loop is None:
             return
-        self._bpf.ring_buffer_consume()
-        batch, self._raw = self._raw, []
+        busy = True
+        try:
+            busy = self._drain() > 0
+        finally:
+            # Scheduled whatever the drain did: a failure there must not stop the reading.
+            if busy:
+                self._poll = self._loop.call_later(POLL, self._tick)
+            else:
+                # Quiet: back to wake-ups. The fd polls readable while the ring holds
+                # data, so a record written since the read above wakes us at once.
+                self._loop.add_reader(self._bpf["events"].map_fd, self._woken)
+
+    def _drain(self) -> int:
+        """Read, decode and publish what the ring holds; how many records it held."""
+        if self._bpf is None:
+            return 0
+        if self._ring is not None:
+            batch = self._ring.read()
+        else:
+            self._bpf.ring_buffer_consume()
+            batch, self._raw = self._raw, []
         decode, publish, extra = self.decoder.decode, self.publish, self.decoder.extra
         throttled = abi.Kind.THROTTLED
         for raw in batch:
@@ -329,6 +373,7 @@ class SyscallMonitor:
                     publish(derived)
                 extra.clear()
         self.status.events += len(batch)
+        return len(batch)
 
     def _poll_lost(self) -> None:
         if self._bpf is None or self._loop is None:

@@ -1,5 +1,6 @@
-"""The trigger engine's gates: one regex per event field rules out the triggers whose
-pattern cannot match, and never changes which alerts an event raises."""
+"""The trigger engine's gates: one regex per event field (behind a cheaper literal test)
+and one comparison per exact value rule out the triggers that cannot match, and never
+change which alerts an event raises."""
 
 from __future__ import annotations
 
@@ -67,12 +68,60 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
 
 def test_a_benign_open_is_ruled_out_by_the_gate_without_checking_each_trigger():
     engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    gates, _ = engine._gated["open"]
-    assert any(name == "path" for name, _ in gates)
+    gates, _, _ = engine._gated["open"]
     event = ev.Open(
         ts=0.0, workload="w", uid=1, pid=1, comm="cc", result=3, path="/home/w/work/a.o",
         flags=0, write=True, create=True,
     )  # fmt: skip
-    [(_, union)] = [(n, u) for n, u in gates if n == "path"]
+    [(cheap, union)] = [(c, u) for n, c, u in gates if n == "path"]
+    assert not cheap.admits(event.path)
     assert union.fullmatch(event.path) is None
     assert fired_names(engine, event) == []
+
+
+def test_a_trigger_with_only_exact_matches_sits_behind_the_rarest_value():
+    engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
+    _, exact_gates, entries = engine._gated["open"]
+    [bit] = [b for t, b in entries if t.name == "unresolved-path-write"]
+    # `resolved` defaults to true: asking for false rules out nearly every open.
+    assert bit is not None and ("resolved", False) in exact_gates
+
+
+def test_a_resolved_write_opens_no_candidate_and_an_unresolved_one_fires():
+    engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
+    common = {"ts": 0.0, "workload": "w", "uid": 1, "pid": 1, "comm": "cc", "result": 3}
+    resolved = ev.Open(path="/dev/null", flags=1, write=True, create=False, **common)
+    unresolved = ev.Open(
+        path="<fd 9>/x", flags=1, write=True, create=False, resolved=False, **common
+    )
+    assert fired_names(engine, resolved) == []
+    assert engine._plans[("open", 0)] == []
+    assert fired_names(engine, unresolved) == ["unresolved-path-write"]
+
+
+def test_gated_alerts_are_exactly_the_ungated_ones_for_many_execs():
+    engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
+    rng = random.Random(11)
+    programs = ["/usr/bin/nc", "/bin/sh", "/tmp/x/linpeas.sh", "/usr/bin/useradd", "/bin/ls"]
+    callers = [None, "/usr/bin/python3", "/bin/bash"]
+    checked = 0
+    for _ in range(3000):
+        event = ev.Exec(
+            ts=0.0,
+            workload="w",
+            uid=1000,
+            pid=1,
+            comm="sh",
+            result=rng.choice([0, -2]),
+            filename=rng.choice(programs),
+            argv=rng.choice([[], ["sh", "-c", "x"], ["find", "/", "-name", "id_rsa"]]),
+            caller=rng.choice(callers),
+            env=rng.choice([[], ["LD_PRELOAD=/tmp/x.so"], ["HISTFILE=/dev/null"]]),
+            dropped=rng.random() < 0.3,
+            dropped_by=rng.choice([None, "curl[5] write"]),
+            temp=rng.random() < 0.3,
+            memfd=rng.random() < 0.1,
+        )
+        assert fired_names(engine, event) == ungated(engine, event), event
+        checked += bool(ungated(engine, event))
+    assert checked > 100
