@@ -38,7 +38,6 @@ exempted trigger is an error naming the file and the trigger.
 from __future__ import annotations
 
 import ipaddress
-import re
 import time
 import tomllib
 from collections import deque
@@ -52,15 +51,13 @@ import msgspec
 
 from executors.base import whole
 from policy.constraints import Exact, parse_constraint
-from policy.matchers import Glob, Regex
-from policy.patterns.prefilter import Prefilter, prefilter
 
 from .monitors import events as ev
+from .trigger_gates import KINDS, KindGates
 from .wire.control import TriggerResponse
 
 Response = TriggerResponse
 Outcome = Literal["success", "failure", "any"]
-KINDS: dict[str, type[ev.MonitorEvent]] = {str(t.__struct_config__.tag): t for t in ev.EVENT_TYPES}
 
 
 class TriggerError(Exception):
@@ -356,66 +353,6 @@ class Alert(msgspec.Struct, kw_only=True):
     results: list[str] = []
 
 
-#: Per field: its name, a cheap test every match passes, and the union regex.
-_Gate = tuple[str, Prefilter, "re.Pattern[str]"]
-#: A field and the one value a trigger needs it to have (`write = true`).
-_ExactGate = tuple[str, Any]
-_Gates = tuple[list[_Gate], list[_ExactGate], list[tuple[Trigger, int | None]]]
-
-
-def _exact_gate(t: Trigger, kind: str) -> Exact | None:
-    """The trigger's most selective exact scalar match: one asking for a value other than
-    the field's default (`resolved = false`) rules out more events than one asking for it."""
-    exact = [m for m in t.matchers if isinstance(m, Exact) and not isinstance(m.value, tuple)]
-    defaults = {
-        f.name: f.default
-        for f in msgspec.structs.fields(KINDS[kind])
-        if f.default is not msgspec.NODEFAULT
-    }
-    rare = [m for m in exact if m.param in defaults and defaults[m.param] != m.value]
-    found = rare or exact
-    return found[0] if found else None
-
-
-def _gate(kind: str, triggers: list[Trigger]) -> _Gates:
-    """For one event kind, the necessary conditions the triggers sit behind: per field,
-    the union of the triggers' whole-value patterns on it, then the exact values asked
-    for; and each trigger, in order, with its gate (None: always checked)."""
-    fields: dict[str, list[Glob | Regex]] = {}
-    exacts: dict[tuple[str, type, Any], int] = {}
-    entries: list[tuple[Trigger, tuple[str, Any] | None]] = []
-    for t in triggers:
-        gate = next((m for m in t.matchers if isinstance(m, Glob | Regex) and not m.each), None)
-        if gate is not None:
-            fields.setdefault(gate.param, []).append(gate)
-            entries.append((t, ("pattern", gate.param)))
-            continue
-        exact = _exact_gate(t, kind)
-        if exact is None:
-            entries.append((t, None))
-            continue
-        key = (exact.param, type(exact.value), exact.value)
-        exacts.setdefault(key, len(exacts))
-        entries.append((t, ("exact", key)))
-    names = list(fields)
-    gates = [
-        (
-            n,
-            prefilter([g.node for g in fields[n]]),
-            re.compile("|".join(f"(?:{g.compiled.pattern})" for g in fields[n]), re.DOTALL),
-        )
-        for n in names
-    ]
-
-    def bit(where: tuple[str, Any] | None) -> int | None:
-        if where is None:
-            return None
-        return names.index(where[1]) if where[0] == "pattern" else len(names) + exacts[where[1]]
-
-    exact_gates = [(param, value) for param, _type, value in exacts]
-    return gates, exact_gates, [(t, bit(w)) for t, w in entries]
-
-
 class TriggerEngine:
     """Matches every event against the triggers for its kind; hands fired ones on."""
 
@@ -438,7 +375,7 @@ class TriggerEngine:
         for t in self.triggers:
             for k in t.kinds:
                 self.by_kind.setdefault(k, []).append(t)
-        self._gated = {k: _gate(k, ts) for k, ts in self.by_kind.items()}
+        self._gated = {k: KindGates(k, ts) for k, ts in self.by_kind.items()}
         self._plans: dict[tuple[str, int], list[Trigger]] = {}
 
     def on_event(self, event: ev.Event) -> None:
@@ -447,25 +384,10 @@ class TriggerEngine:
         gated = self._gated.get(kind)
         if gated is None:
             return
-        gates, exact_gates, entries = gated
-        # One regex per field rules out, at once, every trigger whose pattern on that
-        # field cannot match (most events match none): only the rest are checked.
-        open_gates = 0
-        for i, (fname, cheap, union) in enumerate(gates):
-            value = getattr(event, fname, None)
-            # A pattern never matches a missing value; a list is matched element-wise
-            # by the trigger itself, so it passes the gate.
-            if value is None:
-                continue
-            if not isinstance(value, str) or (cheap.admits(value) and union.fullmatch(value)):
-                open_gates |= 1 << i
-        i = len(gates)
-        for fname, wanted in exact_gates:
-            value = getattr(event, fname, None)
-            if value == wanted and type(value) is type(wanted):  # type-strict, as Exact
-                open_gates |= 1 << i
-            i += 1
-        candidates = self._candidates(kind, entries, open_gates)
+        # The gates rule out, at once, every trigger that cannot match (most events
+        # match none): only the rest are checked.
+        open_gates = gated.open_bits(event)
+        candidates = self._candidates(kind, gated.entries, open_gates)
         if not candidates:
             return
         tags = self.tags.get(event.workload, frozenset()) if event.workload else frozenset()

@@ -115,7 +115,6 @@ class Decode(FileDecoders):
             Kind.BIND: self._bind,
             Kind.LISTEN: self._listen,
             Kind.SOCKET: self._socket,
-            Kind.OPEN: self._open,
             Kind.PTRACE: self._ptrace,
             Kind.SETID: self._setid,
             Kind.CAPSET: self._capset,
@@ -160,9 +159,15 @@ class Decode(FileDecoders):
         comm = self._comms.get(h[-1])
         if comm is None:
             comm = self._comm_text(h[-1])
+        workload = view.name if view else None
+        if kind == Kind.OPEN:
+            # Most records are opens: theirs is built with no shared dict of common fields
+            # to merge (that merge was a sixth of an open's decoding).
+            p = self.lineage.proc(pid, uid, ts)
+            return self._open(raw, p, nums, result, ts, workload, uid, pid, comm)
         base: dict[str, Any] = {
             "ts": ts,
-            "workload": view.name if view else None,
+            "workload": workload,
             "uid": uid,
             "pid": pid,
             "comm": comm,
@@ -179,7 +184,7 @@ class Decode(FileDecoders):
         if kind not in NO_OUTCOME:
             base["result"] = result
             if result < 0:
-                base["error"] = errno.errorcode.get(-result, str(-result))
+                base["error"] = ev.error_name(result)
         return decoder(raw, base, p, nums, result)
 
     def _comm_text(self, raw: bytes) -> str:

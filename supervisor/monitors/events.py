@@ -7,16 +7,27 @@ refused write or a failed PATH lookup never looks like the real thing.
 
 from __future__ import annotations
 
+import errno
 from typing import Literal
 
 import msgspec
+
+
+def error_name(result: int) -> str:
+    """The errno name of a failed syscall's result (-13: "EACCES")."""
+    return errno.errorcode.get(-result, str(-result))
+
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 
 
-class MonitorEvent(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+class MonitorEvent(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True, gc=False):
     """What every event carries: when, which workload, and which process (if any)."""
+
+    # gc=False: an event holds strings, numbers and lists of them, never itself, so it
+    # cannot be part of a cycle; untracked, the 100,000 a second the monitors make (and
+    # the kept log's backlog of them) do not each cost the cyclic collector a visit.
 
     ts: float
     workload: str | None = None

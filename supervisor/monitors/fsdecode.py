@@ -84,8 +84,20 @@ class FileDecoders:
 
     # --- files ---------------------------------------------------------------------------
 
-    def _open(self, raw: bytes, base: dict[str, Any], p: Proc, n: tuple[int, ...], res: int) -> Any:
-        # The hottest decoder (most records are opens): the helpers are inlined.
+    def _open(
+        self,
+        raw: bytes,
+        p: Proc,
+        n: tuple[int, ...],
+        res: int,
+        ts: float,
+        workload: str | None,
+        uid: int,
+        pid: int,
+        comm: str,
+    ) -> ev.Open | None:
+        """The hottest decoder (most records are opens): called with the common fields
+        one by one, not the others' `base` dict, and with the helpers inlined."""
         flags = n[0]
         path, resolved = resolve(p, n[1], cstr(raw, PATH_OFF, PATHLEN))
         write = bool(flags & (O_WRONLY | O_RDWR))
@@ -96,7 +108,7 @@ class FileDecoders:
             if (write or create) and (
                 not path.startswith(NOT_FILES) or path.startswith("/dev/shm/")
             ):
-                self._made(path, base, "write")
+                self.provenance.made(path, pid, comm, "write")
         if not (write or create) and not path.startswith(self.read_prefixes):
             return None  # sent for the fd table or to be resolved; not an event
         return ev.Open(
@@ -106,12 +118,17 @@ class FileDecoders:
             create=create,
             truncate=bool(flags & O_TRUNC),
             other_home=(
-                self._other_home(base["workload"], path)
-                if path.startswith(self.home_root)
-                else None
+                self._other_home(workload, path) if path.startswith(self.home_root) else None
             ),
             resolved=resolved,
-            **base,
+            ts=ts,
+            workload=workload,
+            uid=uid,
+            pid=pid,
+            ppid=p.ppid,
+            comm=comm,
+            result=res,
+            error=ev.error_name(res) if res < 0 else None,
         )
 
     def _rename(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 from supervisor.monitors import events as ev
+from supervisor.trigger_gates import GATE_MEMO
 from supervisor.triggers import TriggerEngine, load_triggers
 
 PATHS = [
@@ -68,12 +69,12 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
 
 def test_a_benign_open_is_ruled_out_by_the_gate_without_checking_each_trigger():
     engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    gates, _, _ = engine._gated["open"]
+    gates = engine._gated["open"].patterns
     event = ev.Open(
         ts=0.0, workload="w", uid=1, pid=1, comm="cc", result=3, path="/home/w/work/a.o",
         flags=0, write=True, create=True,
     )  # fmt: skip
-    [(cheap, union)] = [(c, u) for n, c, u in gates if n == "path"]
+    [(cheap, union)] = [(g.cheap, g.union) for g in gates if g.field == "path"]
     assert not cheap.admits(event.path)
     assert union.fullmatch(event.path) is None
     assert fired_names(engine, event) == []
@@ -81,7 +82,8 @@ def test_a_benign_open_is_ruled_out_by_the_gate_without_checking_each_trigger():
 
 def test_a_trigger_with_only_exact_matches_sits_behind_the_rarest_value():
     engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    _, exact_gates, entries = engine._gated["open"]
+    gated = engine._gated["open"]
+    exact_gates, entries = gated.exacts, gated.entries
     [bit] = [b for t, b in entries if t.name == "unresolved-path-write"]
     # `resolved` defaults to true: asking for false rules out nearly every open.
     assert bit is not None and ("resolved", False) in exact_gates
@@ -125,3 +127,15 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_execs():
         assert fired_names(engine, event) == ungated(engine, event), event
         checked += bool(ungated(engine, event))
     assert checked > 100
+
+
+def test_a_gates_remembered_answers_stay_bounded_under_unique_paths():
+    engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
+    common = {"ts": 0.0, "workload": "w", "uid": 1, "pid": 1, "comm": "cc", "result": 3}
+    for i in range(GATE_MEMO + 500):
+        engine.on_event(ev.Open(path=f"/tmp/f{i}", flags=1, write=True, create=False, **common))
+    [seen] = [g.seen for g in engine._gated["open"].patterns if g.field == "path"]
+    assert 0 < len(seen) <= GATE_MEMO
+    # Still right after the table was emptied and filled again.
+    hit = ev.Open(path="/home/w/.bashrc", flags=1, write=True, create=False, **common)
+    assert "persistence-write" in fired_names(engine, hit)
