@@ -3,7 +3,7 @@
 Supported: literals, `.` (any character but a newline), classes `[a-z]` and `[^...]`,
 `\\d \\w \\s` and their negations (ASCII: `[0-9]`, `[A-Za-z0-9_]`, `[ \\t\\n\\r\\f\\v]`),
 escapes (`\\.`, `\\n`, `\\xhh`, `\\uhhhh`), groups `(...)`, `(?:...)` and
-`(?P<name>...)`, alternation, the quantifiers `* + ? {m} {m,} {m,n}` (lazy or not: the
+`(?P<name>...)`, alternation, the quantifiers `* + ? {m} {m,} {m,n} {,n} {,}` (lazy or not: the
 same strings), and `^` / `$` at the very ends (a rule's regex is anchored anyway).
 Anything else (backreferences, lookaround, inline flags, `\\b`, possessive quantifiers)
 is refused: the policy must be able to reason about every pattern it holds.
@@ -30,7 +30,8 @@ _CLASSES = {
     "S": SPACE.negate(),
 }
 _CONTROL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
-_QUANT = re.compile(r"\{(?:(\d+)(?:(,)(\d*))?|,(\d+))\}")
+# `{,n}` is {0,n} and `{,}` is {0,} (as Python's re reads them); `{}`, `{,x}` are literal.
+_QUANT = re.compile(r"\{(?:(\d+)(?:(,)(\d*))?|,(\d*))\}")
 _NOT_NEWLINE = CharSet.chars("\n").negate()
 
 
@@ -101,7 +102,7 @@ class _Parser:
             elif c == "{" and (m := _QUANT.match(self.text, self.i)):
                 self.i = m.end()
                 if m.group(4) is not None:
-                    low, high = 0, int(m.group(4))
+                    low, high = 0, int(m.group(4)) if m.group(4) else None
                 else:
                     low = int(m.group(1))
                     high = low if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)

@@ -112,3 +112,12 @@ def test_regex_features_outside_the_subset_are_refused(pattern):
 def test_ascii_classes_do_not_take_other_scripts():
     assert not compile_node(parse_regex(r"\d+")).fullmatch("٣")  # Arabic-Indic three
     assert compile_node(parse_regex(r"\d+")).fullmatch("42")
+
+
+def test_an_open_lower_bound_repeats_from_zero_as_python_reads_it():
+    # `a{,}` was taken as the literal text "a{,}" while Python's re (and so anyone
+    # testing a rule with it) reads `a*`.
+    for pattern, matching, other in [("a{,}", "aaa", "a{,}"), ("a{,2}", "aa", "aaa")]:
+        compiled = compile_node(parse_regex(pattern))
+        assert compiled.fullmatch("") and compiled.fullmatch(matching)
+        assert not compiled.fullmatch(other)
