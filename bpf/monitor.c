@@ -71,6 +71,26 @@ BPF_PERCPU_ARRAY(scratch, struct pending, 1);
 // memfds, sockets, pipes): their close and dup are sent, no others.
 BPF_TABLE("lru_hash", u64, u8, tracked_fds, 65536);
 
+// Most syscalls on a box are not a workload's. Telling so took three hash lookups at
+// entry and two more at exit, for every syscall of every process: a fifth more time for
+// a syscall-heavy process nobody watches. Each CPU keeps, per tgid slot, the last task
+// found unwatched (with the uid and cgroup it had) under a generation, and the check is
+// then one array lookup. The generation goes up at every insertion into the watched
+// sets (a process first seen, a fork, user space adding uids or cgroups), so no
+// remembered verdict outlives a change that could have made it wrong; a uid or cgroup
+// change misses the slot by itself.
+#define UNWATCHED_SLOTS 64
+struct unwatched_task {
+    u32 tgid;
+    u32 uid;
+    u64 cgroup;
+    u64 generation;
+};
+BPF_PERCPU_ARRAY(unwatched, struct unwatched_task, UNWATCHED_SLOTS);
+// [0] is raised here (atomically), [1] by user space (its only writer); each only
+// grows, so their sum, the generation, never comes back to a value it had.
+BPF_ARRAY(generation, u64, 2);
+
 // A record's header: who, which workload, when; the rest zeroed for the handler.
 static __always_inline void fill_header(struct event *e, u32 kind, u32 idx) {
     u64 id = bpf_get_current_pid_tgid();
@@ -175,22 +195,62 @@ static __always_inline void cwd_at_exit(long nr) {
 }
 #endif
 
+// The current task was found unwatched on this CPU, as it is now, under the current
+// generation: nothing about it is wanted.
+static __always_inline u64 current_generation(void) {
+    int here = 0, there = 1;
+    u64 *ours = generation.lookup(&here);
+    u64 *users = generation.lookup(&there);
+    return (ours ? *ours : 0) + (users ? *users : 0);
+}
+
+static __always_inline int known_unwatched(void) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u32 slot = tgid & (UNWATCHED_SLOTS - 1);
+    struct unwatched_task *u = unwatched.lookup(&slot);
+    if (!u || u->tgid != tgid || u->generation != current_generation())
+        return 0;
+    return u->uid == (u32)bpf_get_current_uid_gid() && u->cgroup == bpf_get_current_cgroup_id();
+}
+
+static __always_inline void generation_up(void) {
+    int zero = 0;
+    u64 *gen = generation.lookup(&zero);
+    if (gen)
+        __sync_fetch_and_add(gen, 1);
+}
+
 static __always_inline u32 watched(void) {
+    if (known_unwatched())
+        return 0;
+    u64 before = current_generation();  // read before the sets: a change after is newer
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     u32 *w = watched_tgids.lookup(&tgid);
     if (w)
         return *w;
     u32 uid = bpf_get_current_uid_gid();
     w = watched_uids.lookup(&uid);
+    u64 cg = bpf_get_current_cgroup_id();
     if (!w) {
-        u64 cg = bpf_get_current_cgroup_id();
         w = watched_cgroups.lookup(&cg);
-        if (!w)
+        if (!w) {
+            u32 slot = tgid & (UNWATCHED_SLOTS - 1);
+            struct unwatched_task *u = unwatched.lookup(&slot);
+            if (u) {
+                u->tgid = tgid;
+                u->uid = uid;
+                u->cgroup = cg;
+                u->generation = before;
+            }
             return 0;
+        }
     }
     u32 idx = *w;
-    // From now on by lineage: a later change of uid keeps this process watched.
+    // From now on by lineage: a later change of uid keeps this process watched. Any
+    // CPU may remember this tgid as unwatched (with another uid, which it may take
+    // back): the generation goes up.
     watched_tgids.update(&tgid, &idx);
+    generation_up();
 #ifdef CWD_WALK
     cwd_wanted.update(&tgid, &idx);  // its cwd goes out at this syscall's exit
 #endif
@@ -896,6 +956,7 @@ TRACEPOINT_PROBE(task, task_newtask) {
     u32 child = args->pid;
     u32 idx = p->e.workload;
     watched_tgids.update(&child, &idx);
+    generation_up();  // a reused pid may be remembered as unwatched
     p->e.num[0] = p->e.pid;
     p->e.num[1] = child;
     return send(p);

@@ -243,30 +243,27 @@ def prelude() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _case(n: str) -> str:
+    """A dispatch case: the syscall's number to its enter_NAME handler."""
+    return (
+        f"    case __NR_{NR_NAMES.get(n, n)}: return enter_{n}(a[0], a[1], a[2], a[3], a[4], a[5]);"
+    )
+
+
 def glue(raw: set[str]) -> str:
     """The programs the loader attaches: `on_enter` (to every sys_enter_NAME of SYSCALLS)
     and `on_exit` (to every sys_exit_NAME with an outcome) dispatch by syscall number;
-    `on_raw_enter` and `on_raw_exit` (to raw_syscalls, only when `raw` names syscalls
-    whose own tracepoints this kernel lacks) let only those through."""
+    when `raw` names syscalls whose own tracepoints this kernel lacks, two raw
+    tracepoint programs on raw_syscalls' sys_enter and sys_exit let only those through."""
 
-    def case(n: str) -> str:
-        return (
-            f"    case __NR_{NR_NAMES.get(n, n)}: "
-            f"return enter_{n}(a[0], a[1], a[2], a[3], a[4], a[5]);"
-        )
-
-    cases = "\n".join(case(n) for n in SYSCALLS if n not in raw)
-    raw_cases = "\n".join(case(n) for n in sorted(raw))
-    wanted = " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw)) or "0"
-    exits = (
-        " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw) if SYSCALLS[n]) or "0"
-    )
-    return f"""// Rendered from supervisor/monitors/abi.py: the syscall programs.
-// Every syscall tracepoint (and raw_syscalls/sys_enter) has the number at offset 8 and
-// six 8-byte argument slots from 16; the slots past a syscall's own arguments are read
-// but never used.
+    cases = "\n".join(_case(n) for n in SYSCALLS if n not in raw)
+    out = f"""// Rendered from supervisor/monitors/abi.py: the syscall programs.
+// Every syscall tracepoint has the number at offset 8 and six 8-byte argument slots
+// from 16; the slots past a syscall's own arguments are read but never used.
 #define ARGS(ctx) u64 a[6] = {{}}; bpf_probe_read_kernel(a, sizeof(a), (char *)(ctx) + 16)
 int on_enter(void *ctx) {{
+    if (known_unwatched())
+        return 0;  // most syscalls of the box: one array lookup
     int nr = *(int *)((char *)ctx + 8);
     ARGS(ctx);
     switch (nr) {{
@@ -275,29 +272,69 @@ int on_enter(void *ctx) {{
     return 0;
 }}
 int on_exit(void *ctx) {{
+    if (known_unwatched())
+        return 0;  // nothing held, no cwd wanted: those are for watched tasks only
 #ifdef CWD_WALK
     cwd_at_exit(*(int *)((char *)ctx + 8));
 #endif
     return finish(*(long *)((char *)ctx + 16));
 }}
-int on_raw_enter(void *ctx) {{
-    long nr = *(long *)((char *)ctx + 8);
+"""
+    return out + (_raw_glue(raw) if raw else "")
+
+
+def _raw_glue(raw: set[str]) -> str:
+    """raw_syscalls' sys_enter and sys_exit run for every syscall of every process. As
+    tracepoints through perf events they cost each syscall of the box a fifth more time
+    (measured here); as raw tracepoint programs the kernel calls them directly, with the
+    registers: the arguments and, at exit, the number are read from those."""
+
+    raw_cases = "\n".join(_case(n) for n in sorted(raw))
+    wanted = " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw))
+    exits = (
+        " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw) if SYSCALLS[n]) or "0"
+    )
+    return f"""#if defined(bpf_target_x86)
+#define SYSCALL_ARGS(regs, a) do {{ \\
+    bpf_probe_read_kernel(&(a)[0], 8, &(regs)->di); \\
+    bpf_probe_read_kernel(&(a)[1], 8, &(regs)->si); \\
+    bpf_probe_read_kernel(&(a)[2], 8, &(regs)->dx); \\
+    bpf_probe_read_kernel(&(a)[3], 8, &(regs)->r10); \\
+    bpf_probe_read_kernel(&(a)[4], 8, &(regs)->r8); \\
+    bpf_probe_read_kernel(&(a)[5], 8, &(regs)->r9); }} while (0)
+#define SYSCALL_NR(regs) (&(regs)->orig_ax)
+#elif defined(bpf_target_arm64)
+#define SYSCALL_ARGS(regs, a) bpf_probe_read_kernel((a), 48, &(regs)->regs[0])
+#define SYSCALL_NR(regs) (&(regs)->syscallno)
+#else
+#error "raw_syscalls: no register layout for this architecture"
+#endif
+RAW_TRACEPOINT_PROBE(sys_enter) {{
+    long nr = (long)ctx->args[1];
     if (!({wanted}))
         return 0;  // every other syscall of every process: one comparison or two
-    ARGS(ctx);
+    if (known_unwatched())
+        return 0;
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    u64 a[6] = {{}};
+    SYSCALL_ARGS(regs, a);
     switch (nr) {{
 {raw_cases}
     }}
     return 0;
 }}
-int on_raw_exit(void *ctx) {{
-    long nr = *(long *)((char *)ctx + 8);
+RAW_TRACEPOINT_PROBE(sys_exit) {{
+    if (known_unwatched())
+        return 0;
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    long nr = -1;
+    bpf_probe_read_kernel(&nr, sizeof(nr), SYSCALL_NR(regs));
     if (!({exits}))
         return 0;
 #ifdef CWD_WALK
     cwd_at_exit(nr);
 #endif
-    return finish(*(long *)((char *)ctx + 16));
+    return finish((long)ctx->args[1]);
 }}
 """
 

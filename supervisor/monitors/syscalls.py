@@ -210,9 +210,7 @@ class SyscallMonitor:
                 if abi.SYSCALLS[name]:
                     bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}", fn_name="on_exit")
                     attached.append(f"syscalls/sys_exit_{name}")
-            if raw:
-                bpf.attach_tracepoint(tp="raw_syscalls:sys_enter", fn_name="on_raw_enter")
-                bpf.attach_tracepoint(tp="raw_syscalls:sys_exit", fn_name="on_raw_exit")
+            if raw:  # RAW_TRACEPOINT_PROBEs: BCC attached them as it loaded
                 attached += ["raw_syscalls/sys_enter", "raw_syscalls/sys_exit"]
             attached += tasks  # TRACEPOINT_PROBEs: BCC attaches them itself
             config = bpf["config"]
@@ -321,6 +319,10 @@ class SyscallMonitor:
             if leaf.value not in live:
                 with contextlib.suppress(KeyError):
                     del tgids[key]
+        # What each CPU remembers as unwatched was found under the old sets: forgotten.
+        # Slot 1 is ours alone (the kernel raises slot 0): a read and a write are enough.
+        gen = self._bpf["generation"]
+        gen[ctypes.c_int(1)] = ctypes.c_uint64(gen[ctypes.c_int(1)].value + 1)
 
     # --- ring buffer -----------------------------------------------------------------
 

@@ -29,10 +29,15 @@ def test_every_kind_is_a_c_macro():
 
 def test_a_syscall_without_its_tracepoint_is_dispatched_through_raw_syscalls_only():
     glue = abi.glue({"init_module"})
-    raw = glue[glue.index("int on_raw_enter") :]
+    raw = glue[glue.index("RAW_TRACEPOINT_PROBE(sys_enter)") :]
     assert "nr == __NR_init_module" in raw and "enter_init_module" in raw
-    main = glue[glue.index("int on_enter") : glue.index("int on_raw_enter")]
+    main = glue[glue.index("int on_enter") : glue.index("RAW_TRACEPOINT_PROBE(sys_enter)")]
     assert "enter_init_module" not in main and "case __NR_openat:" in main
+
+
+def test_with_every_tracepoint_there_no_program_runs_on_every_syscall():
+    # raw_syscalls fire for every syscall of the box: only there when needed.
+    assert "RAW_TRACEPOINT_PROBE" not in abi.glue(set())
 
 
 def test_the_running_kernels_btf_gives_every_offset_the_cwd_walk_reads():
