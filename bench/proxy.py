@@ -339,7 +339,7 @@ dns = ["{LAN_HOST}"]
 user = "{self.proxy_user}"
 squid = "{SQUID}"
 dir = "{self.layout.dir}"
-base_port = 3300
+base_port = 820
 [monitors]
 bpf = false
 overlay = false
@@ -368,7 +368,7 @@ egress_allow = {json.dumps(self.lists[names])}
     def start_squid(self) -> None:
         self.log = CacheLog(self.layout.var / "cache.log")
         self.squid = subprocess.Popen(
-            self.as_user(self.proxy_user, *self.layout.argv(SQUID)),
+            self.as_user(self.proxy_user, *rig.BIND_SERVICE, *self.layout.argv(SQUID)),
             stdout=subprocess.DEVNULL, stderr=(self.root / "squid.stderr").open("w"), text=True,
             start_new_session=True,  # its own process group: ended whole
         )  # fmt: skip

@@ -40,7 +40,10 @@ def proxy_ports(box: Box) -> dict[str, int]:
     """Each proxy workload's port: the ones given before kept, new ones the lowest free."""
     have = load_inputs(layout(box))
     kept = have.ports if have is not None else {}
-    return assign(kept, proxy_workloads(box), box.settings.proxy.base_port)
+    try:
+        return assign(kept, proxy_workloads(box), box.settings.proxy.base_port)
+    except ValueError as exc:
+        raise ProvisionError(str(exc)) from None
 
 
 def wanted_inputs(box: Box) -> ProxyInputs:

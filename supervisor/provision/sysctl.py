@@ -1,9 +1,12 @@
-"""Kernel settings that syscall tracing relies on, written to a sysctl.d file and applied now.
+"""Kernel settings the monitors and the proxy rely on, written to a sysctl.d file and
+applied now.
 
 - `kernel.io_uring_disabled = 2`: io_uring submits work without system calls, so it would
   go around the tracepoints the monitor watches.
 - `kernel.unprivileged_bpf_disabled = 2` (1 also satisfies: it is stricter, and sticky).
 - `kernel.yama.ptrace_scope = 2`: only CAP_SYS_PTRACE may attach.
+- `net.ipv4.ip_unprivileged_port_start = 1024` (or more): the proxy's ports are below it,
+  so that no workload can bind one (proxy/ports.py).
 
 A knob this kernel does not have is reported, not fatal.
 """
@@ -11,18 +14,26 @@ A knob this kernel does not have is reported, not fatal.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from ..persist import write_atomic
+from ..proxy.ports import UNPRIVILEGED
 from .box import Box
 from .plan import Plan
 
-#: (key, value to set, values that already satisfy)
-KNOBS: tuple[tuple[str, str, frozenset[str]], ...] = (
-    ("kernel.io_uring_disabled", "2", frozenset({"2"})),
-    ("kernel.unprivileged_bpf_disabled", "2", frozenset({"1", "2"})),
-    ("kernel.yama.ptrace_scope", "2", frozenset({"2", "3"})),
+
+def _at_least(low: int) -> Callable[[str], bool]:
+    return lambda value: value.isdigit() and int(value) >= low
+
+
+#: (key, value to set, which values already satisfy)
+KNOBS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
+    ("kernel.io_uring_disabled", "2", {"2"}.__contains__),
+    ("kernel.unprivileged_bpf_disabled", "2", {"1", "2"}.__contains__),
+    ("kernel.yama.ptrace_scope", "2", {"2", "3"}.__contains__),
+    ("net.ipv4.ip_unprivileged_port_start", str(UNPRIVILEGED), _at_least(UNPRIVILEGED)),
 )
 PROC = Path("/proc/sys")
 
@@ -63,7 +74,7 @@ def plan_sysctl(box: Box, plan: Plan) -> None:
             continue
         present.append((key, value))
         current = path.read_text().strip()
-        if current not in ok:
+        if not ok(current):
             plan.add("sysctl", f"{key}: {current} -> {value}", partial(_write_proc, key, value))
     target = Path(box.settings.provision.sysctl_file)
     text = file_text(present)

@@ -97,7 +97,10 @@ def proxy_unit(box: Box) -> str:
         # Squid re-reads its configuration on SIGHUP and keeps open connections.
         "ExecReload=/bin/kill -HUP $MAINPID\n"
         "Restart=on-failure\nRestartSec=2s\nLimitNOFILE=65536\n"
-        "NoNewPrivileges=yes\nCapabilityBoundingSet=\nAmbientCapabilities=\n"
+        # Its ports are below 1024 so that no workload can bind one first (one closes
+        # for a moment at every reconfigure): binding them is all it may do beyond a user.
+        "NoNewPrivileges=yes\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE\n"
         f"ProtectSystem=strict\nReadWritePaths={quote_exec([str(lay.var)])}\n"
         "ProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n"
         "ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectKernelLogs=yes\n"

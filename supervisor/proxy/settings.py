@@ -15,8 +15,9 @@ class ProxySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     squid: str = "/usr/sbin/squid"
     #: Its configuration and lists (root's); its log and pid file in `var/` (its own).
     dir: str = "/var/lib/clawvisor-proxy"
-    #: Each proxy workload's own port on 127.0.0.1, from here up (only its uid may reach it).
-    base_port: Annotated[int, msgspec.Meta(ge=1024, le=65000)] = 3130
+    #: Each proxy workload's own port on 127.0.0.1, from here up (only its uid may reach it;
+    #: below 1024, so that only Squid may bind it: see proxy/ports.py).
+    base_port: Annotated[int, msgspec.Meta(ge=1, le=65000)] = 810
     #: Ports an `egress_allow` name without one may be reached on.
     default_ports: list[Annotated[int, msgspec.Meta(ge=1, le=65535)]] = msgspec.field(
         default_factory=lambda: [443]

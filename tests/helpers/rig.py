@@ -315,6 +315,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: setpriv options that leave a process CAP_NET_BIND_SERVICE alone after its uid change:
+#: Squid as its unit runs it (its ports are below 1024, see supervisor/proxy/ports.py).
+BIND_SERVICE = ("--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service")
+
+
 def shared_tmpdir(prefix: str) -> Path:
     """A temporary directory other users can traverse (pytest's tmp_path is 0700)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -115,7 +115,7 @@ class Lab:
     def start_squid(self) -> None:
         argv = ProxyLayout(self.proxy_dir).argv("/usr/sbin/squid")
         self.squid = subprocess.Popen(
-            self.as_user(self.proxy_user, *argv),
+            self.as_user(self.proxy_user, *rig.BIND_SERVICE, *argv),
             stdout=subprocess.DEVNULL, stderr=(self.root / "squid.stderr").open("w"), text=True,
             start_new_session=True,  # its own process group: ended whole, helpers and all
         )  # fmt: skip
@@ -237,7 +237,7 @@ dns = ["{LAN_HOST}"]
 [proxy]
 user = "{b.proxy_user}"
 dir = "{b.proxy_dir}"
-base_port = 3300
+base_port = 820
 max_connections = 20
 [monitors]
 bpf = false
@@ -284,7 +284,7 @@ def user_of(lab: Lab, workload: str) -> rig.User:
 def test_provisioning_shows_the_proxy_step_and_gives_each_workload_its_own_port(lab):
     assert "proxy:" in lab.first.stdout
     assert lab.port("alpha") != lab.port("beta")
-    assert {lab.port("alpha"), lab.port("beta")} <= set(range(3300, 3310))
+    assert {lab.port("alpha"), lab.port("beta")} <= set(range(820, 830))
 
 
 def test_the_proxy_runs_as_its_own_unprivileged_user(lab):
@@ -293,6 +293,37 @@ def test_the_proxy_runs_as_its_own_unprivileged_user(lab):
     # setpriv execs squid in place: the pid is Squid's own.
     uid_line = next(ln for ln in status.splitlines() if ln.startswith("Uid:"))
     assert set(uid_line.split()[1:]) == {str(lab.uid(lab.proxy_user))}
+
+
+def test_the_proxy_holds_no_capability_but_binding_its_low_ports(lab):
+    assert lab.squid is not None
+    status = Path(f"/proc/{lab.squid.pid}/status").read_text()
+    caps = {k: int(v, 16) for k, v in (ln.split(":\t") for ln in status.splitlines())
+            if k in ("CapEff", "CapPrm", "CapBnd")}  # fmt: skip
+    assert caps["CapEff"] == caps["CapPrm"] == 1 << 10  # CAP_NET_BIND_SERVICE
+
+
+BIND = """
+import errno, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    print("bound")
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+"""
+
+
+def test_a_workload_may_not_bind_another_workloads_proxy_port(lab):
+    # Refused for want of the capability, before the port is even looked up: so also in
+    # the moment a reconfigure has it closed (with ports from 1024 up, another workload
+    # could take it then and be sent alpha's requests).
+    port = lab.port("alpha")
+    assert port < 1024
+    argv = lab.as_user(lab.users["beta"], "/usr/bin/python3", "-c", BIND, str(port))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "EACCES", done.stdout + done.stderr
 
 
 def test_an_allowed_name_is_reached_through_the_proxy(lab):

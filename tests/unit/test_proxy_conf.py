@@ -125,10 +125,30 @@ def test_a_wildcard_covers_its_names_on_the_list():
 
 
 def test_ports_stay_with_their_workloads_when_others_come_and_go():
-    first = assign({}, ["beta", "alpha"], 3130)
-    assert first == {"alpha": 3130, "beta": 3131}
-    later = assign(first, ["beta", "gamma"], 3130)
-    assert later == {"beta": 3131, "gamma": 3130}
+    first = assign({}, ["beta", "alpha"], 810)
+    assert first == {"alpha": 810, "beta": 811}
+    later = assign(first, ["beta", "gamma"], 810)
+    assert later == {"beta": 811, "gamma": 810}
+
+
+def test_a_port_any_workload_could_bind_is_given_up_for_a_privileged_one():
+    # Kept from an older provision at 3130: while Squid reconfigured, another workload
+    # could bind it first.
+    assert assign({"alpha": 3130, "beta": 811}, ["alpha", "beta"], 810) == {
+        "alpha": 810,
+        "beta": 811,
+    }
+
+
+def test_a_base_port_an_unprivileged_process_may_bind_is_refused():
+    with pytest.raises(ValueError, match="not below 1024"):
+        assign({}, ["alpha"], 3130)
+
+
+def test_running_out_of_privileged_ports_is_an_error_not_a_port_above():
+    assign({}, ["a", "b"], 1022)
+    with pytest.raises(ValueError, match="no proxy port below 1024"):
+        assign({}, ["a", "b", "c"], 1022)
 
 
 LINE = (
