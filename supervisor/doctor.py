@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 
 from .audit.journal import JOURNAL_SOCKET, NAMESPACE, socket_path
+from .proxy.ports import UNPRIVILEGED
 
 State = Literal["ok", "warn", "fail", "skip"]
 
@@ -200,6 +201,18 @@ def check_sysctls() -> list[Check]:
             out.append(Check(name, "ok", value))
         else:
             out.append(Check(name, "warn", f"{value}: {why}", "clawvisor provision --only sysctl"))
+    start = _read("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    if start is not None and start.isdigit() and int(start) < UNPRIVILEGED:
+        out.append(
+            Check(
+                "sysctl net.ipv4.ip_unprivileged_port_start",
+                "warn",
+                f"{start}: a workload could bind another's proxy port (below 1024)",
+                "clawvisor provision --only sysctl",
+            )
+        )
+    elif start is not None:
+        out.append(Check("sysctl net.ipv4.ip_unprivileged_port_start", "ok", start))
     watches = _read("/proc/sys/fs/inotify/max_user_watches")
     if watches is not None and int(watches) < 65536:
         out.append(

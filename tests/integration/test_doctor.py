@@ -111,3 +111,18 @@ def test_doctor_shows_a_healthy_daemons_monitors(make_user, make_daemon):
     assert checks["monitor bpf"]["state"] == "ok"
     assert "tracepoints attached" in checks["monitor bpf"]["detail"]
     assert checks["monitor overlay"]["state"] == "skip"
+
+
+def test_a_lowered_unprivileged_port_start_is_a_warning(tmp_path):
+    # In a network namespace of its own (the sysctl is per namespace): the proxy's ports
+    # are below 1024 so that no workload can bind them; 0 would let any.
+    lowered = 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start; exec "$0" "$@"'
+    _, checks = doctor(
+        "--no-bpf", "--socket", str(tmp_path / "none.sock"),
+        wrapper=["unshare", "--net", "sh", "-c", lowered],
+    )  # fmt: skip
+    check = checks["sysctl net.ipv4.ip_unprivileged_port_start"]
+    assert check["state"] == "warn" and check["fix"]
+    _, checks = doctor("--no-bpf", "--socket", str(tmp_path / "none.sock"),
+                       wrapper=["unshare", "--net"])  # fmt: skip
+    assert checks["sysctl net.ipv4.ip_unprivileged_port_start"]["state"] == "ok"
