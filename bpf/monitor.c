@@ -964,11 +964,26 @@ TRACEPOINT_PROBE(task, task_newtask) {
 #endif
 
 #ifdef HAVE_sched_process_exit
+// A process ends with its last thread, whichever that is. Taking the group leader's exit
+// for the process's was a way out of lineage: a main thread that exits first (SYS_exit)
+// or a thread that execs (the kernel ends the leader) left the rest running, unwatched.
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 id = bpf_get_current_pid_tgid();
-    if ((u32)id != (id >> 32))
-        return 0;  // a thread, not the process
     u32 tgid = id >> 32;
+#if defined(EXIT_GROUP_DEAD)
+    if (!args->group_dead)
+        return 0;
+#elif defined(OFF_SIGNAL_STRUCT_LIVE)
+    // signal->live has already been counted down for this thread (do_exit, before here).
+    u64 signal = kread(bpf_get_current_task(), OFF_TASK_STRUCT_SIGNAL);
+    int live = 1;
+    bpf_probe_read_kernel(&live, sizeof(live), (const void *)(signal + OFF_SIGNAL_STRUCT_LIVE));
+    if (live != 0)
+        return 0;
+#else
+    if ((u32)id != tgid)
+        return 0;  // no way to tell the last thread here: the leader stands for it
+#endif
     if (!watched_tgids.lookup(&tgid))
         return 0;
     struct pending *p = begin(K_EXIT);

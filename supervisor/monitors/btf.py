@@ -29,10 +29,12 @@ _EXTRA = {
     17: (4, 0),  # decl_tag
     19: (0, 12),  # enum64
 }
-#: What the cwd walk reads: struct -> members (a dotted path goes through the member's
+#: What the cwd walk (and, on kernels whose exit tracepoint does not say so, the test
+#: for a process's last thread) reads: struct -> members (a dotted path goes through the member's
 #: own struct; an anonymous struct or union on the way is searched through).
 WANTED = {
-    "task_struct": ("fs",),
+    "task_struct": ("fs", "signal"),
+    "signal_struct": ("live",),
     "fs_struct": ("pwd", "root"),
     "path": ("mnt", "dentry"),
     "dentry": ("d_parent", "d_name"),

@@ -219,7 +219,10 @@ class Decode(FileDecoders):
             memfd = path.startswith("/memfd:")
         elif filename.startswith(("/proc/self/fd/", "/dev/fd/", f"/proc/{p.pid}/fd/")):
             fd = filename.rsplit("/", 1)[1]
-            path, _ = self._fd_path(p, int(fd)) if fd.isdigit() else (filename, False)
+            # isdigit() alone admits "²", which int() refuses.
+            path, _ = (
+                self._fd_path(p, int(fd)) if fd.isascii() and fd.isdigit() else (filename, False)
+            )
             memfd = path.startswith("/memfd:")
         else:
             path, _ = resolve(p, dirfd, filename)

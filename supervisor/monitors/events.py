@@ -272,9 +272,12 @@ class Throttled(MonitorEvent, tag="throttled"):
 
 
 class Lost(MonitorEvent, tag="lost"):
-    """Events the kernel could not hand over (ring buffer full)."""
+    """Events lost: the kernel could not hand them over (`ring-full`), or a record came
+    that could not be decoded (`undecodable`: a decoder's fault, or a record crafted to
+    find one; the rest of its batch is still decoded)."""
 
     count: int
+    reason: Literal["ring-full", "undecodable"] = "ring-full"
 
 
 class FileChange(MonitorEvent, tag="file"):

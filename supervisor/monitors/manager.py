@@ -173,6 +173,7 @@ class Monitors:
                 counts={
                     "events": s.events,
                     "lost": s.lost,
+                    "undecoded": s.undecoded,
                     "throttled": s.throttled,
                     "worker_restarts": self.worker.restarts if self.worker is not None else 0,
                 },

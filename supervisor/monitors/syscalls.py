@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import sys
 import threading
@@ -33,6 +34,8 @@ from . import events as ev
 from .decode import Decode, WorkloadView, decode_sockaddr
 
 __all__ = ["SyscallMonitor", "SyscallStatus", "WorkloadView", "decode_sockaddr"]
+
+log = logging.getLogger("clawvisor.monitors")
 
 
 def _bpf_source() -> Path:
@@ -112,6 +115,8 @@ class SyscallStatus:
     missing: list[str] = field(default_factory=list)
     events: int = 0
     lost: int = 0
+    #: Records a decoder failed on (each also a `lost` event, reason `undecodable`).
+    undecoded: int = 0
     throttled: int = 0
 
 
@@ -191,6 +196,10 @@ class SyscallMonitor:
         source += abi.glue(raw)
         cflags = [f"-DRINGBUF_PAGES={self.pages}"]
         cflags += [f"-DHAVE_{tp.split('/')[1]}" for tp in tasks]
+        exit_format = events / "sched" / "sched_process_exit" / "format"
+        with contextlib.suppress(OSError):
+            if "group_dead" in exit_format.read_text():  # 6.16 and later say it themselves
+                cflags.append("-DEXIT_GROUP_DEAD")
         cwd_note = ""
         try:
             cflags += ["-DCWD_WALK", *(f"-D{k}={v}" for k, v in btf.offsets().items())]
@@ -293,6 +302,16 @@ class SyscallMonitor:
     def _sync_watched(self) -> None:
         if self._bpf is None:
             return
+        try:
+            self._sync_maps()
+        finally:
+            # What each CPU remembers as unwatched was found under the old sets: forgotten
+            # (also after a failure part way: some entries may have changed). Slot 1 is
+            # ours alone (the kernel raises slot 0): a read and a write are enough.
+            gen = self._bpf["generation"]
+            gen[ctypes.c_int(1)] = ctypes.c_uint64(gen[ctypes.c_int(1)].value + 1)
+
+    def _sync_maps(self) -> None:
         wanted = {uid: self._index[v.name] for uid, v in self._workloads.items()}
         uids = self._bpf["watched_uids"]
         for key in [k.value for k in uids]:
@@ -319,10 +338,6 @@ class SyscallMonitor:
             if leaf.value not in live:
                 with contextlib.suppress(KeyError):
                     del tgids[key]
-        # What each CPU remembers as unwatched was found under the old sets: forgotten.
-        # Slot 1 is ours alone (the kernel raises slot 0): a read and a write are enough.
-        gen = self._bpf["generation"]
-        gen[ctypes.c_int(1)] = ctypes.c_uint64(gen[ctypes.c_int(1)].value + 1)
 
     # --- ring buffer -----------------------------------------------------------------
 
@@ -364,8 +379,19 @@ class SyscallMonitor:
             batch, self._raw = self._raw, []
         decode, publish, extra = self.decoder.decode, self.publish, self.decoder.extra
         throttled = abi.Kind.THROTTLED
+        failed: dict[str | None, int] = {}
         for raw in batch:
-            event = decode(raw)
+            try:
+                event = decode(raw)
+            except Exception:  # one record's fault, never the rest of the batch's
+                view = self.decoder._current
+                name = view.name if view is not None else None
+                failed[name] = failed.get(name, 0) + 1
+                extra.clear()
+                if not self.status.undecoded:
+                    log.exception("a monitor record could not be decoded (kind %d)", raw[0])
+                self.status.undecoded += 1
+                continue
             if event is not None:
                 if raw[0] == throttled:
                     self.status.throttled += 1
@@ -374,6 +400,8 @@ class SyscallMonitor:
                 for derived in extra:
                     publish(derived)
                 extra.clear()
+        for name, count in failed.items():
+            publish(ev.Lost(ts=time.time(), workload=name, count=count, reason="undecodable"))
         self.status.events += len(batch)
         return len(batch)
 

@@ -181,3 +181,57 @@ def test_a_watched_processs_child_that_reuses_a_remembered_pid_is_watched(
     finally:
         parent.stdin.close()
         parent.wait(30)
+
+
+# --- a process ends with its last thread ---------------------------------------------
+
+LINEAGE = """
+os.setresuid(int(sys.argv[2]), int(sys.argv[2]), 0)  # watched from here on, by lineage
+os.close(os.open("/dev/null", os.O_WRONLY))
+os.setresuid(0, 0, 0)
+"""
+
+
+def test_a_thread_left_when_the_main_thread_exits_first_stays_watched(
+    monitor, make_user, scratch
+) -> None:
+    w = make_user()
+    monitor.watch(w)
+    marker = str(scratch / "after-the-leader")
+    code = (
+        LINEAGE
+        + """
+import ctypes, threading, time
+def later():
+    time.sleep(0.5)
+    open(sys.argv[1], "w").write("x")
+    os._exit(0)
+threading.Thread(target=later).start()
+ctypes.CDLL(None).syscall(60, 0)  # SYS_exit: the main thread alone
+"""
+    )
+    proc = root_python(code, marker, str(w.uid))
+    assert proc.wait(30) == 0
+    [seen] = monitor.opens_of(marker, proc.pid)
+    assert seen.uid == 0 and seen.workload == w.name
+    # The process's exit is its last thread's, after that open.
+    deadline = time.monotonic() + 5
+    while not [e for e in monitor.events if isinstance(e, ev.Exit) and e.pid == proc.pid]:
+        assert time.monotonic() < deadline, "no exit event"
+        monitor.loop.run_until_complete(asyncio.sleep(0.05))
+
+
+def test_a_program_a_thread_execs_stays_watched(monitor, make_user, scratch) -> None:
+    w = make_user()
+    monitor.watch(w)
+    marker = str(scratch / "after-a-thread-exec")
+    then = ["python3", "-S", "-c", f"open({marker!r}, 'w').write('x')"]
+    code = LINEAGE + textwrap.dedent(f"""
+    import threading, time
+    threading.Thread(target=os.execv, args=({sys.executable!r}, {then!r})).start()
+    time.sleep(30)
+    """)
+    proc = root_python(code, marker, str(w.uid))
+    assert proc.wait(30) == 0
+    [seen] = monitor.opens_of(marker, proc.pid)
+    assert seen.uid == 0 and seen.workload == w.name
