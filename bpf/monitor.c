@@ -444,6 +444,27 @@ static __always_inline int finish(long ret) {
     return 0;
 }
 
+#ifdef COMPAT_WATCH
+// A 32-bit syscall (int 0x80, TS_COMPAT in thread_info.status): the per-syscall
+// tracepoints skip every one of them, so an open or exec made that way would pass
+// unseen. Caught in raw_syscalls' sys_enter and sent as what it is, with its number.
+#define TS_COMPAT_ 0x0002
+static __always_inline int compat_syscall(long nr) {
+    u32 status = 0;
+    bpf_probe_read_kernel(&status, sizeof(status),
+                          (const void *)(bpf_get_current_task() + OFF_TASK_STRUCT_THREAD_INFO +
+                                         OFF_THREAD_INFO_STATUS));
+    if (!(status & TS_COMPAT_))
+        return 0;
+    struct pending *p = begin(K_COMPAT);
+    if (!p)
+        return 1;
+    p->e.num[0] = nr;
+    send(p);
+    return 1;
+}
+#endif
+
 // --- exec --------------------------------------------------------------------------
 
 static __always_inline void read_argv(struct event *e, u64 argv) {

@@ -72,6 +72,7 @@ class Kind(IntEnum):
     COMM = 31
     PIPE = 32
     CWD = 33
+    COMPAT = 34
 
 
 class SetidCall(IntEnum):
@@ -280,21 +281,23 @@ int on_exit(void *ctx) {{
     return finish(*(long *)((char *)ctx + 16));
 }}
 """
-    return out + (_raw_glue(raw) if raw else "")
+    return out + _raw_glue(raw)
 
 
 def _raw_glue(raw: set[str]) -> str:
     """raw_syscalls' sys_enter and sys_exit run for every syscall of every process. As
     tracepoints through perf events they cost each syscall of the box a fifth more time
     (measured here); as raw tracepoint programs the kernel calls them directly, with the
-    registers: the arguments and, at exit, the number are read from those."""
-
+    registers: the arguments and, at exit, the number are read from those. sys_enter
+    is compiled in where `raw` names syscalls (RAW_WANTED) or 32-bit syscalls can be told
+    (COMPAT_WATCH); sys_exit only for the former."""
     raw_cases = "\n".join(_case(n) for n in sorted(raw))
-    wanted = " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw))
+    wanted = " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw)) or "0"
     exits = (
         " || ".join(f"nr == __NR_{NR_NAMES.get(n, n)}" for n in sorted(raw) if SYSCALLS[n]) or "0"
     )
-    return f"""#if defined(bpf_target_x86)
+    return f"""#if defined(RAW_WANTED) || defined(COMPAT_WATCH)
+#if defined(bpf_target_x86)
 #define SYSCALL_ARGS(regs, a) do {{ \\
     bpf_probe_read_kernel(&(a)[0], 8, &(regs)->di); \\
     bpf_probe_read_kernel(&(a)[1], 8, &(regs)->si); \\
@@ -311,9 +314,14 @@ def _raw_glue(raw: set[str]) -> str:
 #endif
 RAW_TRACEPOINT_PROBE(sys_enter) {{
     long nr = (long)ctx->args[1];
-    if (!({wanted}))
-        return 0;  // every other syscall of every process: one comparison or two
     if (known_unwatched())
+        return 0;  // most syscalls of the box: one array lookup
+#ifdef COMPAT_WATCH
+    if (compat_syscall(nr))
+        return 0;  // i386 numbering: nothing below applies to it
+#endif
+#ifdef RAW_WANTED
+    if (!({wanted}))
         return 0;
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     u64 a[6] = {{}};
@@ -321,8 +329,11 @@ RAW_TRACEPOINT_PROBE(sys_enter) {{
     switch (nr) {{
 {raw_cases}
     }}
+#endif
     return 0;
 }}
+#endif
+#ifdef RAW_WANTED
 RAW_TRACEPOINT_PROBE(sys_exit) {{
     if (known_unwatched())
         return 0;
@@ -336,6 +347,7 @@ RAW_TRACEPOINT_PROBE(sys_exit) {{
 #endif
     return finish((long)ctx->args[1]);
 }}
+#endif
 """
 
 

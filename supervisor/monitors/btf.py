@@ -29,12 +29,14 @@ _EXTRA = {
     17: (4, 0),  # decl_tag
     19: (0, 12),  # enum64
 }
-#: What the cwd walk (and, on kernels whose exit tracepoint does not say so, the test
-#: for a process's last thread) reads: struct -> members (a dotted path goes through the member's
-#: own struct; an anonymous struct or union on the way is searched through).
+#: What the cwd walk, the test for a 32-bit syscall and (on kernels whose exit
+#: tracepoint does not say so) the test for a process's last thread read: struct ->
+#: members (a dotted path goes through the member's own struct; an anonymous struct or
+#: union on the way is searched through).
 WANTED = {
-    "task_struct": ("fs", "signal"),
+    "task_struct": ("fs", "signal", "thread_info"),
     "signal_struct": ("live",),
+    "thread_info": ("status",),
     "fs_struct": ("pwd", "root"),
     "path": ("mnt", "dentry"),
     "dentry": ("d_parent", "d_name"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,15 +28,14 @@ from .abi import (
 from .fsdecode import O_CLOEXEC, FileDecoders, cstr
 from .lineage import Fd, Lineage, Proc, read_fd, resolve
 from .provenance import FEEDERS, Provenance, is_shell, program
+from .sockaddr import FAMILIES, SOCK_TYPES, decode_sockaddr
 
 AT_EMPTY_PATH = 0x1000
-SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
-FAMILIES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}
 UID_CALLS = frozenset({SetidCall.SETUID, SetidCall.SETREUID, SetidCall.SETRESUID})
 UID_CALLS |= {SetidCall.SETFSUID}
 TEMP_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/user/")
 #: Records without an outcome of their own.
-NO_OUTCOME = frozenset({Kind.THROTTLED, Kind.EXIT, Kind.COMM, Kind.CWD})
+NO_OUTCOME = frozenset({Kind.THROTTLED, Kind.EXIT, Kind.COMM, Kind.CWD, Kind.COMPAT})
 
 
 @dataclass
@@ -56,25 +54,6 @@ class WorkloadView:
     resolvers: frozenset[str] = frozenset()
     services: frozenset[tuple[str, int]] = frozenset()
     cgroups: tuple[str, ...] = field(default_factory=tuple)
-
-
-def decode_sockaddr(raw: bytes) -> tuple[str, str | None, int | None]:
-    """(family, address, port) from the first bytes of a struct sockaddr."""
-    if len(raw) < 2:
-        return "unknown", None, None
-    family = int.from_bytes(raw[0:2], "little")
-    if family == socket.AF_INET and len(raw) >= 8:
-        return "inet", socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big")
-    if family == socket.AF_INET6 and len(raw) >= 24:
-        return (
-            "inet6",
-            socket.inet_ntop(socket.AF_INET6, raw[8:24]),
-            int.from_bytes(raw[2:4], "big"),
-        )
-    if family == socket.AF_UNIX:
-        path = raw[2:].split(b"\0", 1)[0].decode("utf-8", "replace")
-        return "unix", path or None, None
-    return FAMILIES.get(family, str(family)), None, None
 
 
 def env_wanted(entry: str) -> bool:
@@ -122,6 +101,7 @@ class Decode(FileDecoders):
             Kind.UMOUNT: self._umount,
             Kind.BPF: self._bpf,
             Kind.MODULE: self._module,
+            Kind.COMPAT: lambda raw, base, p, n, res: ev.Compat(number=n[0], **base),
             Kind.UNSHARE: self._unshare,
             Kind.SETNS: self._setns,
             Kind.EXIT: self._exit,

@@ -158,6 +158,15 @@ class Module(SyscallEvent, tag="module"):
     call: str
 
 
+class Compat(MonitorEvent, tag="compat"):
+    """A 32-bit syscall (`int 0x80`) by a watched process. The per-syscall tracepoints
+    never see one, so an open or exec made that way would be no event of its own: it is
+    this, with its i386 `number` (5 open, 11 execve...). On an x86-64 box a workload has
+    no business making one."""
+
+    number: int
+
+
 class Namespace(SyscallEvent, tag="namespace"):
     """unshare() or setns()."""
 
@@ -345,6 +354,7 @@ Event = (
     | Umount
     | Bpf
     | Module
+    | Compat
     | Namespace
     | Rename
     | Link

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import platform
 import sys
 import threading
 import time
@@ -31,7 +32,8 @@ from typing import Any
 
 from . import abi, btf, ring
 from . import events as ev
-from .decode import Decode, WorkloadView, decode_sockaddr
+from .decode import Decode, WorkloadView
+from .sockaddr import decode_sockaddr
 
 __all__ = ["SyscallMonitor", "SyscallStatus", "WorkloadView", "decode_sockaddr"]
 
@@ -201,10 +203,17 @@ class SyscallMonitor:
             if "group_dead" in exit_format.read_text():  # 6.16 and later say it themselves
                 cflags.append("-DEXIT_GROUP_DEAD")
         cwd_note = ""
+        compat = False
         try:
             cflags += ["-DCWD_WALK", *(f"-D{k}={v}" for k, v in btf.offsets().items())]
+            compat = platform.machine() == "x86_64"  # TS_COMPAT is x86's
         except (OSError, btf.BtfError) as exc:
             cwd_note = f"; a first-seen process's cwd is read from /proc (no BTF: {exc})"
+            cwd_note += "; 32-bit syscalls are not told apart"
+        if raw:
+            cflags.append("-DRAW_WANTED")
+        if compat:
+            cflags.append("-DCOMPAT_WATCH")
         attached: list[str] = []
         bpf: Any = None
         try:
@@ -219,8 +228,11 @@ class SyscallMonitor:
                 if abi.SYSCALLS[name]:
                     bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{name}", fn_name="on_exit")
                     attached.append(f"syscalls/sys_exit_{name}")
-            if raw:  # RAW_TRACEPOINT_PROBEs: BCC attached them as it loaded
-                attached += ["raw_syscalls/sys_enter", "raw_syscalls/sys_exit"]
+            # RAW_TRACEPOINT_PROBEs: BCC attached them as it loaded.
+            if raw or compat:
+                attached.append("raw_syscalls/sys_enter")
+            if raw:
+                attached.append("raw_syscalls/sys_exit")
             attached += tasks  # TRACEPOINT_PROBEs: BCC attaches them itself
             config = bpf["config"]
             config[ctypes.c_int(0)] = ctypes.c_uint64(self.rate)

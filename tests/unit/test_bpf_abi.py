@@ -35,9 +35,14 @@ def test_a_syscall_without_its_tracepoint_is_dispatched_through_raw_syscalls_onl
     assert "enter_init_module" not in main and "case __NR_openat:" in main
 
 
-def test_with_every_tracepoint_there_no_program_runs_on_every_syscall():
-    # raw_syscalls fire for every syscall of the box: only there when needed.
-    assert "RAW_TRACEPOINT_PROBE" not in abi.glue(set())
+def test_the_programs_on_every_syscall_are_compiled_in_only_where_wanted():
+    # raw_syscalls fire for every syscall of the box: sys_enter for syscalls without a
+    # tracepoint of their own or to tell 32-bit syscalls; sys_exit for the former only.
+    glue = abi.glue(set())
+    enter = glue.index("RAW_TRACEPOINT_PROBE(sys_enter)")
+    assert "#if defined(RAW_WANTED) || defined(COMPAT_WATCH)" in glue[:enter]
+    exit_ = glue.index("RAW_TRACEPOINT_PROBE(sys_exit)")
+    assert glue[:exit_].rstrip().endswith("#ifdef RAW_WANTED")
 
 
 def test_the_running_kernels_btf_gives_every_offset_the_cwd_walk_reads():
