@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .syntax import Alt, Chars, Node, Repeat, Seq, fixed_prefix
+from .syntax import Alt, Node, Repeat, fixed_prefix, fixed_suffix, longest_infix
 
 #: Shorter inner literals say too little to be worth a test of their own.
 MIN_INFIX = 2
@@ -54,51 +54,6 @@ class Prefilter:
 
 def _edges(texts: tuple[str, ...], cut: slice) -> frozenset[str] | None:
     return None if any(len(t) < 2 for t in texts) else frozenset(t[cut] for t in texts)
-
-
-def _single(node: Node) -> str | None:
-    if isinstance(node, Chars) and len(node.set.ranges) == 1:
-        lo, hi = node.set.ranges[0]
-        if lo == hi:
-            return chr(lo)
-    return None
-
-
-def fixed_suffix(node: Node) -> str:
-    """Text every string the node matches ends with."""
-    if isinstance(node, Chars):
-        return _single(node) or ""
-    if isinstance(node, Seq):
-        out = ""
-        for part in reversed(node.parts):
-            ch = _single(part)
-            if ch is None:
-                return fixed_suffix(part) + out
-            out = ch + out
-        return out
-    if isinstance(node, Alt):
-        if not node.options:
-            return ""
-        suffixes = [fixed_suffix(o) for o in node.options]
-        common = suffixes[0]
-        for s in suffixes[1:]:
-            while not s.endswith(common):
-                common = common[1:]
-        return common
-    return fixed_suffix(node.node) if node.low >= 1 else ""
-
-
-def longest_infix(node: Node) -> str:
-    """The longest run of plain characters of a sequence: text every match contains."""
-    if not isinstance(node, Seq):
-        return _single(node) or ""
-    best = run = ""
-    for part in node.parts:
-        ch = _single(part)
-        run = run + ch if ch is not None else ""
-        if len(run) > len(best):
-            best = run
-    return best
 
 
 def _options(node: Node) -> list[Node]:

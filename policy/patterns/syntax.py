@@ -90,28 +90,58 @@ def _single(node: Node) -> str | None:
     return None
 
 
-def fixed_prefix(node: Node) -> str:
-    """Text every string the node matches starts with (a cheap disjointness test)."""
+def _common_start(texts: list[str]) -> str:
+    common = texts[0]
+    for t in texts[1:]:
+        while not t.startswith(common):
+            common = common[:-1]
+    return common
+
+
+def _fixed(node: Node, at_end: bool) -> str:
+    """Text every string the node matches starts (or, `at_end`, ends) with."""
     if isinstance(node, Chars):
         return _single(node) or ""
     if isinstance(node, Seq):
         out = ""
-        for part in node.parts:
+        for part in reversed(node.parts) if at_end else node.parts:
             ch = _single(part)
             if ch is None:
-                return out + fixed_prefix(part)
-            out += ch
+                rest = _fixed(part, at_end)
+                return rest + out if at_end else out + rest
+            out = ch + out if at_end else out + ch
         return out
     if isinstance(node, Alt):
         if not node.options:
             return ""
-        prefixes = [fixed_prefix(o) for o in node.options]
-        common = prefixes[0]
-        for p in prefixes[1:]:
-            while not p.startswith(common):
-                common = common[:-1]
-        return common
-    return fixed_prefix(node.node) if node.low >= 1 else ""
+        texts = [_fixed(o, at_end) for o in node.options]
+        if at_end:
+            return _common_start([t[::-1] for t in texts])[::-1]
+        return _common_start(texts)
+    return _fixed(node.node, at_end) if node.low >= 1 else ""
+
+
+def fixed_prefix(node: Node) -> str:
+    """Text every string the node matches starts with (a cheap disjointness test)."""
+    return _fixed(node, at_end=False)
+
+
+def fixed_suffix(node: Node) -> str:
+    """Text every string the node matches ends with."""
+    return _fixed(node, at_end=True)
+
+
+def longest_infix(node: Node) -> str:
+    """The longest run of plain characters of a sequence: text every match contains."""
+    if not isinstance(node, Seq):
+        return _single(node) or ""
+    best = run = ""
+    for part in node.parts:
+        ch = _single(part)
+        run = run + ch if ch is not None else ""
+        if len(run) > len(best):
+            best = run
+    return best
 
 
 def to_regex(node: Node) -> str:

@@ -87,11 +87,24 @@ def root_python(code: str, *args: str, **popen: object) -> subprocess.Popen[str]
     )
 
 
-def test_a_root_process_once_the_workload_and_root_again_stays_watched(
-    monitor, make_user, scratch
-) -> None:
-    w = make_user()
-    monitor.watch(w)
+def seen_as_root(monitor: Monitor, w: rig.User, code: str, marker: str, *args: str) -> int:
+    """Run `code` as root; its open of `marker` is seen, as root, as workload w's. Its pid."""
+    proc = root_python(code, marker, *args)
+    assert proc.wait(30) == 0
+    [seen] = monitor.opens_of(marker, proc.pid)
+    assert seen.uid == 0 and seen.workload == w.name
+    return proc.pid
+
+
+@pytest.fixture
+def w(monitor: Monitor, make_user) -> rig.User:
+    """A workload user, watched."""
+    user: rig.User = make_user()
+    monitor.watch(user)
+    return user
+
+
+def test_a_root_process_once_the_workload_and_root_again_stays_watched(monitor, w, scratch) -> None:
     marker = str(scratch / "after-root-again")
     code = f"""
     {OPENS}
@@ -101,10 +114,7 @@ def test_a_root_process_once_the_workload_and_root_again_stays_watched(
     {OPENS}
     open(sys.argv[1], "w").write("x")
     """
-    proc = root_python(code, marker)
-    assert proc.wait(30) == 0
-    [seen] = monitor.opens_of(marker, proc.pid)
-    assert seen.uid == 0 and seen.workload == w.name
+    seen_as_root(monitor, w, code, marker)
 
 
 def test_a_process_already_running_is_watched_once_its_uid_becomes_a_workload(
@@ -154,10 +164,8 @@ for line in sys.stdin:
 
 
 def test_a_watched_processs_child_that_reuses_a_remembered_pid_is_watched(
-    monitor, make_user, scratch
+    monitor, w, scratch
 ) -> None:
-    w = make_user()
-    monitor.watch(w)
     marker = str(scratch / "child")
     parent = root_python(PARENT, marker, str(w.uid), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert parent.stdout is not None and parent.stdin is not None
@@ -192,11 +200,7 @@ os.setresuid(0, 0, 0)
 """
 
 
-def test_a_thread_left_when_the_main_thread_exits_first_stays_watched(
-    monitor, make_user, scratch
-) -> None:
-    w = make_user()
-    monitor.watch(w)
+def test_a_thread_left_when_the_main_thread_exits_first_stays_watched(monitor, w, scratch) -> None:
     marker = str(scratch / "after-the-leader")
     code = (
         LINEAGE
@@ -210,20 +214,15 @@ threading.Thread(target=later).start()
 ctypes.CDLL(None).syscall(60, 0)  # SYS_exit: the main thread alone
 """
     )
-    proc = root_python(code, marker, str(w.uid))
-    assert proc.wait(30) == 0
-    [seen] = monitor.opens_of(marker, proc.pid)
-    assert seen.uid == 0 and seen.workload == w.name
+    pid = seen_as_root(monitor, w, code, marker, str(w.uid))
     # The process's exit is its last thread's, after that open.
     deadline = time.monotonic() + 5
-    while not [e for e in monitor.events if isinstance(e, ev.Exit) and e.pid == proc.pid]:
+    while not [e for e in monitor.events if isinstance(e, ev.Exit) and e.pid == pid]:
         assert time.monotonic() < deadline, "no exit event"
         monitor.loop.run_until_complete(asyncio.sleep(0.05))
 
 
-def test_a_program_a_thread_execs_stays_watched(monitor, make_user, scratch) -> None:
-    w = make_user()
-    monitor.watch(w)
+def test_a_program_a_thread_execs_stays_watched(monitor, w, scratch) -> None:
     marker = str(scratch / "after-a-thread-exec")
     then = ["python3", "-S", "-c", f"open({marker!r}, 'w').write('x')"]
     code = LINEAGE + textwrap.dedent(f"""
@@ -231,7 +230,4 @@ def test_a_program_a_thread_execs_stays_watched(monitor, make_user, scratch) -> 
     threading.Thread(target=os.execv, args=({sys.executable!r}, {then!r})).start()
     time.sleep(30)
     """)
-    proc = root_python(code, marker, str(w.uid))
-    assert proc.wait(30) == 0
-    [seen] = monitor.opens_of(marker, proc.pid)
-    assert seen.uid == 0 and seen.workload == w.name
+    seen_as_root(monitor, w, code, marker, str(w.uid))

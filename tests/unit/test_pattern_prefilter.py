@@ -7,9 +7,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from policy.patterns.glob import parse_glob
-from policy.patterns.prefilter import fixed_suffix, longest_infix, prefilter
+from policy.patterns.prefilter import prefilter
 from policy.patterns.regex import RegexError, parse_regex
-from policy.patterns.syntax import compile_node
+from policy.patterns.syntax import compile_node, fixed_suffix, longest_infix
 
 GLOB_CHARS = "ab/._*?[]!-"
 TEXT_CHARS = "ab/._-"

@@ -5,6 +5,7 @@ change which alerts an event raises."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from supervisor.monitors import events as ev
 from supervisor.trigger_gates import GATE_MEMO
@@ -41,12 +42,22 @@ def ungated(engine: TriggerEngine, event: ev.Event) -> list[str]:
     ]
 
 
-def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
+def same_as_ungated(make: Callable[[random.Random], ev.Event], seed: int) -> None:
+    """3000 random events fire exactly what the triggers checked one by one fire, and
+    enough of them fire something for that to say anything."""
     engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    rng = random.Random(7)
+    rng = random.Random(seed)
     checked = 0
     for _ in range(3000):
-        event = ev.Open(
+        event = make(rng)
+        assert fired_names(engine, event) == ungated(engine, event), event
+        checked += bool(ungated(engine, event))
+    assert checked > 100  # the sample really fired triggers, not only ruled them out
+
+
+def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
+    same_as_ungated(
+        lambda rng: ev.Open(
             ts=0.0,
             workload="w",
             uid=1000,
@@ -61,10 +72,9 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
             truncate=rng.random() < 0.3,
             other_home=rng.choice([None, "/home/v"]),
             resolved=rng.random() < 0.9,
-        )
-        assert fired_names(engine, event) == ungated(engine, event), event
-        checked += bool(ungated(engine, event))
-    assert checked > 100  # the sample really fired triggers, not only ruled them out
+        ),
+        seed=7,
+    )
 
 
 def test_a_benign_open_is_ruled_out_by_the_gate_without_checking_each_trigger():
@@ -102,13 +112,9 @@ def test_a_resolved_write_opens_no_candidate_and_an_unresolved_one_fires():
 
 
 def test_gated_alerts_are_exactly_the_ungated_ones_for_many_execs():
-    engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    rng = random.Random(11)
     programs = ["/usr/bin/nc", "/bin/sh", "/tmp/x/linpeas.sh", "/usr/bin/useradd", "/bin/ls"]
-    callers = [None, "/usr/bin/python3", "/bin/bash"]
-    checked = 0
-    for _ in range(3000):
-        event = ev.Exec(
+    same_as_ungated(
+        lambda rng: ev.Exec(
             ts=0.0,
             workload="w",
             uid=1000,
@@ -117,16 +123,15 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_execs():
             result=rng.choice([0, -2]),
             filename=rng.choice(programs),
             argv=rng.choice([[], ["sh", "-c", "x"], ["find", "/", "-name", "id_rsa"]]),
-            caller=rng.choice(callers),
+            caller=rng.choice([None, "/usr/bin/python3", "/bin/bash"]),
             env=rng.choice([[], ["LD_PRELOAD=/tmp/x.so"], ["HISTFILE=/dev/null"]]),
             dropped=rng.random() < 0.3,
             dropped_by=rng.choice([None, "curl[5] write"]),
             temp=rng.random() < 0.3,
             memfd=rng.random() < 0.1,
-        )
-        assert fired_names(engine, event) == ungated(engine, event), event
-        checked += bool(ungated(engine, event))
-    assert checked > 100
+        ),
+        seed=11,
+    )
 
 
 def test_a_gates_remembered_answers_stay_bounded_under_unique_paths():
