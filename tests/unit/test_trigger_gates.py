@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from supervisor.monitors import events as ev
 from supervisor.trigger_gates import GATE_MEMO
@@ -42,6 +43,10 @@ def ungated(engine: TriggerEngine, event: ev.Event) -> list[str]:
     ]
 
 
+#: Who did it, in every random event below.
+WHO: dict[str, Any] = {"ts": 0.0, "workload": "w", "uid": 1000, "pid": 1, "comm": "sh"}
+
+
 def same_as_ungated(make: Callable[[random.Random], ev.Event], seed: int) -> None:
     """3000 random events fire exactly what the triggers checked one by one fire, and
     enough of them fire something for that to say anything."""
@@ -58,11 +63,7 @@ def same_as_ungated(make: Callable[[random.Random], ev.Event], seed: int) -> Non
 def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
     same_as_ungated(
         lambda rng: ev.Open(
-            ts=0.0,
-            workload="w",
-            uid=1000,
-            pid=1,
-            comm="sh",
+            **WHO,
             result=rng.choice([3, -13]),
             error=None,
             path=rng.choice(PATHS) + rng.choice(["", "x", "/y"]),
@@ -115,11 +116,7 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_execs():
     programs = ["/usr/bin/nc", "/bin/sh", "/tmp/x/linpeas.sh", "/usr/bin/useradd", "/bin/ls"]
     same_as_ungated(
         lambda rng: ev.Exec(
-            ts=0.0,
-            workload="w",
-            uid=1000,
-            pid=1,
-            comm="sh",
+            **WHO,
             result=rng.choice([0, -2]),
             filename=rng.choice(programs),
             argv=rng.choice([[], ["sh", "-c", "x"], ["find", "/", "-name", "id_rsa"]]),
