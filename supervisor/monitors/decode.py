@@ -86,7 +86,8 @@ class Decode(FileDecoders):
         self._stdin_of: dict[str, Proc] = {}
         self._stdout_of: dict[str, Proc] = {}
         self._piped: set[str] = set()
-        self._current: WorkloadView | None = None  # the workload of the record decoded
+        #: The workload of the record being decoded (also after a decoder failed on it).
+        self.current: WorkloadView | None = None
         self._comms: dict[bytes, str] = {}  # the kernel's 16 comm bytes -> text
         self.table: dict[int, Decoder] = {
             Kind.EXEC: self._exec,
@@ -134,7 +135,7 @@ class Decode(FileDecoders):
         h = HEADER.unpack_from(raw)
         kind, pid, _tid, uid, _gid, idx, ts_ns, result = h[:8]
         nums = h[8:-1]
-        view = self._current = self.views.get(idx)
+        view = self.current = self.views.get(idx)
         ts = self.boot_offset + ts_ns / 1e9
         comm = self._comms.get(h[-1])
         if comm is None:
@@ -177,7 +178,7 @@ class Decode(FileDecoders):
     # --- helpers -----------------------------------------------------------------------
 
     def _view(self, base: dict[str, Any]) -> WorkloadView | None:
-        return self._current
+        return self.current
 
     # --- exec ----------------------------------------------------------------------------
 

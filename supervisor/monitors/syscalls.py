@@ -396,7 +396,7 @@ class SyscallMonitor:
             try:
                 event = decode(raw)
             except Exception:  # one record's fault, never the rest of the batch's
-                view = self.decoder._current
+                view = self.decoder.current
                 name = view.name if view is not None else None
                 failed[name] = failed.get(name, 0) + 1
                 extra.clear()

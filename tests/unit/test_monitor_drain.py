@@ -27,7 +27,7 @@ def monitor(records: list[bytes]) -> tuple[SyscallMonitor, list[ev.Event]]:
     view = WorkloadView(name="w", home="/home/w", merged=None, upper=None)
 
     def decode(raw: bytes) -> Any:
-        mon.decoder._current = view
+        mon.decoder.current = view
         if raw == b"bad":
             raise ValueError("a crafted record")
         return ev.Open(ts=0.0, workload="w", result=3, path=raw.decode(), flags=1,
