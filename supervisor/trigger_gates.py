@@ -83,36 +83,55 @@ class KindGates:
             (t, bit(w)) for t, w in zip(triggers, where, strict=True)
         ]
 
+        #: Checked whatever the gates say (behind none); all an event with every gate
+        #: shut needs, so that common case looks nothing else up.
+        self.always = [t for t, b in self.entries if b is None]
+        self._plans: dict[int, list[Trigger]] = {0: self.always}
+        # The gates flattened for open_bits: no attribute lookups per event.
+        self._checks = [
+            (1 << i, g.field, g.seen, g.cheap.admits, g.union.fullmatch)
+            for i, g in enumerate(self.patterns)
+        ]
+        self._exact_checks = [
+            (1 << (len(self.patterns) + i), name, value)
+            for i, (name, value) in enumerate(self.exacts)
+        ]
+
+    def candidates(self, event: ev.MonitorEvent) -> list[Trigger]:
+        """The triggers, in order, behind no gate or an open one (memoized per set of
+        open gates: a handful of sets cover every event)."""
+        bits = self.open_bits(event)
+        found = self._plans.get(bits)
+        if found is None:
+            found = [t for t, g in self.entries if g is None or bits >> g & 1]
+            self._plans[bits] = found
+        return found
+
     def open_bits(self, event: ev.MonitorEvent) -> int:
         """The bit set of the gates this event passes."""
         bits = 0
-        for i, gate in enumerate(self.patterns):
-            value = getattr(event, gate.field, None)
+        for bit, name, seen, admits, fullmatch in self._checks:
+            value = getattr(event, name, None)
             # A pattern never matches a missing value; a list is matched element-wise
             # by the trigger itself, so it passes the gate.
             if value is None:
                 continue
-            if not isinstance(value, str):
-                bits |= 1 << i
+            if type(value) is not str:
+                bits |= bit
                 continue
             # The same few paths come again and again (a build opens its headers, a
             # shell /dev/null): their answer is kept, in a table of bounded size.
-            seen = gate.seen
             hit = seen.get(value)
             if hit is None:
                 if len(seen) >= GATE_MEMO:
                     seen.clear()
-                hit = seen[value] = (
-                    gate.cheap.admits(value) and gate.union.fullmatch(value) is not None
-                )
+                hit = seen[value] = admits(value) and fullmatch(value) is not None
             if hit:
-                bits |= 1 << i
-        i = len(self.patterns)
-        for fname, wanted in self.exacts:
-            value = getattr(event, fname, None)
+                bits |= bit
+        for bit, name, wanted in self._exact_checks:
+            value = getattr(event, name, None)
             if value == wanted and type(value) is type(wanted):  # type-strict, as Exact
-                bits |= 1 << i
-            i += 1
+                bits |= bit
         return bits
 
 

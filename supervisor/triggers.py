@@ -375,19 +375,19 @@ class TriggerEngine:
         for t in self.triggers:
             for k in t.kinds:
                 self.by_kind.setdefault(k, []).append(t)
-        self._gated = {k: KindGates(k, ts) for k, ts in self.by_kind.items()}
-        self._plans: dict[tuple[str, int], list[Trigger]] = {}
+        # By event type, not tag: the type is one lookup away from the event.
+        self._gated: dict[type, KindGates] = {
+            KINDS[k]: KindGates(k, ts) for k, ts in self.by_kind.items()
+        }
 
     def on_event(self, event: ev.Event) -> None:
         """The bus listener."""
-        kind: str = event.__struct_config__.tag  # type: ignore[assignment]
-        gated = self._gated.get(kind)
+        gated = self._gated.get(type(event))
         if gated is None:
             return
         # The gates rule out, at once, every trigger that cannot match (most events
         # match none): only the rest are checked.
-        open_gates = gated.open_bits(event)
-        candidates = self._candidates(kind, gated.entries, open_gates)
+        candidates = gated.candidates(event)
         if not candidates:
             return
         tags = self.tags.get(event.workload, frozenset()) if event.workload else frozenset()
@@ -404,15 +404,3 @@ class TriggerEngine:
             self.fire(
                 Alert(trigger=t.name, severity=t.severity, responses=list(t.responses), event=event)
             )
-
-    def _candidates(
-        self, kind: str, entries: list[tuple[Trigger, int | None]], open_gates: int
-    ) -> list[Trigger]:
-        """The triggers, in order, behind no gate or an open one (memoized per kind and
-        set of open gates: a handful of sets cover every event)."""
-        key = (kind, open_gates)
-        found = self._plans.get(key)
-        if found is None:
-            found = [t for t, g in entries if g is None or open_gates >> g & 1]
-            self._plans[key] = found
-        return found

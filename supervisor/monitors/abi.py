@@ -360,15 +360,22 @@ _STRUCT_CODES: dict[Any, str] = {
 }
 
 
-def _header_format() -> str:
+def _header_format(keep: frozenset[str] | None = None, nums: int = NUMS) -> str:
     """A struct format for every field before `path`, from RawEvent (so decoding the
-    header is one unpack, and still follows the one declaration)."""
+    header is one unpack, and still follows the one declaration). With `keep`, the
+    other fields (and the numbers past the first `nums`) are skipped as padding."""
     fmt = "<"
     for name, ctype in RawEvent._fields_:
         if name == "path":
             break
-        if hasattr(ctype, "_length_"):
-            fmt += f"{ctype._length_}{_STRUCT_CODES[ctype._type_]}"
+        size = ctypes.sizeof(ctype)
+        if keep is not None and name not in keep:
+            fmt += f"{size}x"
+        elif name == "num":
+            pad = (NUMS - nums) * (size // NUMS)
+            fmt += f"{nums}q" + (f"{pad}x" if pad else "")
+        elif name == "comm":
+            fmt += f"{size}s"
         else:
             fmt += _STRUCT_CODES[ctype]
     return fmt
@@ -376,7 +383,14 @@ def _header_format() -> str:
 
 #: kind, pid, tid, uid, gid, workload, ts, result, num[0..NUMS-1], comm
 HEADER = struct.Struct(_header_format())
+#: An open's header (most records are opens): pid, uid, workload, ts, result, flags,
+#: dirfd, comm. Fewer fields to unpack and no tuples to slice.
+OPEN_HEADER = struct.Struct(
+    _header_format(frozenset({"pid", "uid", "workload", "ts", "result", "num", "comm"}), 2)
+)
 PATH_OFF: int = RawEvent.path.offset
-assert HEADER.size == PATH_OFF, "the header format must cover every field before path"
+assert HEADER.size == OPEN_HEADER.size == PATH_OFF, "a header format covers all before path"
+# The kind is a little-endian u32 below 256: a record's first byte is its kind.
+assert max(Kind) < 256
 assert RawEvent.data.offset == PATH_OFF + PATHLEN, "path and data follow each other"
 assert CWD_SLOTS * CWD_SLOT <= PATHLEN + DATALEN and CWD_SLOTS & (CWD_SLOTS - 1) == 0

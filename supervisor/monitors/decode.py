@@ -36,6 +36,7 @@ UID_CALLS |= {SetidCall.SETFSUID}
 TEMP_DIRS = ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/user/")
 #: Records without an outcome of their own.
 NO_OUTCOME = frozenset({Kind.THROTTLED, Kind.EXIT, Kind.COMM, Kind.CWD, Kind.COMPAT})
+OPEN = int(Kind.OPEN)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Decode(FileDecoders):
         #: The workload of the record being decoded (also after a decoder failed on it).
         self.current: WorkloadView | None = None
         self._comms: dict[bytes, str] = {}  # the kernel's 16 comm bytes -> text
+        self._paths: dict[bytes, tuple[str, bool, bool, bool]] = {}
         self.table: dict[int, Decoder] = {
             Kind.EXEC: self._exec,
             Kind.CONNECT: self._connect,
@@ -132,20 +134,15 @@ class Decode(FileDecoders):
 
     def decode(self, raw: bytes) -> ev.Event | None:
         """One record as an event (None: bookkeeping only, or unknown)."""
+        if raw[0] == OPEN:  # most records are: theirs has a path of its own
+            return self._open(raw)
         h = HEADER.unpack_from(raw)
         kind, pid, _tid, uid, _gid, idx, ts_ns, result = h[:8]
         nums = h[8:-1]
         view = self.current = self.views.get(idx)
         ts = self.boot_offset + ts_ns / 1e9
-        comm = self._comms.get(h[-1])
-        if comm is None:
-            comm = self._comm_text(h[-1])
+        comm = self._comms.get(h[-1]) or self._comm_text(h[-1])
         workload = view.name if view else None
-        if kind == Kind.OPEN:
-            # Most records are opens: theirs is built with no shared dict of common fields
-            # to merge (that merge was a sixth of an open's decoding).
-            p = self.lineage.proc(pid, uid, ts)
-            return self._open(raw, p, nums, result, ts, workload, uid, pid, comm)
         base: dict[str, Any] = {
             "ts": ts,
             "workload": workload,
@@ -167,13 +164,6 @@ class Decode(FileDecoders):
             if result < 0:
                 base["error"] = ev.error_name(result)
         return decoder(raw, base, p, nums, result)
-
-    def _comm_text(self, raw: bytes) -> str:
-        """The comm as text, kept: a handful of names cover nearly every record."""
-        if len(self._comms) >= 4096:  # bounded: a workload may rename itself at will
-            self._comms.clear()
-        text = self._comms[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-        return text
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -122,16 +122,29 @@ class EventLog:
                 # Bounded chunks: encoding holds the GIL, so the loop gets turns between.
                 for start in range(0, len(batch), 4096):
                     chunk = batch[start : start + 4096]
-                    parts = [
-                        item if isinstance(item, bytes) else self._encoder.encode(item) + b"\n"
-                        for item in chunk
-                    ]
-                    self._write(b"".join(parts))
+                    self._write(self._encode(chunk))
                     self.written += len(chunk)
                 self.error = ""
             except OSError as exc:
                 self.dropped += len(batch)
                 self.error = f"{self.directory}: {exc}"
+
+    def _encode(self, chunk: list[Any]) -> bytes:
+        """JSON lines, in order: runs of events in one call each (half the cost of one
+        call per event), alert lines (already bytes) as they are."""
+        parts: list[bytes] = []
+        run: list[Any] = []
+        for item in chunk:
+            if isinstance(item, bytes):
+                if run:
+                    parts.append(self._encoder.encode_lines(run))
+                    run = []
+                parts.append(item)
+            else:
+                run.append(item)
+        if run:
+            parts.append(self._encoder.encode_lines(run))
+        return b"".join(parts)
 
     def _write(self, data: bytes) -> None:
         if self._file is None or self._size >= self.segment_bytes:

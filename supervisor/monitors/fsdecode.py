@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import events as ev
-from .abi import CWD_SLOT, DATA_OFF, PATH_OFF, PATHLEN
+from .abi import CWD_SLOT, DATA_OFF, OPEN_HEADER, PATH_OFF, PATHLEN
 from .lineage import AT_FDCWD, Fd, Lineage, Proc, read_fd, resolve
 from .provenance import Provenance
 
@@ -19,6 +19,10 @@ MFD_CLOEXEC = 1
 #: Paths that are never a dropped file (writes to them are not files being made), but
 #: for /dev/shm.
 NOT_FILES = ("/dev/", "/proc/", "/sys/")
+PATH_END = PATH_OFF + PATHLEN
+#: Absolute paths whose meaning (normalized, and which prefixes it has) is kept: a
+#: handful of paths are most opens (a build's headers, a shell's /dev/null).
+PATH_MEMO = 16384
 
 
 def cstr(raw: bytes, start: int, length: int) -> str:
@@ -34,6 +38,19 @@ class FileDecoders:
     names: frozenset[str]
     lineage: Lineage
     provenance: Provenance
+    views: dict[int, Any]
+    current: Any
+    boot_offset: float
+    _comms: dict[bytes, str]
+    #: raw absolute path -> (normalized, a file that can be made, a wanted read, in homes)
+    _paths: dict[bytes, tuple[str, bool, bool, bool]]
+
+    def _comm_text(self, raw: bytes) -> str:
+        """The comm as text, kept: a handful of names cover nearly every record."""
+        if len(self._comms) >= 4096:  # bounded: a workload may rename itself at will
+            self._comms.clear()
+        text = self._comms[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return text
 
     @staticmethod
     def _path(raw: bytes) -> str:
@@ -84,42 +101,61 @@ class FileDecoders:
 
     # --- files ---------------------------------------------------------------------------
 
-    def _open(
-        self,
-        raw: bytes,
-        p: Proc,
-        n: tuple[int, ...],
-        res: int,
-        ts: float,
-        workload: str | None,
-        uid: int,
-        pid: int,
-        comm: str,
-    ) -> ev.Open | None:
-        """The hottest decoder (most records are opens): called with the common fields
-        one by one, not the others' `base` dict, and with the helpers inlined."""
-        flags = n[0]
-        path, resolved = resolve(p, n[1], cstr(raw, PATH_OFF, PATHLEN))
+    def _open(self, raw: bytes) -> ev.Open | None:
+        """The hottest decoder (most records are opens): its own narrow header, no shared
+        dict of common fields, and what an absolute path means kept per path."""
+        pid, uid, idx, ts_ns, res, flags, dirfd, comm_raw = OPEN_HEADER.unpack_from(raw)
+        view = self.current = self.views.get(idx)
+        workload = view.name if view else None
+        ts = self.boot_offset + ts_ns / 1e9
+        comm = self._comms.get(comm_raw) or self._comm_text(comm_raw)
+        p = self.lineage.proc(pid, uid, ts)
+        end = raw.find(b"\0", PATH_OFF, PATH_END)
+        name = raw[PATH_OFF : PATH_END if end < 0 else end]
+        seen = self._paths.get(name)
+        if seen is not None:
+            path, filelike, wanted, home = seen
+            resolved = True
+        else:
+            path, resolved = resolve(p, dirfd, name.decode("utf-8", "replace"))
+            filelike = not path.startswith(NOT_FILES) or path.startswith("/dev/shm/")
+            wanted = path.startswith(self.read_prefixes)
+            home = path.startswith(self.home_root)
+            if name[:1] == b"/":  # absolute: means the same whoever opens it
+                if len(self._paths) >= PATH_MEMO:
+                    self._paths.clear()
+                self._paths[name] = (path, filelike, wanted, home)
         write = bool(flags & (O_WRONLY | O_RDWR))
         create = bool(flags & (O_CREAT | O_TRUNC))
         if res >= 0:
             if flags & O_DIRISH:
                 p.fds[res] = Fd("dir", path, cloexec=bool(flags & O_CLOEXEC))
-            if (write or create) and (
-                not path.startswith(NOT_FILES) or path.startswith("/dev/shm/")
-            ):
+            if (write or create) and filelike:
                 self.provenance.made(path, pid, comm, "write")
-        if not (write or create) and not path.startswith(self.read_prefixes):
+        if not (write or create or wanted):
             return None  # sent for the fd table or to be resolved; not an event
+        if res >= 0 and resolved and not home and not flags & O_TRUNC:
+            # The usual open: every other field at its default, so not passed.
+            return ev.Open(
+                path=path,
+                flags=flags,
+                write=write,
+                create=create,
+                ts=ts,
+                workload=workload,
+                uid=uid,
+                pid=pid,
+                ppid=p.ppid,
+                comm=comm,
+                result=res,
+            )
         return ev.Open(
             path=path,
             flags=flags,
             write=write,
             create=create,
             truncate=bool(flags & O_TRUNC),
-            other_home=(
-                self._other_home(workload, path) if path.startswith(self.home_root) else None
-            ),
+            other_home=self._other_home(workload, path) if home else None,
             resolved=resolved,
             ts=ts,
             workload=workload,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SHELLS = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish", "csh", "tcsh"}
@@ -64,9 +64,9 @@ def is_shell(path: str) -> bool:
     return name in SHELLS or name in INTERPRETERS
 
 
-@dataclass(slots=True, frozen=True)
-class Maker:
-    """Who made a file."""
+class Maker(NamedTuple):
+    """Who made a file (a tuple: one is made for every write-open, and a tuple is the
+    cheapest thing to make)."""
 
     pid: int
     comm: str
@@ -77,20 +77,24 @@ class Maker:
 
 
 class Provenance:
-    """Files made by watched processes: path -> Maker (bounded)."""
+    """Files made by watched processes: path -> Maker (bounded, the least recently made
+    forgotten first)."""
 
     def __init__(self, limit: int = 65536) -> None:
         self.limit = limit
+        # Ordered for eviction: a plain dict's oldest key is found by walking past the
+        # holes its deletions leave, which a stream of new files makes a long walk.
         self._made: OrderedDict[str, Maker] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._made)
 
     def made(self, path: str, pid: int, comm: str, how: str) -> None:
-        self._made[path] = Maker(pid, comm, how)
-        self._made.move_to_end(path)
-        while len(self._made) > self.limit:
-            self._made.popitem(last=False)
+        made = self._made
+        made[path] = Maker(pid, comm, how)
+        made.move_to_end(path)
+        if len(made) > self.limit:
+            made.popitem(last=False)
 
     def moved(self, old: str, new: str, pid: int, comm: str) -> None:
         """A rename: the file keeps who made it; one moved into place is made by the mover."""

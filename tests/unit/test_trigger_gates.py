@@ -80,7 +80,7 @@ def test_gated_alerts_are_exactly_the_ungated_ones_for_many_opens():
 
 def test_a_benign_open_is_ruled_out_by_the_gate_without_checking_each_trigger():
     engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    gates = engine._gated["open"].patterns
+    gates = engine._gated[ev.Open].patterns
     event = ev.Open(
         ts=0.0, workload="w", uid=1, pid=1, comm="cc", result=3, path="/home/w/work/a.o",
         flags=0, write=True, create=True,
@@ -93,7 +93,7 @@ def test_a_benign_open_is_ruled_out_by_the_gate_without_checking_each_trigger():
 
 def test_a_trigger_with_only_exact_matches_sits_behind_the_rarest_value():
     engine = TriggerEngine(load_triggers(None), {"w": frozenset()}, lambda a: None)
-    gated = engine._gated["open"]
+    gated = engine._gated[ev.Open]
     exact_gates, entries = gated.exacts, gated.entries
     [bit] = [b for t, b in entries if t.name == "unresolved-path-write"]
     # `resolved` defaults to true: asking for false rules out nearly every open.
@@ -108,7 +108,7 @@ def test_a_resolved_write_opens_no_candidate_and_an_unresolved_one_fires():
         path="<fd 9>/x", flags=1, write=True, create=False, resolved=False, **common
     )
     assert fired_names(engine, resolved) == []
-    assert engine._plans[("open", 0)] == []
+    assert engine._gated[ev.Open].candidates(resolved) == []
     assert fired_names(engine, unresolved) == ["unresolved-path-write"]
 
 
@@ -136,7 +136,7 @@ def test_a_gates_remembered_answers_stay_bounded_under_unique_paths():
     common = {"ts": 0.0, "workload": "w", "uid": 1, "pid": 1, "comm": "cc", "result": 3}
     for i in range(GATE_MEMO + 500):
         engine.on_event(ev.Open(path=f"/tmp/f{i}", flags=1, write=True, create=False, **common))
-    [seen] = [g.seen for g in engine._gated["open"].patterns if g.field == "path"]
+    [seen] = [g.seen for g in engine._gated[ev.Open].patterns if g.field == "path"]
     assert 0 < len(seen) <= GATE_MEMO
     # Still right after the table was emptied and filled again.
     hit = ev.Open(path="/home/w/.bashrc", flags=1, write=True, create=False, **common)
