@@ -56,7 +56,7 @@ class EventLog:
         max_bytes: int = 1 << 30,
         max_age: float = 7 * 86400,
         segment_bytes: int | None = None,
-        interval: float = 0.2,
+        interval: float = 0.05,
         max_pending: int = 2_000_000,
     ) -> None:
         self.directory = directory
