@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from . import events as ev
 from .abi import CWD_SLOT, DATA_OFF, OPEN_HEADER, PATH_OFF, PATHLEN
 from .lineage import AT_FDCWD, Fd, Lineage, Proc, read_fd, resolve
@@ -134,29 +136,11 @@ class FileDecoders:
                 self.provenance.made(path, pid, comm, "write")
         if not (write or create or wanted):
             return None  # sent for the fd table or to be resolved; not an event
-        if res >= 0 and resolved and not home and not flags & O_TRUNC:
-            # The usual open: every other field at its default, so not passed.
-            return ev.Open(
-                path=path,
-                flags=flags,
-                write=write,
-                create=create,
-                ts=ts,
-                workload=workload,
-                uid=uid,
-                pid=pid,
-                ppid=p.ppid,
-                comm=comm,
-                result=res,
-            )
-        return ev.Open(
+        event = ev.Open(
             path=path,
             flags=flags,
             write=write,
             create=create,
-            truncate=bool(flags & O_TRUNC),
-            other_home=self._other_home(workload, path) if home else None,
-            resolved=resolved,
             ts=ts,
             workload=workload,
             uid=uid,
@@ -164,6 +148,15 @@ class FileDecoders:
             ppid=p.ppid,
             comm=comm,
             result=res,
+        )
+        other_home = self._other_home(workload, path) if home else None
+        if res >= 0 and resolved and other_home is None and not flags & O_TRUNC:
+            return event  # the usual open: every other field at its default, not passed
+        return msgspec.structs.replace(
+            event,
+            truncate=bool(flags & O_TRUNC),
+            other_home=other_home,
+            resolved=resolved,
             error=ev.error_name(res) if res < 0 else None,
         )
 
