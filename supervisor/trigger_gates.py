@@ -83,10 +83,9 @@ class KindGates:
             (t, bit(w)) for t, w in zip(triggers, where, strict=True)
         ]
 
-        #: Checked whatever the gates say (behind none); all an event with every gate
-        #: shut needs, so that common case looks nothing else up.
-        self.always = [t for t, b in self.entries if b is None]
-        self._plans: dict[int, list[Trigger]] = {0: self.always}
+        # Plans per set of open gates; the commonest (every gate shut: only the
+        # triggers behind none) is there from the start.
+        self._plans: dict[int, list[Trigger]] = {0: [t for t, b in self.entries if b is None]}
         # The gates flattened for open_bits: no attribute lookups per event.
         self._checks = [
             (1 << i, g.field, g.seen, g.cheap.admits, g.union.fullmatch)

@@ -134,7 +134,7 @@ class Decode(FileDecoders):
 
     def decode(self, raw: bytes) -> ev.Event | None:
         """One record as an event (None: bookkeeping only, or unknown)."""
-        if raw[0] == OPEN:  # most records are: theirs has a path of its own
+        if raw[0] == OPEN:  # most records are opens: they have a header of their own
             return self._open(raw)
         h = HEADER.unpack_from(raw)
         kind, pid, _tid, uid, _gid, idx, ts_ns, result = h[:8]
